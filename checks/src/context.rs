@@ -1,0 +1,53 @@
+//! What a check runs against: a filesystem root, the config and the time.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use crate::ChecksConfig;
+
+/// What a check runs against.
+///
+/// `root` is `/` in production; tests point it at a directory tree that has the same
+/// layout (`etc/`, `sys/`, `proc/`, `var/lib/dpkg/`, ...) so the real check code runs on it.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Filesystem root that every path is read below.
+    pub root: PathBuf,
+    /// The checks' configuration.
+    pub config: ChecksConfig,
+    /// "Now", for age computations (fixed in tests).
+    pub now: SystemTime,
+    /// Whether checks may run commands and query live OS state that is not below `root`
+    /// (processes, D-Bus, netlink). True in production; false when `root` is a fixture tree,
+    /// so a test never mixes the fixture with this machine's state.
+    pub live: bool,
+}
+
+impl Context {
+    /// A context for this machine.
+    pub fn system(config: ChecksConfig) -> Self {
+        Self {
+            root: PathBuf::from("/"),
+            config,
+            now: SystemTime::now(),
+            live: true,
+        }
+    }
+
+    /// A context over a fixture tree; no commands and no live state.
+    pub fn fixture(root: impl Into<PathBuf>, config: ChecksConfig, now: SystemTime) -> Self {
+        Self {
+            root: root.into(),
+            config,
+            now,
+            live: false,
+        }
+    }
+
+    /// The path of an absolute system path below the root: `path("/etc/os-release")`.
+    pub fn path(&self, absolute: impl AsRef<Path>) -> PathBuf {
+        let absolute = absolute.as_ref();
+        let relative = absolute.strip_prefix("/").unwrap_or(absolute);
+        self.root.join(relative)
+    }
+}

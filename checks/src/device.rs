@@ -1,0 +1,111 @@
+//! Device identity: a stable id derived by hashing, never the raw machine id or serial.
+
+use posture_core::Device;
+use sha2::{Digest, Sha256};
+
+use crate::source::read_attr;
+use crate::Context;
+
+/// Domain separation: the same machine id hashed by another tool gives another value,
+/// so our device id cannot be joined with other data sets that use the raw machine id.
+const DEVICE_ID_DOMAIN: &[u8] = b"posture device id v1\0";
+
+/// Derives the device id from a machine id (hex SHA-256 with domain separation).
+pub fn device_id_from_machine_id(machine_id: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(DEVICE_ID_DOMAIN);
+    hasher.update(machine_id.trim().as_bytes());
+    hex(&hasher.finalize())
+}
+
+/// Reads the device's identity: hashed machine id, host name, DMI vendor and model.
+pub fn device_identity(ctx: &Context) -> Device {
+    // systemd's machine id first; D-Bus's copy on systems without systemd; the firmware
+    // UUID (root-only) last. "unidentified" makes a missing id visible rather than invented.
+    let machine_id = [
+        "/etc/machine-id",
+        "/var/lib/dbus/machine-id",
+        "/sys/class/dmi/id/product_uuid",
+    ]
+    .iter()
+    .filter_map(|p| read_attr(ctx, p).ok())
+    .find(|id| !id.is_empty());
+    let id = machine_id.map_or_else(
+        || "unidentified".to_owned(),
+        |m| device_id_from_machine_id(&m),
+    );
+    let hostname = ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .filter_map(|p| read_attr(ctx, p).ok())
+        .find(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned());
+    Device {
+        id,
+        hostname,
+        vendor: dmi(ctx, "sys_vendor"),
+        model: dmi(ctx, "product_name"),
+    }
+}
+
+fn dmi(ctx: &Context, attr: &str) -> Option<String> {
+    read_attr(ctx, format!("/sys/class/dmi/id/{attr}"))
+        .ok()
+        .filter(|v| !v.is_empty() && !is_placeholder(v))
+}
+
+/// Firmware fills unset DMI fields with placeholders; reporting them is noise.
+fn is_placeholder(value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    [
+        "to be filled by o.e.m.",
+        "default string",
+        "system product name",
+        "not specified",
+    ]
+    .contains(&lower.as_str())
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ChecksConfig;
+    use std::time::SystemTime;
+
+    #[test]
+    fn device_id_is_a_hash_not_the_machine_id() {
+        let id = device_id_from_machine_id("0123456789abcdef0123456789abcdef\n");
+        assert_eq!(id.len(), 64);
+        assert!(!id.contains("0123456789abcdef"));
+        assert_eq!(
+            id,
+            device_id_from_machine_id("0123456789abcdef0123456789abcdef")
+        );
+    }
+
+    #[test]
+    fn reads_identity_from_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::create_dir_all(root.join("proc/sys/kernel")).unwrap();
+        std::fs::create_dir_all(root.join("sys/class/dmi/id")).unwrap();
+        std::fs::write(root.join("etc/machine-id"), "5f2b\n").unwrap();
+        std::fs::write(root.join("proc/sys/kernel/hostname"), "laptop-7\n").unwrap();
+        std::fs::write(root.join("sys/class/dmi/id/sys_vendor"), "LENOVO\n").unwrap();
+        std::fs::write(
+            root.join("sys/class/dmi/id/product_name"),
+            "To Be Filled By O.E.M.\n",
+        )
+        .unwrap();
+        let ctx = Context::fixture(root, ChecksConfig::default(), SystemTime::now());
+        let device = device_identity(&ctx);
+        assert_eq!(device.id, device_id_from_machine_id("5f2b"));
+        assert_eq!(device.hostname, "laptop-7");
+        assert_eq!(device.vendor.as_deref(), Some("LENOVO"));
+        assert_eq!(device.model, None);
+    }
+}

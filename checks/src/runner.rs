@@ -1,0 +1,159 @@
+//! Runs the enabled checks concurrently, each bounded by the configured timeout, and
+//! assembles the report.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use posture_core::{Finding, Report, Timestamp};
+
+use crate::{device, os, CheckDef, ChecksConfig, Context, Error, CHECKS};
+
+/// What to collect, and from where.
+#[derive(Debug, Clone)]
+pub struct CollectOptions {
+    /// The checks' configuration.
+    pub config: ChecksConfig,
+    /// Run only these check ids (empty: every enabled check).
+    pub only: Vec<String>,
+    /// Context override for tests (a fixture root); `None` means this machine.
+    pub context: Option<Context>,
+}
+
+impl CollectOptions {
+    /// Every enabled check on this machine.
+    pub fn new(config: ChecksConfig) -> Self {
+        Self {
+            config,
+            only: Vec::new(),
+            context: None,
+        }
+    }
+}
+
+/// Collects a report: every selected check runs on its own thread; a check still running
+/// when the timeout expires is reported `unknown` with reason `timeout` and left behind
+/// (its commands have their own timeouts and are killed).
+pub fn collect(options: &CollectOptions) -> Result<Report, Error> {
+    options.config.validate()?;
+    let selected = select(options)?;
+    let ctx = Arc::new(
+        options
+            .context
+            .clone()
+            .unwrap_or_else(|| Context::system(options.config.clone())),
+    );
+    let started_at = Timestamp::from_system_time(SystemTime::now());
+    let deadline = Instant::now() + ctx.config.timeout;
+
+    let (sender, receiver) = mpsc::channel::<(usize, Finding)>();
+    for (index, check) in selected.iter().enumerate() {
+        let sender = sender.clone();
+        let ctx = Arc::clone(&ctx);
+        let check = **check;
+        std::thread::Builder::new()
+            .name(format!("check-{}", check.id))
+            .spawn(move || {
+                let finding = run_one(&check, &ctx);
+                // The receiver is gone only after the deadline; then nobody wants it.
+                let _ = sender.send((index, finding));
+            })
+            .map_err(Error::Thread)?;
+    }
+    drop(sender);
+
+    let mut findings: Vec<Option<Finding>> = vec![None; selected.len()];
+    let mut pending = selected.len();
+    while pending > 0 {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        match receiver.recv_timeout(remaining) {
+            Ok((index, finding)) => {
+                if let Some(slot) = findings.get_mut(index) {
+                    *slot = Some(finding);
+                }
+                pending -= 1;
+            }
+            Err(_) => break,
+        }
+    }
+
+    let timeout = humantime::format_duration(ctx.config.timeout);
+    let findings = findings
+        .into_iter()
+        .zip(&selected)
+        .map(|(finding, check)| {
+            finding.unwrap_or_else(|| {
+                Finding::unknown(
+                    check.id,
+                    format!("timeout: did not finish within {timeout}"),
+                )
+                .observe("timeout", timeout.to_string())
+            })
+        })
+        .collect();
+
+    let device = device::device_identity(&ctx);
+    let os_facts = os::os_facts(&ctx);
+    Ok(Report::new(device, os_facts, started_at, findings))
+}
+
+fn select(options: &CollectOptions) -> Result<Vec<&'static CheckDef>, Error> {
+    for id in &options.only {
+        if crate::check_by_id(id).is_none() {
+            return Err(Error::UnknownCheck(id.clone()));
+        }
+    }
+    Ok(CHECKS
+        .iter()
+        .filter(|c| options.only.is_empty() || options.only.iter().any(|id| id == c.id))
+        .filter(|c| options.config.is_enabled(c.id))
+        .collect())
+}
+
+fn run_one(check: &CheckDef, ctx: &Context) -> Finding {
+    let finding = catch_unwind(AssertUnwindSafe(|| (check.run)(ctx))).unwrap_or_else(|_| {
+        Finding::unknown(
+            check.id,
+            "internal error: the check panicked (please report this)",
+        )
+    });
+    // A check that breaks the model's invariants is a bug; never let it through as-is.
+    match finding.check_invariants() {
+        Ok(()) if finding.id == check.id => finding,
+        _ => Finding::unknown(
+            check.id,
+            "internal error: the check produced an invalid finding",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_unknown_id_is_an_error() {
+        let mut options = CollectOptions::new(ChecksConfig::default());
+        options.only = vec!["nope".into()];
+        assert!(matches!(collect(&options), Err(Error::UnknownCheck(id)) if id == "nope"));
+    }
+
+    #[test]
+    fn disabled_checks_do_not_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ChecksConfig {
+            disabled: CHECKS
+                .iter()
+                .map(|c| c.id.to_string())
+                .filter(|id| id != "os")
+                .collect(),
+            ..ChecksConfig::default()
+        };
+        let mut options = CollectOptions::new(config.clone());
+        options.context = Some(Context::fixture(dir.path(), config, SystemTime::now()));
+        let report = collect(&options).unwrap();
+        let ids: Vec<_> = report.findings.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(ids, vec!["os"]);
+    }
+}

@@ -1,0 +1,272 @@
+//! Reading raw facts: files below the context root and, where no file source exists,
+//! commands with a timeout. Nothing here interprets what it reads.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::Context;
+
+/// Files larger than this are not read whole: every source we read is far smaller.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why a source could not be read. Its `Display` is a reason fit for an `unknown` finding.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The path does not exist.
+    #[error("{0} does not exist")]
+    NotFound(PathBuf),
+    /// Permission denied: usually "needs root".
+    #[error("needs root: permission denied reading {0}")]
+    PermissionDenied(PathBuf),
+    /// Another I/O error.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The file is larger than [`MAX_FILE_BYTES`].
+    #[error("{0} is too large to read")]
+    TooLarge(PathBuf),
+    /// A command is not installed.
+    #[error("command `{0}` is not installed")]
+    CommandNotFound(String),
+    /// A command ran past its timeout and was killed.
+    #[error("timeout: command `{0}` did not finish in time")]
+    CommandTimeout(String),
+    /// A command exited unsuccessfully.
+    #[error("command `{command}` failed ({status}): {stderr}")]
+    CommandFailed {
+        /// The command line.
+        command: String,
+        /// Exit status.
+        status: String,
+        /// The first line of its stderr.
+        stderr: String,
+    },
+    /// Commands are not run against fixture trees.
+    #[error("commands are not run against a fixture root")]
+    NotLive,
+}
+
+impl SourceError {
+    fn from_io(path: &Path, err: io::Error) -> Self {
+        match err.kind() {
+            io::ErrorKind::NotFound => SourceError::NotFound(path.to_owned()),
+            io::ErrorKind::PermissionDenied => SourceError::PermissionDenied(path.to_owned()),
+            _ => SourceError::Io {
+                path: path.to_owned(),
+                source: err,
+            },
+        }
+    }
+
+    /// Whether the source simply is not there (as opposed to unreadable).
+    pub fn is_not_found(&self) -> bool {
+        matches!(
+            self,
+            SourceError::NotFound(_) | SourceError::CommandNotFound(_)
+        )
+    }
+}
+
+/// Reads a whole text file below the context root (`absolute` is the system path, e.g.
+/// `/etc/os-release`). Invalid UTF-8 is replaced, never an error.
+pub fn read_text(ctx: &Context, absolute: impl AsRef<Path>) -> Result<String, SourceError> {
+    read_bytes(ctx, absolute).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Reads a whole file below the context root.
+pub fn read_bytes(ctx: &Context, absolute: impl AsRef<Path>) -> Result<Vec<u8>, SourceError> {
+    let path = ctx.path(absolute);
+    let file = std::fs::File::open(&path).map_err(|e| SourceError::from_io(&path, e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| SourceError::from_io(&path, e))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(SourceError::TooLarge(path));
+    }
+    Ok(bytes)
+}
+
+/// Reads a one-line sysfs/procfs attribute, trimmed.
+pub fn read_attr(ctx: &Context, absolute: impl AsRef<Path>) -> Result<String, SourceError> {
+    read_text(ctx, absolute).map(|s| s.trim().to_owned())
+}
+
+/// Lists the entry names of a directory below the root, sorted.
+pub fn list_dir(ctx: &Context, absolute: impl AsRef<Path>) -> Result<Vec<String>, SourceError> {
+    let path = ctx.path(absolute);
+    let entries = std::fs::read_dir(&path).map_err(|e| SourceError::from_io(&path, e))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| SourceError::from_io(&path, e))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// Whether a path exists below the root.
+pub fn exists(ctx: &Context, absolute: impl AsRef<Path>) -> bool {
+    ctx.path(absolute).exists()
+}
+
+/// Finds an executable on the standard system paths below the root.
+pub fn find_program(ctx: &Context, name: &str) -> Option<PathBuf> {
+    [
+        "/usr/sbin",
+        "/usr/bin",
+        "/sbin",
+        "/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+    ]
+    .iter()
+    .map(|dir| ctx.path(Path::new(dir).join(name)))
+    .find(|p| p.is_file())
+}
+
+/// Output of a finished command.
+#[derive(Debug, Clone)]
+pub struct CommandOutput {
+    /// Standard output, lossily decoded.
+    pub stdout: String,
+    /// Standard error, lossily decoded.
+    pub stderr: String,
+    /// Exit code, if it exited normally.
+    pub code: Option<i32>,
+}
+
+/// Runs a command (only in a live context) with a timeout; a command still running then
+/// is killed. Stdin is closed; the environment's locale is forced to C so output is
+/// parseable. Non-zero exit is returned as output, not an error: callers decide.
+pub fn run_command(
+    ctx: &Context,
+    program: &str,
+    args: &[&str],
+    timeout: Duration,
+) -> Result<CommandOutput, SourceError> {
+    if !ctx.live {
+        return Err(SourceError::NotLive);
+    }
+    let command_line = std::iter::once(program)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let path = find_program(ctx, program)
+        .ok_or_else(|| SourceError::CommandNotFound(program.to_owned()))?;
+    let mut child = Command::new(&path)
+        .args(args)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| SourceError::from_io(&path, e))?;
+
+    // Drain both pipes on their own threads so a chatty command cannot block on a full pipe.
+    let stdout = child.stdout.take().map(drain);
+    let stderr = child.stderr.take().map(drain);
+
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(SourceError::CommandTimeout(command_line));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+            Err(e) => return Err(SourceError::from_io(&path, e)),
+        }
+    };
+    let stdout = stdout.and_then(|h| h.join().ok()).unwrap_or_default();
+    let stderr = stderr.and_then(|h| h.join().ok()).unwrap_or_default();
+    Ok(CommandOutput {
+        stdout,
+        stderr,
+        code: status.code(),
+    })
+}
+
+impl CommandOutput {
+    /// The output, or an error naming the command when it exited non-zero.
+    pub fn success(self, command: &str) -> Result<CommandOutput, SourceError> {
+        if self.code == Some(0) {
+            Ok(self)
+        } else {
+            Err(SourceError::CommandFailed {
+                command: command.to_owned(),
+                status: self
+                    .code
+                    .map_or("killed by signal".to_owned(), |c| format!("exit {c}")),
+                stderr: self.stderr.lines().next().unwrap_or("").to_owned(),
+            })
+        }
+    }
+}
+
+fn drain<R: Read + Send + 'static>(mut reader: R) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = reader.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ChecksConfig;
+
+    #[test]
+    fn command_that_hangs_is_killed_at_timeout() {
+        let ctx = Context::system(ChecksConfig::default());
+        let started = Instant::now();
+        let err = run_command(&ctx, "sleep", &["30"], Duration::from_millis(200)).unwrap_err();
+        assert!(matches!(err, SourceError::CommandTimeout(_)), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn missing_command_is_not_found() {
+        let ctx = Context::system(ChecksConfig::default());
+        let err =
+            run_command(&ctx, "posture-no-such-tool", &[], Duration::from_secs(1)).unwrap_err();
+        assert!(err.is_not_found());
+    }
+
+    #[test]
+    fn fixture_context_runs_no_commands() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = Context::fixture(
+            dir.path(),
+            ChecksConfig::default(),
+            std::time::SystemTime::now(),
+        );
+        assert!(matches!(
+            run_command(&ctx, "true", &[], Duration::from_secs(1)),
+            Err(SourceError::NotLive)
+        ));
+    }
+
+    #[test]
+    fn reads_below_root() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/hostname"), "laptop\n").unwrap();
+        let ctx = Context::fixture(
+            dir.path(),
+            ChecksConfig::default(),
+            std::time::SystemTime::now(),
+        );
+        assert_eq!(read_attr(&ctx, "/etc/hostname").unwrap(), "laptop");
+        assert!(read_text(&ctx, "/etc/missing").unwrap_err().is_not_found());
+    }
+}

@@ -1,0 +1,152 @@
+//! Rendering a report for people: one line per finding, the fix under each failure.
+
+use std::io::{self, Write};
+
+use posture_core::{Report, Status};
+
+/// Whether to use colours: only on a terminal, never with `NO_COLOR` set (no-color.org).
+pub fn use_colour(is_terminal: bool) -> bool {
+    is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+struct Style {
+    colour: bool,
+}
+
+impl Style {
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.colour {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
+    }
+}
+
+/// Writes the human report.
+pub fn write_human(out: &mut impl Write, report: &Report, colour: bool) -> io::Result<()> {
+    let style = Style { colour };
+    let privilege = match report.privilege {
+        posture_core::Privilege::Root => "as root",
+        posture_core::Privilege::User => "as user",
+    };
+    writeln!(
+        out,
+        "{} · {} · {}",
+        style.paint("1", &report.device.hostname),
+        report.os.name,
+        privilege
+    )?;
+    writeln!(out)?;
+    let title_width = report
+        .findings
+        .iter()
+        .map(|f| title(&f.id).chars().count())
+        .max()
+        .unwrap_or(0);
+    for finding in &report.findings {
+        let (mark, colour) = match finding.status {
+            Status::Pass => ("✔ pass   ", "32"),
+            Status::Fail => ("✘ fail   ", "31"),
+            Status::Unknown => ("? unknown", "33"),
+        };
+        writeln!(
+            out,
+            "  {}  {:<title_width$}  {}",
+            style.paint(colour, mark),
+            title(&finding.id),
+            finding.summary,
+        )?;
+        let indent = " ".repeat(2 + 9 + 2 + title_width + 2);
+        if let Some(remediation) = &finding.remediation {
+            let label = if finding.status == Status::Fail {
+                "fix"
+            } else {
+                "hint"
+            };
+            writeln!(
+                out,
+                "{indent}{} {}",
+                style.paint("1", &format!("→ {label}:")),
+                remediation.text
+            )?;
+            if let Some(url) = &remediation.url {
+                writeln!(out, "{indent}  {url}")?;
+            }
+        }
+    }
+    writeln!(out)?;
+    let s = report.summary;
+    let verdict = if report.is_compliant() {
+        style.paint("1;32", "COMPLIANT")
+    } else {
+        style.paint("1;31", "NOT COMPLIANT")
+    };
+    writeln!(
+        out,
+        "{} pass · {} fail · {} unknown — {verdict}",
+        s.pass, s.fail, s.unknown
+    )?;
+    if s.unknown > 0 && s.fail == 0 {
+        writeln!(
+            out,
+            "(a check that could not tell is not counted as a pass)"
+        )?;
+    }
+    Ok(())
+}
+
+fn title(id: &str) -> &str {
+    posture_checks::check_by_id(id).map_or(id, |c| c.title)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use posture_core::{Device, Finding, OsFacts, Remediation, Timestamp};
+
+    fn report() -> Report {
+        Report::new(
+            Device {
+                id: "x".into(),
+                hostname: "laptop".into(),
+                vendor: None,
+                model: None,
+            },
+            OsFacts {
+                name: "Debian GNU/Linux 12 (bookworm)".into(),
+                ..OsFacts::default()
+            },
+            Timestamp::now(),
+            vec![
+                Finding::pass("os", "Debian 12"),
+                Finding::fail(
+                    "firewall",
+                    "no firewall is active",
+                    Remediation::new("sudo ufw enable"),
+                ),
+            ],
+        )
+    }
+
+    #[test]
+    fn failure_shows_its_fix_and_verdict() {
+        let mut out = Vec::new();
+        write_human(&mut out, &report(), false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("✘ fail     Firewall"), "{text}");
+        assert!(text.contains("→ fix: sudo ufw enable"), "{text}");
+        assert!(
+            text.contains("1 pass · 1 fail · 0 unknown — NOT COMPLIANT"),
+            "{text}"
+        );
+        assert!(!text.contains('\x1b'));
+    }
+
+    #[test]
+    fn colour_only_when_asked() {
+        let mut out = Vec::new();
+        write_human(&mut out, &report(), true).unwrap();
+        assert!(String::from_utf8(out).unwrap().contains("\x1b[31m"));
+    }
+}

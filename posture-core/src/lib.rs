@@ -1,0 +1,41 @@
+//! # posture-core
+//!
+//! The device-posture model and everything that happens to a posture report after it
+//! has been collected: evidence, verification, policy and exports. Nothing in this
+//! crate probes the operating system; that is the job of `posture-checks`.
+//!
+//! Data flows one way: a [`Report`] (a list of tri-state [`Finding`]s) is collected by
+//! `posture-checks`, then signed into evidence, verified by a consumer and decided on
+//! by a policy.
+//!
+//! ## Threading
+//! All types are plain data (`Send + Sync`) with no interior mutability.
+//!
+//! ## Example
+//! ```
+//! use posture_core::{Finding, Remediation, Status};
+//!
+//! let finding = Finding::fail(
+//!     "firewall",
+//!     "no firewall is active",
+//!     Remediation::new("Enable a firewall: sudo ufw enable"),
+//! );
+//! assert_eq!(finding.status, Status::Fail);
+//! assert!(finding.check_invariants().is_ok());
+//! ```
+
+mod model;
+mod time;
+
+pub use model::{
+    Agent, Device, Finding, InvariantError, OsFacts, Privilege, Remediation, Report, Status,
+    Summary, REPORT_VERSION,
+};
+pub use time::Timestamp;
+
+/// The JSON Schema of [`Report`], generated from the Rust types.
+///
+/// The committed copy lives in `schemas/report.schema.json`; a test fails when they drift.
+pub fn report_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Report)).unwrap_or(serde_json::Value::Null)
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs everything posture needs to build, run and test on Debian/Ubuntu.
+# Idempotent: packages already present are not reinstalled.
+set -euo pipefail
+
+packages=(
+  build-essential pkg-config      # C compiler for the C ABI tests and -sys crates
+  libtss2-dev                     # tss-esapi links Debian's tpm2-tss
+  swtpm swtpm-tools               # TPM 2.0 simulator used by the TPM tests
+  tpm2-tools                      # independent verifier (tpm2_checkquote) and benchmarks
+  valgrind                        # leak checking of the C test programs
+  hyperfine                       # benchmarks
+  python3 python3-venv            # interop tests with independent JOSE / ctypes
+  ca-certificates curl
+)
+
+sudo_cmd=()
+if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null; then
+  echo "setup: cargo not found; install Rust (https://rustup.rs) and re-run" >&2
+  exit 2
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  cargo install --locked cargo-nextest
+fi

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets everything up and runs every test: lints, docs, unit and integration tests
+# (including the swtpm-backed TPM tests and the C programs), and brief fuzzing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/setup.sh
+
+echo "== fmt";    cargo fmt --all --check
+echo "== clippy"; cargo clippy --workspace --all-targets --locked -- -D warnings
+echo "== doc";    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+echo "== tests";  cargo nextest run --workspace --locked --no-fail-fast
+echo "== doctests"; cargo test --workspace --doc --locked
