@@ -24,6 +24,7 @@
 //! assert!(finding.check_invariants().is_ok());
 //! ```
 
+pub mod keys;
 mod model;
 mod time;
 

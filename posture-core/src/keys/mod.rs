@@ -1,0 +1,75 @@
+//! The device key: a P-256 key that signs evidence with ES256.
+//!
+//! [`Signer`] is the seam between evidence and where the key lives: a software key file
+//! or a TPM (non-exportable). Evidence records which, as [`KeyAssurance`].
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// How well the device key is protected; carried in evidence as `key_assurance`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyAssurance {
+    /// A key file on disk (owner-only permissions); copyable by anyone who can read it.
+    Software,
+    /// A key created inside a TPM 2.0; it never leaves the chip.
+    Tpm,
+}
+
+impl KeyAssurance {
+    /// The wire name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            KeyAssurance::Software => "software",
+            KeyAssurance::Tpm => "tpm",
+        }
+    }
+}
+
+/// Errors of key handling.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// A key file or directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A key file or its directory is readable by others or owned by someone else.
+    #[error("refusing {path}: {problem}")]
+    InsecurePermissions {
+        /// The file or directory.
+        path: std::path::PathBuf,
+        /// What is wrong, e.g. "mode 0644, expected 0600".
+        problem: String,
+    },
+    /// A key file that is not a valid key.
+    #[error("{path} is not a valid P-256 key: {message}")]
+    InvalidKey {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The TPM refused or failed (the message carries the TPM return code).
+    #[error("TPM: {0}")]
+    Tpm(String),
+    /// A signature could not be made.
+    #[error("signing failed: {0}")]
+    Signing(String),
+    /// Not available on this platform or build.
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+/// A P-256 device key that signs with ES256 (ECDSA over SHA-256).
+pub trait Signer: Send + Sync + std::fmt::Debug {
+    /// The public key.
+    fn public_key(&self) -> p256::PublicKey;
+    /// Signs `message` (hashing it with SHA-256 first, as ES256 does).
+    fn sign(&self, message: &[u8]) -> Result<p256::ecdsa::Signature, KeyError>;
+    /// Where the private key lives.
+    fn assurance(&self) -> KeyAssurance;
+}
