@@ -9,7 +9,7 @@ packages=(
   swtpm swtpm-tools               # TPM 2.0 simulator used by the TPM tests
   tpm2-tools                      # independent verifier (tpm2_checkquote) and benchmarks
   valgrind                        # leak checking of the C test programs
-  hyperfine                       # benchmarks
+  hyperfine time                  # benchmarks (hyperfine, /usr/bin/time -v)
   python3 python3-venv            # interop tests with independent JOSE / ctypes
   ca-certificates curl
 )

@@ -45,12 +45,20 @@ pub fn collect(options: &CollectOptions) -> Result<Report, Error> {
             .unwrap_or_else(|| Context::system(options.config.clone())),
     );
     let started_at = Timestamp::from_system_time(SystemTime::now());
-    let deadline = Instant::now() + ctx.config.timeout;
+    let findings = run_checks(&selected, &ctx)?;
+    let device = device::device_identity(&ctx);
+    let os_facts = os::os_facts(&ctx);
+    Ok(Report::new(device, os_facts, started_at, findings))
+}
 
+/// Runs `checks` concurrently against `ctx`, each bounded by the configured timeout, and
+/// returns one finding per check in the same order.
+fn run_checks(checks: &[&'static CheckDef], ctx: &Arc<Context>) -> Result<Vec<Finding>, Error> {
+    let deadline = Instant::now() + ctx.config.timeout;
     let (sender, receiver) = mpsc::channel::<(usize, Finding)>();
-    for (index, check) in selected.iter().enumerate() {
+    for (index, check) in checks.iter().enumerate() {
         let sender = sender.clone();
-        let ctx = Arc::clone(&ctx);
+        let ctx = Arc::clone(ctx);
         let check = **check;
         std::thread::Builder::new()
             .name(format!("check-{}", check.id))
@@ -63,8 +71,8 @@ pub fn collect(options: &CollectOptions) -> Result<Report, Error> {
     }
     drop(sender);
 
-    let mut findings: Vec<Option<Finding>> = vec![None; selected.len()];
-    let mut pending = selected.len();
+    let mut findings: Vec<Option<Finding>> = vec![None; checks.len()];
+    let mut pending = checks.len();
     while pending > 0 {
         let remaining = deadline.saturating_duration_since(Instant::now());
         match receiver.recv_timeout(remaining) {
@@ -79,23 +87,16 @@ pub fn collect(options: &CollectOptions) -> Result<Report, Error> {
     }
 
     let timeout = humantime::format_duration(ctx.config.timeout);
-    let findings = findings
+    Ok(findings
         .into_iter()
-        .zip(&selected)
+        .zip(checks)
         .map(|(finding, check)| {
             finding.unwrap_or_else(|| {
-                Finding::unknown(
-                    check.id,
-                    format!("timeout: did not finish within {timeout}"),
-                )
-                .observe("timeout", timeout.to_string())
+                Finding::unknown(check.id, format!("timeout: did not finish within {timeout}"))
+                    .observe("timeout", timeout.to_string())
             })
         })
-        .collect();
-
-    let device = device::device_identity(&ctx);
-    let os_facts = os::os_facts(&ctx);
-    Ok(Report::new(device, os_facts, started_at, findings))
+        .collect())
 }
 
 fn select(options: &CollectOptions) -> Result<Vec<&'static CheckDef>, Error> {
@@ -131,6 +132,41 @@ fn run_one(check: &CheckDef, ctx: &Context) -> Finding {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn hangs(_: &Context) -> Finding {
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        Finding::pass("hangs", "never reached in time")
+    }
+
+    fn quick(_: &Context) -> Finding {
+        Finding::pass("quick", "done")
+    }
+
+    fn panics(_: &Context) -> Finding {
+        let values: Vec<u8> = Vec::new();
+        Finding::pass("panics", format!("{}", values[3]))
+    }
+
+    static HANGS: CheckDef = CheckDef { id: "hangs", title: "Hangs", run: hangs };
+    static QUICK: CheckDef = CheckDef { id: "quick", title: "Quick", run: quick };
+    static PANICS: CheckDef = CheckDef { id: "panics", title: "Panics", run: panics };
+
+    #[test]
+    fn hung_check_becomes_unknown_timeout_and_others_still_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = ChecksConfig {
+            timeout: std::time::Duration::from_millis(300),
+            ..ChecksConfig::default()
+        };
+        let ctx = Arc::new(Context::fixture(dir.path(), config, SystemTime::now()));
+        let findings = run_checks(&[&HANGS, &QUICK, &PANICS], &ctx).unwrap();
+        assert_eq!(findings[0].id, "hangs");
+        assert_eq!(findings[0].status, posture_core::Status::Unknown);
+        assert!(findings[0].reason.as_deref().unwrap().starts_with("timeout"));
+        assert_eq!(findings[1].status, posture_core::Status::Pass);
+        assert_eq!(findings[2].status, posture_core::Status::Unknown);
+        assert!(findings[2].reason.as_deref().unwrap().contains("panicked"));
+    }
 
     #[test]
     fn only_unknown_id_is_an_error() {

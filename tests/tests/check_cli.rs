@@ -1,0 +1,207 @@
+//! `posture check` end to end: the built binary on this machine, its JSON validated
+//! against the committed schema, and findings compared with facts read independently.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use posture_integration_tests::{posture_bin, run_posture, stdout_json, workspace_root};
+use sha2::{Digest, Sha256};
+
+const ALL_CHECKS: &[&str] = &[
+    "os",
+    "patch_level",
+    "auto_updates",
+    "disk_encryption",
+    "edr",
+    "firewall",
+    "secure_boot",
+    "tpm",
+    "screen_lock",
+];
+
+fn schema_errors(instance: &serde_json::Value) -> Option<String> {
+    let schema_path = workspace_root().join("schemas/report.schema.json");
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&schema_path).unwrap()).unwrap();
+    let mut schemas = boon::Schemas::new();
+    let mut compiler = boon::Compiler::new();
+    compiler.add_resource("report.schema.json", schema).unwrap();
+    let index = compiler.compile("report.schema.json", &mut schemas).unwrap();
+    schemas.validate(instance, index).err().map(|e| format!("{e:#}"))
+}
+
+fn validate_against_schema(instance: &serde_json::Value) {
+    if let Some(e) = schema_errors(instance) {
+        panic!("report does not match schemas/report.schema.json: {e}");
+    }
+}
+
+#[test]
+fn schema_rejects_broken_invariants() {
+    let output = run_posture(&["check", "--json", "--only", "os"], &[]);
+    let report = stdout_json(&output);
+    validate_against_schema(&report);
+
+    let mut fail_without_fix = report.clone();
+    fail_without_fix["findings"][0]["status"] = "fail".into();
+    fail_without_fix["findings"][0].as_object_mut().unwrap().remove("remediation");
+    assert!(schema_errors(&fail_without_fix).is_some());
+
+    let mut unknown_without_reason = report.clone();
+    unknown_without_reason["findings"][0]["status"] = "unknown".into();
+    unknown_without_reason["findings"][0].as_object_mut().unwrap().remove("reason");
+    assert!(schema_errors(&unknown_without_reason).is_some());
+
+    let mut typo = report.clone();
+    typo["findings"][0]["statsu"] = "pass".into();
+    assert!(schema_errors(&typo).is_some());
+}
+
+fn os_release_field(key: &str) -> Option<String> {
+    let text = std::fs::read_to_string("/etc/os-release")
+        .or_else(|_| std::fs::read_to_string("/usr/lib/os-release"))
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .map(|v| v.trim_matches('"').to_owned())
+}
+
+fn findings_by_id(report: &serde_json::Value) -> BTreeMap<String, serde_json::Value> {
+    report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["id"].as_str().unwrap().to_owned(), f.clone()))
+        .collect()
+}
+
+#[test]
+fn json_report_matches_schema_and_this_machine() {
+    let output = run_posture(&["check", "--json"], &[]);
+    let report = stdout_json(&output);
+    validate_against_schema(&report);
+
+    // Every check ran, once, in registry order.
+    let ids: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ALL_CHECKS);
+
+    // Exit code follows the findings: 0 only when every finding passed.
+    let all_pass = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|f| f["status"] == "pass");
+    assert_eq!(output.status.code(), Some(if all_pass { 0 } else { 1 }), "{report:#}");
+
+    // OS facts agree with os-release, read here independently.
+    assert_eq!(report["os"]["id"].as_str(), os_release_field("ID").as_deref());
+    assert_eq!(
+        report["os"]["version_id"].as_str(),
+        os_release_field("VERSION_ID").as_deref()
+    );
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_eq!(report["os"]["kernel"].as_str(), Some(kernel.trim()));
+
+    // The device id is a domain-separated hash of the machine id, never the raw value.
+    let machine_id = std::fs::read_to_string("/etc/machine-id").unwrap();
+    let mut hasher = Sha256::new();
+    hasher.update(b"posture device id v1\0");
+    hasher.update(machine_id.trim().as_bytes());
+    let expected: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(report["device"]["id"].as_str(), Some(expected.as_str()));
+    assert!(!report.to_string().contains(machine_id.trim()));
+
+    // Summary counts agree with the findings.
+    let findings = findings_by_id(&report);
+    for status in ["pass", "fail", "unknown"] {
+        let count = findings.values().filter(|f| f["status"] == status).count();
+        assert_eq!(report["summary"][status].as_u64(), Some(count as u64), "{status}");
+    }
+}
+
+#[test]
+fn only_runs_the_named_checks() {
+    let output = run_posture(&["check", "--json", "--only", "os"], &[]);
+    let report = stdout_json(&output);
+    validate_against_schema(&report);
+    let findings = findings_by_id(&report);
+    assert_eq!(findings.keys().collect::<Vec<_>>(), vec!["os"]);
+    assert_eq!(findings["os"]["source"][0], "/etc/os-release");
+}
+
+#[test]
+fn unknown_check_is_a_usage_error_exit_2() {
+    let output = run_posture(&["check", "--only", "firewal"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("unknown check `firewal`"), "{stderr}");
+    assert!(output.stdout.is_empty());
+}
+
+#[test]
+fn config_typo_is_an_error_with_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, "[checks]\ntimeout = \"2s\"\ndisabld = [\"os\"]\n").unwrap();
+    let output = run_posture(&["check", "--config", config.to_str().unwrap()], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("line 3, column 1"), "{stderr}");
+    assert!(stderr.contains("disabld"), "{stderr}");
+}
+
+#[test]
+fn missing_explicit_config_is_an_error() {
+    let output = run_posture(&["check", "--config", "/nonexistent/posture.toml"], &[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("/nonexistent/posture.toml"));
+}
+
+#[test]
+fn disabled_checks_from_config_do_not_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let disabled: Vec<String> = ALL_CHECKS
+        .iter()
+        .filter(|id| **id != "os")
+        .map(|id| format!("\"{id}\""))
+        .collect();
+    std::fs::write(&config, format!("[checks]\ndisabled = [{}]\n", disabled.join(", "))).unwrap();
+    let output = run_posture(&["check", "--json", "--config", config.to_str().unwrap()], &[]);
+    let report = stdout_json(&output);
+    assert_eq!(findings_by_id(&report).keys().collect::<Vec<_>>(), vec!["os"]);
+}
+
+#[test]
+fn human_output_has_a_line_per_finding_and_no_colour_in_a_pipe() {
+    let output = run_posture(&["check"], &[]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(!text.contains('\x1b'), "colour in a pipe: {text}");
+    for title in ["Operating system", "Disk encryption", "Firewall", "Screen lock"] {
+        assert!(text.contains(title), "{title} missing from:\n{text}");
+    }
+    assert!(text.contains("COMPLIANT"), "{text}");
+}
+
+/// Runs `posture check --only os` on a pseudo-terminal (util-linux `script`).
+fn on_terminal(no_color: Option<&str>) -> String {
+    let command = format!("{} check --only os", posture_bin().display());
+    let mut script = Command::new("script");
+    script.args(["-qec", &command, "/dev/null"]).env_remove("NO_COLOR");
+    if let Some(value) = no_color {
+        script.env("NO_COLOR", value);
+    }
+    let output = script.output().expect("util-linux `script` is installed");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn colour_on_a_terminal_unless_no_color() {
+    assert!(on_terminal(None).contains("\x1b["), "no colour on a terminal");
+    assert!(!on_terminal(Some("1")).contains("\x1b["), "colour despite NO_COLOR");
+}
