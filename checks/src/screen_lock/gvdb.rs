@@ -60,6 +60,9 @@ const ITEM_LEN: usize = 24;
 const NO_PARENT: u32 = u32::MAX;
 /// Nested tables deeper than this are corrupt (dconf nests one level: `.locks`).
 const MAX_TABLE_DEPTH: u32 = 4;
+/// Longer parent chains are corrupt (a dconf key has one item per path segment). The cap
+/// also keeps a crafted file from costing time quadratic in its size.
+const MAX_KEY_DEPTH: usize = 256;
 
 fn u32_at(bytes: &[u8], offset: usize) -> Option<u32> {
     let end = offset.checked_add(4)?;
@@ -170,7 +173,15 @@ fn parse_table(bytes: &[u8], pointer_offset: usize, depth: u32) -> Result<Table,
                 out.tables
                     .insert(name, parse_table(bytes, value_pointer, depth + 1)?);
             }
-            // 'L' lists children for directory listing; the keys are what we need.
+            // A list of child item indices (dconf's directory listings): not needed for
+            // lookups, but checked so a damaged file is not read as a whole one.
+            b'L' => {
+                let list = slice_at(bytes, value_pointer)
+                    .ok_or(GvdbError::Corrupt("list out of bounds"))?;
+                if list.len() % 4 != 0 {
+                    return Err(GvdbError::Corrupt("list is not whole"));
+                }
+            }
             _ => {}
         }
     }
@@ -178,11 +189,11 @@ fn parse_table(bytes: &[u8], pointer_offset: usize, depth: u32) -> Result<Table,
 }
 
 /// Joins an item's key fragment to its parents'. Chains longer than the item count
-/// are cycles.
+/// are cycles; chains longer than [`MAX_KEY_DEPTH`] are rejected.
 fn full_key(fragments: &[(&str, u32)], index: usize) -> Result<String, GvdbError> {
     let mut parts = Vec::new();
     let mut current = index;
-    for _ in 0..=fragments.len() {
+    for _ in 0..=fragments.len().min(MAX_KEY_DEPTH) {
         let (key, parent) = fragments
             .get(current)
             .ok_or(GvdbError::Corrupt("parent out of bounds"))?;
