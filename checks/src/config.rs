@@ -159,6 +159,18 @@ mod tests {
     }
 
     #[test]
+    fn screen_lock_limit_defaults_to_15_and_is_configurable() {
+        assert_eq!(ChecksConfig::default().screen_lock.max_idle_minutes, 15);
+        let config =
+            ChecksConfig::from_toml("[screen_lock]\nmax_idle_minutes = 5\n", Path::new("c.toml"))
+                .unwrap();
+        assert_eq!(config.screen_lock.max_idle_minutes, 5);
+        assert!(
+            ChecksConfig::from_toml("[screen_lock]\nmax_idle = 5\n", Path::new("c.toml")).is_err()
+        );
+    }
+
+    #[test]
     fn unknown_check_id_is_an_error() {
         let config =
             ChecksConfig::from_toml("disabled = [\"firewal\"]", Path::new("c.toml")).unwrap();

@@ -179,29 +179,27 @@ fn setup_mode_remediation() -> Remediation {
 /// Runs the check.
 pub fn check(ctx: &Context) -> Finding {
     let lockdown = lockdown(ctx);
-    let with_facts = |finding: Finding, enabled: Value, setup_mode: Value| {
-        finding
-            .observe("uefi", true)
+    // Every finding carries the same facts; null where they are not known.
+    let facts = |finding: Finding, uefi: bool, enabled: Value, setup_mode: Value| {
+        let finding = finding
+            .observe("uefi", uefi)
             .observe("enabled", enabled)
             .observe("setup_mode", setup_mode)
-            .observe("lockdown", lockdown.clone())
-            .source(LOCKDOWN)
+            .observe("lockdown", lockdown.clone());
+        if lockdown.is_null() {
+            finding
+        } else {
+            finding.source(LOCKDOWN)
+        }
     };
 
     if !exists(ctx, EFI_DIR) {
-        let mut finding = Finding::unknown(
+        let finding = Finding::unknown(
             ID,
             "legacy BIOS boot: the machine was not booted by UEFI, so Secure Boot does not apply",
         )
-        .observe("uefi", false)
-        .observe("enabled", Value::Null)
-        .observe("setup_mode", Value::Null)
-        .observe("lockdown", lockdown.clone())
         .source(EFI_DIR);
-        if !lockdown.is_null() {
-            finding = finding.source(LOCKDOWN);
-        }
-        return finding;
+        return facts(finding, false, Value::Null, Value::Null);
     }
 
     let secure_boot = read_var(ctx, "SecureBoot");
@@ -212,7 +210,7 @@ pub fn check(ctx: &Context) -> Finding {
                 finding = finding.source(path.clone());
             }
         }
-        with_facts(finding, secure_boot.fact(), setup_mode.fact()).source(EFIVARS_DIR)
+        facts(finding, true, secure_boot.fact(), setup_mode.fact()).source(EFIVARS_DIR)
     };
 
     match (&secure_boot, &setup_mode) {
