@@ -8,6 +8,7 @@ packages=(
   libtss2-dev                     # tss-esapi links Debian's tpm2-tss
   swtpm swtpm-tools               # TPM 2.0 simulator used by the TPM tests
   tpm2-tools                      # independent verifier (tpm2_checkquote) and benchmarks
+  dconf-cli                       # `dconf compile` builds the GVDB fixtures of the screen_lock tests
   valgrind                        # leak checking of the C test programs
   hyperfine time                  # benchmarks (hyperfine, /usr/bin/time -v)
   python3 python3-venv            # interop tests with independent JOSE / ctypes

@@ -23,6 +23,8 @@ pub struct ChecksConfig {
     pub patch_level: PatchLevelConfig,
     /// Requirements of the `edr` check.
     pub edr: EdrConfig,
+    /// Thresholds of the `screen_lock` check.
+    pub screen_lock: ScreenLockConfig,
 }
 
 impl Default for ChecksConfig {
@@ -32,6 +34,7 @@ impl Default for ChecksConfig {
             timeout: Duration::from_secs(5),
             patch_level: PatchLevelConfig::default(),
             edr: EdrConfig::default(),
+            screen_lock: ScreenLockConfig::default(),
         }
     }
 }
@@ -65,6 +68,22 @@ pub struct EdrConfig {
     /// Product ids from the catalogue; the check passes when any one of them is running.
     /// Empty means any product in the catalogue.
     pub required: Vec<String>,
+}
+
+/// Thresholds of the `screen_lock` check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScreenLockConfig {
+    /// Fail when the screen locks later than this many minutes of inactivity.
+    pub max_idle_minutes: u32,
+}
+
+impl Default for ScreenLockConfig {
+    fn default() -> Self {
+        Self {
+            max_idle_minutes: 15,
+        }
+    }
 }
 
 impl ChecksConfig {
@@ -137,6 +156,18 @@ mod tests {
         assert_eq!(config.edr.required, vec!["crowdstrike"]);
         assert_eq!(config.patch_level.max_security_pending_days, 14);
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn screen_lock_limit_defaults_to_15_and_is_configurable() {
+        assert_eq!(ChecksConfig::default().screen_lock.max_idle_minutes, 15);
+        let config =
+            ChecksConfig::from_toml("[screen_lock]\nmax_idle_minutes = 5\n", Path::new("c.toml"))
+                .unwrap();
+        assert_eq!(config.screen_lock.max_idle_minutes, 5);
+        assert!(
+            ChecksConfig::from_toml("[screen_lock]\nmax_idle = 5\n", Path::new("c.toml")).is_err()
+        );
     }
 
     #[test]

@@ -43,7 +43,7 @@ pub mod screen_lock;
 pub mod secure_boot;
 pub mod tpm;
 
-pub use config::{ChecksConfig, EdrConfig, PatchLevelConfig};
+pub use config::{ChecksConfig, EdrConfig, PatchLevelConfig, ScreenLockConfig};
 pub use context::Context;
 pub use device::{device_id_from_machine_id, device_identity};
 pub use error::Error;

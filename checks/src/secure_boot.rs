@@ -1,13 +1,293 @@
-//! `secure_boot`: placeholder until the check lands; it never passes.
+//! `secure_boot`: whether UEFI Secure Boot is enforcing, and the kernel lockdown mode.
+//!
+//! Sources: `/sys/firmware/efi` (present only when the kernel was booted by UEFI),
+//! the efivarfs variables `SecureBoot-8be4df61-…` and `SetupMode-8be4df61-…` (each is
+//! 4 bytes of little-endian attributes followed by the variable's data, one byte here),
+//! the legacy sysfs-efivars `…/vars/<name>-<guid>/data` (data only) on old kernels, and
+//! `/sys/kernel/security/lockdown` (`none [integrity] confidentiality`).
+//!
+//! Pass: `SecureBoot` is 1 and `SetupMode` is 0 (platform keys enrolled, so the firmware
+//! really verifies what it boots). A machine booted by legacy BIOS is `unknown`: Secure
+//! Boot does not apply there, and a policy decides what that means. A variable that is
+//! truncated or holds anything but 0 or 1 is `unknown`, never a pass.
 
-use posture_core::Finding;
+use posture_core::{Finding, Remediation};
+use serde_json::Value;
 
+use crate::source::{exists, list_dir, read_attr, read_bytes};
 use crate::Context;
 
 /// Check id.
 pub const ID: &str = "secure_boot";
 
+/// The EFI global variable GUID that `SecureBoot` and `SetupMode` live under.
+pub const EFI_GLOBAL_GUID: &str = "8be4df61-93ca-11d2-aa0d-00e098032b8c";
+
+const EFI_DIR: &str = "/sys/firmware/efi";
+const EFIVARS_DIR: &str = "/sys/firmware/efi/efivars";
+const LEGACY_VARS_DIR: &str = "/sys/firmware/efi/vars";
+const LOCKDOWN: &str = "/sys/kernel/security/lockdown";
+const HELP_URL: &str = "https://wiki.debian.org/SecureBoot";
+
+/// Why an EFI variable's bytes are not a usable boolean.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EfiVarError {
+    /// Shorter than 4 attribute bytes plus one data byte (or empty data, legacy layout).
+    #[error("{name} is truncated ({len} bytes)")]
+    Truncated {
+        /// Variable name.
+        name: String,
+        /// Its length in bytes.
+        len: usize,
+    },
+    /// More data than the one byte the UEFI specification defines.
+    #[error("{name} has {len} data bytes, expected 1")]
+    TooLong {
+        /// Variable name.
+        name: String,
+        /// Data length in bytes.
+        len: usize,
+    },
+    /// The data byte is neither 0 nor 1.
+    #[error("{name} holds {value:#04x}, expected 0 or 1")]
+    NotBoolean {
+        /// Variable name.
+        name: String,
+        /// The byte.
+        value: u8,
+    },
+}
+
+/// Parses an efivarfs file (4 attribute bytes, then the data) holding a UEFI boolean.
+pub fn parse_efivar_bool(name: &str, bytes: &[u8]) -> Result<bool, EfiVarError> {
+    match bytes.get(4..) {
+        Some(data) if !data.is_empty() => parse_data_bool(name, data),
+        _ => Err(EfiVarError::Truncated {
+            name: name.to_owned(),
+            len: bytes.len(),
+        }),
+    }
+}
+
+/// Parses the data of a UEFI boolean variable without the attribute prefix (the legacy
+/// sysfs-efivars `data` file).
+pub fn parse_data_bool(name: &str, data: &[u8]) -> Result<bool, EfiVarError> {
+    match data {
+        [] => Err(EfiVarError::Truncated {
+            name: name.to_owned(),
+            len: 0,
+        }),
+        [0] => Ok(false),
+        [1] => Ok(true),
+        [value] => Err(EfiVarError::NotBoolean {
+            name: name.to_owned(),
+            value: *value,
+        }),
+        _ => Err(EfiVarError::TooLong {
+            name: name.to_owned(),
+            len: data.len(),
+        }),
+    }
+}
+
+/// Parses `/sys/kernel/security/lockdown`: the mode in brackets is the active one.
+pub fn parse_lockdown(text: &str) -> Option<String> {
+    text.split_whitespace()
+        .find_map(|word| word.strip_prefix('[')?.strip_suffix(']'))
+        .filter(|mode| !mode.is_empty())
+        .map(str::to_owned)
+}
+
+/// How a UEFI boolean variable was read.
+#[derive(Debug)]
+enum VarRead {
+    /// The value and the file it came from.
+    Value(bool, String),
+    /// The variable does not exist.
+    Absent,
+    /// It exists but cannot be read or understood: the reason.
+    Bad(String, String),
+}
+
+impl VarRead {
+    /// The observed fact: the boolean, or null when not known.
+    fn fact(&self) -> Value {
+        match self {
+            VarRead::Value(value, _) => Value::Bool(*value),
+            VarRead::Absent | VarRead::Bad(_, _) => Value::Null,
+        }
+    }
+}
+
+fn read_var(ctx: &Context, name: &str) -> VarRead {
+    let efivarfs = format!("{EFIVARS_DIR}/{name}-{EFI_GLOBAL_GUID}");
+    match read_bytes(ctx, &efivarfs) {
+        Ok(bytes) => {
+            return match parse_efivar_bool(name, &bytes) {
+                Ok(value) => VarRead::Value(value, efivarfs),
+                Err(e) => VarRead::Bad(e.to_string(), efivarfs),
+            }
+        }
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return VarRead::Bad(e.to_string(), efivarfs),
+    }
+    // Kernels before efivarfs (or without it mounted) may still have sysfs-efivars.
+    let legacy = format!("{LEGACY_VARS_DIR}/{name}-{EFI_GLOBAL_GUID}/data");
+    match read_bytes(ctx, &legacy) {
+        Ok(bytes) => match parse_data_bool(name, &bytes) {
+            Ok(value) => VarRead::Value(value, legacy),
+            Err(e) => VarRead::Bad(e.to_string(), legacy),
+        },
+        Err(e) if e.is_not_found() => VarRead::Absent,
+        Err(e) => VarRead::Bad(e.to_string(), legacy),
+    }
+}
+
+/// Whether any EFI variables are visible at all: if none are, efivarfs is not mounted
+/// and an absent `SecureBoot` says nothing about the firmware.
+fn variables_visible(ctx: &Context) -> bool {
+    let non_empty = |dir: &str| list_dir(ctx, dir).is_ok_and(|names| !names.is_empty());
+    non_empty(EFIVARS_DIR) || non_empty(LEGACY_VARS_DIR)
+}
+
+fn lockdown(ctx: &Context) -> Value {
+    match read_attr(ctx, LOCKDOWN) {
+        Ok(text) => parse_lockdown(&text).map_or(Value::Null, Value::String),
+        Err(_) => Value::Null,
+    }
+}
+
+fn enable_remediation() -> Remediation {
+    Remediation::new(
+        "Turn on Secure Boot in the firmware setup (UEFI/BIOS settings, usually opened with F2, \
+         F10, F12 or Del while the machine starts), then boot again. Distributions signed by \
+         Microsoft's UEFI CA (Debian, Ubuntu, Fedora, RHEL, SUSE) boot with it unchanged.",
+    )
+    .with_url(HELP_URL)
+}
+
+fn setup_mode_remediation() -> Remediation {
+    Remediation::new(
+        "The firmware is in Setup Mode: no platform key is enrolled, so nothing is verified. \
+         In the firmware setup, restore the factory Secure Boot keys (often \"Restore default \
+         keys\" or \"Install default Secure Boot keys\") or enroll your own platform key, then \
+         enable Secure Boot.",
+    )
+    .with_url(HELP_URL)
+}
+
 /// Runs the check.
-pub fn check(_ctx: &Context) -> Finding {
-    Finding::unknown(ID, "not implemented yet")
+pub fn check(ctx: &Context) -> Finding {
+    let lockdown = lockdown(ctx);
+    // Every finding carries the same facts; null where they are not known.
+    let facts = |finding: Finding, uefi: bool, enabled: Value, setup_mode: Value| {
+        let finding = finding
+            .observe("uefi", uefi)
+            .observe("enabled", enabled)
+            .observe("setup_mode", setup_mode)
+            .observe("lockdown", lockdown.clone());
+        if lockdown.is_null() {
+            finding
+        } else {
+            finding.source(LOCKDOWN)
+        }
+    };
+
+    if !exists(ctx, EFI_DIR) {
+        let finding = Finding::unknown(
+            ID,
+            "legacy BIOS boot: the machine was not booted by UEFI, so Secure Boot does not apply",
+        )
+        .source(EFI_DIR);
+        return facts(finding, false, Value::Null, Value::Null);
+    }
+
+    let secure_boot = read_var(ctx, "SecureBoot");
+    let setup_mode = read_var(ctx, "SetupMode");
+    let add_sources = |mut finding: Finding| {
+        for read in [&secure_boot, &setup_mode] {
+            if let VarRead::Value(_, path) | VarRead::Bad(_, path) = read {
+                finding = finding.source(path.clone());
+            }
+        }
+        facts(finding, true, secure_boot.fact(), setup_mode.fact()).source(EFIVARS_DIR)
+    };
+
+    match (&secure_boot, &setup_mode) {
+        (VarRead::Bad(reason, _), _) | (_, VarRead::Bad(reason, _)) => {
+            add_sources(Finding::unknown(ID, reason.clone()))
+        }
+        (VarRead::Absent, _) if !variables_visible(ctx) => add_sources(Finding::unknown(
+            ID,
+            "no EFI variables are visible: efivarfs is not mounted at /sys/firmware/efi/efivars",
+        )),
+        (VarRead::Absent, _) => add_sources(Finding::fail(
+            ID,
+            "the firmware has no SecureBoot variable: it does not support Secure Boot",
+            Remediation::new(
+                "This firmware does not offer Secure Boot. Look for a firmware update from the \
+                 vendor that adds it (UEFI 2.3.1 or later), or use a machine that supports it.",
+            )
+            .with_url(HELP_URL),
+        )),
+        (VarRead::Value(_, _), VarRead::Absent) => add_sources(Finding::unknown(
+            ID,
+            "the SetupMode variable is missing, so whether platform keys are enrolled is not known",
+        )),
+        (VarRead::Value(_, _), VarRead::Value(true, _)) => add_sources(Finding::fail(
+            ID,
+            "Secure Boot is in Setup Mode: no platform key is enrolled",
+            setup_mode_remediation(),
+        )),
+        (VarRead::Value(false, _), VarRead::Value(false, _)) => add_sources(Finding::fail(
+            ID,
+            "Secure Boot is disabled",
+            enable_remediation(),
+        )),
+        (VarRead::Value(true, _), VarRead::Value(false, _)) => {
+            let summary = match lockdown.as_str() {
+                Some(mode) => format!("Secure Boot is enabled (kernel lockdown: {mode})"),
+                None => "Secure Boot is enabled".to_owned(),
+            };
+            add_sources(Finding::pass(ID, summary))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn efivar_bytes() {
+        // Attributes 0x06 (boot service + runtime access), then the data byte.
+        assert_eq!(parse_efivar_bool("SecureBoot", &[6, 0, 0, 0, 1]), Ok(true));
+        assert_eq!(parse_efivar_bool("SecureBoot", &[6, 0, 0, 0, 0]), Ok(false));
+        assert!(matches!(
+            parse_efivar_bool("SecureBoot", &[6, 0, 0, 0]),
+            Err(EfiVarError::Truncated { len: 4, .. })
+        ));
+        assert!(matches!(
+            parse_efivar_bool("SecureBoot", &[6, 0, 0, 0, 2]),
+            Err(EfiVarError::NotBoolean { value: 2, .. })
+        ));
+        assert!(matches!(
+            parse_efivar_bool("SecureBoot", &[6, 0, 0, 0, 1, 0]),
+            Err(EfiVarError::TooLong { len: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn lockdown_mode_is_the_bracketed_word() {
+        assert_eq!(
+            parse_lockdown("none [integrity] confidentiality\n").as_deref(),
+            Some("integrity")
+        );
+        assert_eq!(
+            parse_lockdown("[none] integrity confidentiality").as_deref(),
+            Some("none")
+        );
+        assert_eq!(parse_lockdown("none integrity"), None);
+        assert_eq!(parse_lockdown("[]"), None);
+    }
 }

@@ -1,0 +1,266 @@
+//! `screen_lock`: whether the logged-in users' desktops lock the screen when idle, soon
+//! enough.
+//!
+//! Sources: systemd-logind's session files find the graphical user sessions, their
+//! users and desktops ([`sessions`]); `/etc/passwd` gives the home directories; then
+//! each desktop's own settings: GNOME's dconf databases ([`gnome`], read with the
+//! [`gvdb`] reader), KDE's `kscreenlockerrc` ([`kde`]) and xfce4-screensaver's xfconf
+//! channel ([`xfce`]).
+//!
+//! Pass: every graphical session locks on idle within
+//! [`ScreenLockConfig::max_idle_minutes`](crate::ScreenLockConfig) (and, on KDE, locks on
+//! resume). No graphical session, an unsupported desktop or unreadable settings are
+//! `unknown` with the reason.
+
+pub mod gnome;
+pub mod gvdb;
+pub mod kde;
+pub mod sessions;
+pub mod xfce;
+
+use posture_core::{Finding, Remediation, Status};
+use serde_json::{json, Value};
+
+use crate::source::{list_dir, read_text};
+use crate::Context;
+use sessions::{Desktop, PasswdEntry, Session};
+
+/// Check id.
+pub const ID: &str = "screen_lock";
+
+const SESSIONS_DIR: &str = "/run/systemd/sessions";
+
+/// One desktop's lock settings, reduced to what the check decides on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockSettings {
+    /// `gnome`, `kde` or `xfce`.
+    pub desktop: &'static str,
+    /// Whether the desktop locks at all when it goes idle.
+    pub lock_enabled: bool,
+    /// Seconds of inactivity until the screen is locked; `None` when idleness never
+    /// triggers it.
+    pub lock_after_seconds: Option<u64>,
+    /// Whether the screen locks on resume from suspend, where the desktop has the setting.
+    pub lock_on_resume: Option<bool>,
+    /// The raw settings, for the finding's evidence.
+    pub settings: Value,
+}
+
+/// What is wrong with a desktop's settings, in plain words; empty when they pass.
+pub fn problems(settings: &LockSettings, max_idle_minutes: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    let max_seconds = u64::from(max_idle_minutes) * 60;
+    if !settings.lock_enabled {
+        out.push("the screen does not lock automatically".to_owned());
+    } else {
+        match settings.lock_after_seconds {
+            None => out.push("the screen never locks when idle".to_owned()),
+            Some(after) if after > max_seconds => out.push(format!(
+                "the screen locks after {} of inactivity, more than {max_idle_minutes} min",
+                minutes_text(after)
+            )),
+            Some(_) => {}
+        }
+    }
+    if settings.lock_on_resume == Some(false) {
+        out.push("the screen does not lock when waking from sleep".to_owned());
+    }
+    out
+}
+
+fn minutes_text(seconds: u64) -> String {
+    if seconds % 60 == 0 {
+        format!("{} min", seconds / 60)
+    } else {
+        format!("{} min {} s", seconds / 60, seconds % 60)
+    }
+}
+
+fn remediation_text(desktop: Desktop, max: u32) -> String {
+    match desktop {
+        Desktop::Gnome => format!(
+            "GNOME: open Settings > Privacy & Security > Screen Lock, turn on Automatic Screen \
+             Lock, and set Blank Screen Delay and Automatic Screen Lock Delay so the screen \
+             locks within {max} minutes (or run: gsettings set org.gnome.desktop.screensaver \
+             lock-enabled true; gsettings set org.gnome.desktop.session idle-delay 300). If a \
+             setting is locked, ask your administrator."
+        ),
+        Desktop::Kde => format!(
+            "KDE Plasma: open System Settings > Screen Locking, turn on \"Lock screen \
+             automatically\" after {max} minutes or less and \"Lock after waking from sleep\"."
+        ),
+        Desktop::Xfce => format!(
+            "XFCE: open Settings > Screensaver, enable the screensaver to activate after a few \
+             minutes, and on the Lock Screen tab enable locking with the screensaver so the \
+             screen locks within {max} minutes."
+        ),
+    }
+}
+
+/// The outcome for one session.
+#[derive(Debug)]
+enum Outcome {
+    Pass,
+    Fail(Desktop, Vec<String>),
+    Unknown(String),
+}
+
+fn evaluate_session(
+    ctx: &Context,
+    session: &Session,
+    passwd: &[PasswdEntry],
+    sources: &mut Vec<String>,
+) -> (Outcome, Value) {
+    let mut facts = json!({
+        "session": session.id,
+        "user": session.user,
+        "uid": session.uid,
+        "type": session.kind,
+        "active": session.active,
+        "desktop": session.desktop,
+    });
+    let Some(desktop) = Desktop::from_session(&session.desktop) else {
+        let reason = if session.desktop.is_empty() {
+            format!("session {} does not name its desktop", session.id)
+        } else {
+            format!(
+                "desktop `{}` is not supported (GNOME, KDE and XFCE are)",
+                session.desktop
+            )
+        };
+        return (Outcome::Unknown(reason), facts);
+    };
+    let Some(user) = sessions::user_of(session, passwd) else {
+        return (
+            Outcome::Unknown(format!(
+                "the user of session {} is not in /etc/passwd",
+                session.id
+            )),
+            facts,
+        );
+    };
+    let settings = match desktop {
+        Desktop::Gnome => gnome::read(ctx, &user.home, sources),
+        Desktop::Kde => kde::read(ctx, &user.home, sources),
+        Desktop::Xfce => xfce::read(ctx, &user.home, sources),
+    };
+    let settings = match settings {
+        Ok(settings) => settings,
+        Err(reason) => return (Outcome::Unknown(reason), facts),
+    };
+    let max = ctx.config.screen_lock.max_idle_minutes;
+    let problems = problems(&settings, max);
+    if let Value::Object(map) = &mut facts {
+        map.insert("user".into(), json!(user.name));
+        map.insert("lock_enabled".into(), json!(settings.lock_enabled));
+        map.insert(
+            "lock_after_seconds".into(),
+            json!(settings.lock_after_seconds),
+        );
+        map.insert("settings".into(), settings.settings.clone());
+        map.insert("problems".into(), json!(problems));
+    }
+    if problems.is_empty() {
+        (Outcome::Pass, facts)
+    } else {
+        (Outcome::Fail(desktop, problems), facts)
+    }
+}
+
+/// Runs the check.
+pub fn check(ctx: &Context) -> Finding {
+    let max = ctx.config.screen_lock.max_idle_minutes;
+    let names = match list_dir(ctx, SESSIONS_DIR) {
+        Ok(names) => names,
+        Err(e) if e.is_not_found() => {
+            return Finding::unknown(
+                ID,
+                "no graphical user session (systemd-logind keeps no sessions here)",
+            )
+            .observe("sessions", json!([]))
+            .observe("max_idle_minutes", max)
+            .source(SESSIONS_DIR)
+        }
+        Err(e) => return Finding::unknown(ID, e.to_string()).source(SESSIONS_DIR),
+    };
+    let mut graphical = Vec::new();
+    for name in names.iter().filter(|n| !n.ends_with(".ref")) {
+        if let Ok(text) = read_text(ctx, format!("{SESSIONS_DIR}/{name}")) {
+            let session = sessions::parse_session(name, &text);
+            if session.is_graphical_user() {
+                graphical.push(session);
+            }
+        }
+    }
+    if graphical.is_empty() {
+        return Finding::unknown(ID, "no graphical user session")
+            .observe("sessions", json!([]))
+            .observe("max_idle_minutes", max)
+            .source(SESSIONS_DIR);
+    }
+    let passwd = match read_text(ctx, "/etc/passwd") {
+        Ok(text) => sessions::parse_passwd(&text),
+        Err(e) => return Finding::unknown(ID, e.to_string()).source("/etc/passwd"),
+    };
+
+    let mut sources = vec![SESSIONS_DIR.to_owned(), "/etc/passwd".to_owned()];
+    let mut facts = Vec::new();
+    let mut failed: Vec<(Desktop, Vec<String>, String)> = Vec::new();
+    let mut unknown: Vec<String> = Vec::new();
+    for session in &graphical {
+        let (outcome, fact) = evaluate_session(ctx, session, &passwd, &mut sources);
+        let who = session.user.clone().unwrap_or_else(|| session.id.clone());
+        let status = match outcome {
+            Outcome::Pass => Status::Pass,
+            Outcome::Fail(desktop, problems) => {
+                failed.push((desktop, problems, who));
+                Status::Fail
+            }
+            Outcome::Unknown(reason) => {
+                unknown.push(reason);
+                Status::Unknown
+            }
+        };
+        let mut fact = fact;
+        if let Value::Object(map) = &mut fact {
+            map.insert("status".into(), json!(status.as_str()));
+        }
+        facts.push(fact);
+    }
+
+    let finding = if !failed.is_empty() {
+        let summary = failed
+            .iter()
+            .map(|(_, problems, who)| format!("{who}: {}", problems.join("; ")))
+            .collect::<Vec<_>>()
+            .join(" | ");
+        let mut desktops: Vec<Desktop> = failed.iter().map(|(d, _, _)| *d).collect();
+        desktops.sort();
+        desktops.dedup();
+        let text = desktops
+            .into_iter()
+            .map(|d| remediation_text(d, max))
+            .collect::<Vec<_>>()
+            .join(" ");
+        Finding::fail(ID, summary, Remediation::new(text))
+    } else if let Some(reason) = unknown.first() {
+        Finding::unknown(ID, reason.clone())
+    } else {
+        let users = graphical
+            .iter()
+            .filter_map(|s| s.user.clone())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Finding::pass(
+            ID,
+            format!("the screen locks within {max} min of inactivity ({users})"),
+        )
+    };
+    let mut finding = finding
+        .observe("sessions", Value::Array(facts))
+        .observe("max_idle_minutes", max);
+    for source in sources {
+        finding = finding.source(source);
+    }
+    finding
+}
