@@ -5,7 +5,7 @@
 //!   filesystem type and source.
 //! - sysfs: `/sys/dev/block/MAJ:MIN` and `/sys/class/block/NAME` lead to the device's
 //!   directory; device-mapper (`dm/uuid`, `dm/name`), md and the `slaves/` links are
-//!   followed down to the physical disks (see [`sysfs`](self)). LVM-on-LUKS and
+//!   followed down to the physical disks. LVM-on-LUKS and
 //!   LUKS-on-LVM are both just stacks: the volume is encrypted when every path from it
 //!   to a physical device passes through a dm-crypt layer.
 //! - `/proc/swaps`: active swap areas.
@@ -131,6 +131,8 @@ fn combine(nodes: &[BlockNode]) -> Protection {
 #[derive(Debug, Clone)]
 struct Volume {
     mount_point: String,
+    /// Further mount points of the same filesystem (bind mounts, btrfs subvolumes).
+    also_mounted_at: Vec<String>,
     fstype: String,
     source: String,
     chain: Vec<String>,
@@ -161,6 +163,7 @@ impl Volume {
     fn to_json(&self) -> Value {
         let mut value = json!({
             "mount_point": self.mount_point,
+            "also_mounted_at": self.also_mounted_at,
             "fstype": self.fstype,
             "source": self.source,
             "device_chain": self.chain,
@@ -235,6 +238,7 @@ fn block_volume(ctx: &Context, mount: &Mount) -> Outcome {
     };
     Outcome::Volume(Volume {
         mount_point: mount.mount_point.clone(),
+        also_mounted_at: Vec::new(),
         fstype: mount.fstype.clone(),
         source: mount.source.clone(),
         chain,
@@ -274,6 +278,7 @@ fn zfs_volume(ctx: &Context, mount: &Mount) -> Volume {
     };
     Volume {
         mount_point: mount.mount_point.clone(),
+        also_mounted_at: Vec::new(),
         fstype: mount.fstype.clone(),
         source: dataset.clone(),
         chain: vec![format!("{dataset} (ZFS dataset)")],
@@ -281,6 +286,15 @@ fn zfs_volume(ctx: &Context, mount: &Mount) -> Volume {
         fscrypt_policies: 0,
         zfs,
     }
+}
+
+/// Whether two mounts show the same filesystem: same superblock device and source.
+/// ZFS datasets are separate volumes (each has its own encryption property).
+fn same_filesystem(a: &Mount, b: &Mount) -> bool {
+    a.fstype != "zfs"
+        && (a.major, a.minor) == (b.major, b.minor)
+        && a.fstype == b.fstype
+        && a.source == b.source
 }
 
 /// One active swap area and how it is protected.
@@ -313,7 +327,11 @@ impl Swap {
     }
 }
 
-fn read_swap(ctx: &Context, volumes: &[Volume]) -> Result<Vec<Swap>, String> {
+fn read_swap(
+    ctx: &Context,
+    mount_points: &[String],
+    volumes: &[Volume],
+) -> Result<Vec<Swap>, String> {
     let text = read_text(ctx, SWAPS).map_err(|e| e.to_string())?;
     let areas = parse_swaps(&text)?;
     Ok(areas
@@ -325,11 +343,18 @@ fn read_swap(ctx: &Context, volumes: &[Volume]) -> Result<Vec<Swap>, String> {
                     Err(reason) => (Vec::new(), Protection::Unknown(reason)),
                 }
             } else {
-                // A swap file is as safe as the filesystem it lives on.
-                let holder = volumes
+                // A swap file is as safe as the filesystem it lives on: the mount with
+                // the longest mount point containing it, among all mounts (so a file on
+                // an ignored USB disk is not credited to `/`).
+                let holder = mount_points
                     .iter()
-                    .filter(|v| mounts::is_under(&area.filename, &v.mount_point))
-                    .max_by_key(|v| v.mount_point.len());
+                    .filter(|point| mounts::is_under(&area.filename, point))
+                    .max_by_key(|point| point.len())
+                    .and_then(|point| {
+                        volumes
+                            .iter()
+                            .find(|v| v.mount_point == *point || v.also_mounted_at.contains(point))
+                    });
                 match holder {
                     Some(volume) => {
                         let mut chain = vec![format!("file on {}", volume.mount_point)];
@@ -456,10 +481,24 @@ pub fn check(ctx: &Context) -> Finding {
         mounts.push(mount);
     }
 
-    let mut volumes = Vec::new();
+    let mut volumes: Vec<(Mount, Volume)> = Vec::new();
     let mut ignored = Vec::new();
     let mut used_zfs = false;
     for mount in &mounts {
+        // Bind mounts and btrfs subvolumes show the same filesystem again: one volume
+        // with several mount points, and `/` as its name when it is one of them.
+        if let Some((_, volume)) = volumes
+            .iter_mut()
+            .find(|(seen, _)| same_filesystem(seen, mount))
+        {
+            if mount.mount_point == "/" {
+                let previous = std::mem::replace(&mut volume.mount_point, "/".to_owned());
+                volume.also_mounted_at.push(previous);
+            } else {
+                volume.also_mounted_at.push(mount.mount_point.clone());
+            }
+            continue;
+        }
         let outcome = match classify(mount) {
             MountClass::Pseudo => continue,
             MountClass::Ignored(why) => Outcome::Ignored(why.to_owned()),
@@ -470,7 +509,7 @@ pub fn check(ctx: &Context) -> Finding {
             MountClass::Block => block_volume(ctx, mount),
         };
         match outcome {
-            Outcome::Volume(volume) => volumes.push(volume),
+            Outcome::Volume(volume) => volumes.push((mount.clone(), volume)),
             Outcome::Ignored(why) => ignored.push(json!({
                 "mount_point": mount.mount_point,
                 "fstype": mount.fstype,
@@ -480,7 +519,9 @@ pub fn check(ctx: &Context) -> Finding {
         }
     }
 
-    let swap = read_swap(ctx, &volumes);
+    let volumes: Vec<Volume> = volumes.into_iter().map(|(_, v)| v).collect();
+    let mount_points: Vec<String> = mounts.iter().map(|m| m.mount_point.clone()).collect();
+    let swap = read_swap(ctx, &mount_points, &volumes);
 
     let mut problems: Vec<Problem> = Vec::new();
     let mut unknowns: Vec<String> = Vec::new();
