@@ -312,6 +312,25 @@ fn luks2_on_a_partition_passes() {
 }
 
 #[test]
+fn btrfs_raid1_with_a_plain_member_fails() {
+    // mountinfo names only one device of a multi-device btrfs; /sys/fs/btrfs lists all.
+    let mut tree = Tree::new();
+    tree.mount_pseudo();
+    let p3 = nvme_with_boot(&mut tree);
+    let sata = tree.disk(SATA, "8:0", false);
+    let sda1 = tree.partition(&sata, "sda1", "8:1", 1);
+    let crypt = tree.dm(0, "cryptroot", &luks2_uuid("cryptroot"), &[&p3]);
+    let devices = Path::new("sys/fs/btrfs/5b1d2c3e-8f9a-4b0c-9d1e-2f3a4b5c6d7e/devices");
+    link(tree.root(), devices, "dm-0", &crypt.sys);
+    link(tree.root(), devices, "sda1", &sda1.sys);
+    tree.mount("0:34", "/@", "/", "btrfs", "/dev/mapper/cryptroot");
+
+    let finding = tree.run();
+    assert_eq!(finding.status, Status::Fail, "{finding:#?}");
+    assert_eq!(chain(&finding, "/"), ["dm-0 (LUKS2)", "nvme0n1p3", "sda1"]);
+}
+
+#[test]
 fn lvm_on_luks_passes() {
     let mut tree = Tree::new();
     lvm_on_luks(&mut tree);
@@ -722,6 +741,26 @@ fn boot_efi_tmpfs_snaps_network_and_usb_sticks_are_ignored() {
         assert!(!has_volume(&finding, pseudo));
     }
     assert_eq!(finding.observed["volumes"].as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn usb_disk_without_removable_flag_counts_unless_under_media() {
+    // External USB SSDs report removable=0. Plugged in and automounted below /media they
+    // are removable media; mounted at /home they are the laptop's home and must be checked.
+    for (point, expected) in [("/media/me/T7", Status::Pass), ("/home", Status::Fail)] {
+        let mut tree = Tree::new();
+        lvm_on_luks(&mut tree);
+        let ssd = tree.disk(USB_STICK, "8:16", false);
+        tree.partition(&ssd, "sdb1", "8:17", 1);
+        tree.mount("8:17", "/", point, "exfat", "/dev/sdb1");
+        let finding = tree.run();
+        assert_eq!(finding.status, expected, "{point}: {finding:#?}");
+        if expected == Status::Fail {
+            assert_eq!(chain(&finding, point), ["sdb1 (USB)"]);
+        } else {
+            assert!(ignored_why(&finding, point).contains("removable"));
+        }
+    }
 }
 
 #[test]

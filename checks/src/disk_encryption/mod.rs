@@ -31,7 +31,7 @@ use crate::Context;
 
 pub use dm::{classify_uuid, CryptKind, DmKind};
 pub use mounts::{classify, parse_mountinfo, parse_swaps, Mount, MountClass, SwapArea};
-pub use sysfs::{BlockNode, Layer};
+pub use sysfs::{Attachment, BlockNode, Layer};
 pub use zfs::{parse_zfs_get, ZfsEncryption};
 
 /// Check id.
@@ -87,7 +87,7 @@ pub fn protection(node: &BlockNode) -> Protection {
             file.as_deref().unwrap_or("an unknown file")
         )),
         Layer::Zram if node.below.is_empty() => Protection::Memory,
-        Layer::Partition { .. } | Layer::Disk { .. } if node.below.is_empty() => {
+        Layer::Partition(_) | Layer::Disk(_) if node.below.is_empty() => {
             Protection::Clear
         }
         _ if node.below.is_empty() => Protection::Unknown(format!(
@@ -217,7 +217,12 @@ fn block_volume(ctx: &Context, mount: &Mount) -> Outcome {
     let (chain, protection) = match nodes {
         Err(reason) => (Vec::new(), Protection::Unknown(reason)),
         Ok(nodes) => {
-            if !is_root && nodes.iter().all(BlockNode::all_removable) {
+            // Desktops mount plugged-in media below /media or /run/media; a USB disk
+            // mounted elsewhere (say /home) is treated as the fixed disk it acts as.
+            let media_dir = ["/media", "/run/media"]
+                .iter()
+                .any(|dir| mounts::is_under(&mount.mount_point, dir));
+            if !is_root && nodes.iter().all(|n| n.all_removable(media_dir)) {
                 let names: Vec<String> = nodes.iter().flat_map(BlockNode::chain).collect();
                 return Outcome::Ignored(format!("removable media ({})", names.join(", ")));
             }

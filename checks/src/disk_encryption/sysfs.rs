@@ -32,6 +32,18 @@ pub struct BlockNode {
     pub below: Vec<BlockNode>,
 }
 
+/// How a physical disk is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attachment {
+    /// Built in (or at least not known to be removable).
+    Fixed,
+    /// Removable media: the kernel's `removable` flag (card readers, USB sticks).
+    Removable,
+    /// On a USB bus without the `removable` flag: external USB disks report
+    /// `removable` 0, but so would a USB disk used as a permanent data disk.
+    Usb,
+}
+
 /// What a block device is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Layer {
@@ -48,16 +60,11 @@ pub enum Layer {
     Loop(Option<String>),
     /// A zram (compressed RAM) device.
     Zram,
-    /// A partition (of a physical disk unless `below` holds the virtual disk).
-    Partition {
-        /// Whether the disk is removable media.
-        removable: bool,
-    },
-    /// A physical disk.
-    Disk {
-        /// Whether it is removable media.
-        removable: bool,
-    },
+    /// A partition (of a physical disk unless `below` holds the virtual disk), and how
+    /// its disk is attached.
+    Partition(Attachment),
+    /// A physical disk and how it is attached.
+    Disk(Attachment),
     /// A stacking driver we do not know (e.g. bcache): judged by what lies below.
     Other,
 }
@@ -84,10 +91,15 @@ impl BlockNode {
             Layer::Loop(Some(file)) => format!("{} (loop: {file})", self.name),
             Layer::Loop(None) => format!("{} (loop)", self.name),
             Layer::Zram => format!("{} (zram)", self.name),
-            Layer::Partition { removable: true } | Layer::Disk { removable: true } => {
+            Layer::Partition(Attachment::Removable) | Layer::Disk(Attachment::Removable) => {
                 format!("{} (removable)", self.name)
             }
-            Layer::Partition { .. } | Layer::Disk { .. } => self.name.clone(),
+            Layer::Partition(Attachment::Usb) | Layer::Disk(Attachment::Usb) => {
+                format!("{} (USB)", self.name)
+            }
+            Layer::Partition(Attachment::Fixed) | Layer::Disk(Attachment::Fixed) => {
+                self.name.clone()
+            }
             Layer::Other => format!("{} (stacked)", self.name),
         };
         out.push(label);
@@ -96,16 +108,19 @@ impl BlockNode {
         }
     }
 
-    /// Whether every physical device at the bottom is removable media.
-    pub fn all_removable(&self) -> bool {
+    /// Whether every physical device at the bottom is removable media. USB disks
+    /// without the `removable` flag count only when `usb_counts` (the caller knows the
+    /// mount is where desktops put plugged-in media).
+    pub fn all_removable(&self, usb_counts: bool) -> bool {
         let mut leaves = Vec::new();
         self.leaves(&mut leaves);
         !leaves.is_empty()
-            && leaves.iter().all(|leaf| {
-                matches!(
-                    leaf.layer,
-                    Layer::Partition { removable: true } | Layer::Disk { removable: true }
-                )
+            && leaves.iter().all(|leaf| match leaf.layer {
+                Layer::Partition(attachment) | Layer::Disk(attachment) => {
+                    attachment == Attachment::Removable
+                        || (usb_counts && attachment == Attachment::Usb)
+                }
+                _ => false,
             })
     }
 
@@ -216,17 +231,17 @@ fn read_node(ctx: &Context, sys_path: &str, depth: usize) -> Result<BlockNode, S
             .ok_or_else(|| format!("partition {sys_path} has no disk directory"))?;
         let disk = read_node(ctx, parent, depth + 1)?;
         return Ok(match disk.layer {
-            Layer::Disk { removable } => BlockNode {
+            Layer::Disk(attachment) => BlockNode {
                 name,
                 sys_path: sys_path.to_owned(),
-                layer: Layer::Partition { removable },
+                layer: Layer::Partition(attachment),
                 below: Vec::new(),
             },
             // A partition of an md array, a loop device, ...: what matters is below it.
             _ => BlockNode {
                 name,
                 sys_path: sys_path.to_owned(),
-                layer: Layer::Partition { removable: false },
+                layer: Layer::Partition(Attachment::Fixed),
                 below: vec![disk],
             },
         });
@@ -261,12 +276,7 @@ fn read_node(ctx: &Context, sys_path: &str, depth: usize) -> Result<BlockNode, S
     } else {
         let slaves = read_slaves(ctx, sys_path, depth)?;
         if slaves.is_empty() {
-            (
-                Layer::Disk {
-                    removable: is_removable(ctx, sys_path),
-                },
-                Vec::new(),
-            )
+            (Layer::Disk(attachment(ctx, sys_path)), Vec::new())
         } else {
             (Layer::Other, slaves)
         }
@@ -279,12 +289,16 @@ fn read_node(ctx: &Context, sys_path: &str, depth: usize) -> Result<BlockNode, S
     })
 }
 
-/// Removable media: the kernel's `removable` flag (card readers, USB sticks), or a disk
-/// attached over USB — external USB disks often report `removable` 0 but are carried
-/// around like sticks.
-fn is_removable(ctx: &Context, sys_path: &str) -> bool {
-    read_attr(ctx, format!("{sys_path}/removable")).is_ok_and(|v| v == "1")
-        || sys_path.split('/').any(|part| part.starts_with("usb"))
+/// The kernel's `removable` flag, else whether the device path runs through a USB bus
+/// (`.../0000:00:14.0/usb2/2-1/...`).
+fn attachment(ctx: &Context, sys_path: &str) -> Attachment {
+    if read_attr(ctx, format!("{sys_path}/removable")).is_ok_and(|v| v == "1") {
+        Attachment::Removable
+    } else if sys_path.split('/').any(|part| part.starts_with("usb")) {
+        Attachment::Usb
+    } else {
+        Attachment::Fixed
+    }
 }
 
 fn read_slaves(ctx: &Context, sys_path: &str, depth: usize) -> Result<Vec<BlockNode>, String> {
