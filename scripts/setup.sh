@@ -11,6 +11,7 @@ packages=(
   valgrind                        # leak checking of the C test programs
   hyperfine                       # benchmarks
   python3 python3-venv            # interop tests with independent JOSE / ctypes
+  nftables iptables              # firewall check: nft -j, iptables-save; netns tests
   ca-certificates curl
 )
 

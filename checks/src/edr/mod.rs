@@ -1,12 +1,8 @@
-//! `edr`: placeholder until the check lands; it never passes.
-
-use posture_core::Finding;
-
+//! `edr`: placeholder.
 use crate::Context;
-
+use posture_core::Finding;
 /// Check id.
 pub const ID: &str = "edr";
-
 /// Runs the check.
 pub fn check(_ctx: &Context) -> Finding {
     Finding::unknown(ID, "not implemented yet")
