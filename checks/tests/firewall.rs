@@ -3,7 +3,7 @@
 //! namespaces with a real loaded ruleset.
 
 // Test helpers outside #[test] functions may unwrap too (clippy.toml only covers #[test]).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

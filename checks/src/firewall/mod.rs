@@ -10,7 +10,7 @@
 //! Reading the loaded ruleset needs root (CAP_NET_ADMIN); without it the check answers
 //! `unknown` and reports what the ufw / firewalld configuration files say.
 //!
-//! Parsing ([`ruleset`]) and deciding ([`assess`]) are pure and tested on real `nft -j`
+//! Parsing ([`ruleset`]) and deciding ([`assess()`]) are pure and tested on real `nft -j`
 //! outputs captured in throwaway network namespaces.
 
 pub mod assess;
