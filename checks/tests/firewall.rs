@@ -311,6 +311,24 @@ fn live_netns_with_ufw_rules_via_iptables_nft_passes() {
 }
 
 #[test]
+fn live_netns_with_iptables_legacy_rules_passes() {
+    // Rules in the legacy xtables are invisible to nft; the check must still see them.
+    let Some(finding) = check_in_netns(
+        "iptables-legacy-restore < v4.rules && ip6tables-legacy-restore < v6.rules",
+        &[
+            ("v4.rules", read_fixture("ufw-like.rules")),
+            ("v6.rules", read_fixture("ufw-like6.rules")),
+        ],
+    ) else {
+        return;
+    };
+    assert_eq!(finding.status, Status::Pass, "{finding:?}");
+    assert_eq!(finding.observed["managed_by"], "ufw");
+    assert!(finding.source.iter().any(|s| s == "iptables-legacy-save"));
+    assert!(finding.source.iter().any(|s| s == "ip6tables-legacy-save"));
+}
+
+#[test]
 fn live_netns_with_accept_all_rules_fails() {
     let rules = read_fixture("accept-all.nft");
     let Some(finding) = check_in_netns("nft -f rules.nft", &[("rules.nft", rules)]) else {

@@ -5,7 +5,9 @@
 //!   A subprocess rather than netlink: decoding nftables' netlink messages means
 //!   re-implementing a large part of libnftnl, while JSON is nft's documented, stable
 //!   machine interface (libnftables-json(5)).
-//! - where nft is not installed, `iptables-save` and `ip6tables-save` (iptables-legacy).
+//! - iptables-legacy's tables, which nft cannot see: `iptables-legacy-save` when the kernel
+//!   lists legacy tables in `/proc/net/ip_tables_names`, or `iptables-save` and
+//!   `ip6tables-save` where nft is not installed at all.
 //!
 //! Reading the loaded ruleset needs root (CAP_NET_ADMIN); without it the check answers
 //! `unknown` and reports what the ufw / firewalld configuration files say.
@@ -22,7 +24,7 @@ use std::time::Duration;
 use posture_core::{Finding, Remediation};
 use serde_json::json;
 
-use crate::source::{read_attr, run_command, SourceError};
+use crate::source::{read_attr, read_text, run_command, SourceError};
 use crate::Context;
 
 pub use assess::{assess, InputAssessment, InputChain};
@@ -197,14 +199,46 @@ pub fn read_loaded(ctx: &Context) -> Result<Loaded, String> {
                 .success("nft -j list ruleset")
                 .map_err(|e| permission_reason(&e))?;
             let ruleset = parse_nft_json(&output.stdout).map_err(|e| e.to_string())?;
-            Ok(Loaded {
+            let mut loaded = Loaded {
                 ruleset,
                 source: vec!["nft -j list ruleset".to_owned()],
-            })
+            };
+            add_legacy_tables(ctx, &mut loaded)?;
+            Ok(loaded)
         }
         Err(e) if e.is_not_found() => read_iptables(ctx),
         Err(e) => Err(e.to_string()),
     }
+}
+
+/// nft does not show iptables-legacy's tables (they live in the old xtables kernel
+/// modules). The kernel lists those tables in `/proc/net/ip_tables_names` (and `ip6_`) once
+/// they exist; only then is `iptables-legacy-save` run and its rules added.
+fn add_legacy_tables(ctx: &Context, loaded: &mut Loaded) -> Result<(), String> {
+    let legacy = [
+        ("/proc/net/ip_tables_names", "iptables-legacy-save", "ip"),
+        ("/proc/net/ip6_tables_names", "ip6tables-legacy-save", "ip6"),
+    ];
+    for (names, program, family) in legacy {
+        let has_filter = read_text(ctx, names)
+            .map(|text| text.lines().any(|l| l.trim() == "filter"))
+            .unwrap_or(false);
+        if !has_filter {
+            continue;
+        }
+        let output = match run_command(ctx, program, &[], COMMAND_TIMEOUT) {
+            Ok(output) => output.success(program).map_err(|e| permission_reason(&e))?,
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => return Err(e.to_string()),
+        };
+        let part = parse_iptables_save(&output.stdout, family);
+        loaded.ruleset.tables.extend(part.tables);
+        loaded.ruleset.chains.extend(part.chains);
+        loaded.ruleset.rules.extend(part.rules);
+        loaded.source.push(names.to_owned());
+        loaded.source.push(program.to_owned());
+    }
+    Ok(())
 }
 
 fn read_iptables(ctx: &Context) -> Result<Loaded, String> {
