@@ -12,6 +12,7 @@ packages=(
   valgrind                        # leak checking of the C test programs
   hyperfine time                  # benchmarks (hyperfine, /usr/bin/time -v)
   python3 python3-venv            # interop tests with independent JOSE / ctypes
+  nftables iptables              # firewall check: nft -j, iptables-save; netns tests
   ca-certificates curl
 )
 

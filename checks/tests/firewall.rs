@@ -1,0 +1,370 @@
+//! `firewall` check: parsing and deciding on real `nft -j list ruleset` outputs, the
+//! iptables-legacy fallback, the config files, and end to end inside fresh network
+//! namespaces with a real loaded ruleset.
+
+// Test helpers outside #[test] functions may unwrap too (clippy.toml only covers #[test]).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::SystemTime;
+
+use posture_checks::firewall::{self, assess, parse_iptables_save, parse_nft_json, FrontendConfig};
+use posture_checks::{ChecksConfig, Context};
+use posture_core::{Finding, Status};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/firewall")
+        .join(name)
+}
+
+fn read_fixture(name: &str) -> String {
+    std::fs::read_to_string(fixture(name)).unwrap()
+}
+
+/// The decision for an nft JSON fixture on a machine with IPv6 on.
+fn decide_nft(name: &str) -> Finding {
+    let ruleset = parse_nft_json(&read_fixture(name)).unwrap();
+    firewall::decide(&assess(&ruleset), true, &FrontendConfig::default())
+}
+
+#[test]
+fn empty_ruleset_fails() {
+    let ruleset = parse_nft_json(&read_fixture("empty.json")).unwrap();
+    assert_eq!(ruleset.nft_version.as_deref(), Some("1.0.6"));
+    let finding = decide_nft("empty.json");
+    assert_eq!(finding.status, Status::Fail);
+    assert_eq!(finding.observed["input_policy"], "none");
+    assert!(finding.remediation.unwrap().text.contains("firewall"));
+}
+
+#[test]
+fn nft_drop_policy_passes() {
+    let ruleset = parse_nft_json(&read_fixture("nft-drop-policy.json")).unwrap();
+    let assessment = assess(&ruleset);
+    assert_eq!(assessment.chains.len(), 1, "only the input chain counts");
+    assert_eq!(assessment.chains[0].because, "policy drop");
+    assert_eq!(assessment.managed_by.as_deref(), Some("nftables"));
+    let finding = decide_nft("nft-drop-policy.json");
+    assert_eq!(finding.status, Status::Pass, "{}", finding.summary);
+}
+
+#[test]
+fn firewalld_zones_with_final_reject_pass() {
+    let ruleset = parse_nft_json(&read_fixture("firewalld-zones.json")).unwrap();
+    let assessment = assess(&ruleset);
+    assert_eq!(assessment.managed_by.as_deref(), Some("firewalld"));
+    let input = &assessment.chains[0];
+    assert_eq!(
+        (input.chain.as_str(), input.policy.as_str()),
+        ("filter_INPUT", "accept")
+    );
+    assert!(input.restricts);
+    assert_eq!(input.because, "catch-all reject rule");
+    assert_eq!(decide_nft("firewalld-zones.json").status, Status::Pass);
+}
+
+#[test]
+fn accept_all_input_with_rules_fails() {
+    let finding = decide_nft("accept-all.json");
+    assert_eq!(finding.status, Status::Fail);
+    assert_eq!(finding.observed["input_policy"], "accept-all");
+}
+
+#[test]
+fn unconditional_accept_before_drop_policy_fails() {
+    let ruleset = parse_nft_json(&read_fixture("unconditional-accept-first.json")).unwrap();
+    let assessment = assess(&ruleset);
+    assert_eq!(assessment.chains[0].policy, "drop");
+    assert_eq!(assessment.chains[0].because, "unconditional accept rule");
+    assert_eq!(
+        decide_nft("unconditional-accept-first.json").status,
+        Status::Fail
+    );
+}
+
+#[test]
+fn ipv4_only_drop_fails_when_ipv6_is_on_and_passes_without_ipv6() {
+    let ruleset = parse_nft_json(&read_fixture("ipv4-only-drop.json")).unwrap();
+    let assessment = assess(&ruleset);
+    assert!(assessment.ipv4_restricted && !assessment.ipv6_restricted);
+    let with_v6 = firewall::decide(&assessment, true, &FrontendConfig::default());
+    assert_eq!(with_v6.status, Status::Fail);
+    assert_eq!(with_v6.observed["input_policy"], "ipv6-accept-all");
+    let without_v6 = firewall::decide(&assessment, false, &FrontendConfig::default());
+    assert_eq!(without_v6.status, Status::Pass);
+}
+
+#[test]
+fn ufw_on_iptables_nft_with_xt_matches_passes() {
+    let ruleset = parse_nft_json(&read_fixture("ufw-like.json")).unwrap();
+    let assessment = assess(&ruleset);
+    assert_eq!(assessment.managed_by.as_deref(), Some("ufw"));
+    let families: Vec<_> = assessment
+        .chains
+        .iter()
+        .map(|c| (c.family.as_str(), c.chain.as_str(), c.restricts))
+        .collect();
+    assert_eq!(
+        families,
+        vec![("ip", "INPUT", true), ("ip6", "INPUT", true)]
+    );
+    assert_eq!(decide_nft("ufw-like.json").status, Status::Pass);
+}
+
+#[test]
+fn docker_iptables_nft_compat_tables_with_input_accept_fail() {
+    let ruleset = parse_nft_json(&read_fixture("iptables-nft-docker.json")).unwrap();
+    let assessment = assess(&ruleset);
+    assert!(assessment.rule_count > 5);
+    assert!(!assessment.ipv4_restricted);
+    assert_eq!(decide_nft("iptables-nft-docker.json").status, Status::Fail);
+}
+
+#[test]
+fn iptables_legacy_save_fallback() {
+    let mut ufw = parse_iptables_save(&read_fixture("ufw-like.legacy-save.txt"), "ip");
+    let v6 = parse_iptables_save(&read_fixture("ufw-like6.legacy-save.txt"), "ip6");
+    ufw.chains.extend(v6.chains);
+    ufw.rules.extend(v6.rules);
+    let assessment = assess(&ufw);
+    assert!(assessment.ipv4_restricted && assessment.ipv6_restricted);
+    assert_eq!(assessment.managed_by.as_deref(), Some("ufw"));
+
+    let docker = parse_iptables_save(&read_fixture("docker-like.legacy-save.txt"), "ip");
+    let assessment = assess(&docker);
+    assert_eq!(
+        assessment.chains.len(),
+        1,
+        "nat INPUT is not a filter chain"
+    );
+    assert!(!assessment.ipv4_restricted);
+}
+
+fn write(root: &Path, path: &str, text: &str) {
+    let path = root.join(path.trim_start_matches('/'));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn fixture_root_reports_ufw_config_but_does_not_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    // As shipped by Debian's ufw 0.36 package after `ufw enable`.
+    write(
+        dir.path(),
+        "/etc/ufw/ufw.conf",
+        "# /etc/ufw/ufw.conf\n#\n\n# Set to yes to start on boot.\nENABLED=yes\n\nLOGLEVEL=low\n",
+    );
+    write(
+        dir.path(),
+        "/etc/default/ufw",
+        "IPV6=yes\nDEFAULT_INPUT_POLICY=\"DROP\"\nDEFAULT_OUTPUT_POLICY=\"ACCEPT\"\nDEFAULT_FORWARD_POLICY=\"DROP\"\n",
+    );
+    let ctx = Context::fixture(dir.path(), ChecksConfig::default(), SystemTime::now());
+    let finding = firewall::check(&ctx);
+    assert_eq!(finding.status, Status::Unknown, "config alone is not proof");
+    assert_eq!(finding.observed["configured_frontend"], "ufw");
+    assert_eq!(finding.observed["config"]["ufw"]["enabled"], true);
+    assert_eq!(
+        finding.observed["config"]["ufw"]["default_input_policy"],
+        "DROP"
+    );
+    assert!(finding.source.iter().any(|s| s == "/etc/ufw/ufw.conf"));
+}
+
+#[test]
+fn fixture_root_reports_firewalld_default_zone_target() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "/etc/firewalld/firewalld.conf",
+        "# firewalld config file\n\n# default zone\nDefaultZone=trusted\n\nCleanupOnExit=yes\n",
+    );
+    // firewalld's shipped trusted zone accepts everything; public uses the default target.
+    write(dir.path(), "/usr/lib/firewalld/zones/trusted.xml", "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<zone target=\"ACCEPT\">\n  <short>Trusted</short>\n</zone>\n");
+    write(
+        dir.path(),
+        "/etc/systemd/system/multi-user.target.wants/firewalld.service",
+        "",
+    );
+    let ctx = Context::fixture(dir.path(), ChecksConfig::default(), SystemTime::now());
+    let finding = firewall::check(&ctx);
+    assert_eq!(finding.status, Status::Unknown);
+    let firewalld = &finding.observed["config"]["firewalld"];
+    assert_eq!(firewalld["default_zone"], "trusted");
+    assert_eq!(firewalld["zone_target"], "ACCEPT");
+    assert_eq!(firewalld["service_enabled"], true);
+    assert!(
+        finding.observed["configured_frontend"].is_null(),
+        "an ACCEPT zone restricts nothing"
+    );
+}
+
+// ---- end to end in a fresh network namespace -------------------------------------------
+
+const CHILD_OUT: &str = "POSTURE_FIREWALL_NETNS_OUT";
+
+/// Helper run by the tests below inside `unshare --net`: it runs the real check against the
+/// namespace's loaded ruleset and writes the finding where the parent asked.
+#[test]
+#[ignore = "helper: run by the netns tests inside a fresh network namespace"]
+fn netns_child() {
+    let finding = firewall::check(&Context::system(ChecksConfig::default()));
+    let out = std::env::var(CHILD_OUT).expect("run by the netns tests");
+    std::fs::write(out, serde_json::to_vec(&finding).unwrap()).unwrap();
+}
+
+fn can_unshare() -> Result<(), String> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let root = status
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    if !root {
+        return Err("not root".into());
+    }
+    for tool in ["unshare", "nft"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        if !found {
+            return Err(format!(
+                "{tool} is not installed (scripts/setup.sh installs it)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Runs the real check in a new network namespace after `setup` (a shell command run in
+/// that namespace, in a directory holding `files`) has loaded its ruleset.
+fn check_in_netns(setup: &str, files: &[(&str, String)]) -> Option<Finding> {
+    if let Err(reason) = can_unshare() {
+        println!("skipped: {reason}");
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    let out = dir.path().join("finding.json");
+    let exe = std::env::current_exe().unwrap();
+    let script = format!(
+        r#"cd "$1" && {{ {setup}; }} || exit 97; exec "$2" --exact netns_child --ignored --nocapture"#
+    );
+    let output = Command::new("unshare")
+        .args(["--net", "--", "sh", "-c", &script, "sh"])
+        .arg(dir.path())
+        .arg(&exe)
+        .env(CHILD_OUT, &out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "child failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Some(serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap())
+}
+
+#[test]
+fn live_netns_with_drop_policy_passes() {
+    let rules = read_fixture("nft-drop-policy.nft");
+    let Some(finding) = check_in_netns("nft -f rules.nft", &[("rules.nft", rules)]) else {
+        return;
+    };
+    assert_eq!(finding.status, Status::Pass, "{finding:?}");
+    assert_eq!(finding.observed["managed_by"], "nftables");
+    assert_eq!(finding.observed["loaded"]["ipv4_restricted"], true);
+    assert!(finding.source.iter().any(|s| s == "nft -j list ruleset"));
+}
+
+#[test]
+fn live_netns_with_empty_ruleset_fails() {
+    let Some(finding) = check_in_netns("true", &[]) else {
+        return;
+    };
+    assert_eq!(finding.status, Status::Fail, "{finding:?}");
+    assert_eq!(finding.observed["input_policy"], "none");
+    assert!(finding.remediation.is_some());
+}
+
+#[test]
+fn live_netns_with_ufw_rules_via_iptables_nft_passes() {
+    // Loading through iptables-nft-restore exercises the xt compat expressions live.
+    let Some(finding) = check_in_netns(
+        "iptables-nft-restore < v4.rules && ip6tables-nft-restore < v6.rules",
+        &[
+            ("v4.rules", read_fixture("ufw-like.rules")),
+            ("v6.rules", read_fixture("ufw-like6.rules")),
+        ],
+    ) else {
+        return;
+    };
+    assert_eq!(finding.status, Status::Pass, "{finding:?}");
+    assert_eq!(finding.observed["managed_by"], "ufw");
+}
+
+#[test]
+fn live_netns_with_iptables_legacy_rules_passes() {
+    // Rules in the legacy xtables are invisible to nft; the check must still see them.
+    let Some(finding) = check_in_netns(
+        "iptables-legacy-restore < v4.rules && ip6tables-legacy-restore < v6.rules",
+        &[
+            ("v4.rules", read_fixture("ufw-like.rules")),
+            ("v6.rules", read_fixture("ufw-like6.rules")),
+        ],
+    ) else {
+        return;
+    };
+    assert_eq!(finding.status, Status::Pass, "{finding:?}");
+    assert_eq!(finding.observed["managed_by"], "ufw");
+    assert!(finding.source.iter().any(|s| s == "iptables-legacy-save"));
+    assert!(finding.source.iter().any(|s| s == "ip6tables-legacy-save"));
+}
+
+#[test]
+fn live_netns_with_accept_all_rules_fails() {
+    let rules = read_fixture("accept-all.nft");
+    let Some(finding) = check_in_netns("nft -f rules.nft", &[("rules.nft", rules)]) else {
+        return;
+    };
+    assert_eq!(finding.status, Status::Fail, "{finding:?}");
+    assert_eq!(finding.observed["input_policy"], "accept-all");
+}
+
+#[test]
+fn live_without_root_is_unknown_and_reports_config() {
+    if let Err(reason) = can_unshare() {
+        println!("skipped: {reason}");
+        return;
+    }
+    // Run the helper as `nobody`: a copy of this test binary in a world-readable directory.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let exe = dir.path().join("firewall-test");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    let out = dir.path().join("finding.json");
+    let output = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&exe)
+        .args(["--exact", "netns_child", "--ignored", "--nocapture"])
+        .env(CHILD_OUT, &out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let finding: Finding = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(finding.status, Status::Unknown);
+    assert_eq!(finding.reason.as_deref(), Some(firewall::NEEDS_ROOT));
+    assert!(finding.observed.contains_key("config"));
+}
