@@ -107,11 +107,24 @@ impl ChecksConfig {
                 return Err(Error::UnknownCheck(id.clone()));
             }
         }
+        // A typo in a required product would otherwise make the check unknown on every
+        // device; catch it where the config is loaded.
+        if let Ok(catalogue) = crate::edr::catalogue::builtin() {
+            for id in &self.edr.required {
+                if !catalogue.products.iter().any(|p| &p.id == id) {
+                    let known: Vec<&str> =
+                        catalogue.products.iter().map(|p| p.id.as_str()).collect();
+                    return Err(Error::InvalidSetting(format!(
+                        "checks.edr.required: unknown product `{id}` (known: {})",
+                        known.join(", ")
+                    )));
+                }
+            }
+        }
         if self.timeout.is_zero() {
-            return Err(Error::ConfigParse {
-                path: "<config>".into(),
-                message: "checks.timeout must be more than zero".into(),
-            });
+            return Err(Error::InvalidSetting(
+                "checks.timeout must be more than zero".into(),
+            ));
         }
         Ok(())
     }
@@ -168,6 +181,15 @@ mod tests {
         assert!(
             ChecksConfig::from_toml("[screen_lock]\nmax_idle = 5\n", Path::new("c.toml")).is_err()
         );
+    }
+
+    #[test]
+    fn unknown_edr_product_is_an_error() {
+        let config =
+            ChecksConfig::from_toml("[edr]\nrequired = [\"crowdstrik\"]", Path::new("c.toml"))
+                .unwrap();
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.contains("unknown product `crowdstrik`"), "{err}");
     }
 
     #[test]

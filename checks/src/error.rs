@@ -20,6 +20,9 @@ pub enum Error {
         /// The parser's message, with line and column.
         message: String,
     },
+    /// A setting with a value that is not allowed (the message names the setting).
+    #[error("{0}")]
+    InvalidSetting(String),
     /// A check id that does not exist.
     #[error("unknown check `{0}` (known: {known})", known = crate::CHECKS.iter().map(|c| c.id).collect::<Vec<_>>().join(", "))]
     UnknownCheck(String),

@@ -92,8 +92,11 @@ fn run_checks(checks: &[&'static CheckDef], ctx: &Arc<Context>) -> Result<Vec<Fi
         .zip(checks)
         .map(|(finding, check)| {
             finding.unwrap_or_else(|| {
-                Finding::unknown(check.id, format!("timeout: did not finish within {timeout}"))
-                    .observe("timeout", timeout.to_string())
+                Finding::unknown(
+                    check.id,
+                    format!("timeout: did not finish within {timeout}"),
+                )
+                .observe("timeout", timeout.to_string())
             })
         })
         .collect())
@@ -147,9 +150,21 @@ mod tests {
         Finding::pass("panics", format!("{}", values[3]))
     }
 
-    static HANGS: CheckDef = CheckDef { id: "hangs", title: "Hangs", run: hangs };
-    static QUICK: CheckDef = CheckDef { id: "quick", title: "Quick", run: quick };
-    static PANICS: CheckDef = CheckDef { id: "panics", title: "Panics", run: panics };
+    static HANGS: CheckDef = CheckDef {
+        id: "hangs",
+        title: "Hangs",
+        run: hangs,
+    };
+    static QUICK: CheckDef = CheckDef {
+        id: "quick",
+        title: "Quick",
+        run: quick,
+    };
+    static PANICS: CheckDef = CheckDef {
+        id: "panics",
+        title: "Panics",
+        run: panics,
+    };
 
     #[test]
     fn hung_check_becomes_unknown_timeout_and_others_still_report() {
@@ -162,7 +177,11 @@ mod tests {
         let findings = run_checks(&[&HANGS, &QUICK, &PANICS], &ctx).unwrap();
         assert_eq!(findings[0].id, "hangs");
         assert_eq!(findings[0].status, posture_core::Status::Unknown);
-        assert!(findings[0].reason.as_deref().unwrap().starts_with("timeout"));
+        assert!(findings[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("timeout"));
         assert_eq!(findings[1].status, posture_core::Status::Pass);
         assert_eq!(findings[2].status, posture_core::Status::Unknown);
         assert!(findings[2].reason.as_deref().unwrap().contains("panicked"));

@@ -37,7 +37,10 @@ pub fn posture_bin() -> PathBuf {
 /// Runs `posture` with arguments and extra environment, stdin closed.
 pub fn run_posture(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(posture_bin());
-    command.args(args).env_remove("NO_COLOR").stdin(std::process::Stdio::null());
+    command
+        .args(args)
+        .env_remove("NO_COLOR")
+        .stdin(std::process::Stdio::null());
     for (key, value) in env {
         command.env(key, value);
     }

@@ -26,8 +26,13 @@ fn schema_errors(instance: &serde_json::Value) -> Option<String> {
     let mut schemas = boon::Schemas::new();
     let mut compiler = boon::Compiler::new();
     compiler.add_resource("report.schema.json", schema).unwrap();
-    let index = compiler.compile("report.schema.json", &mut schemas).unwrap();
-    schemas.validate(instance, index).err().map(|e| format!("{e:#}"))
+    let index = compiler
+        .compile("report.schema.json", &mut schemas)
+        .unwrap();
+    schemas
+        .validate(instance, index)
+        .err()
+        .map(|e| format!("{e:#}"))
 }
 
 fn validate_against_schema(instance: &serde_json::Value) {
@@ -44,12 +49,18 @@ fn schema_rejects_broken_invariants() {
 
     let mut fail_without_fix = report.clone();
     fail_without_fix["findings"][0]["status"] = "fail".into();
-    fail_without_fix["findings"][0].as_object_mut().unwrap().remove("remediation");
+    fail_without_fix["findings"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("remediation");
     assert!(schema_errors(&fail_without_fix).is_some());
 
     let mut unknown_without_reason = report.clone();
     unknown_without_reason["findings"][0]["status"] = "unknown".into();
-    unknown_without_reason["findings"][0].as_object_mut().unwrap().remove("reason");
+    unknown_without_reason["findings"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("reason");
     assert!(schema_errors(&unknown_without_reason).is_some());
 
     let mut typo = report.clone();
@@ -96,10 +107,17 @@ fn json_report_matches_schema_and_this_machine() {
         .unwrap()
         .iter()
         .all(|f| f["status"] == "pass");
-    assert_eq!(output.status.code(), Some(if all_pass { 0 } else { 1 }), "{report:#}");
+    assert_eq!(
+        output.status.code(),
+        Some(if all_pass { 0 } else { 1 }),
+        "{report:#}"
+    );
 
     // OS facts agree with os-release, read here independently.
-    assert_eq!(report["os"]["id"].as_str(), os_release_field("ID").as_deref());
+    assert_eq!(
+        report["os"]["id"].as_str(),
+        os_release_field("ID").as_deref()
+    );
     assert_eq!(
         report["os"]["version_id"].as_str(),
         os_release_field("VERSION_ID").as_deref()
@@ -112,7 +130,11 @@ fn json_report_matches_schema_and_this_machine() {
     let mut hasher = Sha256::new();
     hasher.update(b"posture device id v1\0");
     hasher.update(machine_id.trim().as_bytes());
-    let expected: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let expected: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert_eq!(report["device"]["id"].as_str(), Some(expected.as_str()));
     assert!(!report.to_string().contains(machine_id.trim()));
 
@@ -120,7 +142,11 @@ fn json_report_matches_schema_and_this_machine() {
     let findings = findings_by_id(&report);
     for status in ["pass", "fail", "unknown"] {
         let count = findings.values().filter(|f| f["status"] == status).count();
-        assert_eq!(report["summary"][status].as_u64(), Some(count as u64), "{status}");
+        assert_eq!(
+            report["summary"][status].as_u64(),
+            Some(count as u64),
+            "{status}"
+        );
     }
 }
 
@@ -171,10 +197,20 @@ fn disabled_checks_from_config_do_not_run() {
         .filter(|id| **id != "os")
         .map(|id| format!("\"{id}\""))
         .collect();
-    std::fs::write(&config, format!("[checks]\ndisabled = [{}]\n", disabled.join(", "))).unwrap();
-    let output = run_posture(&["check", "--json", "--config", config.to_str().unwrap()], &[]);
+    std::fs::write(
+        &config,
+        format!("[checks]\ndisabled = [{}]\n", disabled.join(", ")),
+    )
+    .unwrap();
+    let output = run_posture(
+        &["check", "--json", "--config", config.to_str().unwrap()],
+        &[],
+    );
     let report = stdout_json(&output);
-    assert_eq!(findings_by_id(&report).keys().collect::<Vec<_>>(), vec!["os"]);
+    assert_eq!(
+        findings_by_id(&report).keys().collect::<Vec<_>>(),
+        vec!["os"]
+    );
 }
 
 #[test]
@@ -182,7 +218,12 @@ fn human_output_has_a_line_per_finding_and_no_colour_in_a_pipe() {
     let output = run_posture(&["check"], &[]);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(!text.contains('\x1b'), "colour in a pipe: {text}");
-    for title in ["Operating system", "Disk encryption", "Firewall", "Screen lock"] {
+    for title in [
+        "Operating system",
+        "Disk encryption",
+        "Firewall",
+        "Screen lock",
+    ] {
         assert!(text.contains(title), "{title} missing from:\n{text}");
     }
     assert!(text.contains("COMPLIANT"), "{text}");
@@ -192,7 +233,9 @@ fn human_output_has_a_line_per_finding_and_no_colour_in_a_pipe() {
 fn on_terminal(no_color: Option<&str>) -> String {
     let command = format!("{} check --only os", posture_bin().display());
     let mut script = Command::new("script");
-    script.args(["-qec", &command, "/dev/null"]).env_remove("NO_COLOR");
+    script
+        .args(["-qec", &command, "/dev/null"])
+        .env_remove("NO_COLOR");
     if let Some(value) = no_color {
         script.env("NO_COLOR", value);
     }
@@ -202,6 +245,12 @@ fn on_terminal(no_color: Option<&str>) -> String {
 
 #[test]
 fn colour_on_a_terminal_unless_no_color() {
-    assert!(on_terminal(None).contains("\x1b["), "no colour on a terminal");
-    assert!(!on_terminal(Some("1")).contains("\x1b["), "colour despite NO_COLOR");
+    assert!(
+        on_terminal(None).contains("\x1b["),
+        "no colour on a terminal"
+    );
+    assert!(
+        !on_terminal(Some("1")).contains("\x1b["),
+        "colour despite NO_COLOR"
+    );
 }
