@@ -1,6 +1,9 @@
 //! `posture check` end to end: the built binary on this machine, its JSON validated
 //! against the committed schema, and findings compared with facts read independently.
 
+// Test helpers outside #[test] functions are not covered by clippy.toml's test allowance.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::BTreeMap;
 use std::process::Command;
 
@@ -253,4 +256,82 @@ fn colour_on_a_terminal_unless_no_color() {
         !on_terminal(Some("1")).contains("\x1b["),
         "colour despite NO_COLOR"
     );
+}
+
+/// Whether `/` sits on dm-crypt anywhere in its device chain, read straight from
+/// mountinfo and sysfs without any of posture's code.
+fn root_is_on_dm_crypt() -> Option<bool> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    // The last mount of `/` wins (mounts stack).
+    let dev = mountinfo
+        .lines()
+        .filter(|l| l.split_whitespace().nth(4) == Some("/"))
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .last()?
+        .to_owned();
+    let mut stack = vec![std::fs::canonicalize(format!("/sys/dev/block/{dev}")).ok()?];
+    let mut crypt = false;
+    while let Some(node) = stack.pop() {
+        if let Ok(uuid) = std::fs::read_to_string(node.join("dm/uuid")) {
+            crypt |= uuid.starts_with("CRYPT-");
+        }
+        if let Ok(slaves) = std::fs::read_dir(node.join("slaves")) {
+            stack.extend(
+                slaves
+                    .flatten()
+                    .filter_map(|e| std::fs::canonicalize(e.path()).ok()),
+            );
+        }
+        // A partition's parent disk.
+        if node.join("partition").exists() {
+            stack.extend(node.parent().map(std::path::Path::to_path_buf));
+        }
+    }
+    Some(crypt)
+}
+
+#[test]
+fn statuses_agree_with_facts_read_independently() {
+    let output = run_posture(&["check", "--json"], &[]);
+    let report = stdout_json(&output);
+    let findings = findings_by_id(&report);
+
+    // An unencrypted `/` must fail, whatever else is encrypted.
+    if root_is_on_dm_crypt() == Some(false) {
+        assert_eq!(
+            findings["disk_encryption"]["status"], "fail",
+            "{:#}",
+            findings["disk_encryption"]
+        );
+    }
+
+    // No TPM device in sysfs: the tpm check must fail, never pass.
+    let tpms = std::fs::read_dir("/sys/class/tpm")
+        .map(|d| d.flatten().count())
+        .unwrap_or(0);
+    if tpms == 0 {
+        assert_eq!(findings["tpm"]["status"], "fail", "{:#}", findings["tpm"]);
+    }
+
+    // Not booted by UEFI: Secure Boot cannot be known, so it must not pass.
+    if !std::path::Path::new("/sys/firmware/efi").exists() {
+        assert_eq!(
+            findings["secure_boot"]["status"], "unknown",
+            "{:#}",
+            findings["secure_boot"]
+        );
+        assert!(findings["secure_boot"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("UEFI"));
+    }
+
+    // Every failure says how to fix it; every unknown says why.
+    for finding in findings.values() {
+        match finding["status"].as_str().unwrap() {
+            "fail" => assert!(!finding["remediation"]["text"].as_str().unwrap().is_empty()),
+            "unknown" => assert!(!finding["reason"].as_str().unwrap().is_empty()),
+            _ => {}
+        }
+    }
 }
