@@ -267,7 +267,7 @@ fn root_is_on_dm_crypt() -> Option<bool> {
         .lines()
         .filter(|l| l.split_whitespace().nth(4) == Some("/"))
         .filter_map(|l| l.split_whitespace().nth(2))
-        .last()?
+        .next_back()?
         .to_owned();
     let mut stack = vec![std::fs::canonicalize(format!("/sys/dev/block/{dev}")).ok()?];
     let mut crypt = false;
