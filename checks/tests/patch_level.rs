@@ -1,6 +1,9 @@
 //! `patch_level` over real directory trees (fixtures captured from real systems, built in
 //! temp dirs) and, live, on this machine against apt's own answer.
 
+// Test helpers outside #[test] functions may unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
@@ -153,7 +156,12 @@ fn outdated_debian_fails_on_old_security_updates_and_old_upgrade() {
         "{}",
         f.summary
     );
-    assert!(f.remediation.as_ref().unwrap().text.contains("apt full-upgrade"));
+    assert!(f
+        .remediation
+        .as_ref()
+        .unwrap()
+        .text
+        .contains("apt full-upgrade"));
 }
 
 #[test]
@@ -208,7 +216,11 @@ fn up_to_date_against_fresh_lists_passes_without_upgrade_history() {
         PatchLevelConfig::default(),
     );
     assert_eq!(f.status, Status::Unknown, "{f:#?}");
-    assert!(f.reason.as_ref().unwrap().contains("no successful upgrade found"));
+    assert!(f
+        .reason
+        .as_ref()
+        .unwrap()
+        .contains("no successful upgrade found"));
 }
 
 #[test]
@@ -446,7 +458,11 @@ fn fedora_tree_reads_the_rpm_log_and_cannot_count_without_dnf() {
     // Recent enough: the counts it could not take make it unknown, not pass.
     let f = run(root, "2026-10-20T12:00:00Z", PatchLevelConfig::default());
     assert_eq!(f.status, Status::Unknown, "{f:#?}");
-    assert!(f.reason.as_ref().unwrap().contains("not run against a fixture root"));
+    assert!(f
+        .reason
+        .as_ref()
+        .unwrap()
+        .contains("not run against a fixture root"));
 }
 
 #[test]
@@ -516,7 +532,11 @@ fn no_package_manager_is_unknown() {
         PatchLevelConfig::default(),
     );
     assert_eq!(f.status, Status::Unknown);
-    assert!(f.reason.as_ref().unwrap().contains("no supported package manager"));
+    assert!(f
+        .reason
+        .as_ref()
+        .unwrap()
+        .contains("no supported package manager"));
 }
 
 fn command_stdout(program: &str, args: &[&str]) -> String {

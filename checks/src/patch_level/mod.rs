@@ -83,7 +83,7 @@ use serde_json::Value;
 
 use crate::Context;
 
-pub use gather::{gather, Facts, Manager, SecurityPending};
+pub use gather::{detect, gather, Facts, Manager, SecurityPending};
 
 /// Check id.
 pub const ID: &str = "patch_level";
