@@ -30,14 +30,18 @@ struct Paragraph {
 }
 
 /// Walks the deb822 paragraphs of a dpkg status file or an apt `Packages` list, calling
-/// `f` for each paragraph with (package, architecture, version, status). Continuation
-/// lines and other fields are skipped, so a 50 MB list streams in constant memory.
+/// `f` for each paragraph with (package, architecture, version, status). Paragraphs whose
+/// package `wanted` rejects are skipped, as are continuation lines and other fields, so a
+/// 50 MB list streams in constant memory. Bytes that are not UTF-8 (descriptions of old
+/// packages) are tolerated: only the named fields are decoded, lossily.
 fn for_each_paragraph(
     mut reader: impl BufRead,
+    wanted: impl Fn(&str) -> bool,
     mut f: impl FnMut(&str, &str, &str, Option<&str>),
 ) -> std::io::Result<()> {
     let mut current = Paragraph::default();
-    let mut line = String::new();
+    let mut skipping = false;
+    let mut line: Vec<u8> = Vec::new();
     let mut emit = |p: &mut Paragraph| {
         let taken = std::mem::take(p);
         if let (Some(name), Some(version)) = (taken.package, taken.version) {
@@ -45,30 +49,36 @@ fn for_each_paragraph(
             f(&name, &arch, &version, taken.status.as_deref());
         }
     };
+    let value_of =
+        |line: &[u8], key_len: usize| String::from_utf8_lossy(&line[key_len..]).trim().to_owned();
     loop {
         line.clear();
-        if reader.read_line(&mut line)? == 0 {
+        if reader.read_until(b'\n', &mut line)? == 0 {
             emit(&mut current);
             return Ok(());
         }
-        let text = line.trim_end_matches(['\n', '\r']);
-        if text.trim().is_empty() {
+        if line.iter().all(u8::is_ascii_whitespace) {
             emit(&mut current);
+            skipping = false;
             continue;
         }
-        if text.starts_with([' ', '\t']) {
+        if skipping || line.starts_with(b" ") || line.starts_with(b"\t") {
             continue;
         }
-        let Some((key, value)) = text.split_once(':') else {
-            continue;
-        };
-        let value = value.trim().to_owned();
-        match key {
-            "Package" => current.package = Some(value),
-            "Version" => current.version = Some(value),
-            "Architecture" => current.arch = Some(value),
-            "Status" => current.status = Some(value),
-            _ => {}
+        if line.starts_with(b"Package:") {
+            let name = value_of(&line, 8);
+            if wanted(&name) {
+                current.package = Some(name);
+            } else {
+                current = Paragraph::default();
+                skipping = true;
+            }
+        } else if line.starts_with(b"Version:") {
+            current.version = Some(value_of(&line, 8));
+        } else if line.starts_with(b"Architecture:") {
+            current.arch = Some(value_of(&line, 13));
+        } else if line.starts_with(b"Status:") {
+            current.status = Some(value_of(&line, 7));
         }
     }
 }
@@ -87,15 +97,19 @@ fn status_is_installed(status: &str) -> bool {
 pub fn parse_dpkg_status(text: &str) -> Vec<Installed> {
     let mut out = Vec::new();
     // Reading from a &[u8] cannot fail.
-    let _ = for_each_paragraph(text.as_bytes(), |name, arch, version, status| {
-        if status.is_some_and(status_is_installed) {
-            out.push(Installed {
-                name: name.to_owned(),
-                arch: arch.to_owned(),
-                version: version.to_owned(),
-            });
-        }
-    });
+    let _ = for_each_paragraph(
+        text.as_bytes(),
+        |_| true,
+        |name, arch, version, status| {
+            if status.is_some_and(status_is_installed) {
+                out.push(Installed {
+                    name: name.to_owned(),
+                    arch: arch.to_owned(),
+                    version: version.to_owned(),
+                });
+            }
+        },
+    );
     out
 }
 
@@ -239,22 +253,27 @@ pub fn read_list(
     installed: &HashMap<(String, String), String>,
 ) -> std::io::Result<ListContents> {
     let mut out = ListContents::default();
-    for_each_paragraph(reader, |name, arch, version, _| {
-        let key = (name.to_owned(), arch.to_owned());
-        let Some(installed_version) = installed.get(&key) else {
-            return;
-        };
-        if compare(version, installed_version).is_eq() {
-            out.carries_installed.insert(key.clone());
-        }
-        match out.newest.get_mut(&key) {
-            Some(v) if compare(version, v).is_gt() => *v = version.to_owned(),
-            Some(_) => {}
-            None => {
-                out.newest.insert(key, version.to_owned());
+    let names: HashSet<&str> = installed.keys().map(|(name, _)| name.as_str()).collect();
+    for_each_paragraph(
+        reader,
+        |name| names.contains(name),
+        |name, arch, version, _| {
+            let key = (name.to_owned(), arch.to_owned());
+            let Some(installed_version) = installed.get(&key) else {
+                return;
+            };
+            if compare(version, installed_version).is_eq() {
+                out.carries_installed.insert(key.clone());
             }
-        }
-    })?;
+            match out.newest.get_mut(&key) {
+                Some(v) if compare(version, v).is_gt() => *v = version.to_owned(),
+                Some(_) => {}
+                None => {
+                    out.newest.insert(key, version.to_owned());
+                }
+            }
+        },
+    )?;
     Ok(out)
 }
 
@@ -443,6 +462,23 @@ Version: 2.0
         assert_eq!(installed[1].arch, "all");
         assert!(is_installed(STATUS, "held"));
         assert!(!is_installed(STATUS, "old-removed"));
+    }
+
+    #[test]
+    fn non_utf8_bytes_in_other_fields_are_tolerated() {
+        let mut list =
+            b"Package: bash\nArchitecture: amd64\nDescription: caf\xe9\n \xff\xfe\nVersion: 9.9\n"
+                .to_vec();
+        list.extend_from_slice(b"\nPackage: other\nVersion: 1\n");
+        let index: HashMap<_, _> = [(("bash".to_owned(), "amd64".to_owned()), "1.0".to_owned())]
+            .into_iter()
+            .collect();
+        let contents = read_list(list.as_slice(), &index).unwrap();
+        assert_eq!(contents.newest.len(), 1);
+        assert_eq!(
+            contents.newest[&("bash".to_owned(), "amd64".to_owned())],
+            "9.9"
+        );
     }
 
     #[test]
