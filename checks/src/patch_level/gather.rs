@@ -311,6 +311,13 @@ fn log_last_upgrade(
 
 fn gather_dnf(ctx: &Context, facts: &mut Facts) {
     log_last_upgrade(ctx, "/var/log/dnf.rpm.log", others::dnf_last_upgrade, facts);
+    if facts.last_upgrade.is_none() && exists(ctx, "/var/log/dnf5.log") {
+        facts.notes.push(
+            "dnf5 logs to /var/log/dnf5.log, which posture does not read yet: the last \
+             upgrade is not known"
+                .to_owned(),
+        );
+    }
     let all = live_count(
         ctx,
         "dnf",

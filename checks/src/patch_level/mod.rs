@@ -27,7 +27,8 @@
 //! - `/var/lib/apt/periodic/upgrade-stamp` (mtime): the last successful unattended-upgrades run.
 //!
 //! **dnf (Fedora, RHEL)**: `/var/log/dnf.rpm.log` (the last package upgrade; dnf logs no
-//! "whole upgrade finished" marker). Pending counts have no simple file source (repodata
+//! "whole upgrade finished" marker). dnf5's `/var/log/dnf5.log` is not read yet (a note
+//! says so and the last upgrade stays unknown). Pending counts have no simple file source (repodata
 //! is solv/sqlite), so in a live context only: `dnf -q -C check-update` and
 //! `dnf -q -C check-update --security` (cache only, no network).
 //!
