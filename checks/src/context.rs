@@ -21,6 +21,10 @@ pub struct Context {
     /// (processes, D-Bus, netlink). True in production; false when `root` is a fixture tree,
     /// so a test never mixes the fixture with this machine's state.
     pub live: bool,
+    /// A directory where checks may keep small state between runs (e.g. when `patch_level`
+    /// first saw a pending security update). `None`: checks keep no state and say what
+    /// they therefore cannot tell.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Context {
@@ -31,6 +35,7 @@ impl Context {
             config,
             now: SystemTime::now(),
             live: true,
+            state_dir: None,
         }
     }
 
@@ -41,7 +46,14 @@ impl Context {
             config,
             now,
             live: false,
+            state_dir: None,
         }
+    }
+
+    /// The same context with a state directory.
+    pub fn with_state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.state_dir = Some(dir.into());
+        self
     }
 
     /// The path of an absolute system path below the root: `path("/etc/os-release")`.

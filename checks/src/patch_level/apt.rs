@@ -1,0 +1,660 @@
+//! apt/dpkg: installed packages, candidate versions from apt's lists, security suites, and
+//! the last successful upgrade from apt's history log. Everything here is pure: the
+//! check's module reads the files and hands their contents (or readers) to these parsers.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::BufRead;
+use std::time::SystemTime;
+
+use super::debversion::compare;
+use super::time::{parse_local_datetime, parse_rfc2822};
+
+/// A package dpkg has on disk (any state that has files unpacked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Installed {
+    /// Package name.
+    pub name: String,
+    /// Architecture (`amd64`, `all`, ...).
+    pub arch: String,
+    /// Installed version.
+    pub version: String,
+}
+
+/// One package paragraph's fields that matter here.
+#[derive(Debug, Default)]
+struct Paragraph {
+    package: Option<String>,
+    version: Option<String>,
+    arch: Option<String>,
+    status: Option<String>,
+}
+
+/// Walks the deb822 paragraphs of a dpkg status file or an apt `Packages` list, calling
+/// `f` for each paragraph with (package, architecture, version, status). Paragraphs whose
+/// package `wanted` rejects are skipped, as are continuation lines and other fields, so a
+/// 50 MB list streams in constant memory. Bytes that are not UTF-8 (descriptions of old
+/// packages) are tolerated: only the named fields are decoded, lossily.
+fn for_each_paragraph(
+    mut reader: impl BufRead,
+    wanted: impl Fn(&str) -> bool,
+    mut f: impl FnMut(&str, &str, &str, Option<&str>),
+) -> std::io::Result<()> {
+    let mut current = Paragraph::default();
+    let mut skipping = false;
+    let mut line: Vec<u8> = Vec::new();
+    let mut emit = |p: &mut Paragraph| {
+        let taken = std::mem::take(p);
+        if let (Some(name), Some(version)) = (taken.package, taken.version) {
+            let arch = taken.arch.unwrap_or_default();
+            f(&name, &arch, &version, taken.status.as_deref());
+        }
+    };
+    let value_of =
+        |line: &[u8], key_len: usize| String::from_utf8_lossy(&line[key_len..]).trim().to_owned();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            emit(&mut current);
+            return Ok(());
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            emit(&mut current);
+            skipping = false;
+            continue;
+        }
+        if skipping || line.starts_with(b" ") || line.starts_with(b"\t") {
+            continue;
+        }
+        if line.starts_with(b"Package:") {
+            let name = value_of(&line, 8);
+            if wanted(&name) {
+                current.package = Some(name);
+            } else {
+                current = Paragraph::default();
+                skipping = true;
+            }
+        } else if line.starts_with(b"Version:") {
+            current.version = Some(value_of(&line, 8));
+        } else if line.starts_with(b"Architecture:") {
+            current.arch = Some(value_of(&line, 13));
+        } else if line.starts_with(b"Status:") {
+            current.status = Some(value_of(&line, 7));
+        }
+    }
+}
+
+/// Whether a dpkg `Status:` value (`want flag state`) means the package's files are
+/// installed. `config-files` and `not-installed` are not.
+fn status_is_installed(status: &str) -> bool {
+    let state = status.split_whitespace().nth(2).unwrap_or("");
+    matches!(
+        state,
+        "installed" | "triggers-awaited" | "triggers-pending" | "half-configured" | "unpacked"
+    )
+}
+
+/// Parses `/var/lib/dpkg/status`: the installed packages.
+pub fn parse_dpkg_status(text: &str) -> Vec<Installed> {
+    let mut out = Vec::new();
+    // Reading from a &[u8] cannot fail.
+    let _ = for_each_paragraph(
+        text.as_bytes(),
+        |_| true,
+        |name, arch, version, status| {
+            if status.is_some_and(status_is_installed) {
+                out.push(Installed {
+                    name: name.to_owned(),
+                    arch: arch.to_owned(),
+                    version: version.to_owned(),
+                });
+            }
+        },
+    );
+    out
+}
+
+/// Whether a package is installed according to a dpkg status file's text.
+pub fn is_installed(status_text: &str, package: &str) -> bool {
+    parse_dpkg_status(status_text)
+        .iter()
+        .any(|p| p.name == package)
+}
+
+/// The fields of a `Release`/`InRelease` file that matter here.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Release {
+    /// `Origin`.
+    pub origin: String,
+    /// `Label`.
+    pub label: String,
+    /// `Suite`, e.g. `bookworm-security` or `oldstable-security`.
+    pub suite: String,
+    /// `Codename`.
+    pub codename: String,
+    /// `Date`, when the archive generated this Release file.
+    pub date: Option<SystemTime>,
+    /// `NotAutomatic: yes` (experimental, backports): apt never picks it by itself.
+    pub not_automatic: bool,
+    /// `ButAutomaticUpgrades: yes`: upgrades of packages installed from it are picked.
+    pub but_automatic_upgrades: bool,
+}
+
+/// Parses a `Release` or clearsigned `InRelease` file (only its first paragraph).
+pub fn parse_release(text: &str) -> Release {
+    let mut lines = text.lines().peekable();
+    if lines
+        .peek()
+        .is_some_and(|l| l.starts_with("-----BEGIN PGP SIGNED MESSAGE"))
+    {
+        // Skip the armor header ("Hash: ...") up to its blank line.
+        for line in lines.by_ref() {
+            if line.trim().is_empty() {
+                break;
+            }
+        }
+    }
+    let mut release = Release::default();
+    for line in lines {
+        if line.trim().is_empty() || line.starts_with("-----BEGIN PGP SIGNATURE") {
+            break;
+        }
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match key {
+            "Origin" => release.origin = value.to_owned(),
+            "Label" => release.label = value.to_owned(),
+            "Suite" => release.suite = value.to_owned(),
+            "Codename" => release.codename = value.to_owned(),
+            "Date" => release.date = parse_rfc2822(value),
+            "NotAutomatic" => release.not_automatic = value.eq_ignore_ascii_case("yes"),
+            "ButAutomaticUpgrades" => {
+                release.but_automatic_upgrades = value.eq_ignore_ascii_case("yes")
+            }
+            _ => {}
+        }
+    }
+    release
+}
+
+/// Whether a list belongs to a security suite: its suite or codename ends in `-security`
+/// (Debian >= 11, Ubuntu), its label/origin says so (`Debian-Security`), or it was fetched
+/// from a security archive (`security.debian.org`, `security.ubuntu.com`,
+/// `.../debian-security`, also Debian <= 10's `buster/updates` there).
+pub fn is_security_list(list_file: &str, release: Option<&Release>) -> bool {
+    let by_release = release.is_some_and(|r| {
+        r.suite.ends_with("-security")
+            || r.codename.ends_with("-security")
+            || r.label.to_ascii_lowercase().contains("security")
+            || r.origin.to_ascii_lowercase().contains("security")
+    });
+    let name = list_file.to_ascii_lowercase();
+    by_release
+        || name.contains("security.debian.org")
+        || name.contains("security.ubuntu.com")
+        || name.contains("_debian-security_")
+        || name.contains("-security_")
+}
+
+/// The compression of a `Packages` list, from its file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Plain text.
+    None,
+    /// `.lz4` (apt with `Acquire::GzipIndexes` on recent apt).
+    Lz4,
+    /// `.gz`.
+    Gzip,
+}
+
+/// Classifies a file in `/var/lib/apt/lists`: a binary `Packages` list (with its
+/// compression, or `Err(extension)` for a compression we do not read), or not a list.
+pub fn packages_list_kind(file: &str) -> Option<Result<Compression, String>> {
+    let (_, suffix) = file.rsplit_once("_Packages")?;
+    Some(match suffix {
+        "" => Ok(Compression::None),
+        ".lz4" => Ok(Compression::Lz4),
+        ".gz" => Ok(Compression::Gzip),
+        other => Err(other.trim_start_matches('.').to_owned()),
+    })
+}
+
+/// The `Release`/`InRelease` file that describes a `Packages` list, among `files` (the
+/// names in the lists directory): the longest `_`-separated prefix of the list's name that
+/// has one (`host_path_dists_suite_main_binary-amd64_Packages` ->
+/// `host_path_dists_suite_InRelease`). Works for flat repositories too.
+pub fn release_file_for<'a>(list_file: &str, files: &'a [String]) -> Option<&'a String> {
+    let stem = &list_file[..list_file.rfind("_Packages")?];
+    let mut prefix = stem;
+    loop {
+        for name in ["InRelease", "Release"] {
+            let wanted = format!("{prefix}_{name}");
+            if let Some(found) = files.iter().find(|f| **f == wanted) {
+                return Some(found);
+            }
+        }
+        prefix = &prefix[..prefix.rfind('_')?];
+    }
+}
+
+/// What one list offers for installed packages.
+#[derive(Debug, Clone, Default)]
+pub struct ListContents {
+    /// Newest version per installed (name, arch).
+    pub newest: HashMap<(String, String), String>,
+    /// Installed (name, arch) whose installed version this list carries.
+    pub carries_installed: HashSet<(String, String)>,
+}
+
+/// Reads one `Packages` list, keeping only what concerns installed packages.
+pub fn read_list(
+    reader: impl BufRead,
+    installed: &HashMap<(String, String), String>,
+) -> std::io::Result<ListContents> {
+    let mut out = ListContents::default();
+    let names: HashSet<&str> = installed.keys().map(|(name, _)| name.as_str()).collect();
+    for_each_paragraph(
+        reader,
+        |name| names.contains(name),
+        |name, arch, version, _| {
+            let key = (name.to_owned(), arch.to_owned());
+            let Some(installed_version) = installed.get(&key) else {
+                return;
+            };
+            if compare(version, installed_version).is_eq() {
+                out.carries_installed.insert(key.clone());
+            }
+            match out.newest.get_mut(&key) {
+                Some(v) if compare(version, v).is_gt() => *v = version.to_owned(),
+                Some(_) => {}
+                None => {
+                    out.newest.insert(key, version.to_owned());
+                }
+            }
+        },
+    )?;
+    Ok(out)
+}
+
+/// apt's default pin priority of a list, from its Release file (apt_preferences(5)):
+/// 1 for `NotAutomatic` (experimental), 100 with `ButAutomaticUpgrades` (backports),
+/// else 500. `/etc/apt/preferences` pins are not read (see the module documentation).
+pub fn default_priority(release: Option<&Release>) -> i32 {
+    match release {
+        Some(r) if r.not_automatic && r.but_automatic_upgrades => 100,
+        Some(r) if r.not_automatic => 1,
+        _ => 500,
+    }
+}
+
+/// The installed version's own priority in apt: 100 (dpkg status), or the list's if higher.
+const INSTALLED_PRIORITY: i32 = 100;
+
+/// One list's offer, with what its Release file says.
+#[derive(Debug, Clone)]
+pub struct ListOffer {
+    /// The list's file name.
+    pub file: String,
+    /// Whether it is a security suite.
+    pub security: bool,
+    /// Its Release file's `Date`.
+    pub date: Option<SystemTime>,
+    /// Its pin priority ([`default_priority`]).
+    pub priority: i32,
+    /// What it offers.
+    pub contents: ListContents,
+}
+
+/// A pending update of one installed package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpdate {
+    /// Package name.
+    pub name: String,
+    /// Architecture.
+    pub arch: String,
+    /// Installed version.
+    pub installed: String,
+    /// The version apt would upgrade to.
+    pub candidate: String,
+    /// Whether a security list offers a version newer than the installed one.
+    pub security: bool,
+    /// The earliest `Date` of a security Release file that offers a newer version: the
+    /// update has been available at least since then.
+    pub available_since: Option<SystemTime>,
+}
+
+/// Pending updates: installed packages whose apt candidate is newer than the installed
+/// version. The candidate is chosen as apt does without pins: among the installed version
+/// (at priority 100, or the highest priority of a list carrying it) and the newer versions
+/// offered, the highest priority wins, then the highest version; versions older than the
+/// installed one are never candidates (no downgrades below priority 1000).
+pub fn pending_updates(installed: &[Installed], offers: &[ListOffer]) -> Vec<PendingUpdate> {
+    let mut out = BTreeMap::new();
+    for pkg in installed {
+        let key = (pkg.name.clone(), pkg.arch.clone());
+        let installed_priority = offers
+            .iter()
+            .filter(|o| o.contents.carries_installed.contains(&key))
+            .map(|o| o.priority)
+            .fold(INSTALLED_PRIORITY, i32::max);
+        let mut best: (i32, &str) = (installed_priority, pkg.version.as_str());
+        let mut security = false;
+        let mut available_since: Option<SystemTime> = None;
+        for offer in offers {
+            let Some(version) = offer.contents.newest.get(&key) else {
+                continue;
+            };
+            if compare(version, &pkg.version).is_le() {
+                continue;
+            }
+            let better = offer.priority > best.0
+                || (offer.priority == best.0 && compare(version, best.1).is_gt());
+            if better {
+                best = (offer.priority, version);
+            }
+            if offer.security && offer.priority >= installed_priority {
+                security = true;
+                if let Some(date) = offer.date {
+                    available_since = Some(available_since.map_or(date, |d| d.min(date)));
+                }
+            }
+        }
+        if compare(best.1, &pkg.version).is_gt() {
+            out.insert(
+                key,
+                PendingUpdate {
+                    name: pkg.name.clone(),
+                    arch: pkg.arch.clone(),
+                    installed: pkg.version.clone(),
+                    candidate: best.1.to_owned(),
+                    security,
+                    available_since,
+                },
+            );
+        }
+    }
+    out.into_values().collect()
+}
+
+/// Whether an apt history `Commandline:` is a whole-system upgrade: `apt`/`apt-get`
+/// `upgrade`/`full-upgrade`/`dist-upgrade`, `aptitude safe-upgrade`/`full-upgrade`,
+/// unattended-upgrades, or PackageKit's update roles (GNOME Software, Discover).
+pub fn is_upgrade_command(commandline: &str) -> bool {
+    let mut words = commandline.split_whitespace();
+    let Some(program) = words.next() else {
+        return false;
+    };
+    let program = program.rsplit('/').next().unwrap_or(program);
+    if program.starts_with("unattended-upgrade") {
+        return true;
+    }
+    if program == "packagekit" {
+        return commandline.contains("role='update-packages'")
+            || commandline.contains("role='upgrade-system'");
+    }
+    matches!(program, "apt" | "apt-get" | "aptitude")
+        && words.any(|w| {
+            matches!(
+                w,
+                "upgrade" | "full-upgrade" | "dist-upgrade" | "safe-upgrade"
+            )
+        })
+}
+
+/// The end time of the newest successful whole-system upgrade in an apt `history.log`
+/// (an entry with an upgrade `Commandline`, an `End-Date`, and no `Error`). Times in the
+/// log are local wall-clock times without a zone; see [`parse_local_datetime`].
+pub fn last_upgrade_in_history(text: &str) -> Option<SystemTime> {
+    let mut newest: Option<SystemTime> = None;
+    for entry in text.split("\n\n") {
+        let mut commandline = None;
+        let mut end = None;
+        let mut error = false;
+        for line in entry.lines() {
+            if let Some(v) = line.strip_prefix("Commandline:") {
+                commandline = Some(v.trim());
+            } else if let Some(v) = line.strip_prefix("End-Date:") {
+                end = parse_local_datetime(v.trim());
+            } else if line.starts_with("Error:") {
+                error = true;
+            }
+        }
+        if let (Some(cmd), Some(end), false) = (commandline, end, error) {
+            if is_upgrade_command(cmd) {
+                newest = Some(newest.map_or(end, |n| n.max(end)));
+            }
+        }
+    }
+    newest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS: &str = "\
+Package: bash
+Status: install ok installed
+Priority: required
+Architecture: amd64
+Version: 5.2.15-2+b8
+Description: GNU Bourne Again SHell
+ Bash is an sh-compatible command language interpreter.
+
+Package: old-removed
+Status: deinstall ok config-files
+Architecture: amd64
+Version: 1.0-1
+
+Package: held
+Status: hold ok installed
+Architecture: all
+Version: 2.0
+";
+
+    #[test]
+    fn dpkg_status_keeps_installed_and_held_not_config_files() {
+        let installed = parse_dpkg_status(STATUS);
+        let names: Vec<_> = installed.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, vec!["bash", "held"]);
+        assert_eq!(installed[0].version, "5.2.15-2+b8");
+        assert_eq!(installed[1].arch, "all");
+        assert!(is_installed(STATUS, "held"));
+        assert!(!is_installed(STATUS, "old-removed"));
+    }
+
+    #[test]
+    fn non_utf8_bytes_in_other_fields_are_tolerated() {
+        let mut list =
+            b"Package: bash\nArchitecture: amd64\nDescription: caf\xe9\n \xff\xfe\nVersion: 9.9\n"
+                .to_vec();
+        list.extend_from_slice(b"\nPackage: other\nVersion: 1\n");
+        let index: HashMap<_, _> = [(("bash".to_owned(), "amd64".to_owned()), "1.0".to_owned())]
+            .into_iter()
+            .collect();
+        let contents = read_list(list.as_slice(), &index).unwrap();
+        assert_eq!(contents.newest.len(), 1);
+        assert_eq!(
+            contents.newest[&("bash".to_owned(), "amd64".to_owned())],
+            "9.9"
+        );
+    }
+
+    #[test]
+    fn release_from_clearsigned_inrelease() {
+        let text = "-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nOrigin: Debian\nLabel: Debian-Security\nSuite: oldstable-security\nCodename: bookworm-security\nDate: Sat, 21 Nov 2026 00:53:02 UTC\nSHA256:\n abc 0 main/x\n-----BEGIN PGP SIGNATURE-----\n\nxyz\n";
+        let r = parse_release(text);
+        assert_eq!(r.codename, "bookworm-security");
+        assert_eq!(r.label, "Debian-Security");
+        assert_eq!(
+            r.date,
+            Some(
+                posture_core::Timestamp::parse("2026-11-21T00:53:02Z")
+                    .unwrap()
+                    .system_time()
+            )
+        );
+        assert!(is_security_list("x_InRelease", Some(&r)));
+        let backports = parse_release(
+            "Suite: bookworm-backports\nNotAutomatic: yes\nButAutomaticUpgrades: yes\n",
+        );
+        assert!(backports.not_automatic && backports.but_automatic_upgrades);
+        assert!(!is_security_list(
+            "deb.debian.org_debian_dists_bookworm-backports_InRelease",
+            Some(&backports)
+        ));
+    }
+
+    #[test]
+    fn security_by_file_name_when_release_is_missing() {
+        assert!(is_security_list(
+            "security.ubuntu.com_ubuntu_dists_noble-security_main_binary-amd64_Packages",
+            None
+        ));
+        assert!(is_security_list(
+            "security.debian.org_dists_buster_updates_main_binary-amd64_Packages",
+            None
+        ));
+        assert!(!is_security_list(
+            "archive.ubuntu.com_ubuntu_dists_noble-updates_main_binary-amd64_Packages",
+            None
+        ));
+    }
+
+    #[test]
+    fn finds_the_release_file_of_a_list() {
+        let files: Vec<String> = [
+            "deb.debian.org_debian_dists_bookworm_InRelease",
+            "deb.debian.org_debian_dists_bookworm-updates_InRelease",
+            "deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages.lz4",
+            "example.org_repo_._Release",
+            "example.org_repo_._Packages",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            release_file_for(&files[2], &files).map(String::as_str),
+            Some("deb.debian.org_debian_dists_bookworm_InRelease")
+        );
+        assert_eq!(
+            release_file_for(&files[4], &files).map(String::as_str),
+            Some("example.org_repo_._Release")
+        );
+        assert_eq!(release_file_for("nothing_Packages", &files), None);
+    }
+
+    #[test]
+    fn list_kinds() {
+        assert_eq!(
+            packages_list_kind("a_main_binary-amd64_Packages"),
+            Some(Ok(Compression::None))
+        );
+        assert_eq!(
+            packages_list_kind("a_Packages.lz4"),
+            Some(Ok(Compression::Lz4))
+        );
+        assert_eq!(packages_list_kind("a_Packages.xz"), Some(Err("xz".into())));
+        assert_eq!(packages_list_kind("a_InRelease"), None);
+        assert_eq!(packages_list_kind("a_main_i18n_Translation-en"), None);
+    }
+
+    fn offer(
+        text: &str,
+        security: bool,
+        priority: i32,
+        index: &HashMap<(String, String), String>,
+    ) -> ListOffer {
+        ListOffer {
+            file: "list".into(),
+            security,
+            date: Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000)),
+            priority,
+            contents: read_list(text.as_bytes(), index).unwrap(),
+        }
+    }
+
+    fn index(installed: &[Installed]) -> HashMap<(String, String), String> {
+        installed
+            .iter()
+            .map(|p| ((p.name.clone(), p.arch.clone()), p.version.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn pending_means_a_newer_version_for_the_same_arch() {
+        let installed = parse_dpkg_status(STATUS);
+        let index = index(&installed);
+        let main = "Package: bash\nArchitecture: amd64\nVersion: 5.2.15-2+b13\n\nPackage: bash\nArchitecture: i386\nVersion: 9.9\n\nPackage: held\nArchitecture: all\nVersion: 2.0\n";
+        let security = "Package: bash\nArchitecture: amd64\nVersion: 5.2.15-2+b9\n\nPackage: held\nArchitecture: all\nVersion: 1.9\n";
+        let offers = vec![
+            offer(main, false, 500, &index),
+            offer(security, true, 500, &index),
+        ];
+        let pending = pending_updates(&installed, &offers);
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].name, "bash");
+        assert_eq!(pending[0].candidate, "5.2.15-2+b13");
+        assert!(pending[0].security);
+        assert!(pending[0].available_since.is_some());
+    }
+
+    #[test]
+    fn backports_upgrade_only_what_was_installed_from_backports() {
+        let status = "Package: a\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.0-1\n\nPackage: b\nStatus: install ok installed\nArchitecture: amd64\nVersion: 2.0-1~bpo12+1\n";
+        let installed = parse_dpkg_status(status);
+        let index = index(&installed);
+        let stable = "Package: a\nArchitecture: amd64\nVersion: 1.0-1\n\nPackage: b\nArchitecture: amd64\nVersion: 1.5-1\n";
+        let backports = "Package: a\nArchitecture: amd64\nVersion: 1.2-1~bpo12+1\n\nPackage: b\nArchitecture: amd64\nVersion: 2.0-1~bpo12+1\n\nPackage: b\nArchitecture: amd64\nVersion: 2.1-1~bpo12+1\n";
+        let experimental = "Package: a\nArchitecture: amd64\nVersion: 3.0-1\n";
+        let offers = vec![
+            offer(stable, false, 500, &index),
+            offer(backports, false, 100, &index),
+            offer(experimental, false, 1, &index),
+        ];
+        let pending = pending_updates(&installed, &offers);
+        assert_eq!(pending.len(), 1, "{pending:?}");
+        assert_eq!(
+            (pending[0].name.as_str(), pending[0].candidate.as_str()),
+            ("b", "2.1-1~bpo12+1")
+        );
+        assert_eq!(
+            default_priority(Some(&parse_release(
+                "NotAutomatic: yes\nButAutomaticUpgrades: yes\n"
+            ))),
+            100
+        );
+        assert_eq!(
+            default_priority(Some(&parse_release("NotAutomatic: yes\n"))),
+            1
+        );
+        assert_eq!(default_priority(None), 500);
+    }
+
+    #[test]
+    fn upgrade_commands() {
+        assert!(is_upgrade_command("apt-get -y upgrade"));
+        assert!(is_upgrade_command("apt full-upgrade"));
+        assert!(is_upgrade_command("/usr/bin/apt-get -o X=1 dist-upgrade"));
+        assert!(is_upgrade_command("/usr/bin/unattended-upgrade"));
+        assert!(is_upgrade_command("aptitude safe-upgrade"));
+        assert!(is_upgrade_command("packagekit role='update-packages'"));
+        assert!(!is_upgrade_command(
+            "apt-get install -y upgrade-helper-tool"
+        ));
+        assert!(!is_upgrade_command("apt-get install --only-upgrade bash"));
+        assert!(!is_upgrade_command("packagekit role='install-packages'"));
+    }
+
+    #[test]
+    fn history_skips_failed_and_unfinished_upgrades() {
+        let log = "\nStart-Date: 2026-10-01  10:00:00\nCommandline: apt-get upgrade\nUpgrade: bash:amd64 (1, 2)\nEnd-Date: 2026-10-01  10:01:00\n\nStart-Date: 2026-10-05  10:00:00\nCommandline: apt-get dist-upgrade\nUpgrade: x:amd64 (1, 2)\nError: Sub-process /usr/bin/dpkg returned an error code (1)\nEnd-Date: 2026-10-05  10:02:00\n\nStart-Date: 2026-10-06  10:00:00\nCommandline: apt-get install vim\nEnd-Date: 2026-10-06  10:00:30\n\nStart-Date: 2026-10-07  10:00:00\nCommandline: apt upgrade\n";
+        let when = last_upgrade_in_history(log).unwrap();
+        assert_eq!(
+            posture_core::Timestamp::from_system_time(when).to_string(),
+            "2026-10-01T10:01:00Z"
+        );
+        assert_eq!(last_upgrade_in_history(""), None);
+    }
+}
