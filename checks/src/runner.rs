@@ -19,6 +19,9 @@ pub struct CollectOptions {
     pub only: Vec<String>,
     /// Context override for tests (a fixture root); `None` means this machine.
     pub context: Option<Context>,
+    /// Where checks keep state between runs (see [`Context::state_dir`]); used for this
+    /// machine's context.
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 impl CollectOptions {
@@ -28,6 +31,7 @@ impl CollectOptions {
             config,
             only: Vec::new(),
             context: None,
+            state_dir: None,
         }
     }
 }
@@ -38,12 +42,13 @@ impl CollectOptions {
 pub fn collect(options: &CollectOptions) -> Result<Report, Error> {
     options.config.validate()?;
     let selected = select(options)?;
-    let ctx = Arc::new(
-        options
-            .context
-            .clone()
-            .unwrap_or_else(|| Context::system(options.config.clone())),
-    );
+    let ctx = Arc::new(options.context.clone().unwrap_or_else(|| {
+        let ctx = Context::system(options.config.clone());
+        match &options.state_dir {
+            Some(dir) => ctx.with_state_dir(dir),
+            None => ctx,
+        }
+    }));
     let started_at = Timestamp::from_system_time(SystemTime::now());
     let findings = run_checks(&selected, &ctx)?;
     let device = device::device_identity(&ctx);

@@ -48,21 +48,10 @@ impl Config {
 
 /// The default config path for this user.
 pub fn default_path() -> Option<PathBuf> {
-    if is_root() {
+    if crate::paths::is_root() {
         return Some(PathBuf::from("/etc/posture/config.toml"));
     }
     directories::ProjectDirs::from("", "", "posture").map(|d| d.config_dir().join("config.toml"))
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|r| r.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
 }
 
 #[cfg(test)]

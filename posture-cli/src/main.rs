@@ -4,6 +4,7 @@
 
 mod config;
 mod output;
+mod paths;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -83,6 +84,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 fn check(config: &Config, json: bool, only: Vec<String>) -> anyhow::Result<u8> {
     let mut options = posture_checks::CollectOptions::new(config.checks.clone());
     options.only = only;
+    options.state_dir = paths::state_dir();
     let report = posture_checks::collect(&options)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

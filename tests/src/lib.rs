@@ -36,10 +36,13 @@ pub fn posture_bin() -> PathBuf {
 
 /// Runs `posture` with arguments and extra environment, stdin closed.
 pub fn run_posture(args: &[&str], env: &[(&str, &str)]) -> Output {
+    // Keep the machine's own state directory (/var/lib/posture as root) out of tests.
+    let state = std::env::temp_dir().join(format!("posture-test-state-{}", std::process::id()));
     let mut command = Command::new(posture_bin());
     command
         .args(args)
         .env_remove("NO_COLOR")
+        .env("POSTURE_STATE_DIR", &state)
         .stdin(std::process::Stdio::null());
     for (key, value) in env {
         command.env(key, value);

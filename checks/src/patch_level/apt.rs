@@ -35,13 +35,12 @@ struct Paragraph {
 /// 50 MB list streams in constant memory. Bytes that are not UTF-8 (descriptions of old
 /// packages) are tolerated: only the named fields are decoded, lossily.
 fn for_each_paragraph(
-    mut reader: impl BufRead,
+    reader: impl BufRead,
     wanted: impl Fn(&str) -> bool,
     mut f: impl FnMut(&str, &str, &str, Option<&str>),
 ) -> std::io::Result<()> {
     let mut current = Paragraph::default();
     let mut skipping = false;
-    let mut line: Vec<u8> = Vec::new();
     let mut emit = |p: &mut Paragraph| {
         let taken = std::mem::take(p);
         if let (Some(name), Some(version)) = (taken.package, taken.version) {
@@ -51,35 +50,62 @@ fn for_each_paragraph(
     };
     let value_of =
         |line: &[u8], key_len: usize| String::from_utf8_lossy(&line[key_len..]).trim().to_owned();
+    for_each_line(reader, |line| {
+        match line.first() {
+            // Continuation lines (descriptions, conffiles) are most of a list: skip them first.
+            Some(b' ' | b'\t') => {}
+            _ if line.iter().all(u8::is_ascii_whitespace) => {
+                emit(&mut current);
+                skipping = false;
+            }
+            _ if skipping => {}
+            _ if line.starts_with(b"Package:") => {
+                let name = value_of(line, 8);
+                if wanted(&name) {
+                    current.package = Some(name);
+                } else {
+                    current = Paragraph::default();
+                    skipping = true;
+                }
+            }
+            _ if line.starts_with(b"Version:") => current.version = Some(value_of(line, 8)),
+            _ if line.starts_with(b"Architecture:") => current.arch = Some(value_of(line, 13)),
+            _ if line.starts_with(b"Status:") => current.status = Some(value_of(line, 7)),
+            _ => {}
+        }
+    })?;
+    emit(&mut current);
+    Ok(())
+}
+
+/// Calls `f` for every line (without its newline), straight from the reader's buffer:
+/// a 50 MB list has about a million lines, so copying each one is what would cost most.
+fn for_each_line(mut reader: impl BufRead, mut f: impl FnMut(&[u8])) -> std::io::Result<()> {
+    // Holds a line that straddles two buffer fills.
+    let mut carry: Vec<u8> = Vec::new();
     loop {
-        line.clear();
-        if reader.read_until(b'\n', &mut line)? == 0 {
-            emit(&mut current);
+        let buffer = reader.fill_buf()?;
+        if buffer.is_empty() {
+            if !carry.is_empty() {
+                f(&carry);
+            }
             return Ok(());
         }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            emit(&mut current);
-            skipping = false;
-            continue;
-        }
-        if skipping || line.starts_with(b" ") || line.starts_with(b"\t") {
-            continue;
-        }
-        if line.starts_with(b"Package:") {
-            let name = value_of(&line, 8);
-            if wanted(&name) {
-                current.package = Some(name);
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', buffer) {
+            let line = &buffer[start..end];
+            if carry.is_empty() {
+                f(line);
             } else {
-                current = Paragraph::default();
-                skipping = true;
+                carry.extend_from_slice(line);
+                f(&carry);
+                carry.clear();
             }
-        } else if line.starts_with(b"Version:") {
-            current.version = Some(value_of(&line, 8));
-        } else if line.starts_with(b"Architecture:") {
-            current.arch = Some(value_of(&line, 13));
-        } else if line.starts_with(b"Status:") {
-            current.status = Some(value_of(&line, 7));
+            start = end + 1;
         }
+        carry.extend_from_slice(&buffer[start..]);
+        let consumed = buffer.len();
+        reader.consume(consumed);
     }
 }
 
@@ -452,6 +478,18 @@ Status: hold ok installed
 Architecture: all
 Version: 2.0
 ";
+
+    #[test]
+    fn lines_straddling_buffer_fills_are_joined() {
+        let text = b"Package: a\nVersion: 1.0\n\nPackage: b\nVersion: 2.0\n";
+        for capacity in 1..text.len() {
+            let reader = std::io::BufReader::with_capacity(capacity, &text[..]);
+            let mut seen = Vec::new();
+            for_each_paragraph(reader, |_| true, |n, _, v, _| seen.push(format!("{n}={v}")))
+                .unwrap();
+            assert_eq!(seen, vec!["a=1.0", "b=2.0"], "capacity {capacity}");
+        }
+    }
 
     #[test]
     fn dpkg_status_keeps_installed_and_held_not_config_files() {

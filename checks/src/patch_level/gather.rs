@@ -6,6 +6,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use super::list_cache;
 use super::{apt, kernel, others};
 use crate::source::{exists, list_dir, read_attr, read_bytes, read_text, run_command};
 use crate::Context;
@@ -156,6 +157,9 @@ fn gather_apt(ctx: &Context, facts: &mut Facts) {
             return;
         }
     };
+    let status_fingerprint =
+        list_cache::fingerprint(&ctx.path("/var/lib/dpkg/status")).unwrap_or_default();
+    let mut cache = list_cache::ListCache::load(ctx.state_dir.as_deref(), &status_fingerprint);
     let mut offers = Vec::new();
     let mut unreadable = Vec::new();
     for file in &files {
@@ -167,14 +171,27 @@ fn gather_apt(ctx: &Context, facts: &mut Facts) {
                 continue;
             }
         };
-        let contents = match open_list(ctx, file, compression)
-            .and_then(|reader| apt::read_list(reader, &index))
-        {
-            Ok(c) => c,
-            Err(e) => {
-                unreadable.push(format!("{file} ({e})"));
-                continue;
-            }
+        let list_fingerprint =
+            list_cache::fingerprint(&ctx.path(Path::new("/var/lib/apt/lists").join(file)));
+        let cached = list_fingerprint
+            .as_deref()
+            .and_then(|fp| cache.get(file, fp));
+        let contents = match cached {
+            Some(contents) => contents,
+            None => match open_list(ctx, file, compression)
+                .and_then(|reader| apt::read_list(reader, &index))
+            {
+                Ok(c) => {
+                    if let Some(fp) = list_fingerprint {
+                        cache.put(file, fp, &c);
+                    }
+                    c
+                }
+                Err(e) => {
+                    unreadable.push(format!("{file} ({e})"));
+                    continue;
+                }
+            },
         };
         let release = apt::release_file_for(file, &files).and_then(|name| {
             read_text(ctx, Path::new("/var/lib/apt/lists").join(name))
@@ -191,6 +208,11 @@ fn gather_apt(ctx: &Context, facts: &mut Facts) {
             priority: apt::default_priority(release.as_ref()),
             contents,
         });
+    }
+    if let Err(e) = cache.save(ctx.state_dir.as_deref(), &files) {
+        facts
+            .notes
+            .push(format!("cannot save the package list cache: {e}"));
     }
     if !unreadable.is_empty() {
         facts.security_reason = format!(

@@ -71,6 +71,7 @@
 pub mod apt;
 pub mod debversion;
 pub mod kernel;
+pub mod list_cache;
 pub mod others;
 pub mod state;
 pub mod time;
