@@ -57,11 +57,8 @@ impl Env {
     }
 
     fn evidence(&self, extra: &[&str]) -> PathBuf {
-        let mut args = vec![
-            "report",
-            "--key-dir",
-            &*Box::leak(self.key_dir().into_boxed_str()),
-        ];
+        let key_dir = self.key_dir();
+        let mut args = vec!["report", "--key-dir", key_dir.as_str()];
         args.extend_from_slice(extra);
         let out = self.posture(&args);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
