@@ -1,6 +1,9 @@
 //! `posture key`, `report`, `verify` and `export` end to end, running the real binary on
 //! this machine with a key directory in a temp dir.
 
+// Test helpers outside #[test] functions may fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

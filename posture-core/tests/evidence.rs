@@ -1,6 +1,9 @@
 //! Evidence end to end: signing with the software key, verifying, and every rejection the
 //! verifier must make, each its own test.
 
+// Test helpers outside #[test] functions may fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use p256::ecdsa::signature::Signer as _;

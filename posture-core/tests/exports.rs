@@ -1,6 +1,9 @@
 //! Exports: the CAEP SET is a verifiable ES256 JWS with the CAEP event; Intune and OPA
 //! documents carry the findings.
 
+// Test helpers outside #[test] functions may fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use p256::ecdsa::signature::Verifier as _;

@@ -8,6 +8,9 @@
 //! The interpreter is `/usr/bin/python3` (Debian's, which sees python3-jwcrypto) unless
 //! `POSTURE_PYTHON` names another one.
 
+// Test helpers outside #[test] functions may fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};

@@ -1,6 +1,9 @@
 //! Policy decisions over reports shaped like the real checks' output (observed members as
 //! the `os`, `patch_level`, `edr` and `secure_boot` checks document them).
 
+// Test helpers outside #[test] functions may fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::time::{Duration, SystemTime};
 
 use posture_core::evidence::{sign_evidence_at, EvidenceOptions};
