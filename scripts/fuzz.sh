@@ -12,5 +12,7 @@ cargo fuzz build -O
 for target in $targets; do
   echo "== fuzz $target (${seconds}s)"
   mkdir -p "corpus/$target"
-  cargo fuzz run -O "$target" "corpus/$target" -- -max_total_time="$seconds" -rss_limit_mb=2048
+  # corpus/ (git-ignored) collects what the fuzzer finds; seeds/ are committed examples.
+  cargo fuzz run -O "$target" "corpus/$target" "seeds/$target" -- \
+    -max_total_time="$seconds" -rss_limit_mb=2048
 done
