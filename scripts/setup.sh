@@ -13,6 +13,7 @@ packages=(
   hyperfine time                  # benchmarks (hyperfine, /usr/bin/time -v)
   python3 python3-venv            # interop tests with independent JOSE / ctypes
   nftables iptables              # firewall check: nft -j, iptables-save; netns tests
+  python3-jwcrypto                # independent JOSE verifier/signer for evidence interop tests
   ca-certificates curl
 )
 
@@ -35,4 +36,7 @@ if ! command -v cargo >/dev/null; then
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
+fi
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  cargo install --locked cargo-fuzz   # fuzz targets (scripts/fuzz.sh)
 fi
