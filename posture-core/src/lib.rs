@@ -24,7 +24,10 @@
 //! assert!(finding.check_invariants().is_ok());
 //! ```
 
+pub mod attestation;
 pub mod keys;
+#[cfg(all(feature = "tpm", target_os = "linux"))]
+pub mod tpm;
 mod model;
 mod time;
 
