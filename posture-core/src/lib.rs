@@ -26,10 +26,10 @@
 
 pub mod attestation;
 pub mod keys;
-#[cfg(all(feature = "tpm", target_os = "linux"))]
-pub mod tpm;
 mod model;
 mod time;
+#[cfg(all(feature = "tpm", target_os = "linux"))]
+pub mod tpm;
 
 pub use model::{
     Agent, Device, Finding, InvariantError, OsFacts, Privilege, Remediation, Report, Status,

@@ -8,8 +8,8 @@
 
 use std::time::SystemTime;
 
-use x509_cert::der::{self, Decode, Encode};
 use sha2::{Digest as _, Sha256, Sha384, Sha512};
+use x509_cert::der::{self, Decode, Encode};
 use x509_cert::Certificate;
 
 use super::tpm2::TpmPublic;
@@ -25,9 +25,8 @@ const ECDSA_WITH_SHA256: &str = "1.2.840.10045.4.3.2";
 
 /// Parses a PEM bundle of CA certificates.
 pub fn parse_roots(pem: &[u8]) -> Result<Vec<Certificate>, AttestationError> {
-    let certs = Certificate::load_pem_chain(pem).map_err(|e| AttestationError::EkCertificate(
-        format!("CA bundle: {e}"),
-    ))?;
+    let certs = Certificate::load_pem_chain(pem)
+        .map_err(|e| AttestationError::EkCertificate(format!("CA bundle: {e}")))?;
     if certs.is_empty() {
         return Err(AttestationError::EkCertificate(
             "CA bundle holds no certificate".into(),

@@ -24,19 +24,21 @@
 
 mod credential;
 mod ekcert;
+mod tools;
 pub mod tpm2;
 mod verify;
 mod wire;
 
 pub use credential::{kdfa_sha256, make_credential, MadeCredential};
 pub use ekcert::{parse_roots, verify_ek_certificate, EkCertificateInfo};
+pub use tools::{p256_public_key_pem, tpm2_tools_pcrs, write_tpm2_tools_files};
 pub use verify::{
     begin_enrollment, check_pcr_values, finish_enrollment, qualifying_data, verify_certify,
     verify_quote, EkTrust, VerifiedQuote, DEFAULT_PCRS,
 };
 pub use wire::{
-    EnrolledDevice, EnrollmentChallenge, EnrollmentRequest, EnrollmentResponse,
-    PendingEnrollment, PcrValues, Quote, SignedAttest, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+    EnrolledDevice, EnrollmentChallenge, EnrollmentRequest, EnrollmentResponse, PcrValues,
+    PendingEnrollment, Quote, SignedAttest, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
 
 /// Why attestation data was rejected.
@@ -68,10 +70,12 @@ pub enum AttestationError {
 /// Lowercase hex.
 pub fn to_hex(bytes: &[u8]) -> String {
     use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
 }
 
 /// Parses hex (either case, no separators).

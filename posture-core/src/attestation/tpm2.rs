@@ -251,7 +251,11 @@ impl TpmPublic {
             }
             alg::ECC => {
                 let s = r.u16()?;
-                let scheme = if s == alg::NULL { (s, 0) } else { (s, r.u16()?) };
+                let scheme = if s == alg::NULL {
+                    (s, 0)
+                } else {
+                    (s, r.u16()?)
+                };
                 if s == alg::ECDAA {
                     let _count = r.u16()?;
                 }
@@ -304,11 +308,9 @@ impl TpmPublic {
                 let mut sec1 = vec![0x04];
                 sec1.extend_from_slice(&left_pad::<32>(x)?);
                 sec1.extend_from_slice(&left_pad::<32>(y)?);
-                p256::PublicKey::from_sec1_bytes(&sec1).map_err(|_| {
-                    AttestationError::Malformed {
-                        what: "TPMT_PUBLIC",
-                        message: "ECC point is not on P-256".into(),
-                    }
+                p256::PublicKey::from_sec1_bytes(&sec1).map_err(|_| AttestationError::Malformed {
+                    what: "TPMT_PUBLIC",
+                    message: "ECC point is not on P-256".into(),
                 })
             }
             _ => Err(AttestationError::Unsupported(
@@ -572,20 +574,25 @@ pub fn verify_signature(
             let vk = p256::ecdsa::VerifyingKey::from(key.p256()?);
             let sig = p256::ecdsa::Signature::from_scalars(left_pad::<32>(r)?, left_pad::<32>(s)?)
                 .map_err(|_| AttestationError::BadSignature("ECDSA r or s out of range".into()))?;
-            vk.verify_prehash(&digest, &sig)
-                .map_err(|_| AttestationError::BadSignature("ECDSA signature does not verify".into()))
+            vk.verify_prehash(&digest, &sig).map_err(|_| {
+                AttestationError::BadSignature("ECDSA signature does not verify".into())
+            })
         }
         TpmSignature::RsaSsa { hash, sig } => {
             require_sha256(*hash)?;
             key.rsa()?
                 .verify(rsa::Pkcs1v15Sign::new::<Sha256>(), &digest, sig)
-                .map_err(|_| AttestationError::BadSignature("RSASSA signature does not verify".into()))
+                .map_err(|_| {
+                    AttestationError::BadSignature("RSASSA signature does not verify".into())
+                })
         }
         TpmSignature::RsaPss { hash, sig } => {
             require_sha256(*hash)?;
             key.rsa()?
                 .verify(rsa::Pss::new::<Sha256>(), &digest, sig)
-                .map_err(|_| AttestationError::BadSignature("RSAPSS signature does not verify".into()))
+                .map_err(|_| {
+                    AttestationError::BadSignature("RSAPSS signature does not verify".into())
+                })
         }
     }
 }

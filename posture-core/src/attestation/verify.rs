@@ -10,12 +10,12 @@ use x509_cert::Certificate;
 use super::credential::{make_credential, os_random};
 use super::ekcert::verify_ek_certificate;
 use super::tpm2::{
-    alg, attr, verify_signature, Attest, Attested, TpmPublic, TpmSignature,
-    TPM_GENERATED_VALUE, TPM_ST_ATTEST_CERTIFY, TPM_ST_ATTEST_QUOTE,
+    alg, attr, verify_signature, Attest, Attested, TpmPublic, TpmSignature, TPM_GENERATED_VALUE,
+    TPM_ST_ATTEST_CERTIFY, TPM_ST_ATTEST_QUOTE,
 };
 use super::wire::{
-    EnrolledDevice, EnrollmentChallenge, EnrollmentRequest, EnrollmentResponse,
-    PendingEnrollment, Quote, SignedAttest, PROTOCOL_VERSION,
+    EnrolledDevice, EnrollmentChallenge, EnrollmentRequest, EnrollmentResponse, PendingEnrollment,
+    Quote, SignedAttest, PROTOCOL_VERSION,
 };
 use super::{from_hex, to_hex, AttestationError};
 
@@ -115,8 +115,7 @@ pub fn finish_enrollment(
     }
     if !bool::from(pending.secret.ct_eq(&response.secret)) || pending.secret.is_empty() {
         return Err(AttestationError::Rejected(
-            "the device did not recover the credential: its AK is not in the TPM of this EK"
-                .into(),
+            "the device did not recover the credential: its AK is not in the TPM of this EK".into(),
         ));
     }
     let ak = TpmPublic::parse(&pending.request.ak_public)?;
@@ -157,7 +156,10 @@ fn check_ak(ak: &TpmPublic) -> Result<(), AttestationError> {
             ak.attributes
         )));
     }
-    let scheme_ok = matches!(ak.scheme, (alg::ECDSA, alg::SHA256) | (alg::RSASSA, alg::SHA256));
+    let scheme_ok = matches!(
+        ak.scheme,
+        (alg::ECDSA, alg::SHA256) | (alg::RSASSA, alg::SHA256)
+    );
     if !scheme_ok {
         return Err(AttestationError::Rejected(format!(
             "AK scheme {:04x?}: need ECDSA or RSASSA with SHA-256",
@@ -291,9 +293,9 @@ pub fn verify_quote(
         let hex = quote.pcrs.sha256.get(pcr).ok_or_else(|| {
             AttestationError::Rejected(format!("no value reported for quoted PCR {pcr}"))
         })?;
-        let value: [u8; 32] = from_hex(hex)?.try_into().map_err(|_| {
-            AttestationError::Rejected(format!("PCR {pcr} value is not 32 bytes"))
-        })?;
+        let value: [u8; 32] = from_hex(hex)?
+            .try_into()
+            .map_err(|_| AttestationError::Rejected(format!("PCR {pcr} value is not 32 bytes")))?;
         hasher.update(value);
         values.insert(*pcr, value);
     }

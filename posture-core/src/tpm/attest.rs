@@ -8,16 +8,16 @@ use std::sync::Arc;
 use sha2::{Digest as _, Sha256};
 use tss_esapi::abstraction::ek::create_ek_public_from_default_template_2;
 use tss_esapi::abstraction::{nv, AsymmetricAlgorithmSelection, DefaultKey};
-use tss_esapi::constants::SessionType;
+use tss_esapi::constants::{CapabilityType, SessionType};
+use tss_esapi::handles::AuthHandle;
 use tss_esapi::handles::{KeyHandle, NvIndexTpmHandle, TpmHandle};
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
 use tss_esapi::interface_types::key_bits::RsaKeyBits;
 use tss_esapi::interface_types::resource_handles::{Hierarchy, NvAuth};
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
-use tss_esapi::handles::AuthHandle;
 use tss_esapi::structures::{
-    Data, EncryptedSecret, IdObject, PcrSelectionListBuilder, PcrSlot, SignatureScheme,
-    SymmetricDefinition,
+    CapabilityData, Data, EncryptedSecret, IdObject, PcrSelectionListBuilder, PcrSlot,
+    SignatureScheme, SymmetricDefinition,
 };
 use tss_esapi::traits::Marshall;
 
@@ -92,10 +92,7 @@ impl AttestationKey {
             let handle = create_ek(ctx)?;
             let public = ctx.read_public(handle).map_err(tss_err("reading the EK"));
             let _ = ctx.flush_context(handle.into());
-            public?
-                .0
-                .marshall()
-                .map_err(tss_err("marshalling the EK"))
+            public?.0.marshall().map_err(tss_err("marshalling the EK"))
         })?;
         let ek_certificate = read_ek_certificates(&self.tpm)?
             .into_iter()
@@ -160,8 +157,8 @@ impl AttestationKey {
                     .map_err(tss_err("starting a policy session"))?
                     .ok_or_else(|| KeyError::Tpm("no policy session returned".into()))?;
                 let activated = (|| {
-                    let policy = PolicySession::try_from(session)
-                        .map_err(tss_err("policy session"))?;
+                    let policy =
+                        PolicySession::try_from(session).map_err(tss_err("policy session"))?;
                     ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
                         ctx.policy_secret(
                             policy,
@@ -200,13 +197,26 @@ impl AttestationKey {
         let data = Data::try_from(qualifying_data.to_vec()).map_err(tss_err("qualifying data"))?;
         let (attest, signature) = self.tpm.with_context(|ctx| {
             ctx.execute_with_sessions(
-                (Some(AuthSession::Password), Some(AuthSession::Password), None),
-                |ctx| ctx.certify(key.handle().into(), self.handle, data, SignatureScheme::Null),
+                (
+                    Some(AuthSession::Password),
+                    Some(AuthSession::Password),
+                    None,
+                ),
+                |ctx| {
+                    ctx.certify(
+                        key.handle().into(),
+                        self.handle,
+                        data,
+                        SignatureScheme::Null,
+                    )
+                },
             )
             .map_err(tss_err("certifying the device key"))
         })?;
         Ok(SignedAttest {
-            attest: attest.marshall().map_err(tss_err("marshalling TPMS_ATTEST"))?,
+            attest: attest
+                .marshall()
+                .map_err(tss_err("marshalling TPMS_ATTEST"))?,
             signature: signature
                 .marshall()
                 .map_err(tss_err("marshalling TPMT_SIGNATURE"))?,
@@ -240,7 +250,9 @@ impl AttestationKey {
                 })
                 .map_err(tss_err("quoting PCRs"))
             })?;
-            let attest = attest.marshall().map_err(tss_err("marshalling TPMS_ATTEST"))?;
+            let attest = attest
+                .marshall()
+                .map_err(tss_err("marshalling TPMS_ATTEST"))?;
             let expected: Vec<u8> = values
                 .values()
                 .fold(Sha256::new(), |h, v| h.chain_update(v))
@@ -339,25 +351,39 @@ fn create_ek(ctx: &mut tss_esapi::Context) -> Result<KeyHandle, KeyError> {
     .map_err(tss_err("creating the EK (is an endorsement password set?)"))
 }
 
-/// Reads the EK certificates present in NV ([`EK_CERT_NV_INDICES`]).
+/// Reads the EK certificates present in NV ([`EK_CERT_NV_INDICES`]). One GetCapability
+/// lists the defined NV indices first, so absent ones cost no failing command.
 pub(crate) fn read_ek_certificates(tpm: &Tpm) -> Result<Vec<EkCertificate>, KeyError> {
     tpm.with_context(|ctx| {
+        let (data, _) = ctx
+            .execute_without_session(|ctx| {
+                ctx.get_capability(CapabilityType::Handles, EK_CERT_NV_INDICES[0], 64)
+            })
+            .map_err(tss_err("listing NV indices"))?;
+        let defined: Vec<u32> = match data {
+            CapabilityData::Handles(handles) => {
+                handles.into_inner().into_iter().map(u32::from).collect()
+            }
+            _ => Vec::new(),
+        };
         let mut out = Vec::new();
-        for index in EK_CERT_NV_INDICES {
+        for index in EK_CERT_NV_INDICES
+            .into_iter()
+            .filter(|i| defined.contains(i))
+        {
             let nv_index = NvIndexTpmHandle::new(index).map_err(tss_err("NV index"))?;
-            // An index that does not exist simply has no certificate.
-            let Ok(mut object) = ctx.execute_without_session(|ctx| {
-                ctx.tr_from_tpm_public(TpmHandle::NvIndex(nv_index))
-            }) else {
-                continue;
-            };
-            let der = ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
-                nv::read_full(ctx, NvAuth::NvIndex(object.into()), nv_index)
-            });
-            let _ = ctx.tr_close(&mut object);
+            let object = ctx
+                .execute_without_session(|ctx| ctx.tr_from_tpm_public(TpmHandle::NvIndex(nv_index)))
+                .map_err(tss_err("opening the EK certificate NV index"))?;
+            // read_full closes the ESYS handle when it is done.
+            let der = ctx
+                .execute_with_session(Some(AuthSession::Password), |ctx| {
+                    nv::read_full(ctx, NvAuth::NvIndex(object.into()), nv_index)
+                })
+                .map_err(tss_err("reading the EK certificate from NV"))?;
             out.push(EkCertificate {
                 nv_index: index,
-                der: der.map_err(tss_err("reading the EK certificate from NV"))?,
+                der,
             });
         }
         Ok(out)

@@ -65,8 +65,7 @@ pub(crate) fn load(path: &Path) -> Result<Option<Blob>, KeyError> {
         });
     }
     let text = std::fs::read(path).map_err(io(path))?;
-    let file: BlobFile =
-        serde_json::from_slice(&text).map_err(|e| invalid(path, e.to_string()))?;
+    let file: BlobFile = serde_json::from_slice(&text).map_err(|e| invalid(path, e.to_string()))?;
     if file.version != BLOB_VERSION {
         return Err(invalid(path, format!("blob version {}", file.version)));
     }

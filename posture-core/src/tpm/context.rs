@@ -59,7 +59,20 @@ impl Tpm {
     /// problem is a [`KeyError::Tpm`] whose message says how to fix it.
     pub fn open(tcti: &str) -> Result<Tpm, KeyError> {
         if let Some(device) = tcti.strip_prefix("device:") {
-            check_device(Path::new(if device.is_empty() { "/dev/tpm0" } else { device }))?;
+            check_device(Path::new(if device.is_empty() {
+                "/dev/tpm0"
+            } else {
+                device
+            }))?;
+        }
+        // tss-esapi 7 understands only host/port for these and would silently ignore a
+        // unix socket path, connecting to localhost:2321 instead.
+        if (tcti.starts_with("swtpm:") || tcti.starts_with("mssim:")) && tcti.contains("path=") {
+            return Err(KeyError::Unsupported(format!(
+                "TCTI \"{tcti}\": unix socket simulators are not supported; \
+                 use swtpm:host=127.0.0.1,port=N (swtpm socket --server type=tcp,port=N \
+                 --ctrl type=tcp,port=N+1)"
+            )));
         }
         let conf = TctiNameConf::from_str(tcti)
             .map_err(|e| KeyError::Tpm(format!("TCTI \"{tcti}\": {e}")))?;
@@ -148,11 +161,16 @@ fn ascii(words: &[u32]) -> String {
 }
 
 fn check_device(path: &Path) -> Result<(), KeyError> {
-    match std::fs::OpenOptions::new().read(true).write(true).open(path) {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(KeyError::Unsupported(
-            format!("no TPM: {} does not exist", path.display()),
-        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(KeyError::Unsupported(format!(
+            "no TPM: {} does not exist",
+            path.display()
+        ))),
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(KeyError::Tpm(format!(
             "no permission to use {}: {PERMISSION_REMEDIATION}",
             path.display()

@@ -8,9 +8,7 @@ use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
 use tss_esapi::handles::KeyHandle;
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::AuthSession;
-use tss_esapi::structures::{
-    Digest, HashcheckTicket, Private, Public, Signature, SignatureScheme,
-};
+use tss_esapi::structures::{Digest, HashcheckTicket, Private, Public, Signature, SignatureScheme};
 use tss_esapi::traits::{Marshall, UnMarshall};
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 
