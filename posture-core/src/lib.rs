@@ -33,6 +33,7 @@
 //! assert!(finding.check_invariants().is_ok());
 //! ```
 
+pub mod attestation;
 pub mod evidence;
 pub mod exports;
 pub mod jose;
@@ -40,6 +41,8 @@ pub mod keys;
 mod model;
 pub mod policy;
 mod time;
+#[cfg(all(feature = "tpm", target_os = "linux"))]
+pub mod tpm;
 pub mod verify;
 
 pub use model::{

@@ -1,0 +1,242 @@
+//! The JSON messages of enrollment and attestation. Binary fields are standard base64
+//! (with padding) of the raw TPM structures; nonces and PCR values are lowercase hex.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::tpm2::TpmPublic;
+use super::AttestationError;
+
+/// The version of these messages; a verifier rejects others.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Inputs larger than this are refused before parsing (the biggest legitimate message, a
+/// quote with a UEFI event log, stays well below it).
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+
+mod b64 {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.as_bytes())
+            .map_err(serde::de::Error::custom)
+    }
+
+    pub mod option {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+            match v {
+                Some(v) => super::serialize(v, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+            let text: Option<String> = Option::deserialize(d)?;
+            text.map(|t| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(t.as_bytes())
+                    .map_err(serde::de::Error::custom)
+            })
+            .transpose()
+        }
+    }
+}
+
+/// Parses a message after checking its size.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+) -> Result<T, AttestationError> {
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        return Err(AttestationError::Malformed {
+            what,
+            message: format!("{} bytes, more than {MAX_MESSAGE_BYTES}", bytes.len()),
+        });
+    }
+    serde_json::from_slice(bytes).map_err(|e| AttestationError::Malformed {
+        what,
+        message: e.to_string(),
+    })
+}
+
+fn check_version(version: u32, what: &'static str) -> Result<(), AttestationError> {
+    if version == PROTOCOL_VERSION {
+        Ok(())
+    } else {
+        Err(AttestationError::Unsupported(format!(
+            "{what} version {version} (this verifier speaks {PROTOCOL_VERSION})"
+        )))
+    }
+}
+
+macro_rules! json_message {
+    ($t:ty, $what:literal) => {
+        impl $t {
+            /// Parses the JSON form, refusing oversized input and other protocol versions.
+            pub fn from_json(bytes: &[u8]) -> Result<Self, AttestationError> {
+                let m: Self = from_json(bytes, $what)?;
+                check_version(m.version, $what)?;
+                Ok(m)
+            }
+
+            /// The JSON form.
+            pub fn to_json(&self) -> Result<String, AttestationError> {
+                serde_json::to_string_pretty(self).map_err(|e| AttestationError::Malformed {
+                    what: $what,
+                    message: e.to_string(),
+                })
+            }
+        }
+    };
+}
+
+/// A `TPMS_ATTEST` and the `TPMT_SIGNATURE` over it, as the TPM produced them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedAttest {
+    /// Marshalled `TPMS_ATTEST`.
+    #[serde(with = "b64")]
+    pub attest: Vec<u8>,
+    /// Marshalled `TPMT_SIGNATURE`.
+    #[serde(with = "b64")]
+    pub signature: Vec<u8>,
+}
+
+/// Step 1, device to verifier.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentRequest {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The RSA 2048 EK (TCG default template), marshalled `TPMT_PUBLIC`.
+    #[serde(with = "b64")]
+    pub ek_public: Vec<u8>,
+    /// The EK certificate (DER) from NV index 0x01c00002, where present.
+    #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
+    pub ek_certificate: Option<Vec<u8>>,
+    /// The AK, marshalled `TPMT_PUBLIC`.
+    #[serde(with = "b64")]
+    pub ak_public: Vec<u8>,
+}
+json_message!(EnrollmentRequest, "enrollment request");
+
+/// Step 2, verifier to device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentChallenge {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// Contents of the `TPM2B_ID_OBJECT` from MakeCredential.
+    #[serde(with = "b64")]
+    pub credential_blob: Vec<u8>,
+    /// Contents of the `TPM2B_ENCRYPTED_SECRET` from MakeCredential.
+    #[serde(with = "b64")]
+    pub encrypted_secret: Vec<u8>,
+    /// A fresh random nonce (hex), the qualifying data of the device key's certification.
+    pub nonce: String,
+}
+json_message!(EnrollmentChallenge, "enrollment challenge");
+
+/// Step 3, device to verifier.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentResponse {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The secret ActivateCredential recovered.
+    #[serde(with = "b64")]
+    pub secret: Vec<u8>,
+    /// The device key, marshalled `TPMT_PUBLIC`.
+    #[serde(with = "b64")]
+    pub device_key_public: Vec<u8>,
+    /// TPM2_Certify of the device key by the AK, qualifying data = the challenge nonce.
+    pub certify: SignedAttest,
+}
+json_message!(EnrollmentResponse, "enrollment response");
+
+/// The verifier's state between challenge and response. It holds the expected secret:
+/// store it owner-only and delete it when the enrollment completes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingEnrollment {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The request being answered.
+    pub request: EnrollmentRequest,
+    /// The secret wrapped in the challenge.
+    #[serde(with = "b64")]
+    pub secret: Vec<u8>,
+    /// The nonce sent in the challenge (hex).
+    pub nonce: String,
+    /// How the EK was trusted (`ca` or `unverified`).
+    pub ek_trust: String,
+}
+json_message!(PendingEnrollment, "pending enrollment");
+
+/// What a verifier keeps about an enrolled device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrolledDevice {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// The EK, marshalled `TPMT_PUBLIC`.
+    #[serde(with = "b64")]
+    pub ek_public: Vec<u8>,
+    /// `ca` when the EK certificate chained to a configured CA, `unverified` when the
+    /// verifier ran without CAs (trust on first use).
+    pub ek_trust: String,
+    /// The AK, marshalled `TPMT_PUBLIC`; quotes must be signed by it.
+    #[serde(with = "b64")]
+    pub ak_public: Vec<u8>,
+    /// The certified device key, marshalled `TPMT_PUBLIC`; evidence must be signed by it.
+    #[serde(with = "b64")]
+    pub device_key_public: Vec<u8>,
+}
+json_message!(EnrolledDevice, "enrolled device");
+
+impl EnrolledDevice {
+    /// The device key that signs evidence (pin it: only evidence signed by this key has
+    /// `key_assurance = tpm` for this device).
+    pub fn device_key(&self) -> Result<p256::PublicKey, AttestationError> {
+        TpmPublic::parse(&self.device_key_public)?.p256()
+    }
+
+    /// The enrolled AK.
+    pub fn ak(&self) -> Result<TpmPublic, AttestationError> {
+        TpmPublic::parse(&self.ak_public)
+    }
+}
+
+/// PCR values as read from the TPM, by bank.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PcrValues {
+    /// The `sha256` bank: PCR index to value (hex).
+    pub sha256: BTreeMap<u32, String>,
+}
+
+/// A PCR quote as carried in evidence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quote {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u32,
+    /// TPM2_Quote output, signed by the AK.
+    pub quote: SignedAttest,
+    /// The PCR values the quote covers.
+    pub pcrs: PcrValues,
+    /// The TCG event log (binary_bios_measurements), where readable.
+    #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
+    pub event_log: Option<Vec<u8>>,
+}
+json_message!(Quote, "quote");

@@ -1,0 +1,398 @@
+//! The attestation key (AK), the endorsement key (EK), credential activation, TPM2_Certify
+//! and PCR quotes: the device half of [`crate::attestation`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use sha2::{Digest as _, Sha256};
+use tss_esapi::abstraction::ek::create_ek_public_from_default_template_2;
+use tss_esapi::abstraction::{nv, AsymmetricAlgorithmSelection, DefaultKey};
+use tss_esapi::constants::{CapabilityType, SessionType};
+use tss_esapi::handles::AuthHandle;
+use tss_esapi::handles::{KeyHandle, NvIndexTpmHandle, TpmHandle};
+use tss_esapi::interface_types::algorithm::HashingAlgorithm;
+use tss_esapi::interface_types::key_bits::RsaKeyBits;
+use tss_esapi::interface_types::resource_handles::{Hierarchy, NvAuth};
+use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
+use tss_esapi::structures::{
+    CapabilityData, Data, EncryptedSecret, IdObject, PcrSelectionListBuilder, PcrSlot,
+    SignatureScheme, SymmetricDefinition,
+};
+use tss_esapi::traits::Marshall;
+
+use super::blob;
+use super::signer::{flush, Srk, TpmSigner};
+use super::templates::Role;
+use super::{tss_err, Tpm, AK_FILE};
+use crate::attestation::tpm2::{Attest, Attested};
+use crate::attestation::{
+    to_hex, EnrollmentChallenge, EnrollmentRequest, EnrollmentResponse, PcrValues, Quote,
+    SignedAttest, PROTOCOL_VERSION,
+};
+use crate::keys::KeyError;
+
+/// EK certificate NV indices (TCG EK Credential Profile 2.3, 2.2.1.4-5): RSA 2048,
+/// ECC P-256, ECC P-384.
+pub const EK_CERT_NV_INDICES: [u32; 3] = [0x01c0_0002, 0x01c0_000a, 0x01c0_0016];
+
+/// Where the kernel exposes the firmware's TCG event log.
+const EVENT_LOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
+/// Event logs larger than this are left out of the quote (real ones are tens of KiB).
+const MAX_EVENT_LOG: u64 = 2 * 1024 * 1024;
+
+/// An EK certificate read from NV.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EkCertificate {
+    /// The NV index it was read from.
+    pub nv_index: u32,
+    /// The certificate, DER.
+    pub der: Vec<u8>,
+}
+
+/// The attestation key, loaded while this value lives.
+#[derive(Debug)]
+pub struct AttestationKey {
+    tpm: Arc<Tpm>,
+    handle: KeyHandle,
+    public: Vec<u8>,
+}
+
+impl Drop for AttestationKey {
+    fn drop(&mut self) {
+        flush(&self.tpm, self.handle);
+    }
+}
+
+impl AttestationKey {
+    /// Loads (or creates) the AK blob `tpm-ak.json` in `state_dir` under `srk`.
+    pub fn load(srk: &Srk, state_dir: &Path) -> Result<AttestationKey, KeyError> {
+        blob::ensure_state_dir(state_dir)?;
+        let (handle, public) = srk.load_or_create(
+            &state_dir.join(AK_FILE),
+            Role::Ak,
+            "posture attestation key (TPM-wrapped)",
+        )?;
+        Ok(AttestationKey {
+            tpm: Arc::clone(srk.tpm()),
+            handle,
+            public,
+        })
+    }
+
+    /// The AK's marshalled `TPMT_PUBLIC`.
+    pub fn public(&self) -> &[u8] {
+        &self.public
+    }
+
+    /// Builds the enrollment request: EK public part, EK certificate (RSA 2048) where
+    /// present, AK public part.
+    pub fn enrollment_request(&self) -> Result<EnrollmentRequest, KeyError> {
+        let ek_public = self.tpm.with_context(|ctx| {
+            let handle = create_ek(ctx)?;
+            let public = ctx.read_public(handle).map_err(tss_err("reading the EK"));
+            let _ = ctx.flush_context(handle.into());
+            public?.0.marshall().map_err(tss_err("marshalling the EK"))
+        })?;
+        let ek_certificate = read_ek_certificates(&self.tpm)?
+            .into_iter()
+            .find(|c| c.nv_index == EK_CERT_NV_INDICES[0])
+            .map(|c| c.der);
+        Ok(EnrollmentRequest {
+            version: PROTOCOL_VERSION,
+            ek_public,
+            ek_certificate,
+            ak_public: self.public.clone(),
+        })
+    }
+
+    /// Answers the verifier's challenge: recovers the secret with TPM2_ActivateCredential
+    /// (EK + this AK) and has this AK certify `device_key` with the challenge nonce.
+    pub fn enrollment_response(
+        &self,
+        challenge: &EnrollmentChallenge,
+        device_key: &TpmSigner,
+    ) -> Result<EnrollmentResponse, KeyError> {
+        if challenge.version != PROTOCOL_VERSION {
+            return Err(KeyError::Tpm(format!(
+                "challenge version {} is not {PROTOCOL_VERSION}",
+                challenge.version
+            )));
+        }
+        let nonce = crate::attestation::from_hex(&challenge.nonce)
+            .map_err(|e| KeyError::Tpm(format!("challenge nonce: {e}")))?;
+        let secret = self.activate_credential(challenge)?;
+        let certify = self.certify(device_key, &nonce)?;
+        Ok(EnrollmentResponse {
+            version: PROTOCOL_VERSION,
+            secret,
+            device_key_public: device_key.tpm_public().to_vec(),
+            certify,
+        })
+    }
+
+    /// TPM2_ActivateCredential: the TPM releases the secret only if it holds the EK and
+    /// this AK matches the Name the verifier bound it to.
+    pub fn activate_credential(
+        &self,
+        challenge: &EnrollmentChallenge,
+    ) -> Result<Vec<u8>, KeyError> {
+        let blob = IdObject::try_from(challenge.credential_blob.clone())
+            .map_err(tss_err("credential blob"))?;
+        let secret = EncryptedSecret::try_from(challenge.encrypted_secret.clone())
+            .map_err(tss_err("encrypted secret"))?;
+        self.tpm.with_context(|ctx| {
+            let ek = create_ek(ctx)?;
+            let result = (|| {
+                // The EK's policy is PolicySecret(endorsement hierarchy).
+                let session = ctx
+                    .start_auth_session(
+                        None,
+                        None,
+                        None,
+                        SessionType::Policy,
+                        SymmetricDefinition::AES_128_CFB,
+                        HashingAlgorithm::Sha256,
+                    )
+                    .map_err(tss_err("starting a policy session"))?
+                    .ok_or_else(|| KeyError::Tpm("no policy session returned".into()))?;
+                let activated = (|| {
+                    let policy =
+                        PolicySession::try_from(session).map_err(tss_err("policy session"))?;
+                    ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
+                        ctx.policy_secret(
+                            policy,
+                            AuthHandle::Endorsement,
+                            Default::default(),
+                            Default::default(),
+                            Default::default(),
+                            None,
+                        )
+                    })
+                    .map_err(tss_err("PolicySecret(endorsement)"))?;
+                    ctx.execute_with_sessions(
+                        (Some(AuthSession::Password), Some(session), None),
+                        |ctx| ctx.activate_credential(self.handle, ek, blob, secret),
+                    )
+                    .map_err(tss_err(
+                        "activating the credential (was it made for this TPM's EK and AK?)",
+                    ))
+                })();
+                // The TPM closes the session itself when ActivateCredential succeeds
+                // (continueSession is clear); flush it in case it failed before.
+                let _ = ctx.flush_context(tss_esapi::handles::SessionHandle::from(session).into());
+                activated
+            })();
+            let _ = ctx.flush_context(ek.into());
+            result.map(|digest| digest.value().to_vec())
+        })
+    }
+
+    /// TPM2_Certify of `key` by this AK with `qualifying_data` as extraData.
+    pub fn certify(
+        &self,
+        key: &TpmSigner,
+        qualifying_data: &[u8],
+    ) -> Result<SignedAttest, KeyError> {
+        let data = Data::try_from(qualifying_data.to_vec()).map_err(tss_err("qualifying data"))?;
+        let (attest, signature) = self.tpm.with_context(|ctx| {
+            ctx.execute_with_sessions(
+                (
+                    Some(AuthSession::Password),
+                    Some(AuthSession::Password),
+                    None,
+                ),
+                |ctx| {
+                    ctx.certify(
+                        key.handle().into(),
+                        self.handle,
+                        data,
+                        SignatureScheme::Null,
+                    )
+                },
+            )
+            .map_err(tss_err("certifying the device key"))
+        })?;
+        Ok(SignedAttest {
+            attest: attest
+                .marshall()
+                .map_err(tss_err("marshalling TPMS_ATTEST"))?,
+            signature: signature
+                .marshall()
+                .map_err(tss_err("marshalling TPMT_SIGNATURE"))?,
+        })
+    }
+
+    /// Quotes the sha256 bank PCRs `pcrs` with `qualifying_data` (see
+    /// [`crate::attestation::qualifying_data`]). Two TPM commands (PCR_Read, Quote); if a
+    /// PCR changes in between, both are repeated (at most three times).
+    pub fn quote(&self, qualifying_data: &[u8], pcrs: &[u32]) -> Result<Quote, KeyError> {
+        if pcrs.is_empty() {
+            return Err(KeyError::Tpm("no PCR selected for the quote".into()));
+        }
+        let mut pcrs = pcrs.to_vec();
+        pcrs.sort_unstable();
+        pcrs.dedup();
+        let data = Data::try_from(qualifying_data.to_vec()).map_err(tss_err("qualifying data"))?;
+        let slots = pcrs
+            .iter()
+            .map(|p| pcr_slot(*p))
+            .collect::<Result<Vec<_>, _>>()?;
+        for _ in 0..3 {
+            let values = self.read_pcrs(&pcrs)?;
+            let selection = PcrSelectionListBuilder::new()
+                .with_selection(HashingAlgorithm::Sha256, &slots)
+                .build()
+                .map_err(tss_err("PCR selection"))?;
+            let (attest, signature) = self.tpm.with_context(|ctx| {
+                ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
+                    ctx.quote(self.handle, data.clone(), SignatureScheme::Null, selection)
+                })
+                .map_err(tss_err("quoting PCRs"))
+            })?;
+            let attest = attest
+                .marshall()
+                .map_err(tss_err("marshalling TPMS_ATTEST"))?;
+            let expected: Vec<u8> = values
+                .values()
+                .fold(Sha256::new(), |h, v| h.chain_update(v))
+                .finalize()
+                .to_vec();
+            let quoted = Attest::parse(&attest).map_err(|e| KeyError::Tpm(e.to_string()))?;
+            if !matches!(&quoted.attested, Attested::Quote { pcr_digest, .. } if *pcr_digest == expected)
+            {
+                continue;
+            }
+            return Ok(Quote {
+                version: PROTOCOL_VERSION,
+                quote: SignedAttest {
+                    attest,
+                    signature: signature
+                        .marshall()
+                        .map_err(tss_err("marshalling TPMT_SIGNATURE"))?,
+                },
+                pcrs: PcrValues {
+                    sha256: values.iter().map(|(k, v)| (*k, to_hex(v))).collect(),
+                },
+                event_log: self.event_log(),
+            });
+        }
+        Err(KeyError::Tpm(
+            "PCR values kept changing while quoting; try again".into(),
+        ))
+    }
+
+    /// Reads sha256 PCR values (PCR_Read returns at most 8 per call).
+    fn read_pcrs(&self, pcrs: &[u32]) -> Result<BTreeMap<u32, Vec<u8>>, KeyError> {
+        let mut out = BTreeMap::new();
+        for chunk in pcrs.chunks(8) {
+            let slots = chunk
+                .iter()
+                .map(|p| pcr_slot(*p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let selection = PcrSelectionListBuilder::new()
+                .with_selection(HashingAlgorithm::Sha256, &slots)
+                .build()
+                .map_err(tss_err("PCR selection"))?;
+            let (_, read, digests) = self.tpm.with_context(|ctx| {
+                ctx.execute_without_session(|ctx| ctx.pcr_read(selection))
+                    .map_err(tss_err("reading PCRs"))
+            })?;
+            let read_slots: Vec<PcrSlot> = read
+                .get_selections()
+                .iter()
+                .flat_map(|s| s.selected())
+                .collect();
+            if read_slots.len() != chunk.len() || digests.len() != chunk.len() {
+                return Err(KeyError::Tpm(format!(
+                    "the TPM returned {} of {} sha256 PCRs (is the sha256 bank active?)",
+                    digests.len(),
+                    chunk.len()
+                )));
+            }
+            for (pcr, digest) in chunk.iter().zip(digests.value()) {
+                out.insert(*pcr, digest.value().to_vec());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The firmware event log, when talking to the machine's own TPM and readable.
+    fn event_log(&self) -> Option<Vec<u8>> {
+        if !self.tpm.tcti().starts_with("device:") {
+            return None;
+        }
+        let meta = std::fs::metadata(EVENT_LOG).ok()?;
+        // securityfs reports size 0; the limit guards against anything else.
+        if meta.len() > MAX_EVENT_LOG {
+            return None;
+        }
+        std::fs::read(EVENT_LOG).ok().filter(|log| !log.is_empty())
+    }
+}
+
+fn pcr_slot(pcr: u32) -> Result<PcrSlot, KeyError> {
+    1u32.checked_shl(pcr)
+        .and_then(|bit| PcrSlot::try_from(bit).ok())
+        .ok_or_else(|| KeyError::Tpm(format!("PCR {pcr} does not exist")))
+}
+
+/// Creates the RSA 2048 EK from the TCG default template (flush it after use).
+fn create_ek(ctx: &mut tss_esapi::Context) -> Result<KeyHandle, KeyError> {
+    let template = create_ek_public_from_default_template_2(
+        AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
+        None::<DefaultKey>,
+    )
+    .map_err(tss_err("EK template"))?;
+    ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
+        ctx.create_primary(Hierarchy::Endorsement, template, None, None, None, None)
+    })
+    .map(|r| r.key_handle)
+    .map_err(tss_err("creating the EK (is an endorsement password set?)"))
+}
+
+/// Reads the EK certificates present in NV ([`EK_CERT_NV_INDICES`]). One GetCapability
+/// lists the defined NV indices first, so absent ones cost no failing command.
+pub(crate) fn read_ek_certificates(tpm: &Tpm) -> Result<Vec<EkCertificate>, KeyError> {
+    tpm.with_context(|ctx| {
+        let (data, _) = ctx
+            .execute_without_session(|ctx| {
+                ctx.get_capability(CapabilityType::Handles, EK_CERT_NV_INDICES[0], 64)
+            })
+            .map_err(tss_err("listing NV indices"))?;
+        let defined: Vec<u32> = match data {
+            CapabilityData::Handles(handles) => {
+                handles.into_inner().into_iter().map(u32::from).collect()
+            }
+            _ => Vec::new(),
+        };
+        let mut out = Vec::new();
+        for index in EK_CERT_NV_INDICES
+            .into_iter()
+            .filter(|i| defined.contains(i))
+        {
+            let nv_index = NvIndexTpmHandle::new(index).map_err(tss_err("NV index"))?;
+            let object = ctx
+                .execute_without_session(|ctx| ctx.tr_from_tpm_public(TpmHandle::NvIndex(nv_index)))
+                .map_err(tss_err("opening the EK certificate NV index"))?;
+            // read_full closes the ESYS handle when it is done.
+            let der = ctx
+                .execute_with_session(Some(AuthSession::Password), |ctx| {
+                    nv::read_full(ctx, NvAuth::NvIndex(object.into()), nv_index)
+                })
+                .map_err(tss_err("reading the EK certificate from NV"))?;
+            out.push(EkCertificate {
+                nv_index: index,
+                der,
+            });
+        }
+        Ok(out)
+    })
+}
+
+impl Tpm {
+    /// The EK certificates stored in NV (RSA 2048, ECC P-256, ECC P-384), where present.
+    pub fn ek_certificates(&self) -> Result<Vec<EkCertificate>, KeyError> {
+        read_ek_certificates(self)
+    }
+}

@@ -1,0 +1,42 @@
+//! The TPM 2.0 device side: the device key, the attestation key, credential activation,
+//! certification and PCR quotes (Linux, cargo feature `tpm`, on by default).
+//!
+//! ## Contract
+//! - One [`Tpm`] (one TSS context) per process: [`Tpm::shared`] opens it from the `TCTI`
+//!   environment variable, else `device:/dev/tpmrm0` (the kernel resource manager; never
+//!   `/dev/tpm0` first). Calls are serialised by a mutex inside [`Tpm`], so it is
+//!   `Send + Sync` and can be shared with `Arc`.
+//! - Every transient object this module loads is flushed again (on drop of its guard), so
+//!   it works on a TPM without a resource manager too.
+//! - Keys are created under a storage root key (SRK) that is re-derived with
+//!   TPM2_CreatePrimary from a fixed template on every load; only the TPM-wrapped blobs
+//!   are saved (0600, owner-only directory). A blob is useless off the TPM that made it.
+//! - Only password sessions with empty auth are used: no extra TPM commands per call.
+//!
+//! ## Example
+//! ```no_run
+//! use posture_core::keys::Signer;
+//! let key = posture_core::tpm::open_device_key(std::path::Path::new("/var/lib/posture"))?;
+//! let signature = key.sign(b"evidence")?;
+//! # Ok::<(), posture_core::keys::KeyError>(())
+//! ```
+
+mod attest;
+mod blob;
+mod context;
+mod signer;
+mod templates;
+
+pub use attest::{AttestationKey, EkCertificate, EK_CERT_NV_INDICES};
+pub use context::{Tpm, TpmInfo, DEFAULT_TCTI};
+pub use signer::{open_device_key, Srk, TpmSigner};
+
+/// File name of the device key blob in the state directory.
+pub const DEVICE_KEY_FILE: &str = "tpm-device-key.json";
+/// File name of the attestation key blob in the state directory.
+pub const AK_FILE: &str = "tpm-ak.json";
+
+/// Turns a TSS error into a [`KeyError`](crate::keys::KeyError) that says what was being done.
+pub(crate) fn tss_err(doing: &str) -> impl FnOnce(tss_esapi::Error) -> crate::keys::KeyError + '_ {
+    move |e| crate::keys::KeyError::Tpm(format!("{doing}: {e}"))
+}
