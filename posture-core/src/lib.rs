@@ -24,9 +24,14 @@
 //! assert!(finding.check_invariants().is_ok());
 //! ```
 
+pub mod evidence;
+pub mod exports;
+pub mod jose;
 pub mod keys;
 mod model;
+pub mod policy;
 mod time;
+pub mod verify;
 
 pub use model::{
     Agent, Device, Finding, InvariantError, OsFacts, Privilege, Remediation, Report, Status,

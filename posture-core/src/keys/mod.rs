@@ -6,8 +6,16 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub mod software;
+
+pub use crate::jose::{key_id, Jwk};
+
 /// How well the device key is protected; carried in evidence as `key_assurance`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+///
+/// Ordered by strength: `Software < Tpm`.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyAssurance {
     /// A key file on disk (owner-only permissions); copyable by anyone who can read it.

@@ -1,0 +1,265 @@
+//! Evidence: a [`Report`] signed by the device key as a compact JWS with EAT claims.
+//!
+//! The header is `{"alg":"ES256","typ":"posture-evidence+jwt","kid":THUMBPRINT}`; the
+//! claims are [`EvidenceClaims`]. `docs/evidence.md` has a full example and
+//! `schemas/evidence-claims.schema.json` the JSON Schema of the claims.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand_core::{OsRng, RngCore};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::jose::{self, Jwk, SignError};
+use crate::keys::{KeyAssurance, KeyError, Signer};
+use crate::{InvariantError, Report};
+
+/// The JWS `typ` of posture evidence. Verifiers refuse any other.
+pub const EVIDENCE_TYP: &str = "posture-evidence+jwt";
+
+/// The EAT profile (RFC 9711 §4.3.2) this evidence follows; see `docs/evidence.md`.
+pub const EAT_PROFILE: &str = "https://example.invalid/posture/evidence/v1";
+
+/// Largest evidence accepted by verifiers, and so the largest produced: 64 KiB.
+pub const MAX_EVIDENCE_BYTES: usize = 64 * 1024;
+
+/// Longest lifetime a device will give its evidence.
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Nonce length bounds in bytes (RFC 9711 §4.1: 8 to 64 bytes).
+pub const NONCE_LEN: std::ops::RangeInclusive<usize> = 8..=64;
+
+/// How to sign evidence.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EvidenceOptions {
+    /// The verifier's challenge, carried as `eat_nonce` (8 to 64 bytes).
+    pub nonce: Option<String>,
+    /// Who the evidence is for, carried as `aud`.
+    pub audience: Option<String>,
+    /// How long the evidence is valid: `exp = iat + ttl` (at most [`MAX_TTL`]).
+    pub ttl: Duration,
+}
+
+impl Default for EvidenceOptions {
+    fn default() -> Self {
+        Self {
+            nonce: None,
+            audience: None,
+            ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// RFC 7800 proof-of-possession: the key the evidence is bound to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Confirmation {
+    /// The device's public key (its `kid` is the RFC 7638 thumbprint).
+    pub jwk: Jwk,
+}
+
+/// `aud`: one audience or several (RFC 7519 §4.1.3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Audience {
+    /// A single audience.
+    One(String),
+    /// Several audiences.
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// Whether `name` is one of the audiences.
+    pub fn contains(&self, name: &str) -> bool {
+        match self {
+            Audience::One(a) => a == name,
+            Audience::Many(all) => all.iter().any(|a| a == name),
+        }
+    }
+}
+
+/// The claims of posture evidence. EAT (RFC 9711) names where EAT has one.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[schemars(title = "posture evidence claims")]
+pub struct EvidenceClaims {
+    /// The EAT profile, always [`EAT_PROFILE`].
+    pub eat_profile: String,
+    /// Issued at (seconds since the Unix epoch).
+    pub iat: u64,
+    /// Not before (seconds since the Unix epoch); posture writes none, verifiers check it
+    /// when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
+    /// Expires at (seconds since the Unix epoch).
+    pub exp: u64,
+    /// The intended verifier, when the evidence was requested for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Audience>,
+    /// A unique id for this evidence (128 random bits, base64url).
+    pub jti: String,
+    /// The verifier's challenge, echoed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eat_nonce: Option<String>,
+    /// The device's UEID, base64url: type byte 0x01 (RAND) and 32 bytes derived from the
+    /// report's device id.
+    pub ueid: String,
+    /// The software that produced the evidence (`posture`).
+    pub swname: String,
+    /// Its version.
+    pub swversion: String,
+    /// The key the evidence is bound to.
+    pub cnf: Confirmation,
+    /// Where the signing key lives: `software` or `tpm`.
+    pub key_assurance: KeyAssurance,
+    /// The posture report: device, OS facts and every finding with its status.
+    pub report: Report,
+}
+
+/// Errors while producing evidence.
+#[derive(Debug, thiserror::Error)]
+pub enum EvidenceError {
+    /// The report breaks the model's invariants; signing it would vouch for nonsense.
+    #[error("refusing to sign an invalid report: {0}")]
+    InvalidReport(#[from] InvariantError),
+    /// A nonce outside 8 to 64 bytes.
+    #[error("the nonce must be 8 to 64 bytes long (got {0})")]
+    NonceLength(usize),
+    /// A lifetime of zero or longer than [`MAX_TTL`].
+    #[error("the evidence lifetime must be between 1 s and 24 h (got {0:?})")]
+    Ttl(Duration),
+    /// The signed evidence would be larger than verifiers accept.
+    #[error("the evidence is {0} bytes, more than the {MAX_EVIDENCE_BYTES} verifiers accept")]
+    TooLarge(usize),
+    /// The clock is before 1970.
+    #[error("the system clock is before the Unix epoch")]
+    Clock,
+    /// Serializing the claims failed.
+    #[error("cannot serialize the claims: {0}")]
+    Json(serde_json::Error),
+    /// The device key failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+}
+
+impl From<SignError> for EvidenceError {
+    fn from(e: SignError) -> Self {
+        match e {
+            SignError::Json(e) => EvidenceError::Json(e),
+            SignError::Key(e) => EvidenceError::Key(e),
+        }
+    }
+}
+
+/// Signs `report` as compact-JWS evidence, issued now.
+pub fn sign_evidence(
+    report: &Report,
+    signer: &dyn Signer,
+    options: &EvidenceOptions,
+) -> Result<String, EvidenceError> {
+    sign_evidence_at(report, signer, options, SystemTime::now())
+}
+
+/// Signs `report` as evidence issued at `now` (tests and replays of a fixed clock).
+pub fn sign_evidence_at(
+    report: &Report,
+    signer: &dyn Signer,
+    options: &EvidenceOptions,
+    now: SystemTime,
+) -> Result<String, EvidenceError> {
+    let claims = build_claims(report, signer, options, now)?;
+    let token = jose::sign_compact(EVIDENCE_TYP, &claims, signer)?;
+    if token.len() > MAX_EVIDENCE_BYTES {
+        return Err(EvidenceError::TooLarge(token.len()));
+    }
+    Ok(token)
+}
+
+/// The claims [`sign_evidence_at`] signs.
+pub fn build_claims(
+    report: &Report,
+    signer: &dyn Signer,
+    options: &EvidenceOptions,
+    now: SystemTime,
+) -> Result<EvidenceClaims, EvidenceError> {
+    report.check_invariants()?;
+    if let Some(nonce) = &options.nonce {
+        if !NONCE_LEN.contains(&nonce.len()) {
+            return Err(EvidenceError::NonceLength(nonce.len()));
+        }
+    }
+    if options.ttl.is_zero() || options.ttl > MAX_TTL {
+        return Err(EvidenceError::Ttl(options.ttl));
+    }
+    let iat = now
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| EvidenceError::Clock)?
+        .as_secs();
+    let mut jti = [0u8; 16];
+    OsRng.fill_bytes(&mut jti);
+    Ok(EvidenceClaims {
+        eat_profile: EAT_PROFILE.to_owned(),
+        iat,
+        nbf: None,
+        exp: iat.saturating_add(options.ttl.as_secs().max(1)),
+        aud: options.audience.clone().map(Audience::One),
+        jti: jose::b64url_encode(&jti),
+        eat_nonce: options.nonce.clone(),
+        ueid: ueid(&report.device.id),
+        swname: report.agent.name.clone(),
+        swversion: report.agent.version.clone(),
+        cnf: Confirmation {
+            jwk: Jwk::from_public_key(&signer.public_key()),
+        },
+        key_assurance: signer.assurance(),
+        report: report.clone(),
+    })
+}
+
+/// The UEID for a device id: 0x01 (RAND type) then the 32 bytes of the id when it is hex
+/// SHA-256 (as posture's device ids are), else SHA-256 of the id text.
+pub fn ueid(device_id: &str) -> String {
+    let mut bytes = Vec::with_capacity(33);
+    bytes.push(0x01);
+    match decode_hex32(device_id) {
+        Some(raw) => bytes.extend_from_slice(&raw),
+        None => bytes.extend_from_slice(&Sha256::digest(device_id.as_bytes())),
+    }
+    jose::b64url_encode(&bytes)
+}
+
+fn decode_hex32(text: &str) -> Option<[u8; 32]> {
+    let bytes = text.as_bytes();
+    if bytes.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in bytes.chunks_exact(2).enumerate() {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        out[i] = u8::try_from(hi * 16 + lo).ok()?;
+    }
+    Some(out)
+}
+
+/// The JSON Schema of [`EvidenceClaims`]; the committed copy is
+/// `schemas/evidence-claims.schema.json`.
+pub fn claims_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(EvidenceClaims)).unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ueid_keeps_a_hex_device_id() {
+        let id = "ab".repeat(32);
+        let raw = jose::b64url_decode(&ueid(&id)).unwrap();
+        assert_eq!(raw.len(), 33);
+        assert_eq!(raw[0], 0x01);
+        assert_eq!(raw[1..], [0xab; 32]);
+        // Anything else is hashed, still 33 bytes.
+        assert_eq!(jose::b64url_decode(&ueid("laptop-7")).unwrap().len(), 33);
+    }
+}

@@ -1,0 +1,346 @@
+//! Evaluating a [`Policy`] over a report: each rule either holds or yields a [`Reason`].
+//!
+//! Facts come from the findings' `observed` members; when a fact is missing or the check
+//! could not tell, the rule fails (a check that could not tell is never a pass).
+
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{OsVersion, Policy};
+use crate::keys::KeyAssurance;
+use crate::verify::VerifiedPosture;
+use crate::{Finding, Remediation, Report, Status};
+
+/// Allow or deny.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Every rule holds.
+    Allow,
+    /// At least one rule failed.
+    Deny,
+}
+
+/// One failed rule: what, why, the finding behind it and how to fix it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Reason {
+    /// The policy rule, e.g. `required_checks` or `min_os_version`.
+    pub rule: String,
+    /// What is wrong, in plain words.
+    pub message: String,
+    /// The finding the rule looked at, by check id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finding: Option<String>,
+    /// That finding's status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+    /// What the person at the device should do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remediation: Option<Remediation>,
+}
+
+/// A policy decision with every failed rule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    /// `allow` or `deny`.
+    pub decision: Outcome,
+    /// Every failed rule; empty when allowed.
+    pub reasons: Vec<Reason>,
+}
+
+impl Decision {
+    fn from_reasons(reasons: Vec<Reason>) -> Self {
+        let decision = if reasons.is_empty() {
+            Outcome::Allow
+        } else {
+            Outcome::Deny
+        };
+        Self { decision, reasons }
+    }
+
+    /// Whether access is allowed.
+    pub fn is_allowed(&self) -> bool {
+        self.decision == Outcome::Allow
+    }
+}
+
+impl Policy {
+    /// Decides on verified evidence, now.
+    pub fn decide(&self, verified: &VerifiedPosture) -> Decision {
+        self.decide_at(verified, SystemTime::now())
+    }
+
+    /// Decides on verified evidence at `now` (for the evidence-age rule).
+    pub fn decide_at(&self, verified: &VerifiedPosture, now: SystemTime) -> Decision {
+        let mut reasons = self.report_reasons(&verified.claims.report, verified.key_assurance);
+        if let Some(max) = self.max_evidence_age {
+            let age = now.duration_since(verified.issued_at()).unwrap_or_default();
+            if age > max {
+                reasons.push(Reason {
+                    rule: "max_evidence_age".into(),
+                    message: format!(
+                        "the evidence is {} old; the policy accepts at most {}",
+                        humantime::format_duration(std::time::Duration::from_secs(age.as_secs())),
+                        humantime::format_duration(max)
+                    ),
+                    finding: None,
+                    status: None,
+                    remediation: Some(Remediation::new(
+                        "Send fresh evidence: run `posture report` again.",
+                    )),
+                });
+            }
+        }
+        Decision::from_reasons(reasons)
+    }
+
+    /// Decides on a local report before it is signed (a daemon deciding compliance), with
+    /// the assurance of the key that will sign it. `max_evidence_age` does not apply.
+    pub fn decide_report(&self, report: &Report, key_assurance: KeyAssurance) -> Decision {
+        Decision::from_reasons(self.report_reasons(report, key_assurance))
+    }
+
+    fn report_reasons(&self, report: &Report, key_assurance: KeyAssurance) -> Vec<Reason> {
+        let mut reasons = Vec::new();
+        for id in &self.required_checks {
+            required_check(report, id, &mut reasons);
+        }
+        self.os_version(report, &mut reasons);
+        if let Some(max) = self.max_patch_age_days {
+            patch_age(report, max, &mut reasons);
+        }
+        if !self.required_edr.is_empty() {
+            edr(report, &self.required_edr, &mut reasons);
+        }
+        if let Some(required) = self.required_key_assurance {
+            if key_assurance < required {
+                reasons.push(Reason {
+                    rule: "required_key_assurance".into(),
+                    message: format!(
+                        "the device key is a {} key; the policy requires a {} key",
+                        key_assurance.as_str(),
+                        required.as_str()
+                    ),
+                    finding: None,
+                    status: None,
+                    remediation: Some(Remediation::new(
+                        "Enroll this device with its TPM so that its key cannot be copied: \
+                         run `sudo posture enroll`.",
+                    )),
+                });
+            }
+        }
+        if self.require_secure_boot {
+            secure_boot(report, &mut reasons);
+        }
+        reasons
+    }
+
+    fn os_version(&self, report: &Report, reasons: &mut Vec<Reason>) {
+        let os = &report.os;
+        let Some((key, min)) = self
+            .min_os_version
+            .get_key_value(&os.id)
+            .or_else(|| self.min_os_version.get_key_value(&os.family))
+        else {
+            return;
+        };
+        let name = if os.name.is_empty() { key } else { &os.name };
+        let upgrade = Remediation::new(format!("Upgrade {name} to version {min} or later."));
+        let reason = |message: String| Reason {
+            rule: "min_os_version".into(),
+            message,
+            finding: Some("os".into()),
+            status: report.finding("os").map(|f| f.status),
+            remediation: Some(upgrade.clone()),
+        };
+        match os.version_id.as_deref().map(str::parse::<OsVersion>) {
+            None => reasons.push(reason(format!(
+                "{name} does not report a version; the policy requires {key} {min} or later"
+            ))),
+            Some(Err(e)) => reasons.push(reason(format!(
+                "cannot compare the OS version: {e}; the policy requires {key} {min} or later"
+            ))),
+            Some(Ok(version)) if &version < min => reasons.push(reason(format!(
+                "{key} {version} is older than the required {min}"
+            ))),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+fn finding_reason(rule: &str, finding: &Finding, message: String) -> Reason {
+    Reason {
+        rule: rule.into(),
+        message,
+        finding: Some(finding.id.clone()),
+        status: Some(finding.status),
+        remediation: finding.remediation.clone(),
+    }
+}
+
+fn missing(rule: &str, id: &str) -> Reason {
+    Reason {
+        rule: rule.into(),
+        message: format!("the `{id}` check did not run, so the policy cannot be met"),
+        finding: Some(id.into()),
+        status: None,
+        remediation: Some(Remediation::new(format!(
+            "Make sure the `{id}` check is enabled in posture's configuration and run \
+             `posture check`."
+        ))),
+    }
+}
+
+/// The reason text of a finding that could not tell.
+fn could_not_tell(finding: &Finding) -> String {
+    format!(
+        "the `{}` check could not tell: {}",
+        finding.id,
+        finding.reason.as_deref().unwrap_or("no reason given")
+    )
+}
+
+fn required_check(report: &Report, id: &str, reasons: &mut Vec<Reason>) {
+    let Some(finding) = report.finding(id) else {
+        reasons.push(missing("required_checks", id));
+        return;
+    };
+    match finding.status {
+        Status::Pass => {}
+        Status::Fail => reasons.push(finding_reason(
+            "required_checks",
+            finding,
+            format!("`{id}` failed: {}", finding.summary),
+        )),
+        Status::Unknown => reasons.push(finding_reason(
+            "required_checks",
+            finding,
+            could_not_tell(finding),
+        )),
+    }
+}
+
+fn patch_age(report: &Report, max_days: u32, reasons: &mut Vec<Reason>) {
+    const RULE: &str = "max_patch_age_days";
+    let Some(finding) = report.finding("patch_level") else {
+        reasons.push(missing(RULE, "patch_level"));
+        return;
+    };
+    let install = || {
+        finding.remediation.clone().or_else(|| {
+            Some(Remediation::new(
+                "Install the pending security updates and restart if asked.",
+            ))
+        })
+    };
+    match finding.observed.get("oldest_security_pending_days") {
+        // Null: no security update is pending.
+        Some(Value::Null) => {}
+        Some(Value::Number(days)) => match days.as_u64() {
+            Some(days) if days <= u64::from(max_days) => {}
+            Some(days) => reasons.push(Reason {
+                remediation: install(),
+                ..finding_reason(
+                    RULE,
+                    finding,
+                    format!(
+                        "a security update has been pending for {days} days; the policy \
+                         allows {max_days}"
+                    ),
+                )
+            }),
+            None => reasons.push(finding_reason(
+                RULE,
+                finding,
+                format!("unreadable patch age {days}"),
+            )),
+        },
+        _ if finding.status == Status::Unknown => {
+            reasons.push(finding_reason(RULE, finding, could_not_tell(finding)))
+        }
+        _ => reasons.push(finding_reason(
+            RULE,
+            finding,
+            "the `patch_level` check does not report the age of pending security updates".into(),
+        )),
+    }
+}
+
+fn edr(report: &Report, required: &[String], reasons: &mut Vec<Reason>) {
+    const RULE: &str = "required_edr";
+    let Some(finding) = report.finding("edr") else {
+        reasons.push(missing(RULE, "edr"));
+        return;
+    };
+    let running: Vec<&str> = finding
+        .observed
+        .get("running")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    if running.iter().any(|r| required.iter().any(|q| q == r)) {
+        return;
+    }
+    if finding.status == Status::Unknown && running.is_empty() {
+        reasons.push(finding_reason(RULE, finding, could_not_tell(finding)));
+        return;
+    }
+    let running_text = if running.is_empty() {
+        "none".to_owned()
+    } else {
+        running.join(", ")
+    };
+    reasons.push(Reason {
+        remediation: Some(Remediation::new(format!(
+            "Install and start one of these security agents: {}. Ask your IT team if \
+             you do not have it.",
+            required.join(", ")
+        ))),
+        ..finding_reason(
+            RULE,
+            finding,
+            format!(
+                "none of the required EDR products is running (required any of: {}; \
+                 running: {running_text})",
+                required.join(", ")
+            ),
+        )
+    });
+}
+
+fn secure_boot(report: &Report, reasons: &mut Vec<Reason>) {
+    const RULE: &str = "require_secure_boot";
+    let Some(finding) = report.finding("secure_boot") else {
+        reasons.push(missing(RULE, "secure_boot"));
+        return;
+    };
+    let enable = || {
+        finding.remediation.clone().or_else(|| {
+            Some(Remediation::new(
+                "Turn on Secure Boot in the firmware (UEFI) settings.",
+            ))
+        })
+    };
+    match finding.observed.get("enabled") {
+        Some(Value::Bool(true)) => {}
+        Some(Value::Bool(false)) => reasons.push(Reason {
+            remediation: enable(),
+            ..finding_reason(RULE, finding, "Secure Boot is disabled".into())
+        }),
+        _ => reasons.push(Reason {
+            remediation: finding.remediation.clone(),
+            ..finding_reason(
+                RULE,
+                finding,
+                if finding.status == Status::Unknown {
+                    could_not_tell(finding)
+                } else {
+                    "the `secure_boot` check does not say whether Secure Boot is enabled".into()
+                },
+            )
+        }),
+    }
+}

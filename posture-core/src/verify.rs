@@ -1,0 +1,465 @@
+//! Verifying evidence a consumer did not collect.
+//!
+//! A [`Verifier`] holds the trusted device keys (from JWK or PEM). It pins ES256 and
+//! P-256: the token never chooses the key or the algorithm. The `kid` only selects among
+//! the keys the verifier was given; embedded `jwk`, `jku`, `x5u` and `x5c` headers are
+//! ignored. Input larger than [`MAX_EVIDENCE_BYTES`] is refused before any parsing, and
+//! JSON with duplicate keys or deep nesting is refused before deserialization.
+//!
+//! A `Verifier` is immutable once built and `Send + Sync`: share one across threads.
+//!
+//! ```
+//! use posture_core::keys::software::SoftwareKey;
+//! use posture_core::keys::Signer;
+//! use posture_core::evidence::{sign_evidence, EvidenceOptions};
+//! use posture_core::verify::{Verifier, VerifyOptions};
+//! # use posture_core::{Device, OsFacts, Report, Timestamp, Finding};
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let report = Report::new(
+//! #     Device { id: "ab".repeat(32), hostname: "laptop".into(), vendor: None, model: None },
+//! #     OsFacts::default(), Timestamp::now(), vec![Finding::pass("os", "Debian 12")]);
+//! let key = SoftwareKey::load_or_create(&dir.path().join("key")).unwrap();
+//! let options = EvidenceOptions { nonce: Some("n-0123456789".into()), ..Default::default() };
+//! let token = sign_evidence(&report, &key, &options).unwrap();
+//!
+//! let mut verifier = Verifier::new();
+//! verifier.add_key(key.public_key(), None);
+//! let verified = verifier
+//!     .verify(token.as_bytes(), &VerifyOptions { nonce: Some("n-0123456789".into()), ..Default::default() })
+//!     .unwrap();
+//! assert_eq!(verified.claims.report.findings[0].id, "os");
+//! ```
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use p256::ecdsa::VerifyingKey;
+use p256::pkcs8::DecodePublicKey;
+use p256::PublicKey;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::evidence::{EvidenceClaims, EAT_PROFILE, EVIDENCE_TYP, MAX_EVIDENCE_BYTES};
+use crate::jose::{self, CompactError, Jwk, JwkError, Part, ALG_ES256, MAX_JSON_DEPTH};
+use crate::keys::KeyAssurance;
+use crate::InvariantError;
+
+/// Clock skew tolerated on `iat`, `nbf` and `exp`.
+pub const DEFAULT_SKEW: Duration = Duration::from_secs(60);
+
+/// A device key the verifier trusts.
+#[derive(Clone, Debug)]
+struct TrustedKey {
+    kid: String,
+    jwk: Jwk,
+    verifying: VerifyingKey,
+    /// What enrollment proved about the key, if anything; caps the claimed assurance.
+    assurance: Option<KeyAssurance>,
+}
+
+/// Verifies posture evidence against a fixed set of trusted device keys.
+#[derive(Clone, Debug, Default)]
+pub struct Verifier {
+    keys: Vec<TrustedKey>,
+}
+
+/// What to require of evidence besides a valid signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// The nonce this verifier issued; `eat_nonce` must equal it.
+    pub nonce: Option<String>,
+    /// This verifier's name; `aud` must contain it. Evidence that names an audience is
+    /// refused when no audience is given (RFC 7519 §4.1.3).
+    pub audience: Option<String>,
+    /// Refuse evidence issued longer ago than this.
+    pub max_age: Option<Duration>,
+    /// The current time; `None` means the system clock.
+    pub now: Option<SystemTime>,
+    /// Tolerated clock skew ([`DEFAULT_SKEW`]).
+    pub skew: Duration,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        Self {
+            nonce: None,
+            audience: None,
+            max_age: None,
+            now: None,
+            skew: DEFAULT_SKEW,
+        }
+    }
+}
+
+/// Evidence that passed every check.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct VerifiedPosture {
+    /// The key id (RFC 7638 thumbprint) of the device key that signed it.
+    pub kid: String,
+    /// The key assurance to rely on: the claimed one, capped by what the verifier was told
+    /// about this key.
+    pub key_assurance: KeyAssurance,
+    /// The verified claims, including the report.
+    pub claims: EvidenceClaims,
+}
+
+impl VerifiedPosture {
+    /// When the evidence was issued.
+    pub fn issued_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(self.claims.iat)
+    }
+}
+
+/// A trusted key that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyParseError {
+    /// A JWK that is not an EC P-256 public key.
+    #[error(transparent)]
+    Jwk(#[from] JwkError),
+    /// PEM that is not a P-256 SubjectPublicKeyInfo.
+    #[error("not a P-256 public key in PEM (BEGIN PUBLIC KEY): {0}")]
+    Pem(String),
+    /// Neither JWK, JWK Set nor PEM.
+    #[error("expected a JWK, a JWK Set or a PEM public key")]
+    UnknownFormat,
+}
+
+/// Why evidence was refused. [`VerifyError::code`] gives a stable machine name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// Larger than [`MAX_EVIDENCE_BYTES`]; not parsed at all.
+    #[error("evidence is {size} bytes, more than the {max} accepted")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not a compact JWS of three base64url parts.
+    #[error(transparent)]
+    Malformed(#[from] CompactError),
+    /// A part is not acceptable JSON (syntax, duplicate keys, nesting, wrong shape).
+    #[error("the {part} is not acceptable JSON: {message}")]
+    Json {
+        /// Which part.
+        part: Part,
+        /// What is wrong.
+        message: String,
+    },
+    /// `alg` other than ES256 (including `none`, HMAC, RSA and other curves).
+    #[error("algorithm {0:?} is not accepted (only ES256)")]
+    Algorithm(String),
+    /// A `crit` header: extensions this verifier does not implement.
+    #[error("critical header extensions are not supported")]
+    Critical,
+    /// `typ` is not posture evidence.
+    #[error("typ {found:?} is not {EVIDENCE_TYP:?}")]
+    Type {
+        /// The `typ` found, if any.
+        found: Option<String>,
+    },
+    /// No `kid` header.
+    #[error("no kid in the header")]
+    MissingKid,
+    /// A `kid` that is not one of the trusted keys.
+    #[error("key {0:?} is not trusted")]
+    UnknownKid(String),
+    /// The signature does not verify with the trusted key.
+    #[error("the signature does not verify")]
+    Signature,
+    /// `cnf.jwk` is not the key that signed.
+    #[error("the evidence is bound to another key (cnf.jwk does not match kid)")]
+    KeyBinding,
+    /// Claims of the wrong shape or an unknown profile.
+    #[error("invalid claims: {0}")]
+    Claims(String),
+    /// `exp` has passed.
+    #[error("expired at {exp} (now {now})")]
+    Expired {
+        /// Expiry.
+        exp: u64,
+        /// Now.
+        now: u64,
+    },
+    /// `iat` lies in the future.
+    #[error("issued in the future ({iat}, now {now})")]
+    IssuedInFuture {
+        /// Issued at.
+        iat: u64,
+        /// Now.
+        now: u64,
+    },
+    /// `nbf` lies in the future.
+    #[error("not valid before {nbf} (now {now})")]
+    NotYetValid {
+        /// Not before.
+        nbf: u64,
+        /// Now.
+        now: u64,
+    },
+    /// Issued longer ago than `max_age`.
+    #[error("issued {age} s ago, more than the {max_age} s allowed")]
+    TooOld {
+        /// Age in seconds.
+        age: u64,
+        /// The limit in seconds.
+        max_age: u64,
+    },
+    /// `eat_nonce` missing or not the expected nonce.
+    #[error("the nonce does not match")]
+    Nonce,
+    /// `aud` does not name this verifier (or names one when none was expected).
+    #[error("the audience does not match")]
+    Audience,
+    /// The embedded report breaks the model's invariants.
+    #[error("invalid report: {0}")]
+    Report(#[from] InvariantError),
+}
+
+impl VerifyError {
+    /// A stable machine name for the error (used in `posture verify --json`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            VerifyError::TooLarge { .. } => "too_large",
+            VerifyError::Malformed(_) => "malformed",
+            VerifyError::Json { .. } => "invalid_json",
+            VerifyError::Algorithm(_) => "algorithm",
+            VerifyError::Critical => "critical_header",
+            VerifyError::Type { .. } => "typ",
+            VerifyError::MissingKid => "missing_kid",
+            VerifyError::UnknownKid(_) => "unknown_kid",
+            VerifyError::Signature => "signature",
+            VerifyError::KeyBinding => "key_binding",
+            VerifyError::Claims(_) => "claims",
+            VerifyError::Expired { .. } => "expired",
+            VerifyError::IssuedInFuture { .. } => "issued_in_future",
+            VerifyError::NotYetValid { .. } => "not_yet_valid",
+            VerifyError::TooOld { .. } => "too_old",
+            VerifyError::Nonce => "nonce",
+            VerifyError::Audience => "audience",
+            VerifyError::Report(_) => "report",
+        }
+    }
+}
+
+/// The header members a verifier reads. Everything else (`jwk`, `jku`, `x5u`, `x5c`, ...)
+/// is deliberately ignored.
+#[derive(Deserialize)]
+struct ProtectedHeader {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
+}
+
+impl Verifier {
+    /// A verifier that trusts no key yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Trusts `key`; `assurance` is what enrollment proved about it (`None`: take the
+    /// evidence's claim). Returns the key id.
+    pub fn add_key(&mut self, key: PublicKey, assurance: Option<KeyAssurance>) -> String {
+        let jwk = Jwk::from_public_key(&key);
+        let kid = jwk.thumbprint();
+        self.keys.retain(|k| k.kid != kid);
+        self.keys.push(TrustedKey {
+            kid: kid.clone(),
+            jwk,
+            verifying: VerifyingKey::from(&key),
+            assurance,
+        });
+        kid
+    }
+
+    /// Trusts the keys in `text`: a JWK, a JWK Set (`{"keys": [...]}`) or a PEM public key.
+    /// Returns their key ids. Any key that is not EC P-256 is an error.
+    pub fn add_keys_from_text(&mut self, text: &str) -> Result<Vec<String>, KeyParseError> {
+        let trimmed = text.trim_start();
+        if trimmed.starts_with('{') {
+            let value: serde_json::Value = serde_json::from_str(trimmed)
+                .map_err(|e| KeyParseError::Jwk(JwkError::Malformed(e.to_string())))?;
+            if let Some(keys) = value.get("keys").and_then(|k| k.as_array()) {
+                let mut kids = Vec::new();
+                for key in keys {
+                    let jwk = Jwk::from_json(&key.to_string())?;
+                    kids.push(self.add_key(jwk.to_public_key()?, None));
+                }
+                return Ok(kids);
+            }
+            let jwk = Jwk::from_json(trimmed)?;
+            return Ok(vec![self.add_key(jwk.to_public_key()?, None)]);
+        }
+        if trimmed.starts_with("-----BEGIN") {
+            let key = PublicKey::from_public_key_pem(trimmed)
+                .map_err(|e| KeyParseError::Pem(e.to_string()))?;
+            return Ok(vec![self.add_key(key, None)]);
+        }
+        Err(KeyParseError::UnknownFormat)
+    }
+
+    /// A verifier trusting the keys in `text` (see [`Verifier::add_keys_from_text`]).
+    pub fn from_keys_text(text: &str) -> Result<Self, KeyParseError> {
+        let mut verifier = Self::new();
+        verifier.add_keys_from_text(text)?;
+        Ok(verifier)
+    }
+
+    /// The ids of the trusted keys.
+    pub fn key_ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|k| k.kid.as_str())
+    }
+
+    /// Verifies compact-JWS evidence; see the module documentation for every check.
+    pub fn verify(
+        &self,
+        token: &[u8],
+        options: &VerifyOptions,
+    ) -> Result<VerifiedPosture, VerifyError> {
+        if token.len() > MAX_EVIDENCE_BYTES {
+            return Err(VerifyError::TooLarge {
+                size: token.len(),
+                max: MAX_EVIDENCE_BYTES,
+            });
+        }
+        let parts = jose::split_compact(token)?;
+        let header: ProtectedHeader = parse_json(&parts.header, Part::Header)?;
+        if header.alg != ALG_ES256 {
+            return Err(VerifyError::Algorithm(header.alg));
+        }
+        if header.crit.is_some() {
+            return Err(VerifyError::Critical);
+        }
+        let kid = header.kid.ok_or(VerifyError::MissingKid)?;
+        let key = self
+            .keys
+            .iter()
+            .find(|k| k.kid == kid)
+            .ok_or_else(|| VerifyError::UnknownKid(kid.clone()))?;
+        if !jose::verify_es256(&key.verifying, parts.signing_input, &parts.signature) {
+            return Err(VerifyError::Signature);
+        }
+        if header.typ.as_deref() != Some(EVIDENCE_TYP) {
+            return Err(VerifyError::Type { found: header.typ });
+        }
+        let claims: EvidenceClaims = parse_json(&parts.payload, Part::Payload)?;
+        check_claims(&claims, key, options)?;
+        let key_assurance = match key.assurance {
+            Some(proven) => proven.min(claims.key_assurance),
+            None => claims.key_assurance,
+        };
+        Ok(VerifiedPosture {
+            kid,
+            key_assurance,
+            claims,
+        })
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], part: Part) -> Result<T, VerifyError> {
+    let json_error = |message: String| VerifyError::Json { part, message };
+    jose::check_json(bytes, MAX_JSON_DEPTH).map_err(|e| json_error(e.message))?;
+    serde_json::from_slice(bytes).map_err(|e| match part {
+        Part::Payload if !e.is_syntax() && !e.is_eof() => VerifyError::Claims(e.to_string()),
+        _ => json_error(e.to_string()),
+    })
+}
+
+fn check_claims(
+    claims: &EvidenceClaims,
+    key: &TrustedKey,
+    options: &VerifyOptions,
+) -> Result<(), VerifyError> {
+    if claims.eat_profile != EAT_PROFILE {
+        return Err(VerifyError::Claims(format!(
+            "unknown eat_profile {:?}",
+            claims.eat_profile
+        )));
+    }
+    if claims.cnf.jwk.thumbprint() != key.jwk.thumbprint()
+        || claims.cnf.jwk.to_public_key().ok() != Some(PublicKey::from(&key.verifying))
+    {
+        return Err(VerifyError::KeyBinding);
+    }
+    let now = options
+        .now
+        .unwrap_or_else(SystemTime::now)
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let skew = options.skew.as_secs();
+    if claims.exp < claims.iat {
+        return Err(VerifyError::Claims("exp is before iat".into()));
+    }
+    if claims.iat > now.saturating_add(skew) {
+        return Err(VerifyError::IssuedInFuture {
+            iat: claims.iat,
+            now,
+        });
+    }
+    if let Some(nbf) = claims.nbf {
+        if nbf > now.saturating_add(skew) {
+            return Err(VerifyError::NotYetValid { nbf, now });
+        }
+    }
+    if claims.exp.saturating_add(skew) <= now {
+        return Err(VerifyError::Expired {
+            exp: claims.exp,
+            now,
+        });
+    }
+    if let Some(max_age) = options.max_age {
+        let age = now.saturating_sub(claims.iat);
+        if age > max_age.as_secs().saturating_add(skew) {
+            return Err(VerifyError::TooOld {
+                age,
+                max_age: max_age.as_secs(),
+            });
+        }
+    }
+    if let Some(expected) = &options.nonce {
+        let got = claims.eat_nonce.as_deref().unwrap_or_default();
+        // Constant time over the contents; only the length can leak, which is not secret.
+        if claims.eat_nonce.is_none() || !bool::from(got.as_bytes().ct_eq(expected.as_bytes())) {
+            return Err(VerifyError::Nonce);
+        }
+    }
+    match (&options.audience, &claims.aud) {
+        (Some(expected), Some(aud)) if aud.contains(expected) => {}
+        (None, None) => {}
+        _ => return Err(VerifyError::Audience),
+    }
+    claims.report.check_invariants()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifier_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Verifier>();
+        assert_send_sync::<VerifiedPosture>();
+    }
+
+    #[test]
+    fn rejects_keys_of_other_curves() {
+        // RFC 7517 A.1's P-256 key relabelled as P-384.
+        let jwk = r#"{"kty":"EC","crv":"P-384","x":"MKBCTNIcKUSDii11ySs3526iDZ8AiTo7Tu6KPAqv7D4","y":"4Etl6SRW2YiLUrN5vfvVHuhp7x8PxltmWWlbbM4IFyM"}"#;
+        assert!(matches!(
+            Verifier::from_keys_text(jwk),
+            Err(KeyParseError::Jwk(JwkError::Unsupported { .. }))
+        ));
+        let rsa = r#"{"kty":"RSA","n":"0vx7","e":"AQAB"}"#;
+        assert!(Verifier::from_keys_text(rsa).is_err());
+        assert!(matches!(
+            Verifier::from_keys_text("hello"),
+            Err(KeyParseError::UnknownFormat)
+        ));
+    }
+}
