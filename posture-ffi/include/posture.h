@@ -28,6 +28,16 @@
 
 
 /**
+ * Largest report JSON accepted for signing, in bytes.
+ */
+#define POSTURE_MAX_REPORT_BYTES (1024 * 1024)
+
+/**
+ * Largest key directory path accepted, in bytes.
+ */
+#define POSTURE_MAX_PATH_BYTES 4096
+
+/**
  * Largest configuration text accepted, in bytes.
  */
 #define POSTURE_MAX_CONFIG_BYTES (1024 * 1024)
@@ -37,6 +47,26 @@
  * A buffer of `POSTURE_ERROR_MESSAGE_MAX + 1` bytes always suffices.
  */
 #define POSTURE_ERROR_MESSAGE_MAX 127
+
+/**
+ * Largest trusted-keys text accepted, in bytes.
+ */
+#define POSTURE_MAX_KEYS_BYTES (1024 * 1024)
+
+/**
+ * Largest audience or nonce accepted, in bytes.
+ */
+#define POSTURE_MAX_NAME_BYTES 1024
+
+/**
+ * Largest evidence accepted, in bytes; larger evidence is refused before parsing.
+ */
+#define POSTURE_MAX_EVIDENCE_BYTES (64 * 1024)
+
+/**
+ * The clock skew most verifiers should allow, in seconds.
+ */
+#define POSTURE_DEFAULT_SKEW_SECS 60
 
 /**
  * The result of every fallible entry point.
@@ -166,12 +196,56 @@ typedef uint32_t posture_status;
 #endif // __cplusplus
 
 /**
+ * A policy decision.
+ */
+enum posture_decision
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * Every policy rule holds. (Not 0, so zeroed memory never reads as allow.)
+   */
+  POSTURE_DECISION_ALLOW = 1,
+  /**
+   * At least one rule failed; the reasons say which.
+   */
+  POSTURE_DECISION_DENY = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum posture_decision posture_decision;
+#else
+typedef uint32_t posture_decision;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Bytes the library allocated for the caller (JSON, evidence). Read them with
  * `posture_buf_data` and `posture_buf_len`; release them with `posture_buf_free`, never
  * with `free()`. The data is followed by a NUL byte (not counted in the length), so text
  * can be printed directly.
  */
 typedef struct posture_buf posture_buf;
+
+/**
+ * A device key that signs evidence. Belongs to one thread at a time. Free it with
+ * `posture_key_free`.
+ */
+typedef struct posture_key posture_key;
+
+/**
+ * Evidence that verified, with the policy's decision on it. Read it with the
+ * `posture_result_*` accessors; free it with `posture_result_free`.
+ */
+typedef struct posture_result posture_result;
+
+/**
+ * Trusted device keys, a policy and verification options. Immutable once built: one
+ * handle may be used by any number of threads at once (`posture_verify` takes it as
+ * `const`). Free it with `posture_verifier_free` after every thread is done with it.
+ */
+typedef struct posture_verifier posture_verifier;
 
 #ifdef __cplusplus
 extern "C" {
@@ -183,6 +257,58 @@ extern "C" {
  * between the header compiled against and the library loaded.
  */
 const char *posture_version(void);
+
+/**
+ * Loads the software device key from directory `dir`, creating the directory (mode
+ * 0700) and the key (0600) on first use. A directory or key file readable by others is
+ * refused (`POSTURE_STATUS_KEY_ERROR`).
+ *
+ * # Safety
+ * `dir` must be valid for reads of `dir_len` bytes; `out` valid for one pointer.
+ */
+posture_status posture_key_software_load_or_create(const uint8_t *dir,
+                                                   size_t dir_len,
+                                                   posture_key **out);
+
+/**
+ * Frees a key handle (the key file stays). NULL is accepted and ignored.
+ *
+ * # Safety
+ * `key` must be NULL or a key from this library not freed before.
+ */
+void posture_key_free(posture_key *key);
+
+/**
+ * The key's public half as a JWK (with `kid`, its RFC 7638 thumbprint) in a new buffer
+ * at `*out`: what a verifier is given to trust this device. Free it with
+ * `posture_buf_free`.
+ *
+ * # Safety
+ * `key` must be a live key; `out` valid for one pointer.
+ */
+posture_status posture_key_public_jwk(const posture_key *key, posture_buf **out);
+
+/**
+ * Signs a posture report (the JSON from `posture_collect_json`) as compact-JWS evidence
+ * in a new buffer at `*out`.
+ *
+ * - `nonce`: the verifier's challenge (8 to 64 bytes); length 0 for none.
+ * - `audience`: the verifier the evidence is for; length 0 for none.
+ * - `ttl_secs`: how long the evidence is valid, 1 to 86400 seconds.
+ *
+ * # Safety
+ * `key` must be a live key; each buffer valid for reads of its length; `out` valid for
+ * one pointer.
+ */
+posture_status posture_evidence_sign(const posture_key *key,
+                                     const uint8_t *report_json,
+                                     size_t report_len,
+                                     const uint8_t *nonce,
+                                     size_t nonce_len,
+                                     const uint8_t *audience,
+                                     size_t audience_len,
+                                     uint32_t ttl_secs,
+                                     posture_buf **out);
 
 /**
  * The bytes of `buf` (NUL-terminated), valid until `posture_buf_free(buf)`.
@@ -235,6 +361,97 @@ posture_status posture_collect_json(const uint8_t *config, size_t config_len, po
  * `buf` must be valid for writes of `len` bytes and `written` valid for one `size_t`.
  */
 posture_status posture_error_message(uint32_t code, char *buf, size_t len, size_t *written);
+
+/**
+ * Builds a verifier.
+ *
+ * - `keys`: the trusted device keys: a JWK, a JWK Set (`{"keys": [...]}`) or a PEM
+ *   public key (`BEGIN PUBLIC KEY`), all EC P-256.
+ * - `policy`: policy text, TOML or JSON (`{` first means JSON); empty text allows any
+ *   valid evidence.
+ * - `audience`: this verifier's name, which the evidence's `aud` must contain; length 0
+ *   means none (evidence naming an audience is then refused).
+ * - `max_age_secs`: refuse evidence issued longer ago than this; 0 means no limit besides
+ *   the evidence's own expiry and the policy's `max_evidence_age`.
+ * - `skew_secs`: clock skew tolerated on `iat`/`exp` (`POSTURE_DEFAULT_SKEW_SECS`).
+ *
+ * # Safety
+ * Each pointer must be valid for reads of its length; `out` valid for one pointer.
+ */
+posture_status posture_verifier_new(const uint8_t *keys,
+                                    size_t keys_len,
+                                    const uint8_t *policy,
+                                    size_t policy_len,
+                                    const uint8_t *audience,
+                                    size_t audience_len,
+                                    uint32_t max_age_secs,
+                                    uint32_t skew_secs,
+                                    posture_verifier **out);
+
+/**
+ * Frees a verifier. NULL is accepted and ignored. No thread may use it afterwards.
+ *
+ * # Safety
+ * `verifier` must be NULL or a verifier from `posture_verifier_new` not freed before.
+ */
+void posture_verifier_free(posture_verifier *verifier);
+
+/**
+ * Verifies compact-JWS `evidence` and decides on it with the verifier's policy.
+ *
+ * `nonce` is the challenge this verifier issued for this evidence; length 0 means no
+ * nonce is required (rely on `max_age_secs` for freshness then). On success `*result`
+ * receives a new result, whose decision may still be deny; free it with
+ * `posture_result_free`. Evidence that fails verification returns a
+ * `POSTURE_STATUS_EVIDENCE_*` code and no result. Safe to call from many threads at once
+ * with the same verifier.
+ *
+ * # Safety
+ * `verifier` must be a live verifier; `evidence` and `nonce` valid for reads of their
+ * lengths; `result` valid for one pointer.
+ */
+posture_status posture_verify(const posture_verifier *verifier,
+                              const uint8_t *evidence,
+                              size_t evidence_len,
+                              const uint8_t *nonce,
+                              size_t nonce_len,
+                              posture_result **result);
+
+/**
+ * Frees a result. NULL is accepted and ignored.
+ *
+ * # Safety
+ * `result` must be NULL or a result from `posture_verify` not freed before.
+ */
+void posture_result_free(posture_result *result);
+
+/**
+ * Writes the policy's decision into `*decision`.
+ *
+ * # Safety
+ * `result` must be a live result; `decision` valid for writes.
+ */
+posture_status posture_result_decision(const posture_result *result, posture_decision *decision);
+
+/**
+ * The reasons for the decision as a JSON array (empty when allowed) in a new buffer at
+ * `*out`. Each reason has `rule`, `message` and, where they apply, `finding`, `status`
+ * and `remediation` (`{"text": ..., "url": ...}`). Free it with `posture_buf_free`.
+ *
+ * # Safety
+ * `result` must be a live result; `out` valid for one pointer.
+ */
+posture_status posture_result_reasons_json(const posture_result *result, posture_buf **out);
+
+/**
+ * The verified claims as a JSON object in a new buffer at `*out`: `kid` (the signing
+ * key's RFC 7638 thumbprint), `key_assurance` and `claims` (the evidence claims with the
+ * full posture `report`). Free it with `posture_buf_free`.
+ *
+ * # Safety
+ * `result` must be a live result; `out` valid for one pointer.
+ */
+posture_status posture_result_claims_json(const posture_result *result, posture_buf **out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -19,13 +19,17 @@
 //! threads concurrently. Other handles (`posture_result`, `posture_buf`, `posture_key`)
 //! belong to one thread at a time.
 
+pub mod agent;
 mod boundary;
 pub mod buf;
 pub mod collect;
 pub mod status;
+pub mod verifier;
 
+pub use agent::posture_key;
 pub use buf::posture_buf;
 pub use status::{posture_error_message, posture_status};
+pub use verifier::{posture_decision, posture_result, posture_verifier};
 
 use std::ffi::c_char;
 
