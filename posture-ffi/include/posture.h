@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
 #define POSTURE_VERSION_MAJOR 0
 #define POSTURE_VERSION_MINOR 1
 #define POSTURE_VERSION_PATCH 0

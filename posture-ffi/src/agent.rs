@@ -149,7 +149,11 @@ pub unsafe extern "C" fn posture_evidence_sign(
         let (key, report, nonce, audience) = unsafe {
             (
                 try_ffi!(borrow_handle(key)),
-                try_ffi!(input_bytes(report_json, report_len, POSTURE_MAX_REPORT_BYTES)),
+                try_ffi!(input_bytes(
+                    report_json,
+                    report_len,
+                    POSTURE_MAX_REPORT_BYTES
+                )),
                 try_ffi!(input_text(nonce, nonce_len, POSTURE_MAX_NAME_BYTES)),
                 try_ffi!(input_text(audience, audience_len, POSTURE_MAX_NAME_BYTES)),
             )

@@ -36,11 +36,23 @@ pub unsafe extern "C" fn posture_collect_json(
         let Ok(config) = ChecksConfig::from_toml(text, Path::new("<posture_collect_json>")) else {
             return posture_status::InvalidConfig;
         };
-        let report = match collect(&CollectOptions::new(config)) {
+        // Collect on a thread of our own, joined before returning: the runner blocks on a
+        // channel, which gives the blocking thread Rust thread-local state; on a C caller's
+        // thread that state is never destroyed. (Not `thread::scope`: it registers the
+        // caller's thread with Rust's runtime for the same effect.)
+        let options = CollectOptions::new(config);
+        let collected = std::thread::Builder::new()
+            .name("posture-collect".into())
+            .spawn(move || collect(&options))
+            .map(|handle| handle.join());
+        let Ok(Ok(collected)) = collected else {
+            return posture_status::CollectFailed;
+        };
+        let report = match collected {
             Ok(report) => report,
-            Err(posture_checks::Error::ConfigParse { .. } | posture_checks::Error::UnknownCheck(_)) => {
-                return posture_status::InvalidConfig
-            }
+            Err(
+                posture_checks::Error::ConfigParse { .. } | posture_checks::Error::UnknownCheck(_),
+            ) => return posture_status::InvalidConfig,
             Err(_) => return posture_status::CollectFailed,
         };
         let Ok(json) = serde_json::to_vec(&report) else {

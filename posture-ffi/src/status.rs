@@ -203,7 +203,10 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), posture_status::ALL.len());
         for status in posture_status::ALL {
-            assert!(status.message().len() <= POSTURE_ERROR_MESSAGE_MAX, "{status:?}");
+            assert!(
+                status.message().len() <= POSTURE_ERROR_MESSAGE_MAX,
+                "{status:?}"
+            );
             assert_eq!(posture_status::from_code(*status as u32), Some(*status));
         }
         assert!(
