@@ -9,27 +9,14 @@
 //! The evidence those programs verify is made here with posture-core: temporary software
 //! keys signing a fixture report.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
-use std::time::{Duration, SystemTime};
 
-use p256::pkcs8::{EncodePublicKey, LineEnding};
-use posture_core::evidence::{sign_evidence_at, EvidenceOptions};
-use posture_core::jose::Jwk;
-use posture_core::keys::software::SoftwareKey;
-use posture_core::keys::Signer;
-use posture_core::{Device, Finding, OsFacts, Remediation, Report, Timestamp};
-
-const NONCE: &str = "c-test-nonce-0001";
-const AUDIENCE: &str = "proxy.example";
-
-fn crate_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn workspace_dir() -> &'static Path {
-    crate_dir().parent().unwrap()
-}
+use common::{
+    compile, crate_dir, lib_dir, workspace_dir, write_fixtures, Linking, AUDIENCE, NONCE,
+};
 
 // ---------------------------------------------------------------------------------------
 // Header drift
@@ -73,187 +60,6 @@ fn header_committed_matches_the_code() {
     );
 }
 
-// ---------------------------------------------------------------------------------------
-// Fixtures
-
-/// A small report like `posture check --json` produces: disk encryption passes, the
-/// firewall fails (values as the real checks report them on a Debian 12 laptop).
-fn fixture_report() -> Report {
-    Report::new(
-        Device {
-            id: "3f".repeat(32),
-            hostname: "laptop-42".into(),
-            vendor: Some("LENOVO".into()),
-            model: Some("21CBCTO1WW".into()),
-        },
-        OsFacts {
-            family: "linux".into(),
-            id: "debian".into(),
-            name: "Debian GNU/Linux 12 (bookworm)".into(),
-            version_id: Some("12".into()),
-            kernel: "6.1.0-26-amd64".into(),
-            arch: "x86_64".into(),
-        },
-        Timestamp::now(),
-        vec![
-            Finding::pass("disk_encryption", "the root filesystem is on LUKS2")
-                .observe("root", "luks2")
-                .source("/sys/block/dm-0/dm/uuid"),
-            Finding::fail(
-                "firewall",
-                "no firewall is active",
-                Remediation::new("Enable a firewall: sudo ufw enable"),
-            )
-            .source("nft list ruleset"),
-        ],
-    )
-}
-
-/// Writes the inputs `posture_test.c` and the Python example read (see the C file).
-fn write_fixtures(dir: &Path) {
-    let key_a = SoftwareKey::load_or_create(&dir.join("key-a")).unwrap();
-    let key_b = SoftwareKey::load_or_create(&dir.join("key-b")).unwrap();
-    let jwk = |key: &SoftwareKey| serde_json::to_string(&Jwk::from_public_key(&key.public_key()));
-    std::fs::write(dir.join("trusted.jwk"), jwk(&key_a).unwrap()).unwrap();
-    std::fs::write(dir.join("other.jwk"), jwk(&key_b).unwrap()).unwrap();
-    let pem = key_a
-        .public_key()
-        .to_public_key_pem(LineEnding::LF)
-        .unwrap();
-    std::fs::write(dir.join("trusted.pem"), pem).unwrap();
-    std::fs::write(
-        dir.join("allow.toml"),
-        "required_checks = [\"disk_encryption\"]\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("deny.toml"),
-        "required_checks = [\"disk_encryption\", \"firewall\"]\n",
-    )
-    .unwrap();
-
-    let report = fixture_report();
-    let options = EvidenceOptions {
-        nonce: Some(NONCE.into()),
-        audience: Some(AUDIENCE.into()),
-        ttl: Duration::from_secs(3600),
-    };
-    let now = SystemTime::now();
-    let sign = |key: &SoftwareKey, options: &EvidenceOptions, at| {
-        sign_evidence_at(&report, key, options, at).unwrap()
-    };
-    std::fs::write(dir.join("evidence.jws"), sign(&key_a, &options, now)).unwrap();
-    std::fs::write(dir.join("wrong_key.jws"), sign(&key_b, &options, now)).unwrap();
-    let short = EvidenceOptions {
-        ttl: Duration::from_secs(60),
-        ..options.clone()
-    };
-    let two_hours_ago = now - Duration::from_secs(2 * 3600);
-    std::fs::write(dir.join("expired.jws"), sign(&key_a, &short, two_hours_ago)).unwrap();
-}
-
-// ---------------------------------------------------------------------------------------
-// Building and running C
-
-/// Where cargo put libposture.{a,so}: the directory above this test binary's `deps/`.
-fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().unwrap().parent().unwrap().to_owned();
-    for lib in ["libposture.a", "libposture.so"] {
-        assert!(
-            dir.join(lib).is_file(),
-            "{lib} not built in {}",
-            dir.display()
-        );
-    }
-    dir
-}
-
-/// Writes posture.pc for the libraries in the target dir, the same substitution
-/// scripts/install-ffi.sh does for an installation.
-fn write_pkg_config(dir: &Path) -> PathBuf {
-    let template = std::fs::read_to_string(crate_dir().join("posture.pc.in")).unwrap();
-    let include = crate_dir().join("include");
-    let pc = template
-        .replace("@PREFIX@", &lib_dir().display().to_string())
-        .replace("@LIBDIR@", &lib_dir().display().to_string())
-        .replace("@INCLUDEDIR@", &include.display().to_string())
-        .replace("@VERSION@", env!("CARGO_PKG_VERSION"));
-    let pc_dir = dir.join("pkgconfig");
-    std::fs::create_dir_all(&pc_dir).unwrap();
-    std::fs::write(pc_dir.join("posture.pc"), pc).unwrap();
-    pc_dir
-}
-
-fn pkg_config(pc_dir: &Path, args: &[&str]) -> Vec<String> {
-    let out = Command::new("pkg-config")
-        .args(args)
-        .arg("posture")
-        .env("PKG_CONFIG_PATH", pc_dir)
-        .output()
-        .expect("pkg-config is installed (scripts/setup.sh)");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .split_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Linking {
-    Static,
-    Dynamic,
-}
-
-/// Compiles `tests/c/<name>.c` as a C consumer would, with pkg-config's flags.
-fn compile(name: &str, linking: Linking, dir: &Path) -> PathBuf {
-    let pc_dir = write_pkg_config(dir);
-    let source = workspace_dir().join("tests/c").join(format!("{name}.c"));
-    let exe = dir.join(format!("{name}-{linking:?}").to_lowercase());
-    let mut cmd = Command::new("cc");
-    cmd.args([
-        "-std=c11",
-        "-Wall",
-        "-Wextra",
-        "-Werror",
-        "-pedantic",
-        "-g",
-        "-O1",
-    ])
-    .args(pkg_config(&pc_dir, &["--cflags"]))
-    .arg(&source)
-    .arg("-o")
-    .arg(&exe)
-    .arg("-pthread");
-    match linking {
-        // The documented static link: the archive by -Bstatic, then what Rust's std needs.
-        Linking::Static => {
-            for flag in pkg_config(&pc_dir, &["--static", "--libs"]) {
-                if flag == "-lposture" {
-                    cmd.args(["-Wl,-Bstatic", "-lposture", "-Wl,-Bdynamic"]);
-                } else {
-                    cmd.arg(flag);
-                }
-            }
-        }
-        Linking::Dynamic => {
-            cmd.args(pkg_config(&pc_dir, &["--libs"]));
-        }
-    }
-    let out = cmd.output().expect("a C compiler (cc) is installed");
-    assert!(
-        out.status.success(),
-        "compiling {name} ({linking:?}) failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    exe
-}
-
 /// The shared libraries an executable needs (ELF DT_NEEDED).
 fn needed_libraries(exe: &Path) -> String {
     let out = Command::new("readelf").arg("-d").arg(exe).output().unwrap();
@@ -290,7 +96,7 @@ fn c_program_passes(linking: Linking) {
     let fixtures = dir.path().join("fixtures");
     std::fs::create_dir(&fixtures).unwrap();
     write_fixtures(&fixtures);
-    let exe = compile("posture_test", linking, dir.path());
+    let exe = compile("posture_test", linking, "-O1", dir.path());
 
     let needed = needed_libraries(&exe);
     match linking {
