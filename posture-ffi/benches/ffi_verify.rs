@@ -9,7 +9,10 @@
 //! overhead is computed from the CPU-time rates. Rounds alternate Rust and C so drift
 //! hits both alike; medians are reported.
 //!
-//! Run with `scripts/bench-ffi.sh` (or `cargo bench -p posture-ffi --bench ffi_verify`).
+//! Run with `scripts/bench-ffi.sh`.
+
+// A benchmark harness, like a test: failing loudly on a broken setup is right.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;

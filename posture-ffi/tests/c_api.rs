@@ -9,6 +9,9 @@
 //! The evidence those programs verify is made here with posture-core: temporary software
 //! keys signing a fixture report.
 
+// Test support functions outside #[test]: failing loudly on a broken setup is right.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::path::Path;

@@ -11,7 +11,7 @@
  *   evidence.jws               signed by A, nonce TEST_NONCE, audience TEST_AUDIENCE
  *   expired.jws                signed by A two hours ago with a one-minute lifetime
  *   wrong_key.jws              signed by B, otherwise like evidence.jws
- *   keydir/                    an empty directory for the agent-side key (0700)
+ *   (keydir/ and open-keydir/ are created by the agent test)
  *
  * Prints "ok <name>" per test; on the first failure prints "FAIL ..." and exits 1.
  */
@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "posture.h"
 
@@ -454,10 +455,22 @@ static void test_agent(text allow) {
   CHECK(base != NULL);
   snprintf(dir, sizeof dir, "%s/keydir", base);
 
+  /* A key directory that others can read is refused, and nothing is created in it. */
+  char open_dir[4096];
+  snprintf(open_dir, sizeof open_dir, "%s/open-keydir", base);
+  CHECK(mkdir(open_dir, 0755) == 0);
+  CHECK(chmod(open_dir, 0755) == 0); /* whatever the umask */
   posture_key *key = NULL;
+  CHECK_STATUS(posture_key_software_load_or_create(u8(open_dir), strlen(open_dir), &key),
+               POSTURE_STATUS_KEY_ERROR);
+  CHECK(key == NULL);
+  CHECK_STATUS(posture_key_software_load_or_create(u8(dir), 0, &key),
+               POSTURE_STATUS_INVALID_PARAMETER);
+
   CHECK_STATUS(posture_key_software_load_or_create(u8(dir), strlen(dir), &key),
                POSTURE_STATUS_OK);
   posture_buf *jwk = NULL;
+  CHECK_STATUS(posture_key_public_jwk(key, NULL), POSTURE_STATUS_NULL_PARAMETER);
   CHECK_STATUS(posture_key_public_jwk(key, &jwk), POSTURE_STATUS_OK);
   CHECK(strstr((const char *)posture_buf_data(jwk), "\"crv\":\"P-256\"") != NULL);
 
@@ -487,6 +500,14 @@ static void test_agent(text allow) {
   CHECK_STATUS(posture_evidence_sign(key, posture_buf_data(report), posture_buf_len(report),
                                      u8("short"), 5, aud, aud_len, 300, &evidence),
                POSTURE_STATUS_INVALID_PARAMETER);
+  /* NULL for each pointer argument (the key was checked in test_null_arguments). */
+  const uint8_t *r = posture_buf_data(report);
+  size_t r_len = posture_buf_len(report);
+  const posture_status null = POSTURE_STATUS_NULL_PARAMETER;
+  CHECK_STATUS(posture_evidence_sign(key, NULL, r_len, nonce, nonce_len, aud, aud_len, 300, &evidence), null);
+  CHECK_STATUS(posture_evidence_sign(key, r, r_len, NULL, nonce_len, aud, aud_len, 300, &evidence), null);
+  CHECK_STATUS(posture_evidence_sign(key, r, r_len, nonce, nonce_len, NULL, aud_len, 300, &evidence), null);
+  CHECK_STATUS(posture_evidence_sign(key, r, r_len, nonce, nonce_len, aud, aud_len, 300, NULL), null);
   CHECK(evidence == NULL);
   CHECK_STATUS(posture_evidence_sign(key, posture_buf_data(report), posture_buf_len(report), nonce,
                                      nonce_len, aud, aud_len, 300, &evidence),

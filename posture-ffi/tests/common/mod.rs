@@ -1,6 +1,8 @@
 //! Shared by the C API tests and the FFI benchmark: fixtures (keys, policies, evidence)
 //! and compiling C programs against libposture the way a consumer does.
 #![allow(dead_code)] // each user takes what it needs
+// Test support: failing loudly on a broken setup is right.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
