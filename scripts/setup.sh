@@ -11,6 +11,7 @@ packages=(
   valgrind                        # leak checking of the C test programs
   hyperfine time                  # benchmarks (hyperfine, /usr/bin/time -v)
   python3 python3-venv            # interop tests with independent JOSE / ctypes
+  python3-jwcrypto                # independent JOSE verifier/signer for evidence interop tests
   ca-certificates curl
 )
 
@@ -33,4 +34,7 @@ if ! command -v cargo >/dev/null; then
 fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
+fi
+if ! command -v cargo-fuzz >/dev/null 2>&1; then
+  cargo install --locked cargo-fuzz   # fuzz targets (scripts/fuzz.sh)
 fi

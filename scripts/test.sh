@@ -11,3 +11,4 @@ echo "== clippy"; cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== doc";    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 echo "== tests";  cargo nextest run --workspace --locked --no-fail-fast
 echo "== doctests"; cargo test --workspace --doc --locked
+echo "== fuzz";  ./scripts/fuzz.sh

@@ -2,6 +2,10 @@
 //!
 //! Exit codes: 0 compliant / allowed, 1 non-compliant / denied, 2 error.
 
+mod cmd_export;
+mod cmd_key;
+mod cmd_report;
+mod cmd_verify;
 mod config;
 mod output;
 
@@ -49,6 +53,105 @@ enum Command {
         #[arg(long, value_name = "ID")]
         only: Vec<String>,
     },
+    /// Print the device's public key, its id (RFC 7638 thumbprint) and its assurance.
+    ///
+    /// The key is created on first use. stdout is the key alone; id and assurance go to
+    /// stderr (or use --json for all of it).
+    Key {
+        /// Public key format.
+        #[arg(long, value_enum, default_value = "jwk")]
+        format: cmd_key::KeyFormat,
+        /// Print kid, assurance, JWK and PEM as one JSON object.
+        #[arg(long)]
+        json: bool,
+        /// Key directory (default: /var/lib/posture/keys as root, else the user's data dir).
+        #[arg(long, value_name = "DIR")]
+        key_dir: Option<PathBuf>,
+    },
+    /// Check this device and print signed evidence: a compact JWS (see docs/evidence.md).
+    Report {
+        /// The verifier's challenge, echoed as eat_nonce (8 to 64 bytes).
+        #[arg(long, value_name = "N")]
+        nonce: Option<String>,
+        /// Who the evidence is for (aud).
+        #[arg(long, value_name = "A")]
+        audience: Option<String>,
+        /// How long the evidence stays valid, e.g. 5m, 1h.
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+        /// Run only this check (repeatable).
+        #[arg(long, value_name = "ID")]
+        only: Vec<String>,
+        /// Key directory (default: /var/lib/posture/keys as root, else the user's data dir).
+        #[arg(long, value_name = "DIR")]
+        key_dir: Option<PathBuf>,
+    },
+    /// Verify evidence and decide a policy.
+    ///
+    /// Exit status: 0 allowed, 1 denied or invalid evidence, 2 usage or I/O error.
+    Verify {
+        /// The evidence file, or - for stdin.
+        #[arg(value_name = "EVIDENCE_FILE")]
+        evidence: PathBuf,
+        /// Trusted device key: JWK, JWK Set or PEM (repeatable).
+        #[arg(long, value_name = "FILE", required = true)]
+        key: Vec<PathBuf>,
+        /// The nonce you issued; the evidence must echo it.
+        #[arg(long, value_name = "N")]
+        nonce: Option<String>,
+        /// Your audience name; the evidence's aud must contain it.
+        #[arg(long, value_name = "A")]
+        audience: Option<String>,
+        /// Refuse evidence older than this, e.g. 10m.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        max_age: Option<std::time::Duration>,
+        /// Policy file (TOML, or JSON).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// Print the verified claims, the decision and every reason as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export posture for other systems: caep, intune or opa.
+    Export {
+        /// caep: signed CAEP device-compliance-change SET; intune: custom compliance
+        /// discovery JSON; opa: verified evidence as an OPA input document.
+        #[arg(long, value_enum)]
+        format: cmd_export::ExportFormat,
+        /// caep: the compliance status before this change (compliant, not-compliant).
+        #[arg(long, value_name = "STATUS")]
+        previous: Option<posture_core::exports::caep::ComplianceStatus>,
+        /// caep: the issuer (default: the device key's JWK thumbprint URI).
+        #[arg(long, value_name = "ISS")]
+        issuer: Option<String>,
+        /// caep: the receiver (aud); opa: the audience the evidence must name.
+        #[arg(long, value_name = "A")]
+        audience: Option<String>,
+        /// caep/intune: policy deciding compliance (default: every check must pass).
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+        /// intune: also write the rules file here.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        /// caep/intune: run only this check (repeatable).
+        #[arg(long, value_name = "ID")]
+        only: Vec<String>,
+        /// caep/intune: key directory.
+        #[arg(long, value_name = "DIR")]
+        key_dir: Option<PathBuf>,
+        /// opa: the evidence file, or -.
+        #[arg(value_name = "EVIDENCE_FILE")]
+        evidence: Option<PathBuf>,
+        /// opa: trusted device key (repeatable).
+        #[arg(long, value_name = "FILE")]
+        key: Vec<PathBuf>,
+        /// opa: the nonce you issued.
+        #[arg(long, value_name = "N")]
+        nonce: Option<String>,
+        /// opa: refuse evidence older than this.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        max_age: Option<std::time::Duration>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -77,6 +180,65 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Check { json, only } => check(&config, json, only),
+        Command::Key {
+            format,
+            json,
+            key_dir,
+        } => cmd_key::run(key_dir.as_deref(), format, json),
+        Command::Report {
+            nonce,
+            audience,
+            ttl,
+            only,
+            key_dir,
+        } => cmd_report::run(&config, key_dir.as_deref(), only, nonce, audience, ttl),
+        Command::Verify {
+            evidence,
+            key,
+            nonce,
+            audience,
+            max_age,
+            policy,
+            json,
+        } => cmd_verify::run(cmd_verify::VerifyArgs {
+            evidence,
+            keys: key,
+            nonce,
+            audience,
+            max_age,
+            policy,
+            json,
+        }),
+        Command::Export {
+            format,
+            previous,
+            issuer,
+            audience,
+            policy,
+            rules,
+            only,
+            key_dir,
+            evidence,
+            key,
+            nonce,
+            max_age,
+        } => cmd_export::run(
+            &config,
+            cmd_export::ExportArgs {
+                format,
+                key_dir,
+                policy,
+                previous,
+                issuer,
+                audience,
+                rules,
+                only,
+                evidence,
+                keys: key,
+                nonce,
+                max_age,
+            },
+        ),
     }
 }
 

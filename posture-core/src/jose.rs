@@ -4,6 +4,7 @@
 //!
 //! Nothing here chooses a key or an algorithm from the token: callers pin both.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fmt;
 
@@ -361,10 +362,21 @@ impl<'de> Visitor<'de> for Guard {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let child = self.child::<A::Error>()?;
-        let mut seen = HashSet::new();
         // Keys are compared after unescaping, so `"a"` and `"\u0061"` are duplicates.
-        while let Some(key) = map.next_key::<String>()? {
-            if !seen.insert(key) {
+        // Small objects (the common case) use a linear scan over borrowed keys; large ones
+        // switch to a hash set so a 64 KiB object of distinct keys stays linear.
+        let mut small: Vec<Cow<'de, str>> = Vec::new();
+        let mut large: HashSet<Cow<'de, str>> = HashSet::new();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let duplicate = if large.is_empty() && small.len() < 16 {
+                let found = small.contains(&key);
+                small.push(key);
+                found
+            } else {
+                large.extend(small.drain(..));
+                !large.insert(key)
+            };
+            if duplicate {
                 return Err(de::Error::custom("duplicate key in JSON object"));
             }
             map.next_value_seed(Guard {
@@ -373,6 +385,36 @@ impl<'de> Visitor<'de> for Guard {
             })?;
         }
         Ok(())
+    }
+}
+
+/// Deserializes an object key, borrowing it from the input when it has no escapes.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
     }
 }
 
@@ -406,6 +448,16 @@ mod tests {
         assert!(err.message.contains("duplicate key"), "{err}");
         let err = check_json(br#"[{"x":{"y":1,"y":1}}]"#, 8).unwrap_err();
         assert!(err.message.contains("duplicate key"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_found_in_large_objects() {
+        let mut keys: Vec<String> = (0..100).map(|i| format!("\"k{i}\":{i}")).collect();
+        let distinct = format!("{{{}}}", keys.join(","));
+        assert!(check_json(distinct.as_bytes(), 8).is_ok());
+        keys.push("\"k3\":0".into());
+        let duplicated = format!("{{{}}}", keys.join(","));
+        assert!(check_json(duplicated.as_bytes(), 8).is_err());
     }
 
     #[test]

@@ -8,6 +8,15 @@
 //! `posture-checks`, then signed into evidence, verified by a consumer and decided on
 //! by a policy.
 //!
+//! - [`keys`]: the device key seam ([`keys::Signer`]) and the software key file.
+//! - [`evidence`]: a report signed as a compact ES256 JWS with EAT claims.
+//! - [`verify`]: the consumer's [`verify::Verifier`] (pinned keys and algorithm, size and
+//!   nesting caps, freshness, nonce, audience).
+//! - [`policy`]: declarative rules turning verified posture into allow/deny with reasons.
+//! - [`exports`]: CAEP Security Event Tokens, Intune custom compliance, OPA input.
+//!
+//! The evidence format is documented in `docs/evidence.md`.
+//!
 //! ## Threading
 //! All types are plain data (`Send + Sync`) with no interior mutability.
 //!

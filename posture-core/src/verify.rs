@@ -379,9 +379,14 @@ fn check_claims(
             claims.eat_profile
         )));
     }
-    if claims.cnf.jwk.thumbprint() != key.jwk.thumbprint()
-        || claims.cnf.jwk.to_public_key().ok() != Some(PublicKey::from(&key.verifying))
+    // Coordinates are fixed-length base64url with canonical trailing bits, so equal
+    // members mean the same key: no need to hash or decode on every verification.
+    let cnf = &claims.cnf.jwk;
+    if cnf.kty != key.jwk.kty || cnf.crv != key.jwk.crv || cnf.x != key.jwk.x || cnf.y != key.jwk.y
     {
+        return Err(VerifyError::KeyBinding);
+    }
+    if cnf.kid.as_deref().is_some_and(|kid| kid != key.kid) {
         return Err(VerifyError::KeyBinding);
     }
     let now = options

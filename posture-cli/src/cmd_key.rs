@@ -1,0 +1,90 @@
+//! `posture key`: the device key's public half, id and assurance; and where keys live.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use clap::ValueEnum;
+use posture_core::keys::software::SoftwareKey;
+use posture_core::keys::{key_id, Jwk, Signer};
+
+/// Output format of a public key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum KeyFormat {
+    /// A JWK (RFC 7517) with `kid`.
+    Jwk,
+    /// A PEM SubjectPublicKeyInfo (`BEGIN PUBLIC KEY`).
+    Pem,
+}
+
+/// The key directory: `--key-dir`, else `/var/lib/posture/keys` as root, else the user's
+/// data directory (`~/.local/share/posture/keys` on Linux).
+pub fn key_dir(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(dir) = explicit {
+        return Ok(dir.to_owned());
+    }
+    if is_root() {
+        return Ok(PathBuf::from("/var/lib/posture/keys"));
+    }
+    directories::ProjectDirs::from("", "", "posture")
+        .map(|d| d.data_dir().join("keys"))
+        .context("cannot find this user's data directory (is HOME set?)")
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|r| r.split_whitespace().nth(1).map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// Loads (or on first use creates) the device key.
+pub fn load_key(explicit_dir: Option<&Path>) -> Result<SoftwareKey> {
+    let dir = key_dir(explicit_dir)?;
+    SoftwareKey::load_or_create(&dir).with_context(|| "cannot load the device key".to_string())
+}
+
+/// Runs `posture key`.
+pub fn run(key_dir: Option<&Path>, format: KeyFormat, json: bool) -> Result<u8> {
+    let key = load_key(key_dir)?;
+    let public = key.public_key();
+    let kid = key_id(&public);
+    let jwk = Jwk::from_public_key(&public);
+    let mut out = std::io::stdout().lock();
+    if json {
+        let pem = public_pem(&public)?;
+        let value = serde_json::json!({
+            "kid": kid,
+            "assurance": key.assurance(),
+            "jwk": jwk,
+            "pem": pem,
+            "path": key.path(),
+        });
+        serde_json::to_writer_pretty(&mut out, &value)?;
+        writeln!(out)?;
+        return Ok(crate::EXIT_OK);
+    }
+    match format {
+        KeyFormat::Jwk => {
+            serde_json::to_writer(&mut out, &jwk)?;
+            writeln!(out)?;
+        }
+        KeyFormat::Pem => write!(out, "{}", public_pem(&public)?)?,
+    }
+    out.flush()?;
+    // Id and assurance go to stderr so that stdout is exactly the key (pipe it to a file).
+    eprintln!("kid: {kid}");
+    eprintln!("assurance: {}", key.assurance().as_str());
+    Ok(crate::EXIT_OK)
+}
+
+fn public_pem(public: &p256::PublicKey) -> Result<String> {
+    use p256::pkcs8::{EncodePublicKey, LineEnding};
+    public
+        .to_public_key_pem(LineEnding::LF)
+        .context("cannot encode the public key as PEM")
+}

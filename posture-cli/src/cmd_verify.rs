@@ -1,0 +1,172 @@
+//! `posture verify`: verify evidence against trusted keys, optionally decide a policy.
+//!
+//! Exit 0 allowed, 1 denied or invalid evidence, 2 usage or I/O error.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use posture_core::evidence::MAX_EVIDENCE_BYTES;
+use posture_core::policy::{Decision, Outcome, Policy};
+use posture_core::verify::{VerifiedPosture, Verifier, VerifyError, VerifyOptions};
+use serde_json::json;
+
+/// What `posture verify` was asked.
+#[derive(Debug)]
+pub struct VerifyArgs {
+    /// The evidence file, or `-` for stdin.
+    pub evidence: PathBuf,
+    /// Trusted key files (JWK, JWK Set or PEM).
+    pub keys: Vec<PathBuf>,
+    /// The nonce that was issued.
+    pub nonce: Option<String>,
+    /// This verifier's audience name.
+    pub audience: Option<String>,
+    /// Maximum evidence age.
+    pub max_age: Option<Duration>,
+    /// A policy file (TOML or JSON).
+    pub policy: Option<PathBuf>,
+    /// Machine output.
+    pub json: bool,
+}
+
+/// Reads evidence, refusing more than [`MAX_EVIDENCE_BYTES`] without reading it all.
+pub fn read_evidence(path: &Path) -> Result<Vec<u8>> {
+    let limit = u64::try_from(MAX_EVIDENCE_BYTES + 1).unwrap_or(u64::MAX);
+    let mut bytes = Vec::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .context("cannot read evidence from stdin")?;
+    } else {
+        std::fs::File::open(path)
+            .and_then(|f| f.take(limit).read_to_end(&mut bytes))
+            .with_context(|| format!("cannot read evidence {}", path.display()))?;
+    }
+    Ok(bytes)
+}
+
+/// Builds a verifier from key files.
+pub fn load_verifier(keys: &[PathBuf]) -> Result<Verifier> {
+    let mut verifier = Verifier::new();
+    for path in keys {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read key {}", path.display()))?;
+        verifier
+            .add_keys_from_text(&text)
+            .with_context(|| format!("invalid key {}", path.display()))?;
+    }
+    Ok(verifier)
+}
+
+/// Loads a policy file (TOML, or JSON when it starts with `{`).
+pub fn load_policy(path: &Path) -> Result<Policy> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read policy {}", path.display()))?;
+    Policy::from_str_auto(&text)
+        .map_err(|e| anyhow::anyhow!("invalid policy {}: {e}", path.display()))
+}
+
+/// Runs `posture verify`.
+pub fn run(args: VerifyArgs) -> Result<u8> {
+    let verifier = load_verifier(&args.keys)?;
+    let policy = args.policy.as_deref().map(load_policy).transpose()?;
+    let token = read_evidence(&args.evidence)?;
+    let options = VerifyOptions {
+        nonce: args.nonce,
+        audience: args.audience,
+        max_age: args.max_age,
+        ..VerifyOptions::default()
+    };
+    let result = verifier.verify(&token, &options);
+    let decision = match (&result, &policy) {
+        (Ok(verified), Some(policy)) => Some(policy.decide(verified)),
+        _ => None,
+    };
+    let allowed = result.is_ok() && decision.as_ref().is_none_or(Decision::is_allowed);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &json_output(&result, decision.as_ref(), allowed))?;
+        writeln!(out)?;
+    } else {
+        write_human(&mut out, &result, decision.as_ref(), allowed)?;
+    }
+    out.flush()?;
+    Ok(if allowed {
+        crate::EXIT_OK
+    } else {
+        crate::EXIT_NONCOMPLIANT
+    })
+}
+
+fn json_output(
+    result: &Result<VerifiedPosture, VerifyError>,
+    decision: Option<&Decision>,
+    allowed: bool,
+) -> serde_json::Value {
+    let outcome = if allowed {
+        Outcome::Allow
+    } else {
+        Outcome::Deny
+    };
+    match result {
+        Ok(verified) => json!({
+            "valid": true,
+            "decision": outcome,
+            "reasons": decision.map(|d| d.reasons.as_slice()).unwrap_or_default(),
+            "kid": verified.kid,
+            "key_assurance": verified.key_assurance,
+            "claims": verified.claims,
+        }),
+        Err(e) => json!({
+            "valid": false,
+            "decision": outcome,
+            "reasons": [{ "rule": "evidence", "code": e.code(), "message": e.to_string() }],
+            "error": { "code": e.code(), "message": e.to_string() },
+        }),
+    }
+}
+
+fn write_human(
+    out: &mut impl Write,
+    result: &Result<VerifiedPosture, VerifyError>,
+    decision: Option<&Decision>,
+    allowed: bool,
+) -> std::io::Result<()> {
+    let verified = match result {
+        Ok(verified) => verified,
+        Err(e) => {
+            writeln!(out, "INVALID evidence: {e}")?;
+            return writeln!(out, "DENY");
+        }
+    };
+    let report = &verified.claims.report;
+    writeln!(
+        out,
+        "valid evidence from {} ({}), key {} ({})",
+        report.device.hostname,
+        report.os.name,
+        verified.kid,
+        verified.key_assurance.as_str()
+    )?;
+    if let Some(decision) = decision {
+        for reason in &decision.reasons {
+            let finding = reason
+                .finding
+                .as_deref()
+                .map(|f| format!(" [{f}]"))
+                .unwrap_or_default();
+            writeln!(out, "  ✘ {}{finding}: {}", reason.rule, reason.message)?;
+            if let Some(fix) = &reason.remediation {
+                writeln!(out, "    → fix: {}", fix.text)?;
+                if let Some(url) = &fix.url {
+                    writeln!(out, "      {url}")?;
+                }
+            }
+        }
+    }
+    writeln!(out, "{}", if allowed { "ALLOW" } else { "DENY" })
+}

@@ -1,0 +1,346 @@
+//! Policy decisions over reports shaped like the real checks' output (observed members as
+//! the `os`, `patch_level`, `edr` and `secure_boot` checks document them).
+
+// Test helpers outside #[test] functions may fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, SystemTime};
+
+use posture_core::evidence::{sign_evidence_at, EvidenceOptions};
+use posture_core::keys::software::SoftwareKey;
+use posture_core::keys::{KeyAssurance, Signer};
+use posture_core::policy::{Outcome, Policy};
+use posture_core::verify::{Verifier, VerifyOptions};
+use posture_core::{Device, Finding, OsFacts, Remediation, Report, Status, Timestamp};
+use serde_json::json;
+
+fn os_facts(id: &str, version: Option<&str>) -> OsFacts {
+    OsFacts {
+        family: "linux".into(),
+        id: id.into(),
+        name: format!("{id} {}", version.unwrap_or("rolling")),
+        version_id: version.map(str::to_owned),
+        kernel: "6.1.0-26-amd64".into(),
+        arch: "x86_64".into(),
+    }
+}
+
+fn healthy() -> Vec<Finding> {
+    vec![
+        Finding::pass("os", "Debian GNU/Linux 12")
+            .observe("id", "debian")
+            .observe("version_id", "12"),
+        Finding::pass("disk_encryption", "root on LUKS2"),
+        Finding::pass("patch_level", "up to date")
+            .observe("pending_security_updates", 0)
+            .observe("oldest_security_pending_days", json!(null))
+            .observe("days_since_last_upgrade", 2)
+            .observe("reboot_pending", false),
+        Finding::pass("edr", "crowdstrike running")
+            .observe("running", json!(["crowdstrike"]))
+            .observe("products", json!([{"id": "crowdstrike"}])),
+        Finding::pass("secure_boot", "enabled").observe("enabled", true),
+    ]
+}
+
+fn report(os: OsFacts, findings: Vec<Finding>) -> Report {
+    Report::new(
+        Device {
+            id: "5f".repeat(32),
+            hostname: "laptop-7".into(),
+            vendor: None,
+            model: None,
+        },
+        os,
+        Timestamp::now(),
+        findings,
+    )
+}
+
+fn replace(findings: &mut [Finding], finding: Finding) {
+    let slot = findings.iter_mut().find(|f| f.id == finding.id).unwrap();
+    *slot = finding;
+}
+
+const POLICY: &str = r#"
+required_checks = ["disk_encryption", "firewall"]
+max_patch_age_days = 14
+required_edr = ["crowdstrike", "sentinelone"]
+required_key_assurance = "software"
+require_secure_boot = true
+max_evidence_age = "10m"
+
+[min_os_version]
+debian = "12"
+ubuntu = "22.04"
+"#;
+
+fn policy() -> Policy {
+    Policy::from_toml_str(POLICY).unwrap()
+}
+
+fn with_firewall(mut findings: Vec<Finding>) -> Vec<Finding> {
+    findings.push(Finding::pass("firewall", "nftables active"));
+    findings
+}
+
+#[test]
+fn healthy_device_is_allowed() {
+    let r = report(os_facts("debian", Some("12")), with_firewall(healthy()));
+    let d = policy().decide_report(&r, KeyAssurance::Software);
+    assert_eq!(d.decision, Outcome::Allow, "{:?}", d.reasons);
+    assert!(d.reasons.is_empty());
+}
+
+#[test]
+fn failing_required_check_is_denied_with_its_remediation() {
+    let mut findings = healthy();
+    findings.push(Finding::fail(
+        "firewall",
+        "no firewall is active",
+        Remediation::new("Enable the firewall: sudo ufw enable"),
+    ));
+    let d = policy().decide_report(
+        &report(os_facts("debian", Some("12")), findings),
+        KeyAssurance::Software,
+    );
+    assert_eq!(d.decision, Outcome::Deny);
+    assert_eq!(d.reasons.len(), 1);
+    let r = &d.reasons[0];
+    assert_eq!(r.rule, "required_checks");
+    assert_eq!(r.finding.as_deref(), Some("firewall"));
+    assert_eq!(r.status, Some(Status::Fail));
+    assert_eq!(
+        r.remediation.as_ref().unwrap().text,
+        "Enable the firewall: sudo ufw enable"
+    );
+}
+
+#[test]
+fn unknown_and_missing_required_checks_are_denied() {
+    let mut findings = healthy();
+    replace(
+        &mut findings,
+        Finding::unknown("disk_encryption", "needs root"),
+    );
+    let d = policy().decide_report(
+        &report(os_facts("debian", Some("12")), findings),
+        KeyAssurance::Software,
+    );
+    let rules: Vec<_> = d
+        .reasons
+        .iter()
+        .map(|r| (r.finding.as_deref(), r.status))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            (Some("disk_encryption"), Some(Status::Unknown)),
+            (Some("firewall"), None)
+        ]
+    );
+    assert!(d.reasons[0].message.contains("needs root"));
+}
+
+#[test]
+fn old_os_is_denied_by_distribution() {
+    let r = report(os_facts("ubuntu", Some("20.04")), with_firewall(healthy()));
+    let d = policy().decide_report(&r, KeyAssurance::Software);
+    assert_eq!(d.reasons.len(), 1, "{:?}", d.reasons);
+    assert_eq!(d.reasons[0].rule, "min_os_version");
+    assert!(d.reasons[0]
+        .message
+        .contains("20.04 is older than the required 22.04"));
+    assert!(d.reasons[0]
+        .remediation
+        .as_ref()
+        .unwrap()
+        .text
+        .contains("22.04"));
+    // A newer one passes, an unlisted OS is not constrained.
+    let r = report(os_facts("ubuntu", Some("24.04")), with_firewall(healthy()));
+    assert!(policy()
+        .decide_report(&r, KeyAssurance::Software)
+        .is_allowed());
+    let r = report(os_facts("arch", None), with_firewall(healthy()));
+    assert!(policy()
+        .decide_report(&r, KeyAssurance::Software)
+        .is_allowed());
+}
+
+#[test]
+fn os_without_version_is_denied_when_constrained() {
+    let r = report(os_facts("debian", None), with_firewall(healthy()));
+    let d = policy().decide_report(&r, KeyAssurance::Software);
+    assert_eq!(d.reasons[0].rule, "min_os_version");
+}
+
+#[test]
+fn min_os_version_falls_back_to_family() {
+    let p = Policy::from_toml_str("[min_os_version]\nlinux = \"13\"\n").unwrap();
+    let r = report(os_facts("debian", Some("12")), healthy());
+    assert!(!p.decide_report(&r, KeyAssurance::Software).is_allowed());
+}
+
+#[test]
+fn old_pending_security_update_is_denied() {
+    let mut findings = with_firewall(healthy());
+    replace(
+        &mut findings,
+        Finding::fail(
+            "patch_level",
+            "3 security updates pending for 30 days",
+            Remediation::new("sudo apt update && sudo apt upgrade"),
+        )
+        .observe("pending_security_updates", 3)
+        .observe("oldest_security_pending_days", 30)
+        .observe("days_since_last_upgrade", 40)
+        .observe("reboot_pending", false),
+    );
+    let d = policy().decide_report(
+        &report(os_facts("debian", Some("12")), findings),
+        KeyAssurance::Software,
+    );
+    assert_eq!(d.reasons.len(), 1, "{:?}", d.reasons);
+    assert_eq!(d.reasons[0].rule, "max_patch_age_days");
+    assert!(d.reasons[0].message.contains("30 days"));
+    assert_eq!(
+        d.reasons[0].remediation.as_ref().unwrap().text,
+        "sudo apt update && sudo apt upgrade"
+    );
+}
+
+#[test]
+fn recent_pending_security_update_is_allowed() {
+    let mut findings = with_firewall(healthy());
+    replace(
+        &mut findings,
+        Finding::pass("patch_level", "1 security update pending for 3 days")
+            .observe("pending_security_updates", 1)
+            .observe("oldest_security_pending_days", 3),
+    );
+    assert!(policy()
+        .decide_report(
+            &report(os_facts("debian", Some("12")), findings),
+            KeyAssurance::Software
+        )
+        .is_allowed());
+}
+
+#[test]
+fn unknown_patch_level_is_denied() {
+    let mut findings = with_firewall(healthy());
+    replace(
+        &mut findings,
+        Finding::unknown("patch_level", "apt lists are missing"),
+    );
+    let d = policy().decide_report(
+        &report(os_facts("debian", Some("12")), findings),
+        KeyAssurance::Software,
+    );
+    assert_eq!(d.reasons[0].rule, "max_patch_age_days");
+    assert!(d.reasons[0].message.contains("apt lists are missing"));
+}
+
+#[test]
+fn edr_needs_any_of_the_required_products_running() {
+    let mut findings = with_firewall(healthy());
+    replace(
+        &mut findings,
+        Finding::pass("edr", "sentinelone running").observe("running", json!(["sentinelone"])),
+    );
+    assert!(policy()
+        .decide_report(
+            &report(os_facts("debian", Some("12")), findings.clone()),
+            KeyAssurance::Software
+        )
+        .is_allowed());
+    replace(
+        &mut findings,
+        Finding::fail(
+            "edr",
+            "no EDR agent is running",
+            Remediation::new("Install the EDR"),
+        )
+        .observe("running", json!(["clamav"])),
+    );
+    let d = policy().decide_report(
+        &report(os_facts("debian", Some("12")), findings),
+        KeyAssurance::Software,
+    );
+    assert_eq!(d.reasons[0].rule, "required_edr");
+    assert!(d.reasons[0].message.contains("running: clamav"));
+    assert!(d.reasons[0]
+        .remediation
+        .as_ref()
+        .unwrap()
+        .text
+        .contains("crowdstrike, sentinelone"));
+}
+
+#[test]
+fn secure_boot_disabled_or_unknown_is_denied() {
+    for (enabled, needle) in [(json!(false), "disabled"), (json!(null), "does not say")] {
+        let mut findings = with_firewall(healthy());
+        replace(
+            &mut findings,
+            Finding::pass("secure_boot", "x").observe("enabled", enabled),
+        );
+        let d = policy().decide_report(
+            &report(os_facts("debian", Some("12")), findings),
+            KeyAssurance::Software,
+        );
+        assert_eq!(d.reasons[0].rule, "require_secure_boot");
+        assert!(
+            d.reasons[0].message.contains(needle),
+            "{}",
+            d.reasons[0].message
+        );
+    }
+}
+
+#[test]
+fn tpm_assurance_is_required_when_asked() {
+    let p = Policy::from_toml_str("required_key_assurance = \"tpm\"\n").unwrap();
+    let r = report(os_facts("debian", Some("12")), healthy());
+    let d = p.decide_report(&r, KeyAssurance::Software);
+    assert_eq!(d.reasons[0].rule, "required_key_assurance");
+    assert!(p.decide_report(&r, KeyAssurance::Tpm).is_allowed());
+}
+
+#[test]
+fn verified_evidence_is_decided_including_its_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SoftwareKey::load_or_create(&dir.path().join("k")).unwrap();
+    let r = report(os_facts("debian", Some("12")), with_firewall(healthy()));
+    let issued = SystemTime::now() - Duration::from_secs(15 * 60);
+    let options = EvidenceOptions {
+        ttl: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let token = sign_evidence_at(&r, &key, &options, issued).unwrap();
+    let mut verifier = Verifier::new();
+    verifier.add_key(key.public_key(), None);
+    let verified = verifier
+        .verify(token.as_bytes(), &VerifyOptions::default())
+        .unwrap();
+    let d = policy().decide(&verified);
+    assert_eq!(d.decision, Outcome::Deny);
+    assert_eq!(d.reasons.len(), 1, "{:?}", d.reasons);
+    assert_eq!(d.reasons[0].rule, "max_evidence_age");
+    // Fresh evidence of the same device is allowed.
+    let token = sign_evidence_at(&r, &key, &options, SystemTime::now()).unwrap();
+    let verified = verifier
+        .verify(token.as_bytes(), &VerifyOptions::default())
+        .unwrap();
+    assert!(policy().decide(&verified).is_allowed());
+}
+
+#[test]
+fn decision_json_has_decision_and_reasons() {
+    let r = report(os_facts("debian", Some("11")), healthy());
+    let d = policy().decide_report(&r, KeyAssurance::Software);
+    let v = serde_json::to_value(&d).unwrap();
+    assert_eq!(v["decision"], "deny");
+    assert_eq!(v["reasons"].as_array().unwrap().len(), 2);
+}
