@@ -3,7 +3,8 @@
 //! - the committed `include/posture.h` is exactly what the pinned cbindgen generates;
 //! - `tests/c/posture_test.c` is compiled with `-Wall -Wextra -Werror` against that header,
 //!   with the flags of the generated pkg-config file, linked statically and dynamically,
-//!   and run under valgrind (any error or leak fails);
+//!   and run natively (the threads truly in parallel) and under valgrind (any error or
+//!   leak fails);
 //! - `examples/python/verify.py` verifies evidence through ctypes.
 //!
 //! The evidence those programs verify is made here with posture-core: temporary software
@@ -73,20 +74,26 @@ fn needed_libraries(exe: &Path) -> String {
         .join("\n")
 }
 
-/// Runs `exe` under valgrind: exit code 99 on any memory error or leak.
-fn run_under_valgrind(exe: &Path, fixtures: &Path, linking: Linking) -> Output {
-    let mut cmd = Command::new("valgrind");
-    cmd.args([
-        "--quiet",
-        "--error-exitcode=99",
-        "--leak-check=full",
-        "--show-leak-kinds=definite,indirect,possible",
-        "--errors-for-leak-kinds=definite,indirect,possible",
-        "--fair-sched=yes",
-    ])
-    .arg(exe)
-    .env("POSTURE_TEST_DIR", fixtures)
-    .env_remove("LD_LIBRARY_PATH");
+/// Runs `exe` natively (threads truly in parallel) or under valgrind (exit code 99 on any
+/// memory error or leak).
+fn run(exe: &Path, fixtures: &Path, linking: Linking, valgrind: bool) -> Output {
+    let mut cmd = if valgrind {
+        let mut cmd = Command::new("valgrind");
+        cmd.args([
+            "--quiet",
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--show-leak-kinds=definite,indirect,possible",
+            "--errors-for-leak-kinds=definite,indirect,possible",
+            "--fair-sched=yes",
+        ])
+        .arg(exe);
+        cmd
+    } else {
+        Command::new(exe)
+    };
+    cmd.env("POSTURE_TEST_DIR", fixtures)
+        .env_remove("LD_LIBRARY_PATH");
     if linking == Linking::Dynamic {
         cmd.env("LD_LIBRARY_PATH", lib_dir());
     }
@@ -96,38 +103,40 @@ fn run_under_valgrind(exe: &Path, fixtures: &Path, linking: Linking) -> Output {
 
 fn c_program_passes(linking: Linking) {
     let dir = tempfile::tempdir().unwrap();
-    let fixtures = dir.path().join("fixtures");
-    std::fs::create_dir(&fixtures).unwrap();
-    write_fixtures(&fixtures);
     let exe = compile("posture_test", linking, "-O1", dir.path());
-
     let needed = needed_libraries(&exe);
     match linking {
         Linking::Static => assert!(!needed.contains("libposture"), "{needed}"),
         Linking::Dynamic => assert!(needed.contains("libposture.so"), "{needed}"),
     }
 
-    let out = run_under_valgrind(&exe, &fixtures, linking);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "posture_test ({linking:?}) failed under valgrind\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    for test in [
-        "ok version",
-        "ok error_message",
-        "ok null_arguments",
-        "ok verifier_construction",
-        "ok happy_path",
-        "ok rejections",
-        "ok garbage",
-        "ok threads (8 threads",
-        "ok agent",
-        "all tests passed",
-    ] {
-        assert!(stdout.contains(test), "missing {test:?} in:\n{stdout}");
+    for valgrind in [false, true] {
+        // Each run gets its own fixtures: the agent test creates key directories.
+        let fixtures = dir.path().join(format!("fixtures-valgrind-{valgrind}"));
+        std::fs::create_dir(&fixtures).unwrap();
+        write_fixtures(&fixtures);
+        let out = run(&exe, &fixtures, linking, valgrind);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "posture_test ({linking:?}, valgrind: {valgrind}) failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        );
+        for test in [
+            "ok version",
+            "ok error_message",
+            "ok null_arguments",
+            "ok verifier_construction",
+            "ok happy_path",
+            "ok rejections",
+            "ok garbage",
+            "ok threads (8 threads",
+            "ok agent",
+            "all tests passed",
+        ] {
+            assert!(stdout.contains(test), "missing {test:?} in:\n{stdout}");
+        }
     }
 }
 
