@@ -1,0 +1,65 @@
+//! Agent side: collect this device's posture as a JSON report.
+
+use std::path::Path;
+
+use posture_checks::{collect, ChecksConfig, CollectOptions};
+
+use crate::boundary::{ffi_status, input_text, into_handle, try_ffi, write_out};
+use crate::buf::posture_buf;
+use crate::status::posture_status;
+
+/// Largest configuration text accepted, in bytes.
+pub const POSTURE_MAX_CONFIG_BYTES: usize = 1024 * 1024;
+
+/// Collects this device's posture and returns the report as JSON (the `posture check
+/// --json` form, see `schemas/report.schema.json`) in a new buffer at `*out`.
+///
+/// `config` is the contents of the `[checks]` table of posture's TOML configuration (the
+/// same keys as the config file; empty text means the defaults). Checks run concurrently,
+/// each bounded by the configured timeout, so this call blocks for at most about that
+/// long. Free the buffer with `posture_buf_free`.
+///
+/// # Safety
+/// `config` must be valid for reads of `config_len` bytes; `out` valid for one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn posture_collect_json(
+    config: *const u8,
+    config_len: usize,
+    out: *mut *mut posture_buf,
+) -> posture_status {
+    ffi_status(|| {
+        if config.is_null() || out.is_null() {
+            return posture_status::NullParameter;
+        }
+        // SAFETY: non-NULL, and the caller promises `config_len` readable bytes.
+        let text = try_ffi!(unsafe { input_text(config, config_len, POSTURE_MAX_CONFIG_BYTES) });
+        let Ok(config) = ChecksConfig::from_toml(text, Path::new("<posture_collect_json>")) else {
+            return posture_status::InvalidConfig;
+        };
+        // Collect on a thread of our own, joined before returning: the runner blocks on a
+        // channel, which gives the blocking thread Rust thread-local state; on a C caller's
+        // thread that state is never destroyed. (Not `thread::scope`: it registers the
+        // caller's thread with Rust's runtime for the same effect.)
+        let options = CollectOptions::new(config);
+        let collected = std::thread::Builder::new()
+            .name("posture-collect".into())
+            .spawn(move || collect(&options))
+            .map(|handle| handle.join());
+        let Ok(Ok(collected)) = collected else {
+            return posture_status::CollectFailed;
+        };
+        let report = match collected {
+            Ok(report) => report,
+            Err(
+                posture_checks::Error::ConfigParse { .. } | posture_checks::Error::UnknownCheck(_),
+            ) => return posture_status::InvalidConfig,
+            Err(_) => return posture_status::CollectFailed,
+        };
+        let Ok(json) = serde_json::to_vec(&report) else {
+            return posture_status::CollectFailed;
+        };
+        // SAFETY: `out` is non-NULL and the caller promises it is valid for writes.
+        unsafe { write_out(out, into_handle(posture_buf::new(json))) };
+        posture_status::Ok
+    })
+}
