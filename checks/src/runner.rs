@@ -188,7 +188,11 @@ mod tests {
         let findings = run_fixture(&[&HANGS, &QUICK], std::time::Duration::from_secs(3));
         assert_eq!(findings[0].id, "hangs");
         assert_eq!(findings[0].status, posture_core::Status::Unknown);
-        assert!(findings[0].reason.as_deref().unwrap().starts_with("timeout"));
+        assert!(findings[0]
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with("timeout"));
         assert_eq!(findings[1].id, "quick");
         assert_eq!(findings[1].status, posture_core::Status::Pass);
     }
