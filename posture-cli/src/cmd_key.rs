@@ -23,23 +23,12 @@ pub fn key_dir(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(dir) = explicit {
         return Ok(dir.to_owned());
     }
-    if is_root() {
+    if crate::paths::is_root() {
         return Ok(PathBuf::from("/var/lib/posture/keys"));
     }
     directories::ProjectDirs::from("", "", "posture")
         .map(|d| d.data_dir().join("keys"))
         .context("cannot find this user's data directory (is HOME set?)")
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|r| r.split_whitespace().nth(1).map(|u| u == "0"))
-        })
-        .unwrap_or(false)
 }
 
 /// Loads (or on first use creates) the device key.
