@@ -2,7 +2,9 @@
 //!
 //! Exit codes: 0 compliant / allowed, 1 non-compliant / denied, 2 error.
 
+mod cmd_status;
 mod config;
+mod daemon;
 mod output;
 
 use std::io::{IsTerminal, Write};
@@ -49,6 +51,24 @@ enum Command {
         #[arg(long, value_name = "ID")]
         only: Vec<String>,
     },
+    /// Run in the background: keep posture fresh, serve signed evidence on a local
+    /// socket, deliver evidence and compliance-change events.
+    Daemon {
+        /// Log format: text (journald-friendly) or json.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: daemon::LogFormat,
+        /// Log level: error, warn, info, debug or trace.
+        #[arg(long, default_value = "info", value_name = "LEVEL")]
+        log_level: String,
+    },
+    /// Ask the running daemon for the latest posture and show it.
+    ///
+    /// Exit status as `check`: 0 compliant, 1 not compliant, 2 error (e.g. no daemon).
+    Status {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -77,6 +97,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Check { json, only } => check(&config, json, only),
+        Command::Daemon {
+            log_format,
+            log_level,
+        } => {
+            daemon::run(cli.config, config, log_format, &log_level)?;
+            Ok(EXIT_OK)
+        }
+        Command::Status { json } => cmd_status::run(&config, json),
     }
 }
 
