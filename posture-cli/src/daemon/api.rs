@@ -109,6 +109,8 @@ async fn serve_connection(stream: UnixStream, caller: Caller, shared: Arc<Shared
         .header_read_timeout(timeout)
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(false)
+        // Clients may shut down their write side after the request; answer them anyway.
+        .half_close(true)
         .serve_connection(TokioIo::new(stream), service);
     match tokio::time::timeout(timeout, connection).await {
         Ok(Ok(())) => {}

@@ -227,7 +227,8 @@ fn reload(shared: &Shared, config_path: Option<&Path>) {
     notify::reloading();
     match Config::load(config_path) {
         Ok(new) => {
-            let old = &shared.settings.borrow().daemon;
+            // Cloned: holding the channel's read guard across `send_replace` would deadlock.
+            let old = shared.settings.borrow().daemon.clone();
             if new.daemon.socket != old.socket
                 || new.daemon.state_dir != old.state_dir
                 || new.daemon.max_connections != old.max_connections
