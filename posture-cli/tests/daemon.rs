@@ -4,6 +4,9 @@
 //! Only the `os` check runs, over a fixture `/etc/os-release` (the text Debian 12 and
 //! Debian 10 ship), so compliance can be flipped by editing one file.
 
+// Test helpers outside `#[test]` functions: failing loudly is their job.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpListener;
@@ -368,10 +371,7 @@ impl Receiver {
     }
 
     fn jtis(&self) -> BTreeSet<String> {
-        self.received()
-            .into_iter()
-            .map(|r| r.jti_header)
-            .collect()
+        self.received().into_iter().map(|r| r.jti_header).collect()
     }
 }
 
@@ -515,11 +515,17 @@ fn two_hundred_concurrent_clients_are_all_answered() {
     for client in clients {
         let (status, nonce, answer) = client.join().unwrap();
         assert_eq!(status, 200, "{answer}");
-        assert_eq!(claims(answer["evidence"].as_str().unwrap())["eat_nonce"], nonce);
+        assert_eq!(
+            claims(answer["evidence"].as_str().unwrap())["eat_nonce"],
+            nonce
+        );
     }
     // Generous ceiling for a debug build; the real figures are in BENCHMARKS.md.
     let rss = daemon.rss_kib();
-    assert!(rss < 64 * 1024, "resident memory {rss} KiB after 200 clients");
+    assert!(
+        rss < 64 * 1024,
+        "resident memory {rss} KiB after 200 clients"
+    );
 }
 
 #[test]
@@ -563,7 +569,9 @@ fn malformed_and_oversized_requests_are_refused_and_the_daemon_keeps_serving() {
     // Half a request, then the client goes away.
     {
         let mut stream = UnixStream::connect(&socket).unwrap();
-        stream.write_all(b"POST /v1/evidence HTTP/1.1\r\nCont").unwrap();
+        stream
+            .write_all(b"POST /v1/evidence HTTP/1.1\r\nCont")
+            .unwrap();
     }
 
     assert!(daemon.alive());

@@ -176,7 +176,7 @@ fn health(shared: &Shared) -> Response<Full<Bytes>> {
         &json!({
             "status": "ok",
             "version": env!("CARGO_PKG_VERSION"),
-            "collected_at": report.as_ref().map(|r| r.collected_at.clone()),
+            "collected_at": report.as_ref().map(|r| r.collected_at),
             "outbox": shared.outbox.len(),
             "key": shared.evidence.public_jwk(),
         }),

@@ -346,7 +346,9 @@ mod tests {
     #[test]
     fn evidence_verifies_and_carries_the_nonce() {
         let dir = tempfile::tempdir().unwrap();
-        let source = InterimEvidence::load_or_create(&dir.path().join("keys"), Duration::from_secs(60)).unwrap();
+        let source =
+            InterimEvidence::load_or_create(&dir.path().join("keys"), Duration::from_secs(60))
+                .unwrap();
         let jws = source
             .sign(&report(), Some("n0nce-123"), Some("idp"))
             .unwrap();
@@ -382,7 +384,9 @@ mod tests {
     #[test]
     fn compliance_event_is_a_caep_set() {
         let dir = tempfile::tempdir().unwrap();
-        let source = InterimEvidence::load_or_create(&dir.path().join("keys"), Duration::from_secs(60)).unwrap();
+        let source =
+            InterimEvidence::load_or_create(&dir.path().join("keys"), Duration::from_secs(60))
+                .unwrap();
         let current = Assessment {
             compliant: false,
             reasons: vec!["os: fail".into()],
