@@ -97,8 +97,13 @@ impl Fixture {
         ]
         .map(|id| format!("\"{id}\""))
         .join(", ");
+        let retry = if extra.contains("retry_") {
+            ""
+        } else {
+            "retry_initial = \"100ms\"\nretry_max = \"300ms\"\n"
+        };
         let config = format!(
-            "[checks]\ndisabled = [{disabled}]\n\n[daemon]\nsocket = {:?}\nstate_dir = {:?}\nroot = {:?}\ninterval = \"1h\"\ndebounce = \"100ms\"\nretry_initial = \"100ms\"\nretry_max = \"300ms\"\n{extra}",
+            "[checks]\ndisabled = [{disabled}]\n\n[daemon]\nsocket = {:?}\nstate_dir = {:?}\nroot = {:?}\ninterval = \"1h\"\ndebounce = \"100ms\"\n{retry}{extra}",
             self.socket(),
             self.path("state"),
             self.path("root"),
@@ -146,6 +151,11 @@ struct Daemon {
 impl Daemon {
     /// Starts the daemon and waits for its systemd READY=1 on a notify socket of our own.
     fn start(fixture: &Fixture) -> Self {
+        Self::start_with(fixture, &[]).0
+    }
+
+    /// As [`Daemon::start`], with extra environment; also returns the notify socket.
+    fn start_with(fixture: &Fixture, env: &[(&str, &str)]) -> (Self, UnixDatagram) {
         let notify_path = fixture.path("notify.sock");
         let _ = std::fs::remove_file(&notify_path);
         let notify = UnixDatagram::bind(&notify_path).unwrap();
@@ -157,12 +167,21 @@ impl Daemon {
             .append(true)
             .open(fixture.path("daemon.log"))
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_posture"))
+        // systemd sets WATCHDOG_PID to the service's pid; a shell that execs the daemon
+        // knows that pid in advance.
+        let mut command = Command::new("/bin/sh");
+        command.args([
+            "-c",
+            "export WATCHDOG_PID=$$; exec \"$0\" \"$@\"",
+            env!("CARGO_BIN_EXE_posture"),
+        ]);
+        let child = command
             .arg("--config")
             .arg(fixture.path("config.toml"))
             .args(["daemon", "--log-level", "debug"])
             .env("NOTIFY_SOCKET", &notify_path)
             .env_remove("WATCHDOG_USEC")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -177,7 +196,7 @@ impl Daemon {
                     .lines()
                     .any(|l| l == "READY=1")
                 {
-                    return daemon;
+                    return (daemon, notify);
                 }
             }
             if let Some(status) = daemon.child.try_wait().unwrap() {
@@ -757,6 +776,30 @@ fn sigterm_stops_cleanly_and_removes_the_socket() {
 }
 
 #[test]
+fn sigterm_flushes_the_outbox_before_exit() {
+    let fixture = Fixture::new();
+    let port = free_port();
+    // After one failure the next retry would be half an hour away: only the shutdown
+    // flush can deliver in time.
+    fixture.write_config(&format!(
+        "{}retry_initial = \"1h\"\nretry_max = \"1h\"\n",
+        delivery_config(port)
+    ));
+    let mut daemon = fixture.start();
+    wait_until("the first delivery attempt failed", || {
+        fixture.log().contains("delivery failed")
+    });
+    let queued = fixture.queued();
+    assert_eq!(queued.len(), 1);
+    let receiver = Receiver::start(port, false);
+    daemon.signal("TERM");
+    let status = daemon.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(receiver.jtis(), queued);
+    assert!(fixture.queued().is_empty());
+}
+
+#[test]
 fn second_daemon_on_the_same_socket_refuses_to_start() {
     let fixture = Fixture::new();
     let _daemon = fixture.start();
@@ -769,6 +812,19 @@ fn second_daemon_on_the_same_socket_refuses_to_start() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("already listening"));
     assert_eq!(os_status(&fixture.socket()), "pass");
+}
+
+#[test]
+fn systemd_watchdog_is_petted_when_asked_for() {
+    let fixture = Fixture::new();
+    let (_daemon, notify) = Daemon::start_with(&fixture, &[("WATCHDOG_USEC", "1000000")]);
+    let mut buf = [0u8; 4096];
+    wait_until("WATCHDOG=1 arrives", || match notify.recv(&mut buf) {
+        Ok(n) => String::from_utf8_lossy(&buf[..n])
+            .lines()
+            .any(|l| l == "WATCHDOG=1"),
+        Err(_) => false,
+    });
 }
 
 #[test]

@@ -24,7 +24,7 @@ use serde_json::json;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Semaphore};
 
-use super::{stopped, Shared};
+use super::{settings, stopped, Shared};
 
 /// hyper's read buffer (and so the largest request head). hyper requires at least 8192.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -72,11 +72,12 @@ pub async fn serve(
         };
         let caller = match stream.peer_cred() {
             Ok(cred) => {
-                let allowed = shared
-                    .settings
-                    .borrow()
-                    .daemon
-                    .allows(cred.uid(), cred.gid());
+                let mut groups = vec![cred.gid()];
+                if let Some(pid) = cred.pid() {
+                    // The uid check is race-free; supplementary groups come from procfs.
+                    groups.extend(settings::process_groups(pid));
+                }
+                let allowed = shared.settings.borrow().daemon.allows(cred.uid(), &groups);
                 Caller {
                     uid: cred.uid(),
                     gid: cred.gid(),

@@ -285,7 +285,13 @@ fn bind(daemon: &DaemonConfig) -> Result<(UnixListener, PathBuf), DaemonError> {
     let mode = if group.is_some() { 0o660 } else { 0o600 };
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(socket_err)?;
     if let Some(gid) = group {
-        std::os::unix::fs::chown(&path, None, Some(gid)).map_err(socket_err)?;
+        // Under systemd with `Group=` the socket already has the group; chown(2) then
+        // is not needed (and the unit's system call filter refuses it).
+        let current =
+            std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(&path).map_err(socket_err)?);
+        if current != gid {
+            std::os::unix::fs::chown(&path, None, Some(gid)).map_err(socket_err)?;
+        }
     }
     Ok((listener, path))
 }

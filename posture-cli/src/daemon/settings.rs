@@ -35,8 +35,10 @@ pub struct DaemonConfig {
     /// Uids allowed to use the local API. Empty (with `allow_gids` empty) means only
     /// the daemon's own uid.
     pub allow_uids: Vec<u32>,
-    /// Primary gids allowed to use the local API.
+    /// Gids allowed to use the local API (the caller's primary or supplementary groups).
     pub allow_gids: Vec<u32>,
+    /// Group names allowed to use the local API, resolved through `/etc/group`.
+    pub allow_groups: Vec<String>,
     /// Connections served at once; more wait in the socket's backlog.
     pub max_connections: usize,
     /// Largest request body accepted; larger requests get 413.
@@ -81,6 +83,7 @@ impl Default for DaemonConfig {
             debounce: Duration::from_secs(2),
             allow_uids: Vec::new(),
             allow_gids: Vec::new(),
+            allow_groups: Vec::new(),
             max_connections: 64,
             max_request_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(10),
@@ -164,12 +167,22 @@ impl DaemonConfig {
         Ok(())
     }
 
-    /// Whether a caller with this uid and primary gid may use the local API.
-    pub fn allows(&self, uid: u32, gid: u32) -> bool {
-        if self.allow_uids.is_empty() && self.allow_gids.is_empty() {
+    /// Whether a caller may use the local API. `groups` are the caller's primary and
+    /// supplementary gids. With no allow-list at all, only the daemon's own uid may.
+    pub fn allows(&self, uid: u32, groups: &[u32]) -> bool {
+        if self.allow_uids.is_empty() && self.allow_gids.is_empty() && self.allow_groups.is_empty()
+        {
             return Some(uid) == effective_uid();
         }
-        self.allow_uids.contains(&uid) || self.allow_gids.contains(&gid)
+        if self.allow_uids.contains(&uid) || groups.iter().any(|g| self.allow_gids.contains(g)) {
+            return true;
+        }
+        !self.allow_groups.is_empty()
+            && self
+                .allow_groups
+                .iter()
+                .filter_map(|name| group_id(name))
+                .any(|gid| groups.contains(&gid))
     }
 
     /// The socket path.
@@ -252,6 +265,25 @@ pub fn group_id(name: &str) -> Option<u32> {
     parse_group_id(&text, name)
 }
 
+/// The supplementary groups of a process, from `/proc/PID/status` (`Groups:` line).
+pub fn process_groups(pid: i32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map(|status| parse_groups(&status))
+        .unwrap_or_default()
+}
+
+fn parse_groups(status: &str) -> Vec<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|g| g.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn parse_group_id(etc_group: &str, name: &str) -> Option<u32> {
     etc_group.lines().find_map(|line| {
         let mut fields = line.split(':');
@@ -305,13 +337,22 @@ mod tests {
             allow_uids: vec![4242],
             ..DaemonConfig::default()
         };
-        assert!(config.allows(4242, 1));
-        assert!(!config.allows(4243, 1));
+        assert!(config.allows(4242, &[1]));
+        assert!(!config.allows(4243, &[1]));
         let config = DaemonConfig {
             allow_gids: vec![998],
             ..DaemonConfig::default()
         };
-        assert!(config.allows(1000, 998));
+        assert!(config.allows(1000, &[1000, 998]));
+        assert!(!config.allows(1000, &[1000]));
+    }
+
+    #[test]
+    fn supplementary_groups_from_proc_status() {
+        // Lines of /proc/PID/status as Linux 6.1 writes them.
+        let status = "Name:\tbash\nUid:\t1000\t1000\t1000\t1000\nGroups:\t24 27 998 1000 \n";
+        assert_eq!(parse_groups(status), vec![24, 27, 998, 1000]);
+        assert_eq!(parse_groups("Groups:\t\n"), Vec::<u32>::new());
     }
 
     #[test]
