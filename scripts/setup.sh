@@ -12,6 +12,7 @@ packages=(
   hyperfine                       # benchmarks
   python3 python3-venv            # interop tests with independent JOSE / ctypes
   ca-certificates curl
+  dbus-daemon                     # private bus for the daemon's resume-from-suspend test
 )
 
 sudo_cmd=()

@@ -827,6 +827,96 @@ fn systemd_watchdog_is_petted_when_asked_for() {
     });
 }
 
+/// A private bus standing in for the system bus, and a connection that owns logind's name.
+#[test]
+fn resume_from_suspend_triggers_a_full_collection() {
+    let fixture = Fixture::new();
+    let bus_path = fixture.path("system_bus_socket");
+    let address = format!("unix:path={}", bus_path.display());
+    let mut bus = Command::new("dbus-daemon")
+        .args(["--session", "--nofork", "--nopidfile"])
+        .arg(format!("--address={address}"))
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("dbus-daemon (Debian package dbus-daemon)");
+    wait_until("the bus listens", || bus_path.exists());
+    let (_daemon, _notify) =
+        Daemon::start_with(&fixture, &[("DBUS_SYSTEM_BUS_ADDRESS", address.as_str())]);
+    wait_until("the daemon subscribed to logind", || {
+        fixture.log().contains("watching logind")
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let logind = zbus::connection::Builder::address(address.as_str())
+            .unwrap()
+            .name("org.freedesktop.login1")
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+        for sleeping in [true, false] {
+            logind
+                .emit_signal(
+                    None::<()>,
+                    "/org/freedesktop/login1",
+                    "org.freedesktop.login1.Manager",
+                    "PrepareForSleep",
+                    &(sleeping,),
+                )
+                .await
+                .unwrap();
+        }
+    });
+    wait_until("a full collection after resume", || {
+        fixture.log().lines().any(|l| {
+            l.contains("collected")
+                && l.contains("cause=resumed from suspend")
+                && l.contains("checks=[]")
+        })
+    });
+    let resumes = fixture
+        .log()
+        .lines()
+        .filter(|l| l.contains("cause=resumed from suspend"))
+        .count();
+    assert_eq!(resumes, 1, "going to sleep does not collect");
+    bus.kill().unwrap();
+    bus.wait().unwrap();
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let fixture = Fixture::new();
+    let mut daemon = Command::new(env!("CARGO_BIN_EXE_posture"))
+        .arg("--config")
+        .arg(fixture.path("config.toml"))
+        .args(["daemon", "--log-format", "json"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_until("the first report", || {
+        fixture.socket().exists() && request(&fixture.socket(), "GET", "/v1/report", None).0 == 200
+    });
+    Command::new("kill")
+        .args(["-s", "TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    let output = daemon.wait_with_output().unwrap();
+    let text = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines
+        .iter()
+        .any(|l| l["message"] == "request" && l["path"] == "/v1/report"));
+    assert!(lines.iter().all(|l| l["level"].is_string()));
+}
+
 #[test]
 fn status_without_a_daemon_says_so() {
     let fixture = Fixture::new();
