@@ -23,6 +23,9 @@ pub struct WatchSpec {
     pub prefixes: &'static [&'static str],
     /// The checks to re-collect.
     pub checks: &'static [&'static str],
+    /// Only entries appearing or leaving matter, not writes. For `/dev`, where every
+    /// write to `/dev/null` would otherwise wake the daemon.
+    pub entries_only: bool,
     /// For the log.
     pub cause: &'static str,
 }
@@ -36,6 +39,7 @@ pub const LINUX_WATCHES: &[WatchSpec] = &[
         names: &["status"],
         prefixes: &[],
         checks: PACKAGES,
+        entries_only: false,
         cause: "package database changed",
     },
     WatchSpec {
@@ -43,6 +47,7 @@ pub const LINUX_WATCHES: &[WatchSpec] = &[
         names: &["history.log"],
         prefixes: &[],
         checks: &["patch_level", "auto_updates"],
+        entries_only: false,
         cause: "apt history changed",
     },
     WatchSpec {
@@ -50,6 +55,7 @@ pub const LINUX_WATCHES: &[WatchSpec] = &[
         names: &["rpmdb.sqlite", "Packages"],
         prefixes: &[],
         checks: PACKAGES,
+        entries_only: false,
         cause: "package database changed",
     },
     WatchSpec {
@@ -57,6 +63,7 @@ pub const LINUX_WATCHES: &[WatchSpec] = &[
         names: &["os-release", "nftables.conf"],
         prefixes: &[],
         checks: &["os", "firewall"],
+        entries_only: false,
         cause: "/etc configuration changed",
     },
     WatchSpec {
@@ -64,6 +71,7 @@ pub const LINUX_WATCHES: &[WatchSpec] = &[
         names: &["os-release"],
         prefixes: &[],
         checks: &["os"],
+        entries_only: false,
         cause: "os-release changed",
     },
     WatchSpec {
@@ -71,6 +79,7 @@ pub const LINUX_WATCHES: &[WatchSpec] = &[
         names: &[],
         prefixes: &[],
         checks: &["auto_updates"],
+        entries_only: false,
         cause: "apt configuration changed",
     },
     WatchSpec {
@@ -78,6 +87,7 @@ pub const LINUX_WATCHES: &[WatchSpec] = &[
         names: &[],
         prefixes: &[],
         checks: &["firewall"],
+        entries_only: false,
         cause: "firewall configuration changed",
     },
     WatchSpec {
@@ -85,6 +95,7 @@ pub const LINUX_WATCHES: &[WatchSpec] = &[
         names: &[],
         prefixes: &[],
         checks: &["firewall"],
+        entries_only: false,
         cause: "firewall configuration changed",
     },
     WatchSpec {
@@ -92,6 +103,7 @@ pub const LINUX_WATCHES: &[WatchSpec] = &[
         names: &[],
         prefixes: &[],
         checks: &["firewall"],
+        entries_only: false,
         cause: "firewall configuration changed",
     },
     WatchSpec {
@@ -99,6 +111,7 @@ pub const LINUX_WATCHES: &[WatchSpec] = &[
         names: &[],
         prefixes: &["sd", "nvme", "mmcblk", "vd", "xvd", "dm-", "md", "loop"],
         checks: &["disk_encryption"],
+        entries_only: true,
         cause: "block device added or removed",
     },
 ];
@@ -136,14 +149,16 @@ pub async fn run(root: PathBuf, triggers: mpsc::Sender<Trigger>) {
             return;
         }
     };
-    let mask = WatchMask::CLOSE_WRITE
-        | WatchMask::MOVED_TO
-        | WatchMask::MOVED_FROM
-        | WatchMask::CREATE
-        | WatchMask::DELETE;
+    let entries =
+        WatchMask::MOVED_TO | WatchMask::MOVED_FROM | WatchMask::CREATE | WatchMask::DELETE;
     let mut watched = Vec::new();
     for spec in LINUX_WATCHES {
         let dir = spec.path(&root);
+        let mask = if spec.entries_only {
+            entries
+        } else {
+            entries | WatchMask::CLOSE_WRITE
+        };
         match inotify.watches().add(&dir, mask) {
             Ok(wd) => watched.push((wd, spec)),
             Err(e) => tracing::debug!(dir = %dir.display(), error = %e, "not watched"),
@@ -177,6 +192,7 @@ pub async fn run(root: PathBuf, triggers: mpsc::Sender<Trigger>) {
                         continue;
                     };
                     if let Some((_, spec)) = watched.iter().find(|(wd, _)| *wd == event.wd) {
+                        tracing::trace!(dir = spec.dir, name, mask = ?event.mask, "inotify event");
                         if spec.matches(name) && !fired.contains(spec) {
                             fired.push(spec);
                         }
