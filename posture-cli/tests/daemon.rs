@@ -891,7 +891,7 @@ fn resume_from_suspend_triggers_a_full_collection() {
 #[test]
 fn json_logs_are_one_object_per_line() {
     let fixture = Fixture::new();
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_posture"))
+    let daemon = Command::new(env!("CARGO_BIN_EXE_posture"))
         .arg("--config")
         .arg(fixture.path("config.toml"))
         .args(["daemon", "--log-format", "json"])
