@@ -77,7 +77,15 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
 
 /// Runs `posture status`. Exit codes as `posture check`.
 pub fn run(config: &Config, json: bool) -> anyhow::Result<u8> {
-    let socket = config.daemon.socket_path()?;
+    let candidates = config.daemon.client_socket_candidates();
+    let Some(socket) = candidates
+        .iter()
+        .find(|p| p.exists())
+        .or(candidates.first())
+        .cloned()
+    else {
+        bail!("no socket to ask: set [daemon] socket in the config");
+    };
     let response = match request(&socket, "GET", "/v1/report", None) {
         Ok(response) => response,
         Err(e)

@@ -197,6 +197,23 @@ impl DaemonConfig {
         )
     }
 
+    /// Where a client looks for the daemon: the configured socket, else the per-user
+    /// daemon's socket and then the system daemon's, so `posture status` finds either.
+    pub fn client_socket_candidates(&self) -> Vec<PathBuf> {
+        if let Some(path) = &self.socket {
+            return vec![path.clone()];
+        }
+        let mut candidates = Vec::new();
+        if let Ok(path) = self.socket_path() {
+            candidates.push(path);
+        }
+        let system = PathBuf::from("/run/posture/posture.sock");
+        if !candidates.contains(&system) {
+            candidates.push(system);
+        }
+        candidates
+    }
+
     /// The state directory.
     pub fn state_dir(&self) -> Result<PathBuf, SettingsError> {
         if let Some(path) = &self.state_dir {
