@@ -470,6 +470,22 @@ fn queue_items_while_receiver_is_down(fixture: &Fixture) -> BTreeSet<String> {
 }
 
 #[test]
+fn block_device_appearing_recollects_disk_encryption() {
+    let fixture = Fixture::new();
+    std::fs::create_dir_all(fixture.path("root/dev")).unwrap();
+    let _daemon = fixture.start();
+    // A USB disk plugged in: udev creates its node in /dev.
+    std::fs::write(fixture.path("root/dev/sdb"), "").unwrap();
+    wait_until("re-collection after a block device appeared", || {
+        fixture.log().lines().any(|l| {
+            l.contains("collected")
+                && l.contains("cause=block device added or removed")
+                && l.contains("disk_encryption")
+        })
+    });
+}
+
+#[test]
 fn report_and_signed_evidence_over_the_socket() {
     let fixture = Fixture::new();
     let _daemon = fixture.start();
