@@ -15,6 +15,7 @@ packages=(
   nftables iptables              # firewall check: nft -j, iptables-save; netns tests
   python3-jwcrypto                # independent JOSE verifier/signer for evidence interop tests
   ca-certificates curl
+  dbus-daemon                     # private bus for the daemon's resume-from-suspend test
 )
 
 sudo_cmd=()

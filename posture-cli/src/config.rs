@@ -17,6 +17,8 @@ use serde::Deserialize;
 pub struct Config {
     /// `[checks]`: thresholds, required EDR products, disabled checks.
     pub checks: ChecksConfig,
+    /// `[daemon]`: schedule, local API, delivery (see `posture daemon`).
+    pub daemon: crate::daemon::settings::DaemonConfig,
 }
 
 impl Config {
@@ -26,6 +28,10 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
         config
             .checks
+            .validate()
+            .with_context(|| format!("invalid config {}", path.display()))?;
+        config
+            .daemon
             .validate()
             .with_context(|| format!("invalid config {}", path.display()))?;
         Ok(config)

@@ -5,8 +5,10 @@
 mod cmd_export;
 mod cmd_key;
 mod cmd_report;
+mod cmd_status;
 mod cmd_verify;
 mod config;
+mod daemon;
 mod output;
 mod paths;
 
@@ -153,6 +155,24 @@ enum Command {
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         max_age: Option<std::time::Duration>,
     },
+    /// Run in the background: keep posture fresh, serve signed evidence on a local
+    /// socket, deliver evidence and compliance-change events.
+    Daemon {
+        /// Log format: text (journald-friendly) or json.
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: daemon::LogFormat,
+        /// Log level: error, warn, info, debug or trace.
+        #[arg(long, default_value = "info", value_name = "LEVEL")]
+        log_level: String,
+    },
+    /// Ask the running daemon for the latest posture and show it.
+    ///
+    /// Exit status as `check`: 0 compliant, 1 not compliant, 2 error (e.g. no daemon).
+    Status {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -240,6 +260,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 max_age,
             },
         ),
+        Command::Daemon {
+            log_format,
+            log_level,
+        } => {
+            daemon::run(cli.config, config, log_format, &log_level)?;
+            Ok(EXIT_OK)
+        }
+        Command::Status { json } => cmd_status::run(&config, json),
     }
 }
 

@@ -1,0 +1,160 @@
+//! `posture status`: asks the running daemon for the latest posture and shows it.
+
+use std::io::{IsTerminal, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use posture_core::Report;
+
+use crate::config::Config;
+use crate::output;
+
+/// Largest response accepted from the daemon.
+const MAX_RESPONSE: u64 = 8 * 1024 * 1024;
+
+/// A response from the daemon.
+#[derive(Debug)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// Body bytes.
+    pub body: Vec<u8>,
+}
+
+/// One HTTP/1.1 request over the daemon's unix socket (the daemon closes after it).
+pub fn request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    json_body: Option<&[u8]>,
+) -> std::io::Result<Response> {
+    let mut stream = UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    if let Some(body) = json_body {
+        head.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    if let Some(body) = json_body {
+        stream.write_all(body)?;
+    }
+    let mut raw = Vec::new();
+    stream.take(MAX_RESPONSE).read_to_end(&mut raw)?;
+    parse_response(&raw)
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed response"))
+}
+
+/// Splits a complete `Connection: close` response into status and body.
+fn parse_response(raw: &[u8]) -> Option<Response> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(raw.get(..split)?).ok()?;
+    let status = head
+        .lines()
+        .next()?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    let mut body = raw.get(split + 4..)?.to_vec();
+    let length = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse::<usize>().ok())?
+    });
+    if let Some(length) = length {
+        body.truncate(length);
+    }
+    Some(Response { status, body })
+}
+
+/// Runs `posture status`. Exit codes as `posture check`.
+pub fn run(config: &Config, json: bool) -> anyhow::Result<u8> {
+    let candidates = config.daemon.client_socket_candidates();
+    let Some(socket) = candidates
+        .iter()
+        .find(|p| p.exists())
+        .or(candidates.first())
+        .cloned()
+    else {
+        bail!("no socket to ask: set [daemon] socket in the config");
+    };
+    let response = match request(&socket, "GET", "/v1/report", None) {
+        Ok(response) => response,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            bail!(
+                "the posture daemon is not running (nothing answers at {}); start it with `systemctl start posture` or `posture daemon`",
+                socket.display()
+            )
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
+            "you may not use the posture daemon's socket {} (ask an administrator to add you to its group)",
+            socket.display()
+        ),
+        Err(e) => {
+            return Err(e).with_context(|| format!("asking the daemon at {}", socket.display()))
+        }
+    };
+    match response.status {
+        200 => {}
+        403 => {
+            bail!("the posture daemon refused this user (not in [daemon] allow_uids or allow_gids)")
+        }
+        503 => bail!("the posture daemon is still collecting; try again in a few seconds"),
+        status => bail!(
+            "the posture daemon answered {status}: {}",
+            String::from_utf8_lossy(&response.body)
+        ),
+    }
+    let report: Report =
+        serde_json::from_slice(&response.body).context("the daemon sent an invalid report")?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        writeln!(out)?;
+    } else {
+        writeln!(
+            out,
+            "Posture collected at {} by the posture daemon\n",
+            report.collected_at
+        )?;
+        output::write_human(
+            &mut out,
+            &report,
+            output::use_colour(std::io::stdout().is_terminal()),
+        )?;
+    }
+    out.flush()?;
+    Ok(if report.is_compliant() {
+        crate::EXIT_OK
+    } else {
+        crate::EXIT_NONCOMPLIANT
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_status_and_body() {
+        let raw = b"HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
+        let response = parse_response(raw).unwrap();
+        assert_eq!(response.status, 403);
+        assert_eq!(response.body, b"{}");
+        assert!(parse_response(b"garbage").is_none());
+    }
+}

@@ -1,0 +1,365 @@
+//! `posture daemon`: keeps posture fresh, answers local callers with fresh signed
+//! evidence, delivers evidence and compliance-change events without losing any.
+//!
+//! ## Shape
+//! One current-thread tokio runtime. Tasks: the local API ([`api`]), the schedule
+//! ([`scheduler`]), delivery of the durable outbox ([`delivery`], [`outbox`]), system-change
+//! watchers ([`watch`], [`sleep`]) and, under systemd with `WatchdogSec=`, the watchdog
+//! ([`notify`]). Collection (blocking, one thread per check) runs on the blocking pool,
+//! whose threads exit after a few idle seconds.
+//!
+//! Idle means idle: between scheduled collections the process waits on one timer, the
+//! inotify fd, the D-Bus socket, the API socket and signals. The only other timer is the
+//! watchdog, and only when systemd asks for it.
+//!
+//! ## Signals
+//! SIGHUP reloads the config (and re-collects with it); SIGTERM or SIGINT stop the
+//! daemon: the API closes, delivery gets a few seconds to flush the outbox, and whatever
+//! is still queued stays on disk for the next start.
+
+pub mod api;
+pub mod delivery;
+pub mod evidence_port;
+pub mod notify;
+pub mod outbox;
+pub mod scheduler;
+pub mod settings;
+pub mod sleep;
+pub mod watch;
+
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use posture_core::Report;
+use tokio::net::UnixListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, watch as channel, Mutex, Notify};
+
+use crate::config::Config;
+use evidence_port::{EvidenceSource, InterimEvidence, PortError};
+use outbox::{Outbox, OutboxError};
+use scheduler::Trigger;
+use settings::{DaemonConfig, SettingsError};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line per event; without timestamps under journald, which adds its own.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Errors that stop the daemon from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A `[daemon]` setting.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// A directory could not be created.
+    #[error("cannot create {path}: {source}")]
+    Dir {
+        /// The directory.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The socket could not be set up.
+    #[error("socket {path}: {source}")]
+    Socket {
+        /// The socket path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// Another daemon answers on the socket.
+    #[error("another posture daemon is already listening on {0}")]
+    AlreadyRunning(PathBuf),
+    /// `socket_group` names no group.
+    #[error("daemon.socket_group: no group named {0:?} in /etc/group")]
+    NoGroup(String),
+    /// The device key.
+    #[error("device key: {0}")]
+    Key(#[from] PortError),
+    /// The outbox.
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    /// The runtime or signal handlers could not be set up.
+    #[error("cannot start: {0}")]
+    Start(std::io::Error),
+    /// `--log-level` is not a level.
+    #[error("invalid --log-level {0:?} (use error, warn, info, debug or trace)")]
+    LogLevel(String),
+}
+
+/// What the tasks share.
+#[derive(Debug)]
+pub struct Shared {
+    /// The current configuration (replaced on SIGHUP).
+    pub settings: channel::Sender<Arc<Config>>,
+    /// The latest report.
+    pub report: channel::Sender<Option<Arc<Report>>>,
+    /// Evidence signing, policy and CAEP.
+    pub evidence: Box<dyn EvidenceSource>,
+    /// The durable outbox.
+    pub outbox: Arc<Outbox>,
+    /// Woken when an item is queued.
+    pub outbox_wake: Notify,
+    /// The last known overall compliance (persisted in the state directory).
+    pub compliance: Mutex<Option<bool>>,
+    /// The state directory.
+    pub state_dir: PathBuf,
+    /// Kept so the trigger channel never closes.
+    pub triggers: mpsc::Sender<Trigger>,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+pub fn run(
+    config_path: Option<PathBuf>,
+    config: Config,
+    log_format: LogFormat,
+    log_level: &str,
+) -> Result<(), DaemonError> {
+    init_logging(log_format, log_level)?;
+    config.daemon.validate()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        // Collections are rare and short; idle blocking threads go away quickly.
+        .max_blocking_threads(4)
+        .thread_keep_alive(Duration::from_secs(5))
+        .build()
+        .map_err(DaemonError::Start)?;
+    let result = runtime.block_on(main_loop(config_path, config));
+    // A check stuck past its timeout must not hold up the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
+}
+
+async fn main_loop(config_path: Option<PathBuf>, config: Config) -> Result<(), DaemonError> {
+    let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Start)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Start)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Start)?;
+
+    let state_dir = config.daemon.state_dir()?;
+    create_dir(&state_dir, 0o700)?;
+    let evidence =
+        InterimEvidence::load_or_create(&state_dir.join("keys"), config.daemon.evidence_ttl)?;
+    let outbox = Outbox::open(
+        &state_dir.join("outbox"),
+        config.daemon.outbox_max_items,
+        config.daemon.outbox_max_bytes,
+    )?;
+    let (listener, socket_path) = bind(&config.daemon)?;
+    tracing::info!(
+        socket = %socket_path.display(),
+        state = %state_dir.display(),
+        pid = std::process::id(),
+        "posture daemon starting"
+    );
+
+    let (triggers, trigger_rx) = mpsc::channel(64);
+    let (shutdown, shutdown_rx) = channel::channel(false);
+    let watch_root = config
+        .daemon
+        .root
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let watching = config.daemon.watch;
+    let shared = Arc::new(Shared {
+        settings: channel::Sender::new(Arc::new(config)),
+        report: channel::Sender::new(None),
+        evidence: Box::new(evidence),
+        outbox: Arc::new(outbox),
+        outbox_wake: Notify::new(),
+        compliance: Mutex::new(scheduler::load_compliance(&state_dir)),
+        state_dir,
+        triggers: triggers.clone(),
+    });
+
+    let api = tokio::spawn(api::serve(
+        listener,
+        Arc::clone(&shared),
+        shutdown_rx.clone(),
+    ));
+    if watching {
+        // Watchers start before the first collection so no change slips between them.
+        tokio::spawn(watch::run(watch_root, triggers.clone()));
+        tokio::spawn(sleep::run(triggers.clone()));
+    }
+    scheduler::collect(&shared, None, "start").await;
+    let schedule = tokio::spawn(scheduler::run(
+        Arc::clone(&shared),
+        trigger_rx,
+        shutdown_rx.clone(),
+    ));
+    let delivery = tokio::spawn(delivery::run(Arc::clone(&shared), shutdown_rx.clone()));
+    if let Some(interval) = notify::watchdog_interval() {
+        tokio::spawn(notify::watchdog(interval, shutdown_rx.clone()));
+    }
+    notify::ready("serving");
+    tracing::info!("posture daemon ready");
+
+    loop {
+        tokio::select! {
+            _ = hangup.recv() => reload(&shared, config_path.as_deref()),
+            _ = terminate.recv() => break,
+            _ = interrupt.recv() => break,
+        }
+    }
+
+    tracing::info!("stopping");
+    notify::stopping();
+    let _ = shutdown.send(true);
+    let _ = api.await;
+    let _ = schedule.await;
+    let _ = delivery.await;
+    if let Err(e) = std::fs::remove_file(&socket_path) {
+        tracing::debug!(error = %e, "socket already gone");
+    }
+    tracing::info!(queued = shared.outbox.len(), "stopped");
+    Ok(())
+}
+
+fn reload(shared: &Shared, config_path: Option<&Path>) {
+    notify::reloading();
+    match Config::load(config_path) {
+        Ok(new) => {
+            // Cloned: holding the channel's read guard across `send_replace` would deadlock.
+            let old = shared.settings.borrow().daemon.clone();
+            if new.daemon.socket != old.socket
+                || new.daemon.state_dir != old.state_dir
+                || new.daemon.max_connections != old.max_connections
+                || new.daemon.outbox_max_items != old.outbox_max_items
+                || new.daemon.outbox_max_bytes != old.outbox_max_bytes
+                || new.daemon.root != old.root
+                || new.daemon.watch != old.watch
+            {
+                tracing::warn!("socket, state, connection, outbox and watch settings take effect at the next restart");
+            }
+            shared.settings.send_replace(Arc::new(new));
+            tracing::info!("configuration reloaded");
+            if shared
+                .triggers
+                .try_send(Trigger::full("configuration reloaded"))
+                .is_err()
+            {
+                tracing::debug!("a collection is already pending");
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %format!("{e:#}"), "reload failed; keeping the previous configuration")
+        }
+    }
+    notify::ready("serving");
+}
+
+/// Binds the API socket: removes a stale one, refuses to start when another daemon
+/// answers, and restricts access (0600, or 0660 with `socket_group`).
+fn bind(daemon: &DaemonConfig) -> Result<(UnixListener, PathBuf), DaemonError> {
+    let path = daemon.socket_path()?;
+    let socket_err = |source| DaemonError::Socket {
+        path: path.clone(),
+        source,
+    };
+    let group = match &daemon.socket_group {
+        Some(name) => {
+            Some(settings::group_id(name).ok_or_else(|| DaemonError::NoGroup(name.clone()))?)
+        }
+        None => None,
+    };
+    if let Some(parent) = path.parent() {
+        if !parent.exists() {
+            create_dir(parent, if group.is_some() { 0o755 } else { 0o700 })?;
+        }
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+            return Err(DaemonError::AlreadyRunning(path));
+        }
+        std::fs::remove_file(&path).map_err(socket_err)?;
+    }
+    let listener = UnixListener::bind(&path).map_err(socket_err)?;
+    let mode = if group.is_some() { 0o660 } else { 0o600 };
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(socket_err)?;
+    if let Some(gid) = group {
+        // Under systemd with `Group=` the socket already has the group; chown(2) then
+        // is not needed (and the unit's system call filter refuses it).
+        let current =
+            std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(&path).map_err(socket_err)?);
+        if current != gid {
+            std::os::unix::fs::chown(&path, None, Some(gid)).map_err(socket_err)?;
+        }
+    }
+    Ok((listener, path))
+}
+
+fn create_dir(path: &Path, mode: u32) -> Result<(), DaemonError> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(path)
+        .map_err(|source| DaemonError::Dir {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+fn init_logging(format: LogFormat, level: &str) -> Result<(), DaemonError> {
+    let level: tracing::level_filters::LevelFilter = level
+        .parse()
+        .map_err(|_| DaemonError::LogLevel(level.to_owned()))?;
+    // journald timestamps every line itself and shows no colours.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_ansi(false)
+        .with_target(false);
+    let result = match (format, journald) {
+        (LogFormat::Json, _) => builder.json().flatten_event(true).try_init(),
+        (LogFormat::Text, true) => builder.without_time().try_init(),
+        (LogFormat::Text, false) => builder.try_init(),
+    };
+    if let Err(e) = result {
+        eprintln!("posture: logging is already set up: {e}");
+    }
+    Ok(())
+}
+
+/// Runs blocking file I/O off the runtime thread.
+pub async fn blocking<T, E, F>(f: F) -> Result<T, E>
+where
+    F: FnOnce() -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static + From<OutboxError>,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result,
+        Err(e) => Err(E::from(OutboxError::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other(e.to_string()),
+        })),
+    }
+}
+
+/// Resolves when shutdown is requested (or the sender is gone).
+pub async fn stopped(shutdown: &mut channel::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+/// A random duration in `[0, max)`, for jitter.
+pub fn random_below(max: Duration) -> Duration {
+    let nanos = max.as_nanos().min(u128::from(u64::MAX)) as u64;
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    let mut bytes = [0u8; 8];
+    // Without OS randomness there is simply no jitter.
+    if getrandom::getrandom(&mut bytes).is_err() {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(u64::from_le_bytes(bytes) % nanos)
+}

@@ -1,0 +1,305 @@
+//! When to collect: a full collection at start and every interval (with jitter), and a
+//! debounced re-collection of just the affected checks when the system changes.
+//!
+//! Between scheduled work the task waits on one timer (the next full collection) and on
+//! the trigger channel; nothing polls.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use posture_core::Report;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::evidence_port::new_jti;
+use super::outbox::{write_atomically, Item};
+use super::{blocking, random_below, stopped, Shared};
+use crate::config::Config;
+
+/// A reason to collect again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trigger {
+    /// The checks to re-collect; empty means a full collection.
+    pub checks: Vec<&'static str>,
+    /// What happened, for the log.
+    pub cause: String,
+}
+
+impl Trigger {
+    /// A full collection.
+    pub fn full(cause: impl Into<String>) -> Self {
+        Self {
+            checks: Vec::new(),
+            cause: cause.into(),
+        }
+    }
+}
+
+/// Runs the schedule until shutdown. The first full collection has already run.
+pub async fn run(
+    shared: Arc<Shared>,
+    mut triggers: mpsc::Receiver<Trigger>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut next_full = next_full_at(&shared.settings.borrow());
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep_until(next_full) => {
+                collect(&shared, None, "interval").await;
+                next_full = next_full_at(&shared.settings.borrow());
+            }
+            trigger = triggers.recv() => {
+                // The scheduler's own sender lives in `shared`, so the channel never closes.
+                let Some(trigger) = trigger else { break };
+                let debounce = shared.settings.borrow().daemon.debounce;
+                let mut pending = Pending::default();
+                pending.add(trigger);
+                let quiet_until = tokio::time::sleep(debounce);
+                tokio::pin!(quiet_until);
+                loop {
+                    tokio::select! {
+                        () = &mut quiet_until => break,
+                        Some(more) = triggers.recv() => pending.add(more),
+                    }
+                }
+                let cause = pending.causes.into_iter().collect::<Vec<_>>().join(", ");
+                if pending.full {
+                    collect(&shared, None, &cause).await;
+                    next_full = next_full_at(&shared.settings.borrow());
+                } else {
+                    collect(&shared, Some(pending.checks.into_iter().collect()), &cause).await;
+                }
+            }
+            () = stopped(&mut shutdown) => break,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    full: bool,
+    checks: BTreeSet<&'static str>,
+    causes: BTreeSet<String>,
+}
+
+impl Pending {
+    fn add(&mut self, trigger: Trigger) {
+        self.full |= trigger.checks.is_empty();
+        self.checks.extend(trigger.checks);
+        self.causes.insert(trigger.cause);
+    }
+}
+
+fn next_full_at(config: &Config) -> Instant {
+    Instant::now() + config.daemon.interval + random_below(config.daemon.jitter)
+}
+
+/// Collects (all checks, or `only`), publishes the report, and queues evidence and
+/// compliance-change events.
+pub async fn collect(shared: &Arc<Shared>, only: Option<Vec<&'static str>>, cause: &str) {
+    let config = Arc::clone(&shared.settings.borrow());
+    let mut options = posture_checks::CollectOptions::new(config.checks.clone());
+    if let Some(root) = &config.daemon.root {
+        options.context = Some(posture_checks::Context::fixture(
+            root.clone(),
+            config.checks.clone(),
+            SystemTime::now(),
+        ));
+    }
+    if let Some(ids) = &only {
+        options.only = ids.iter().map(|id| (*id).to_owned()).collect();
+    }
+    let started = std::time::Instant::now();
+    // The runner blocks (one thread per check, each with a timeout); keep it off the
+    // runtime thread. The blocking pool's threads exit when idle.
+    let report = match tokio::task::spawn_blocking(move || posture_checks::collect(&options)).await
+    {
+        Ok(Ok(report)) => report,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, %cause, "collection failed");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, %cause, "collection task failed");
+            return;
+        }
+    };
+    let previous = shared.report.borrow().clone();
+    let report = match (&only, previous) {
+        (Some(_), Some(previous)) => merge(&previous, report),
+        _ => report,
+    };
+    tracing::info!(
+        %cause,
+        checks = ?only.unwrap_or_default(),
+        pass = report.summary.pass,
+        fail = report.summary.fail,
+        unknown = report.summary.unknown,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "collected"
+    );
+    let report = Arc::new(report);
+    shared.report.send_replace(Some(Arc::clone(&report)));
+    after_collection(shared, &config, &report).await;
+}
+
+/// The previous report with the re-collected findings replacing theirs.
+fn merge(previous: &Report, partial: Report) -> Report {
+    let mut findings = previous.findings.clone();
+    for fresh in partial.findings {
+        match findings.iter_mut().find(|f| f.id == fresh.id) {
+            Some(slot) => *slot = fresh,
+            None => findings.push(fresh),
+        }
+    }
+    Report::new(partial.device, partial.os, partial.collected_at, findings)
+}
+
+async fn after_collection(shared: &Arc<Shared>, config: &Config, report: &Arc<Report>) {
+    let assessment = shared.evidence.assess(report);
+    let previous = *shared.compliance.lock().await;
+    if previous != Some(assessment.compliant) {
+        if let Some(previous) = previous {
+            tracing::warn!(
+                previous,
+                current = assessment.compliant,
+                reasons = ?assessment.reasons,
+                "compliance changed"
+            );
+            if let Some(url) = &config.daemon.caep_receiver {
+                let set = shared.evidence.compliance_event(
+                    report,
+                    previous,
+                    &assessment,
+                    config.daemon.audience.as_deref(),
+                );
+                match set {
+                    Ok(set) => enqueue(shared, "caep", url, "application/secevent+jwt", set).await,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot sign the compliance-change event")
+                    }
+                }
+            }
+        }
+        // Recorded after the event is queued: a crash in between sends the event twice
+        // rather than never.
+        *shared.compliance.lock().await = Some(assessment.compliant);
+        let path = shared.state_dir.join(COMPLIANCE_FILE);
+        let dir = shared.state_dir.clone();
+        let bytes = serde_json::json!({ "compliant": assessment.compliant }).to_string();
+        if let Err(e) = blocking(move || write_atomically(&dir, &path, bytes.as_bytes())).await {
+            tracing::error!(error = %e, "cannot record the compliance state");
+        }
+    }
+    if let Some(url) = &config.daemon.server_url {
+        match shared
+            .evidence
+            .sign(report, None, config.daemon.audience.as_deref())
+        {
+            Ok(jws) => enqueue(shared, "evidence", url, "application/eat+jwt", jws).await,
+            Err(e) => tracing::error!(error = %e, "cannot sign evidence"),
+        }
+    }
+}
+
+/// Where the last known compliance is kept, so a restart neither misses nor invents a change.
+pub const COMPLIANCE_FILE: &str = "compliance.json";
+
+/// Reads the recorded compliance state, if any.
+pub fn load_compliance(state_dir: &std::path::Path) -> Option<bool> {
+    let text = std::fs::read_to_string(state_dir.join(COMPLIANCE_FILE)).ok()?;
+    serde_json::from_str::<serde_json::Value>(&text)
+        .ok()?
+        .get("compliant")?
+        .as_bool()
+}
+
+async fn enqueue(shared: &Arc<Shared>, kind: &str, url: &str, content_type: &str, token: String) {
+    let item = Item {
+        jti: jti_of(&token).unwrap_or_else(new_jti),
+        kind: kind.to_owned(),
+        url: url.to_owned(),
+        content_type: content_type.to_owned(),
+        body: token,
+        queued_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+    };
+    let outbox = Arc::clone(&shared.outbox);
+    match blocking(move || outbox.push(&item)).await {
+        Ok(entry) => {
+            tracing::debug!(jti = %entry.jti, %kind, "queued");
+            shared.outbox_wake.notify_one();
+        }
+        Err(e) => tracing::error!(error = %e, %kind, "cannot queue for delivery"),
+    }
+}
+
+/// The `jti` claim of a compact JWS, so the outbox and the receiver agree on it.
+fn jti_of(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = Base64UrlUnpadded::decode_vec(payload).ok()?;
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("jti")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use posture_core::{Device, Finding, OsFacts, Remediation, Status, Timestamp};
+
+    fn report(findings: Vec<Finding>) -> Report {
+        let device = Device {
+            id: "ab".repeat(32),
+            hostname: "laptop".into(),
+            vendor: None,
+            model: None,
+        };
+        Report::new(device, OsFacts::default(), Timestamp::now(), findings)
+    }
+
+    #[test]
+    fn partial_collection_replaces_only_its_findings() {
+        let previous = report(vec![
+            Finding::pass("os", "Debian 12"),
+            Finding::pass("firewall", "nftables"),
+        ]);
+        let partial = report(vec![Finding::fail(
+            "firewall",
+            "off",
+            Remediation::new("turn it on"),
+        )]);
+        let merged = merge(&previous, partial);
+        assert_eq!(merged.finding("os").unwrap().status, Status::Pass);
+        assert_eq!(merged.finding("firewall").unwrap().status, Status::Fail);
+        assert_eq!(merged.summary.fail, 1);
+        assert_eq!(merged.summary.pass, 1);
+    }
+
+    #[test]
+    fn pending_triggers_union_and_full_wins() {
+        let mut pending = Pending::default();
+        pending.add(Trigger {
+            checks: vec!["os"],
+            cause: "a".into(),
+        });
+        pending.add(Trigger {
+            checks: vec!["firewall", "os"],
+            cause: "b".into(),
+        });
+        assert!(!pending.full);
+        assert_eq!(pending.checks.len(), 2);
+        pending.add(Trigger::full("resume"));
+        assert!(pending.full);
+    }
+
+    #[test]
+    fn jti_is_read_from_the_token() {
+        let payload = Base64UrlUnpadded::encode_string(br#"{"jti":"abc"}"#);
+        assert_eq!(
+            jti_of(&format!("e30.{payload}.sig")).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(jti_of("garbage"), None);
+    }
+}

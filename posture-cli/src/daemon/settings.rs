@@ -1,0 +1,395 @@
+//! The `[daemon]` table of the config file, and where the daemon's socket and state live.
+//!
+//! Unknown keys are errors (with line and column), like `[checks]`, so a typo never
+//! silently turns delivery or the allow-list off.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// The `[daemon]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// The local API's unix socket. Default: `$RUNTIME_DIRECTORY/posture.sock` under
+    /// systemd, `/run/posture/posture.sock` as root, else
+    /// `$XDG_RUNTIME_DIR/posture/posture.sock`.
+    pub socket: Option<PathBuf>,
+    /// Group that may connect to the socket (mode 0660). Without it the socket is 0600.
+    pub socket_group: Option<String>,
+    /// Where the outbox, the device key and the last compliance state live. Default:
+    /// `$STATE_DIRECTORY` under systemd, `/var/lib/posture` as root, else the user's
+    /// state directory (`~/.local/state/posture`).
+    pub state_dir: Option<PathBuf>,
+    /// Time between full collections.
+    #[serde(deserialize_with = "de_duration")]
+    pub interval: Duration,
+    /// Up to this much is added at random to each interval, so a fleet does not
+    /// collect (and push) in lock step.
+    #[serde(deserialize_with = "de_duration")]
+    pub jitter: Duration,
+    /// System changes closer together than this are collected once.
+    #[serde(deserialize_with = "de_duration")]
+    pub debounce: Duration,
+    /// Uids allowed to use the local API. Empty (with `allow_gids` empty) means only
+    /// the daemon's own uid.
+    pub allow_uids: Vec<u32>,
+    /// Gids allowed to use the local API (the caller's primary or supplementary groups).
+    pub allow_gids: Vec<u32>,
+    /// Group names allowed to use the local API, resolved through `/etc/group`.
+    pub allow_groups: Vec<String>,
+    /// Connections served at once; more wait in the socket's backlog.
+    pub max_connections: usize,
+    /// Largest request body accepted; larger requests get 413.
+    pub max_request_bytes: usize,
+    /// A connection that has not finished its request and response in this time is closed.
+    #[serde(deserialize_with = "de_duration")]
+    pub request_timeout: Duration,
+    /// Lifetime of signed evidence.
+    #[serde(deserialize_with = "de_duration")]
+    pub evidence_ttl: Duration,
+    /// Where signed evidence is POSTed after each collection (http or https).
+    pub server_url: Option<String>,
+    /// RFC 8935 push endpoint for CAEP `device-compliance-change` SETs.
+    pub caep_receiver: Option<String>,
+    /// `aud` of pushed evidence and events.
+    pub audience: Option<String>,
+    /// Most items kept in the outbox; the oldest are evicted (and logged) beyond it.
+    pub outbox_max_items: usize,
+    /// Most bytes kept in the outbox.
+    pub outbox_max_bytes: u64,
+    /// First retry delay after a failed delivery; it doubles up to `retry_max`.
+    #[serde(deserialize_with = "de_duration")]
+    pub retry_initial: Duration,
+    /// Longest retry delay.
+    #[serde(deserialize_with = "de_duration")]
+    pub retry_max: Duration,
+    /// Re-collect affected checks when the system changes (inotify, logind).
+    pub watch: bool,
+    /// Filesystem root the checks read below, for tests and image builds. When set,
+    /// the checks see only that tree (no commands, no live OS state). Default `/`.
+    pub root: Option<PathBuf>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            socket: None,
+            socket_group: None,
+            state_dir: None,
+            interval: Duration::from_secs(15 * 60),
+            jitter: Duration::from_secs(60),
+            debounce: Duration::from_secs(2),
+            allow_uids: Vec::new(),
+            allow_gids: Vec::new(),
+            allow_groups: Vec::new(),
+            max_connections: 64,
+            max_request_bytes: 16 * 1024,
+            request_timeout: Duration::from_secs(10),
+            evidence_ttl: Duration::from_secs(5 * 60),
+            server_url: None,
+            caep_receiver: None,
+            audience: None,
+            outbox_max_items: 1000,
+            outbox_max_bytes: 16 * 1024 * 1024,
+            retry_initial: Duration::from_secs(1),
+            retry_max: Duration::from_secs(5 * 60),
+            watch: true,
+            root: None,
+        }
+    }
+}
+
+/// A `[daemon]` value that cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// A value out of range.
+    #[error("daemon.{key}: {problem}")]
+    Invalid {
+        /// The key.
+        key: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+    /// No place for the socket or the state could be found.
+    #[error("daemon.{key} is not set and {problem}")]
+    NoDefault {
+        /// The key to set.
+        key: &'static str,
+        /// Why there is no default.
+        problem: &'static str,
+    },
+}
+
+impl DaemonConfig {
+    /// Checks ranges and URLs.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |key, problem: &str| {
+            Err(SettingsError::Invalid {
+                key,
+                problem: problem.to_owned(),
+            })
+        };
+        if self.interval < Duration::from_secs(1) {
+            return invalid("interval", "must be at least 1s");
+        }
+        if self.max_connections == 0 {
+            return invalid("max_connections", "must be at least 1");
+        }
+        if !(64..=1024 * 1024).contains(&self.max_request_bytes) {
+            return invalid("max_request_bytes", "must be between 64 and 1048576");
+        }
+        if self.request_timeout.is_zero() || self.evidence_ttl.is_zero() {
+            return invalid("request_timeout", "timeouts must be more than zero");
+        }
+        if self.outbox_max_items == 0 || self.outbox_max_bytes < 4096 {
+            return invalid("outbox_max_items", "the outbox needs room for one item");
+        }
+        if self.retry_initial.is_zero() || self.retry_max < self.retry_initial {
+            return invalid(
+                "retry_max",
+                "retry delays must be positive and max >= initial",
+            );
+        }
+        for (key, url) in [
+            ("server_url", &self.server_url),
+            ("caep_receiver", &self.caep_receiver),
+        ] {
+            if let Some(url) = url {
+                match reqwest::Url::parse(url) {
+                    Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+                    Ok(_) => return invalid(key, "must be an http or https URL"),
+                    Err(e) => return invalid(key, &e.to_string()),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a caller may use the local API. `groups` are the caller's primary and
+    /// supplementary gids. With no allow-list at all, only the daemon's own uid may.
+    pub fn allows(&self, uid: u32, groups: &[u32]) -> bool {
+        if self.allow_uids.is_empty() && self.allow_gids.is_empty() && self.allow_groups.is_empty()
+        {
+            return Some(uid) == effective_uid();
+        }
+        if self.allow_uids.contains(&uid) || groups.iter().any(|g| self.allow_gids.contains(g)) {
+            return true;
+        }
+        !self.allow_groups.is_empty()
+            && self
+                .allow_groups
+                .iter()
+                .filter_map(|name| group_id(name))
+                .any(|gid| groups.contains(&gid))
+    }
+
+    /// The socket path.
+    pub fn socket_path(&self) -> Result<PathBuf, SettingsError> {
+        if let Some(path) = &self.socket {
+            return Ok(path.clone());
+        }
+        default_socket_path(
+            std::env::var_os("RUNTIME_DIRECTORY").as_deref(),
+            std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+            effective_uid() == Some(0),
+        )
+    }
+
+    /// Where a client looks for the daemon: the configured socket, else the per-user
+    /// daemon's socket and then the system daemon's, so `posture status` finds either.
+    pub fn client_socket_candidates(&self) -> Vec<PathBuf> {
+        if let Some(path) = &self.socket {
+            return vec![path.clone()];
+        }
+        let mut candidates = Vec::new();
+        if let Ok(path) = self.socket_path() {
+            candidates.push(path);
+        }
+        let system = PathBuf::from("/run/posture/posture.sock");
+        if !candidates.contains(&system) {
+            candidates.push(system);
+        }
+        candidates
+    }
+
+    /// The state directory.
+    pub fn state_dir(&self) -> Result<PathBuf, SettingsError> {
+        if let Some(path) = &self.state_dir {
+            return Ok(path.clone());
+        }
+        if let Some(dir) = first_of_list(std::env::var_os("STATE_DIRECTORY").as_deref()) {
+            return Ok(dir);
+        }
+        if effective_uid() == Some(0) {
+            return Ok(PathBuf::from("/var/lib/posture"));
+        }
+        directories::ProjectDirs::from("", "", "posture")
+            .map(|d| {
+                d.state_dir()
+                    .unwrap_or_else(|| d.data_local_dir())
+                    .to_owned()
+            })
+            .ok_or(SettingsError::NoDefault {
+                key: "state_dir",
+                problem: "there is no home directory",
+            })
+    }
+}
+
+/// systemd passes `RuntimeDirectory=`/`StateDirectory=` as colon-separated lists.
+fn first_of_list(value: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
+    let value = value?.to_str()?;
+    value.split(':').find(|s| !s.is_empty()).map(PathBuf::from)
+}
+
+fn default_socket_path(
+    runtime_directory: Option<&std::ffi::OsStr>,
+    xdg_runtime_dir: Option<&std::ffi::OsStr>,
+    root: bool,
+) -> Result<PathBuf, SettingsError> {
+    if let Some(dir) = first_of_list(runtime_directory) {
+        return Ok(dir.join("posture.sock"));
+    }
+    if root {
+        return Ok(PathBuf::from("/run/posture/posture.sock"));
+    }
+    match xdg_runtime_dir {
+        Some(dir) if Path::new(dir).is_absolute() => {
+            Ok(Path::new(dir).join("posture").join("posture.sock"))
+        }
+        _ => Err(SettingsError::NoDefault {
+            key: "socket",
+            problem: "XDG_RUNTIME_DIR is not set",
+        }),
+    }
+}
+
+/// This process's effective uid, read from procfs (keeps the binary free of `unsafe`).
+pub fn effective_uid() -> Option<u32> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|r| r.split_whitespace().nth(1))
+        .and_then(|u| u.parse().ok())
+}
+
+/// The gid of a group name from `/etc/group`.
+pub fn group_id(name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    parse_group_id(&text, name)
+}
+
+/// The supplementary groups of a process, from `/proc/PID/status` (`Groups:` line).
+pub fn process_groups(pid: i32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map(|status| parse_groups(&status))
+        .unwrap_or_default()
+}
+
+fn parse_groups(status: &str) -> Vec<u32> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .map(|rest| {
+            rest.split_whitespace()
+                .filter_map(|g| g.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn parse_group_id(etc_group: &str, name: &str) -> Option<u32> {
+    etc_group.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        if fields.next()? != name {
+            return None;
+        }
+        fields.nth(1)?.parse().ok()
+    })
+}
+
+/// Deserializes a human duration such as `15m`, `500ms` or `2s`.
+fn de_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn systemd_runtime_directory_wins() {
+        let path =
+            default_socket_path(Some(OsStr::new("/run/posture:/run/x")), None, false).unwrap();
+        assert_eq!(path, Path::new("/run/posture/posture.sock"));
+    }
+
+    #[test]
+    fn user_daemon_uses_xdg_runtime_dir() {
+        let path = default_socket_path(None, Some(OsStr::new("/run/user/1000")), false).unwrap();
+        assert_eq!(path, Path::new("/run/user/1000/posture/posture.sock"));
+        assert!(default_socket_path(None, None, false).is_err());
+        assert_eq!(
+            default_socket_path(None, None, true).unwrap(),
+            Path::new("/run/posture/posture.sock")
+        );
+    }
+
+    #[test]
+    fn group_id_from_etc_group() {
+        // Lines as Debian 12 writes them.
+        let text = "root:x:0:\nsudo:x:27:alice\nposture:x:998:\n";
+        assert_eq!(parse_group_id(text, "posture"), Some(998));
+        assert_eq!(parse_group_id(text, "nope"), None);
+    }
+
+    #[test]
+    fn explicit_allow_list_replaces_own_uid() {
+        let config = DaemonConfig {
+            allow_uids: vec![4242],
+            ..DaemonConfig::default()
+        };
+        assert!(config.allows(4242, &[1]));
+        assert!(!config.allows(4243, &[1]));
+        let config = DaemonConfig {
+            allow_gids: vec![998],
+            ..DaemonConfig::default()
+        };
+        assert!(config.allows(1000, &[1000, 998]));
+        assert!(!config.allows(1000, &[1000]));
+    }
+
+    #[test]
+    fn supplementary_groups_from_proc_status() {
+        // Lines of /proc/PID/status as Linux 6.1 writes them.
+        let status = "Name:\tbash\nUid:\t1000\t1000\t1000\t1000\nGroups:\t24 27 998 1000 \n";
+        assert_eq!(parse_groups(status), vec![24, 27, 998, 1000]);
+        assert_eq!(parse_groups("Groups:\t\n"), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn bad_url_and_zero_interval_are_rejected() {
+        let mut config = DaemonConfig {
+            server_url: Some("ftp://x".into()),
+            ..DaemonConfig::default()
+        };
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("server_url"));
+        config.server_url = None;
+        config.interval = Duration::ZERO;
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("interval"));
+        assert!(DaemonConfig::default().validate().is_ok());
+    }
+}
