@@ -1,37 +1,25 @@
-//! The one seam between the daemon and evidence signing, policy and CAEP export.
-//!
-//! TEMPORARY: [`InterimEvidence`] signs a minimal ES256 compact JWS with a software P-256
-//! key and treats "every check passed" as compliant. It exists so the daemon works end to
-//! end before `posture_core::{keys::software, evidence, policy, exports::caep}` are merged;
-//! then this file is replaced by an implementation of [`EvidenceSource`] that calls
-//! `SoftwareKey::load_or_create`, `sign_evidence`, `Policy` and `caep::compliance_change`.
-//! Nothing else in the daemon knows how evidence is made.
+//! The one seam between the daemon and evidence signing, policy and CAEP export: the
+//! daemon's loops know only [`EvidenceSource`]; [`CoreEvidence`] implements it with
+//! posture-core's device key, evidence, policy and CAEP code.
 
-use std::fs::{DirBuilder, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64ct::{Base64UrlUnpadded, Encoding};
-use p256::ecdsa::signature::Signer as _;
-use p256::ecdsa::{Signature, SigningKey};
-use posture_core::keys::{KeyAssurance, KeyError, Signer};
-use posture_core::{Report, Status};
-use serde_json::{json, Value};
-use zeroize::Zeroizing;
-
-/// CAEP 1.0 event type URI of a device compliance change.
-pub const CAEP_DEVICE_COMPLIANCE_CHANGE: &str =
-    "https://schemas.openid.net/secevent/caep/event-type/device-compliance-change";
+use posture_core::evidence::{sign_evidence, EvidenceError, EvidenceOptions};
+use posture_core::exports::caep::{self, ComplianceChange, ComplianceStatus, SetOptions};
+use posture_core::keys::{Jwk, KeyError, Signer};
+use posture_core::policy::{Policy, Reason};
+use posture_core::Report;
+use serde_json::Value;
 
 /// Overall compliance of a report under the configured policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Assessment {
     /// Whether the device is compliant.
     pub compliant: bool,
-    /// Why not (empty when compliant), in words for an administrator.
-    pub reasons: Vec<String>,
+    /// Every failed rule (empty when compliant), with the finding and its remediation.
+    pub reasons: Vec<Reason>,
 }
 
 /// Errors of the evidence seam.
@@ -40,9 +28,17 @@ pub enum PortError {
     /// The key could not be loaded, created or used.
     #[error(transparent)]
     Key(#[from] KeyError),
-    /// Claims could not be encoded.
-    #[error("encoding evidence: {0}")]
-    Encode(#[from] serde_json::Error),
+    /// Evidence or an event could not be made.
+    #[error(transparent)]
+    Evidence(#[from] EvidenceError),
+    /// The policy file could not be read or is invalid.
+    #[error("policy {path}: {message}")]
+    Policy {
+        /// The file.
+        path: String,
+        /// What is wrong (with line and column).
+        message: String,
+    },
 }
 
 /// Signs evidence, evaluates compliance and makes compliance-change events.
@@ -66,74 +62,79 @@ pub trait EvidenceSource: Send + Sync + std::fmt::Debug {
     ) -> Result<String, PortError>;
     /// The device key's public half, as a JWK (for `/v1/health` and enrollment).
     fn public_jwk(&self) -> Value;
+    /// Replaces the policy (on SIGHUP).
+    fn set_policy(&self, policy: Option<Policy>);
 }
 
-/// TEMPORARY implementation; see the module documentation.
+/// Loads a policy file (TOML, or JSON).
+pub fn load_policy(path: &Path) -> Result<Policy, PortError> {
+    let error = |message: String| PortError::Policy {
+        path: path.display().to_string(),
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    Policy::from_str_auto(&text).map_err(|e| error(e.to_string()))
+}
+
+/// The device key, posture-core's evidence and CAEP export, and the configured policy.
 #[derive(Debug)]
-pub struct InterimEvidence {
-    key: InterimKey,
+pub struct CoreEvidence {
+    signer: Box<dyn Signer>,
     ttl: Duration,
+    /// `None`: compliant means every check that ran passed.
+    policy: RwLock<Option<Policy>>,
 }
 
-impl InterimEvidence {
-    /// Loads or creates the software key in `key_dir`.
-    pub fn load_or_create(key_dir: &Path, ttl: Duration) -> Result<Self, PortError> {
-        Ok(Self {
-            key: InterimKey::load_or_create(key_dir)?,
+impl CoreEvidence {
+    /// Evidence signed by `signer`, valid for `ttl`, judged by `policy`.
+    pub fn new(signer: Box<dyn Signer>, ttl: Duration, policy: Option<Policy>) -> Self {
+        Self {
+            signer,
             ttl,
-        })
-    }
-
-    fn jws(&self, typ: &str, claims: &Value) -> Result<String, PortError> {
-        let header = json!({ "alg": "ES256", "typ": typ });
-        let signing_input = format!(
-            "{}.{}",
-            Base64UrlUnpadded::encode_string(&serde_json::to_vec(&header)?),
-            Base64UrlUnpadded::encode_string(&serde_json::to_vec(claims)?)
-        );
-        let signature = self.key.sign(signing_input.as_bytes())?;
-        Ok(format!(
-            "{signing_input}.{}",
-            Base64UrlUnpadded::encode_string(&signature.to_bytes())
-        ))
+            policy: RwLock::new(policy),
+        }
     }
 }
 
-impl EvidenceSource for InterimEvidence {
+impl EvidenceSource for CoreEvidence {
     fn sign(
         &self,
         report: &Report,
         nonce: Option<&str>,
         audience: Option<&str>,
     ) -> Result<String, PortError> {
-        let now = unix_now();
-        let mut claims = json!({
-            "iat": now,
-            "exp": now + self.ttl.as_secs(),
-            "jti": new_jti(),
-            "swname": "posture",
-            "swversion": env!("CARGO_PKG_VERSION"),
-            "key_assurance": self.key.assurance().as_str(),
-            "posture": report,
-        });
-        if let Some(object) = claims.as_object_mut() {
-            if let Some(nonce) = nonce {
-                object.insert("eat_nonce".into(), nonce.into());
-            }
-            if let Some(audience) = audience {
-                object.insert("aud".into(), audience.into());
-            }
-        }
-        self.jws("posture-evidence+jwt", &claims)
+        let options = EvidenceOptions {
+            nonce: nonce.map(str::to_owned),
+            audience: audience.map(str::to_owned),
+            ttl: self.ttl,
+        };
+        Ok(sign_evidence(report, self.signer.as_ref(), &options)?)
     }
 
     fn assess(&self, report: &Report) -> Assessment {
-        let reasons = report
-            .findings
-            .iter()
-            .filter(|f| f.status != Status::Pass)
-            .map(|f| format!("{}: {} ({})", f.id, f.status.as_str(), f.summary))
-            .collect::<Vec<_>>();
+        let policy = self
+            .policy
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let reasons = match policy.as_ref() {
+            Some(policy) => {
+                policy
+                    .decide_report(report, self.signer.assurance())
+                    .reasons
+            }
+            None => report
+                .findings
+                .iter()
+                .filter(|f| f.status != posture_core::Status::Pass)
+                .map(|f| Reason {
+                    rule: "all_checks_pass".to_owned(),
+                    message: format!("{}: {} ({})", f.id, f.status.as_str(), f.summary),
+                    finding: Some(f.id.clone()),
+                    status: Some(f.status),
+                    remediation: f.remediation.clone(),
+                })
+                .collect(),
+        };
         Assessment {
             compliant: reasons.is_empty(),
             reasons,
@@ -147,49 +148,49 @@ impl EvidenceSource for InterimEvidence {
         current: &Assessment,
         audience: Option<&str>,
     ) -> Result<String, PortError> {
-        let now = unix_now();
         let status = |compliant: bool| {
             if compliant {
-                "compliant"
+                ComplianceStatus::Compliant
             } else {
-                "not-compliant"
+                ComplianceStatus::NotCompliant
             }
         };
-        let mut event = json!({
-            "previous_status": status(previous),
-            "current_status": status(current.compliant),
-            "event_timestamp": now,
-        });
-        if !current.reasons.is_empty() {
-            if let Some(object) = event.as_object_mut() {
-                object.insert(
-                    "reason_admin".into(),
-                    json!({ "en": current.reasons.join("; ") }),
-                );
-            }
-        }
-        let mut claims = json!({
-            "iss": format!("posture:device:{}", report.device.id),
-            "iat": now,
-            "jti": new_jti(),
-            "sub_id": { "format": "opaque", "id": report.device.id },
-            "events": { CAEP_DEVICE_COMPLIANCE_CHANGE: event },
-        });
-        if let (Some(audience), Some(object)) = (audience, claims.as_object_mut()) {
-            object.insert("aud".into(), audience.into());
-        }
-        self.jws("secevent+jwt", &claims)
+        let change = ComplianceChange {
+            device_id: report.device.id.clone(),
+            previous: status(previous),
+            current: status(current.compliant),
+            event_time: SystemTime::now(),
+            reasons: current.reasons.clone(),
+        };
+        let options = SetOptions {
+            issuer: None,
+            audience: audience.map(str::to_owned),
+        };
+        Ok(caep::compliance_change(
+            &change,
+            self.signer.as_ref(),
+            &options,
+        )?)
     }
 
     fn public_jwk(&self) -> Value {
-        let point = p256::EncodedPoint::from(self.key.public_key());
-        json!({
-            "kty": "EC",
-            "crv": "P-256",
-            "x": point.x().map(|x| Base64UrlUnpadded::encode_string(x)),
-            "y": point.y().map(|y| Base64UrlUnpadded::encode_string(y)),
-            "key_assurance": self.key.assurance().as_str(),
-        })
+        let mut jwk = serde_json::to_value(Jwk::from_public_key(&self.signer.public_key()))
+            .unwrap_or(Value::Null);
+        if let Some(object) = jwk.as_object_mut() {
+            object.insert(
+                "key_assurance".into(),
+                self.signer.assurance().as_str().into(),
+            );
+        }
+        jwk
+    }
+
+    fn set_policy(&self, policy: Option<Policy>) {
+        let mut slot = self
+            .policy
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *slot = policy;
     }
 }
 
@@ -208,122 +209,14 @@ pub fn new_jti() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or_default()
-}
-
-/// TEMPORARY software key: a raw P-256 scalar in a 0600 file in a 0700 directory.
-#[derive(Debug)]
-struct InterimKey {
-    key: SigningKey,
-}
-
-const KEY_FILE: &str = "interim-device-key.p256";
-
-impl InterimKey {
-    fn load_or_create(dir: &Path) -> Result<Self, KeyError> {
-        let io = |path: &Path| {
-            let path = path.to_owned();
-            move |source| KeyError::Io { path, source }
-        };
-        DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io(dir))?;
-        owner_only(dir, 0o700)?;
-        let path = dir.join(KEY_FILE);
-        match OpenOptions::new().read(true).open(&path) {
-            Ok(mut file) => {
-                owner_only(&path, 0o600)?;
-                let mut bytes = Zeroizing::new(Vec::with_capacity(32));
-                file.read_to_end(&mut bytes).map_err(io(&path))?;
-                let key = SigningKey::from_slice(&bytes).map_err(|e| KeyError::InvalidKey {
-                    path: path.clone(),
-                    message: e.to_string(),
-                })?;
-                Ok(Self { key })
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Self::create(&path),
-            Err(e) => Err(io(&path)(e)),
-        }
-    }
-
-    fn create(path: &Path) -> Result<Self, KeyError> {
-        let key = loop {
-            let mut bytes = Zeroizing::new([0u8; 32]);
-            getrandom::getrandom(bytes.as_mut_slice())
-                .map_err(|e| KeyError::Signing(format!("no randomness for a new key: {e}")))?;
-            // A random 32-byte string is a valid scalar except with negligible probability.
-            if let Ok(key) = SigningKey::from_slice(bytes.as_slice()) {
-                break key;
-            }
-        };
-        let io = |source| KeyError::Io {
-            path: path.to_owned(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(io)?;
-        file.write_all(&Zeroizing::new(key.to_bytes()))
-            .map_err(io)?;
-        file.sync_all().map_err(io)?;
-        Ok(Self { key })
-    }
-}
-
-impl Signer for InterimKey {
-    fn public_key(&self) -> p256::PublicKey {
-        p256::PublicKey::from(self.key.verifying_key())
-    }
-
-    fn sign(&self, message: &[u8]) -> Result<Signature, KeyError> {
-        self.key
-            .try_sign(message)
-            .map_err(|e| KeyError::Signing(e.to_string()))
-    }
-
-    fn assurance(&self) -> KeyAssurance {
-        KeyAssurance::Software
-    }
-}
-
-fn owner_only(path: &Path, expected: u32) -> Result<(), KeyError> {
-    let meta = std::fs::metadata(path).map_err(|source| KeyError::Io {
-        path: PathBuf::from(path),
-        source,
-    })?;
-    let mode = meta.permissions().mode() & 0o777;
-    let problem = if mode & 0o077 != 0 {
-        Some(format!("mode {mode:04o}, expected {expected:04o}"))
-    } else if Some(meta.uid()) != super::settings::effective_uid() {
-        Some(format!("owned by uid {}, not by this user", meta.uid()))
-    } else {
-        None
-    };
-    match problem {
-        Some(problem) => Err(KeyError::InsecurePermissions {
-            path: path.to_owned(),
-            problem,
-        }),
-        None => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p256::ecdsa::signature::Verifier as _;
-    use p256::ecdsa::VerifyingKey;
+    use posture_core::keys::software::SoftwareKey;
+    use posture_core::verify::{Verifier, VerifyOptions};
+    use posture_core::{Finding, Remediation};
 
-    fn report() -> Report {
+    fn report(findings: Vec<Finding>) -> Report {
         let device = posture_core::Device {
             id: "ab".repeat(32),
             hostname: "laptop".into(),
@@ -334,70 +227,69 @@ mod tests {
             device,
             posture_core::OsFacts::default(),
             posture_core::Timestamp::now(),
-            vec![posture_core::Finding::pass("os", "Debian 12")],
+            findings,
         )
     }
 
-    fn claims(jws: &str) -> Value {
-        let payload = jws.split('.').nth(1).unwrap();
-        serde_json::from_slice(&Base64UrlUnpadded::decode_vec(payload).unwrap()).unwrap()
+    fn source(dir: &Path, policy: Option<Policy>) -> CoreEvidence {
+        let key = SoftwareKey::load_or_create(&dir.join("keys")).unwrap();
+        CoreEvidence::new(Box::new(key), Duration::from_secs(60), policy)
     }
 
     #[test]
-    fn evidence_verifies_and_carries_the_nonce() {
+    fn evidence_verifies_with_the_published_key() {
         let dir = tempfile::tempdir().unwrap();
-        let source =
-            InterimEvidence::load_or_create(&dir.path().join("keys"), Duration::from_secs(60))
-                .unwrap();
+        let source = source(dir.path(), None);
         let jws = source
-            .sign(&report(), Some("n0nce-123"), Some("idp"))
+            .sign(
+                &report(vec![Finding::pass("os", "Debian 12")]),
+                Some("n0nce-123"),
+                Some("idp"),
+            )
             .unwrap();
-        let (input, sig) = jws.rsplit_once('.').unwrap();
-        let sig = Signature::from_slice(&Base64UrlUnpadded::decode_vec(sig).unwrap()).unwrap();
-        let key = VerifyingKey::from(&source.key.public_key());
-        key.verify(input.as_bytes(), &sig).unwrap();
-        let claims = claims(&jws);
-        assert_eq!(claims["eat_nonce"], "n0nce-123");
-        assert_eq!(claims["aud"], "idp");
-        assert_eq!(claims["posture"]["findings"][0]["id"], "os");
-    }
-
-    #[test]
-    fn key_survives_reload_and_is_owner_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let keys = dir.path().join("keys");
-        let first = InterimKey::load_or_create(&keys).unwrap();
-        let second = InterimKey::load_or_create(&keys).unwrap();
-        assert_eq!(first.public_key(), second.public_key());
-        let mode = std::fs::metadata(keys.join(KEY_FILE))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600);
-        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o755)).unwrap();
-        assert!(matches!(
-            InterimKey::load_or_create(&keys),
-            Err(KeyError::InsecurePermissions { .. })
-        ));
-    }
-
-    #[test]
-    fn compliance_event_is_a_caep_set() {
-        let dir = tempfile::tempdir().unwrap();
-        let source =
-            InterimEvidence::load_or_create(&dir.path().join("keys"), Duration::from_secs(60))
-                .unwrap();
-        let current = Assessment {
-            compliant: false,
-            reasons: vec!["os: fail".into()],
+        let jwk = serde_json::to_string(&source.public_jwk()).unwrap();
+        let verifier = Verifier::from_keys_text(&jwk).unwrap();
+        let options = VerifyOptions {
+            nonce: Some("n0nce-123".into()),
+            audience: Some("idp".into()),
+            ..VerifyOptions::default()
         };
-        let set = source
-            .compliance_event(&report(), true, &current, Some("idp"))
-            .unwrap();
-        let claims = claims(&set);
-        let event = &claims["events"][CAEP_DEVICE_COMPLIANCE_CHANGE];
-        assert_eq!(event["previous_status"], "compliant");
-        assert_eq!(event["current_status"], "not-compliant");
-        assert_eq!(claims["jti"].as_str().unwrap().len(), 32);
+        let verified = verifier.verify(jws.as_bytes(), &options).unwrap();
+        assert_eq!(verified.claims.report.findings[0].id, "os");
+    }
+
+    #[test]
+    fn without_policy_every_check_must_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = source(dir.path(), None);
+        let failing = report(vec![Finding::fail(
+            "firewall",
+            "off",
+            Remediation::new("sudo ufw enable"),
+        )]);
+        let assessment = source.assess(&failing);
+        assert!(!assessment.compliant);
+        assert_eq!(assessment.reasons[0].finding.as_deref(), Some("firewall"));
+        assert!(
+            source
+                .assess(&report(vec![Finding::pass("os", "ok")]))
+                .compliant
+        );
+    }
+
+    #[test]
+    fn policy_decides_and_can_be_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = Policy::from_toml_str("required_checks = [\"os\"]\n").unwrap();
+        let source = source(dir.path(), Some(policy));
+        let mixed = report(vec![
+            Finding::pass("os", "ok"),
+            Finding::fail("firewall", "off", Remediation::new("sudo ufw enable")),
+        ]);
+        assert!(source.assess(&mixed).compliant, "only os is required");
+        source.set_policy(Some(
+            Policy::from_toml_str("required_checks = [\"firewall\"]\n").unwrap(),
+        ));
+        assert!(!source.assess(&mixed).compliant);
     }
 }

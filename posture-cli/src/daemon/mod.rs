@@ -38,7 +38,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch as channel, Mutex, Notify};
 
 use crate::config::Config;
-use evidence_port::{EvidenceSource, InterimEvidence, PortError};
+use evidence_port::{CoreEvidence, EvidenceSource, PortError};
 use outbox::{Outbox, OutboxError};
 use scheduler::Trigger;
 use settings::{DaemonConfig, SettingsError};
@@ -145,8 +145,13 @@ async fn main_loop(config_path: Option<PathBuf>, config: Config) -> Result<(), D
 
     let state_dir = config.daemon.state_dir()?;
     create_dir(&state_dir, 0o700)?;
-    let evidence =
-        InterimEvidence::load_or_create(&state_dir.join("keys"), config.daemon.evidence_ttl)?;
+    let key = posture_core::keys::software::SoftwareKey::load_or_create(&state_dir.join("keys"))
+        .map_err(PortError::from)?;
+    let policy = match &config.daemon.policy {
+        Some(path) => Some(evidence_port::load_policy(path)?),
+        None => None,
+    };
+    let evidence = CoreEvidence::new(Box::new(key), config.daemon.evidence_ttl, policy);
     let outbox = Outbox::open(
         &state_dir.join("outbox"),
         config.daemon.outbox_max_items,
@@ -238,6 +243,19 @@ fn reload(shared: &Shared, config_path: Option<&Path>) {
                 || new.daemon.watch != old.watch
             {
                 tracing::warn!("socket, state, connection, outbox and watch settings take effect at the next restart");
+            }
+            // A policy that does not load keeps the old one: a typo must not turn
+            // compliance events off.
+            let policy = match &new.daemon.policy {
+                Some(path) => evidence_port::load_policy(path).map(Some),
+                None => Ok(None),
+            };
+            match policy {
+                Ok(policy) => shared.evidence.set_policy(policy),
+                Err(e) => {
+                    tracing::error!(error = %e, "reload failed; keeping the previous configuration");
+                    return;
+                }
             }
             shared.settings.send_replace(Arc::new(new));
             tracing::info!("configuration reloaded");

@@ -55,6 +55,9 @@ pub struct DaemonConfig {
     pub caep_receiver: Option<String>,
     /// `aud` of pushed evidence and events.
     pub audience: Option<String>,
+    /// Policy file (TOML, or JSON; see docs/evidence.md) that decides compliance for
+    /// compliance-change events. Without it, compliant means every check passed.
+    pub policy: Option<PathBuf>,
     /// Most items kept in the outbox; the oldest are evicted (and logged) beyond it.
     pub outbox_max_items: usize,
     /// Most bytes kept in the outbox.
@@ -91,6 +94,7 @@ impl Default for DaemonConfig {
             server_url: None,
             caep_receiver: None,
             audience: None,
+            policy: None,
             outbox_max_items: 1000,
             outbox_max_bytes: 16 * 1024 * 1024,
             retry_initial: Duration::from_secs(1),
