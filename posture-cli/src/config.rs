@@ -17,6 +17,8 @@ use serde::Deserialize;
 pub struct Config {
     /// `[checks]`: thresholds, required EDR products, disabled checks.
     pub checks: ChecksConfig,
+    /// `[key]`: which device key signs evidence (TPM, software, fallback), quoted PCRs.
+    pub key: crate::device_key::KeyConfig,
 }
 
 impl Config {
@@ -26,6 +28,10 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))?;
         config
             .checks
+            .validate()
+            .with_context(|| format!("invalid config {}", path.display()))?;
+        config
+            .key
             .validate()
             .with_context(|| format!("invalid config {}", path.display()))?;
         Ok(config)
