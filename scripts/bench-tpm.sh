@@ -9,9 +9,12 @@
 #   enroll:  posture enroll complete            vs createprimary + load x2 + createek +
 #            (activate credential + certify)       policy session + activatecredential + certify
 #
-# swtpm has no resource manager: transient objects tpm2-tools leaves loaded must be
-# flushed by a `tpm2_flushcontext -t` at the end of each tpm2-tools sequence (posture
-# flushes what it loads itself). Needs: swtpm swtpm-tools tpm2-tools hyperfine python3.
+# swtpm has no resource manager; tpm2-tools relies on one to flush what each tool leaves
+# loaded. The counting relay plays /dev/tpmrm0's part: after each program (`$R`, a bash
+# builtin connection, no process) it flushes the program's leftovers (uncounted: the
+# resource manager's work, not the client's). posture flushes what it loads itself, and
+# those flushes are counted.
+# Needs: swtpm swtpm-tools tpm2-tools hyperfine python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -58,6 +61,7 @@ swtpm socket --tpm2 --tpmstate dir="$work/state" --server type=tcp,port="$tpm_po
   --ctrl type=tcp,port=$((tpm_port + 1)) --flags not-need-init,startup-clear &
 pids+=($!)
 proxy_port=$(pair)
+while python3 -c "import socket; s=socket.socket(); s.bind(('127.0.0.1',$proxy_port+2))" 2>/dev/null; [ $? -ne 0 ]; do proxy_port=$(pair); done
 log="$work/commands.log"
 python3 "$root/scripts/tpm-count-proxy.py" "$proxy_port" "$tpm_port" "$log" &
 pids+=($!)
@@ -78,48 +82,45 @@ P enroll request --out req.json --key-dir keys
 P enrollment begin req.json --ek-roots roots.pem --challenge-out ch.json --pending-out pending.json 2>/dev/null
 P report --only os --key-dir keys > /dev/null
 
+# "this program has exited": the relay flushes its leftovers, as a resource manager would.
+R="read -r _ <>/dev/tcp/127.0.0.1/$((proxy_port + 2))"
+
 # tpm2-tools: the same key shapes as posture's templates (ECC P-256 SRK, unrestricted
 # ECDSA device key, restricted ECDSA AK), and a credential made offline for the AK.
 tools_attrs='fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda'
-tpm2_createprimary -Q -C o -G ecc256:aes128cfb -a "$tools_attrs|restricted|decrypt" -c srk.ctx
-tpm2_create -Q -C srk.ctx -G ecc256:ecdsa-sha256 -a "$tools_attrs|sign" -u key.pub -r key.priv
-tpm2_create -Q -C srk.ctx -G ecc256:ecdsa-sha256 -a "$tools_attrs|restricted|sign" -u ak.pub -r ak.priv
-tpm2_load -Q -C srk.ctx -u ak.pub -r ak.priv -n ak.name -c ak.ctx
-tpm2_createek -Q -c ek.ctx -G rsa -u ek.pub
-tpm2_flushcontext -t
+tpm2_createprimary -Q -C o -G ecc256:aes128cfb -a "$tools_attrs|restricted|decrypt" -c srk.ctx; eval "$R"
+tpm2_create -Q -C srk.ctx -G ecc256:ecdsa-sha256:null -a "$tools_attrs|sign" -u key.pub -r key.priv; eval "$R"
+tpm2_create -Q -C srk.ctx -G ecc256:ecdsa-sha256:null -a "$tools_attrs|restricted|sign" -u ak.pub -r ak.priv; eval "$R"
+tpm2_load -Q -C srk.ctx -u ak.pub -r ak.priv -n ak.name -c ak.ctx; eval "$R"
+tpm2_createek -Q -c ek.ctx -G rsa -u ek.pub; eval "$R"
 head -c 32 /dev/urandom > secret.bin
 tpm2_makecredential -Q -T none -e ek.pub -s secret.bin -n "$(python3 -c 'print(open("ak.name","rb").read().hex())')" -o cred.bin
 python3 -c 'import hashlib,sys; sys.stdout.buffer.write(hashlib.sha256(b"evidence").digest())' > digest.bin
 
-tools_sign='tpm2_createprimary -Q -C o -G ecc256:aes128cfb -a "'"$tools_attrs"'|restricted|decrypt" -c srk.ctx &&
-  tpm2_load -Q -C srk.ctx -u key.pub -r key.priv -c key.ctx &&
-  tpm2_sign -Q -c key.ctx -g sha256 -d -o sig.bin digest.bin &&
-  tpm2_flushcontext -t'
-tools_quote='tpm2_createprimary -Q -C o -G ecc256:aes128cfb -a "'"$tools_attrs"'|restricted|decrypt" -c srk.ctx &&
-  tpm2_load -Q -C srk.ctx -u ak.pub -r ak.priv -c ak.ctx &&
-  tpm2_load -Q -C srk.ctx -u key.pub -r key.priv -c key.ctx &&
-  tpm2_quote -Q -c ak.ctx -l sha256:0,1,2,3,4,5,6,7 -q '"$nonce"' -m quote.msg -s quote.sig -o pcrs.bin -g sha256 &&
-  tpm2_sign -Q -c key.ctx -g sha256 -d -o sig.bin digest.bin &&
-  tpm2_flushcontext -t'
-tools_enroll='tpm2_createprimary -Q -C o -G ecc256:aes128cfb -a "'"$tools_attrs"'|restricted|decrypt" -c srk.ctx &&
-  tpm2_load -Q -C srk.ctx -u ak.pub -r ak.priv -c ak.ctx &&
-  tpm2_load -Q -C srk.ctx -u key.pub -r key.priv -c key.ctx &&
-  tpm2_flushcontext srk.ctx &&
-  tpm2_createek -Q -c ek.ctx -G rsa &&
-  tpm2_startauthsession -Q --policy-session -S session.ctx &&
-  tpm2_policysecret -Q -S session.ctx -c e &&
-  tpm2_activatecredential -Q -c ak.ctx -C ek.ctx -i cred.bin -o out.secret -P "session:session.ctx" &&
-  tpm2_flushcontext session.ctx &&
-  tpm2_certify -Q -c key.ctx -C ak.ctx -q '"$nonce"' -g sha256 -o certify.attest -s certify.sig &&
-  tpm2_flushcontext -t'
-posture_sign="$posture --config $work/config.toml report --only os --key-dir $work/keys > /dev/null"
-posture_quote="$posture --config $work/config.toml report --only os --nonce $evnonce --key-dir $work/keys > /dev/null"
-posture_enroll="$posture --config $work/config.toml enroll complete $work/ch.json --key-dir $work/keys > /dev/null"
+tools_sign='tpm2_createprimary -Q -C o -G ecc256:aes128cfb -a "'"$tools_attrs"'|restricted|decrypt" -c srk.ctx && '"$R"' &&
+  tpm2_load -Q -C srk.ctx -u key.pub -r key.priv -c key.ctx && '"$R"' &&
+  tpm2_sign -Q -c key.ctx -g sha256 -d -o sig.bin digest.bin && '"$R"
+tools_quote='tpm2_createprimary -Q -C o -G ecc256:aes128cfb -a "'"$tools_attrs"'|restricted|decrypt" -c srk.ctx && '"$R"' &&
+  tpm2_load -Q -C srk.ctx -u ak.pub -r ak.priv -c ak.ctx && '"$R"' &&
+  tpm2_load -Q -C srk.ctx -u key.pub -r key.priv -c key.ctx && '"$R"' &&
+  tpm2_quote -Q -c ak.ctx -l sha256:0,1,2,3,4,5,6,7 -q '"$nonce"' -m quote.msg -s quote.sig -o pcrs.bin -g sha256 && '"$R"' &&
+  tpm2_sign -Q -c key.ctx -g sha256 -d -o sig.bin digest.bin && '"$R"
+tools_enroll='tpm2_createprimary -Q -C o -G ecc256:aes128cfb -a "'"$tools_attrs"'|restricted|decrypt" -c srk.ctx && '"$R"' &&
+  tpm2_load -Q -C srk.ctx -u ak.pub -r ak.priv -c ak.ctx && '"$R"' &&
+  tpm2_load -Q -C srk.ctx -u key.pub -r key.priv -c key.ctx && '"$R"' &&
+  tpm2_createek -Q -c ek.ctx -G rsa && '"$R"' &&
+  tpm2_startauthsession -Q --policy-session -S session.ctx && '"$R"' &&
+  tpm2_policysecret -Q -S session.ctx -c e && '"$R"' &&
+  tpm2_activatecredential -Q -c ak.ctx -C ek.ctx -i cred.bin -o out.secret -P "session:session.ctx" && '"$R"' &&
+  tpm2_certify -Q -c key.ctx -C ak.ctx -g sha256 -o certify.attest -s certify.sig && '"$R"
+posture_sign="$posture --config $work/config.toml report --only os --key-dir $work/keys > /dev/null && $R"
+posture_quote="$posture --config $work/config.toml report --only os --nonce $evnonce --key-dir $work/keys > /dev/null && $R"
+posture_enroll="$posture --config $work/config.toml enroll complete $work/ch.json --key-dir $work/keys > /dev/null && $R"
 
 # Each sequence once on its own, counting the commands on the wire.
 count() { # name, command
   : > "$log"
-  bash -c "$2" > /dev/null 2>&1 || { echo "failed: $1" >&2; exit 1; }
+  bash -c "$2" > /dev/null 2> "$work/count.err" || { echo "failed: $1" >&2; cat "$work/count.err" >&2; exit 1; }
   sleep 0.2
   n=$(wc -l < "$log")
   detail=$(awk '{print $2}' "$log" | sort | uniq -c | sort -rn | awk '{printf "%s%s×%s", sep, $2, $1; sep=", "}')

@@ -8,7 +8,16 @@ big-endian) followed by size-10 bytes, answered by one response of the same shap
 command code is appended to LOG, one per line (hex and name), so a caller can count the
 commands of one program run. The control channel is relayed unparsed.
 
-usage: tpm-count-proxy.py PORT SWTPM_PORT LOG
+swtpm has no resource manager, and tpm2-tools (like any TSS client) relies on one to
+flush the objects and sessions a tool leaves loaded when it exits. The swtpm TCTI opens a
+new data connection per command, so the end of a client cannot be seen on the data
+channel; instead a connection to PORT+2 says "a client process has exited", and the
+relay then does what the kernel's /dev/tpmrm0 does at close: it flushes the transient
+objects and sessions still loaded, and answers "ok". These clean-up commands are the
+resource manager's, not the client's, and are not logged (posture flushes what it loads
+itself, and those flushes are counted).
+
+usage: tpm-count-proxy.py PORT SWTPM_PORT LOG   (listens on PORT, PORT+1, PORT+2)
 """
 
 import socket
@@ -49,6 +58,29 @@ def read_frame(sock):
     if body is None:
         return None, None
     return header + body, code
+
+
+def transact(sock, command):
+    sock.sendall(command)
+    response, _ = read_frame(sock)
+    return response
+
+
+def flush_leftovers(upstream):
+    """Flushes loaded transient objects (0x80) and loaded sessions (0x02). Saved sessions
+    (0x03) are kept: tpm2-tools passes a policy session from one tool to the next."""
+    for first in (0x80000000, 0x02000000):
+        get_cap = struct.pack(">HII" + "III", 0x8001, 22, 0x17A, 1, first, 64)
+        response = transact(upstream, get_cap)
+        if response is None or len(response) < 19:
+            return
+        _tag, _size, rc = struct.unpack(">HII", response[:10])
+        if rc != 0:
+            continue
+        (count,) = struct.unpack(">I", response[15:19])
+        handles = struct.unpack(">" + "I" * count, response[19 : 19 + 4 * count])
+        for handle in handles:
+            transact(upstream, struct.pack(">HIII", 0x8001, 14, 0x165, handle))
 
 
 def data_session(client, upstream_port, log):
@@ -93,6 +125,17 @@ def ctrl_session(client, upstream_port):
     pipe(upstream, client)
 
 
+def rm_session(client, upstream_port):
+    upstream = socket.create_connection(("127.0.0.1", upstream_port))
+    try:
+        with lock:
+            flush_leftovers(upstream)
+        client.sendall(b"ok\n")
+    finally:
+        upstream.close()
+        client.close()
+
+
 def serve(port, handler):
     server = socket.socket()
     server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -107,6 +150,9 @@ def main():
     port, upstream, log = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     threading.Thread(
         target=serve, args=(port + 1, lambda c: ctrl_session(c, upstream + 1)), daemon=True
+    ).start()
+    threading.Thread(
+        target=serve, args=(port + 2, lambda c: rm_session(c, upstream)), daemon=True
     ).start()
     serve(port, lambda c: data_session(c, upstream, log))
 

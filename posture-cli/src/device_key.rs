@@ -191,7 +191,7 @@ fn open_tpm(key_dir: &Path, with_ak: bool) -> Result<DeviceKey, KeyError> {
     use posture_core::tpm::{AttestationKey, Srk, Tpm, TpmSigner, DEVICE_KEY_FILE};
     quiet_tss_logging();
     let tpm = Tpm::shared()?;
-    let info = tpm.info()?;
+    let key_existed = key_dir.join(DEVICE_KEY_FILE).exists();
     // One SRK for both keys; loaded children stay usable after it is flushed.
     let srk = Srk::create(&tpm)?;
     let signer = TpmSigner::load(&srk, key_dir)?;
@@ -201,12 +201,80 @@ fn open_tpm(key_dir: &Path, with_ak: bool) -> Result<DeviceKey, KeyError> {
         None
     };
     drop(srk);
+    let info = tpm_info(&tpm, key_dir, key_existed)?;
     Ok(DeviceKey {
         path: key_dir.join(DEVICE_KEY_FILE),
         signer: Box::new(signer),
         fallback_reason: None,
         tpm: Some(TpmParts { info, ak }),
     })
+}
+
+/// File caching the TPM's identity next to the device key blob.
+#[cfg(all(feature = "tpm", target_os = "linux"))]
+const TPM_INFO_FILE: &str = "tpm-info.json";
+
+/// The TPM's identity (manufacturer, software or not), without a TPM command when it can
+/// be trusted from the cache: the device key blob beside it has just loaded, and a blob
+/// loads only on the TPM that created it, so a cache written together with that blob
+/// describes this very TPM. A new key, or a missing or unreadable cache, asks the TPM
+/// (one GetCapability) and rewrites the cache.
+#[cfg(all(feature = "tpm", target_os = "linux"))]
+fn tpm_info(
+    tpm: &posture_core::tpm::Tpm,
+    key_dir: &Path,
+    key_existed: bool,
+) -> Result<posture_core::tpm::TpmInfo, KeyError> {
+    let path = key_dir.join(TPM_INFO_FILE);
+    if key_existed {
+        if let Some(info) = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<CachedInfo>(&bytes).ok())
+        {
+            return Ok(posture_core::tpm::TpmInfo {
+                manufacturer: info.manufacturer,
+                vendor: info.vendor,
+                firmware_version: info.firmware_version,
+                software: info.software,
+            });
+        }
+    }
+    let info = tpm.info()?;
+    let cached = CachedInfo {
+        manufacturer: info.manufacturer.clone(),
+        vendor: info.vendor.clone(),
+        firmware_version: info.firmware_version,
+        software: info.software,
+    };
+    // A cache that cannot be written only costs a GetCapability next time.
+    if let Ok(json) = serde_json::to_vec_pretty(&cached) {
+        let _ = write_owner_only(&path, &json);
+    }
+    Ok(info)
+}
+
+#[cfg(all(feature = "tpm", target_os = "linux"))]
+#[derive(Debug, serde::Serialize, Deserialize)]
+struct CachedInfo {
+    manufacturer: String,
+    vendor: String,
+    firmware_version: u64,
+    software: bool,
+}
+
+#[cfg(all(feature = "tpm", target_os = "linux"))]
+fn write_owner_only(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(not(all(feature = "tpm", target_os = "linux")))]
