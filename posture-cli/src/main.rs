@@ -134,7 +134,7 @@ enum Command {
         /// and quote.json.
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
-        /// sha256 PCRs to quote (default: [key] quote_pcrs, else 0-7).
+        /// sha256 PCRs to quote (default: quote_pcrs of the config's key table, else 0-7).
         #[arg(long, value_name = "N,N,...", value_delimiter = ',')]
         pcrs: Vec<u32>,
         /// Key directory.

@@ -498,3 +498,119 @@ fn posture_attest_files_pass_tpm2_checkquote() {
     let bad = check(&"5b".repeat(20));
     assert!(!bad.status.success(), "a wrong qualifying data must fail");
 }
+
+/// A TPM device the user may not open (root-owned, mode 0600) falls back to the software
+/// key and tells the person exactly how to get access. As root the test drops to `nobody`
+/// (setpriv), since root may open anything.
+#[test]
+fn no_permission_on_the_tpm_device_says_to_join_the_tss_group() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let device = dir.path().join("tpmrm0");
+    std::fs::write(&device, b"").unwrap();
+    std::fs::set_permissions(&device, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let home = dir.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    std::fs::write(dir.path().join("config.toml"), "").unwrap();
+
+    let is_root = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    let mut command = if is_root {
+        // nobody/nogroup; the user's files must then be nobody's.
+        std::process::Command::new("chown")
+            .args(["65534:65534", s(&home)])
+            .status()
+            .unwrap();
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+        c.arg(env!("CARGO_BIN_EXE_posture"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_posture"))
+    };
+    let key_dir = home.join("keys");
+    let out = command
+        .args([
+            "report",
+            "--only",
+            "os",
+            "--key-dir",
+            s(&key_dir),
+            "--config",
+        ])
+        .arg(dir.path().join("config.toml"))
+        .env("TCTI", format!("device:{}", device.display()))
+        .env("HOME", &home)
+        .env_remove("TSS2_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("sudo usermod -aG tss $USER"), "{err}");
+    let c = claims(String::from_utf8(out.stdout).unwrap().trim());
+    assert_eq!(c["key_assurance"], "software");
+    let reason = c["key_fallback_reason"].as_str().unwrap();
+    assert!(reason.contains("no permission"), "{reason}");
+}
+
+#[test]
+fn enrollment_needs_ek_roots_or_an_explicit_trust_on_first_use() {
+    let device = Device::new();
+    let kd = device.key_dir();
+    let req = device.path("request.json");
+    device.ok(&["enroll", "request", "--out", s(&req), "--key-dir", s(&kd)]);
+    let (ch, pending) = (device.path("ch.json"), device.path("pending.json"));
+    let begin = |extra: &[&str]| {
+        let mut args = vec![
+            "enrollment",
+            "begin",
+            s(&req),
+            "--challenge-out",
+            s(&ch),
+            "--pending-out",
+            s(&pending),
+        ];
+        args.extend_from_slice(extra);
+        device.posture(&args)
+    };
+    assert_eq!(begin(&[]).status.code(), Some(2));
+    // Another TPM's CA did not issue this EK certificate.
+    let other = Swtpm::start();
+    let roots = device.path("other-roots.pem");
+    std::fs::write(&roots, other.ca_bundle()).unwrap();
+    let out = begin(&["--ek-roots", s(&roots)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("does not chain"), "{}", stderr(&out));
+    assert!(!ch.exists());
+    // Trust on first use is possible, and recorded as such.
+    assert_eq!(begin(&["--allow-unverified-ek"]).status.code(), Some(0));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&pending).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the pending secret is owner-only");
+    let resp = device.path("resp.json");
+    device.ok(&[
+        "enroll",
+        "complete",
+        s(&ch),
+        "--out",
+        s(&resp),
+        "--key-dir",
+        s(&kd),
+    ]);
+    let enrolled = device.path("device.json");
+    device.ok(&[
+        "enrollment",
+        "finish",
+        "--pending",
+        s(&pending),
+        s(&resp),
+        "--out",
+        s(&enrolled),
+    ]);
+    let record: Value = serde_json::from_slice(&std::fs::read(&enrolled).unwrap()).unwrap();
+    assert_eq!(record["ek_trust"], "unverified");
+}
