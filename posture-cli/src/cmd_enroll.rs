@@ -128,6 +128,9 @@ fn write_private(path: &Path, text: &str) -> Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    // `mode` applies only to a new file; an existing one is narrowed too.
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {} to its owner", path.display()))?;
     writeln!(file, "{text}").with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
