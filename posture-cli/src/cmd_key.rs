@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, Result};
 use clap::ValueEnum;
 use posture_core::keys::software::SoftwareKey;
-use posture_core::keys::{key_id, Jwk, Signer};
+use posture_core::keys::{key_id, Jwk};
+
+use crate::config::Config;
 
 /// Output format of a public key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -37,22 +39,33 @@ pub fn load_key(explicit_dir: Option<&Path>) -> Result<SoftwareKey> {
     SoftwareKey::load_or_create(&dir).with_context(|| "cannot load the device key".to_string())
 }
 
-/// Runs `posture key`.
-pub fn run(key_dir: Option<&Path>, format: KeyFormat, json: bool) -> Result<u8> {
-    let key = load_key(key_dir)?;
-    let public = key.public_key();
+/// Runs `posture key`: the key `[key]` selects (the TPM key when usable).
+pub fn run(config: &Config, key_dir: Option<&Path>, format: KeyFormat, json: bool) -> Result<u8> {
+    let dir = self::key_dir(key_dir)?;
+    let key = crate::device_key::open(&config.key, &dir, false)?;
+    let public = key.signer.public_key();
     let kid = key_id(&public);
     let jwk = Jwk::from_public_key(&public);
+    let tpm = key.tpm_claims();
     let mut out = std::io::stdout().lock();
     if json {
         let pem = public_pem(&public)?;
-        let value = serde_json::json!({
+        let mut value = serde_json::json!({
             "kid": kid,
             "assurance": key.assurance(),
             "jwk": jwk,
             "pem": pem,
-            "path": key.path(),
+            "path": key.path,
         });
+        if let Some(tpm) = &tpm {
+            value["tpm"] = serde_json::json!({
+                "manufacturer": tpm.manufacturer,
+                "software_tpm": tpm.software_tpm,
+            });
+        }
+        if let Some(reason) = &key.fallback_reason {
+            value["key_fallback_reason"] = reason.as_str().into();
+        }
         serde_json::to_writer_pretty(&mut out, &value)?;
         writeln!(out)?;
         return Ok(crate::EXIT_OK);
@@ -68,6 +81,14 @@ pub fn run(key_dir: Option<&Path>, format: KeyFormat, json: bool) -> Result<u8> 
     // Id and assurance go to stderr so that stdout is exactly the key (pipe it to a file).
     eprintln!("kid: {kid}");
     eprintln!("assurance: {}", key.assurance().as_str());
+    if let Some(tpm) = &tpm {
+        let kind = if tpm.software_tpm {
+            "a software TPM (simulator): it does not protect the key from this machine's owner"
+        } else {
+            "a TPM chip or firmware TPM"
+        };
+        eprintln!("tpm: {} ({kind})", tpm.manufacturer);
+    }
     Ok(crate::EXIT_OK)
 }
 

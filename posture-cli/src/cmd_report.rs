@@ -2,13 +2,14 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use anyhow::Result;
-use posture_core::evidence::{sign_evidence, EvidenceOptions};
+use anyhow::{Context as _, Result};
+use posture_core::evidence::{sign_evidence_with, EvidenceError, EvidenceOptions, KeyClaims};
 use posture_core::Report;
 
 use crate::config::Config;
+use crate::device_key::DeviceKey;
 
 /// Collects a report on this machine.
 pub fn collect(config: &Config, only: Vec<String>) -> Result<Report> {
@@ -26,16 +27,87 @@ pub fn run(
     audience: Option<String>,
     ttl: Duration,
 ) -> Result<u8> {
-    let key = crate::cmd_key::load_key(key_dir)?;
+    let dir = crate::cmd_key::key_dir(key_dir)?;
+    // The AK is loaded only when a quote will be made (a nonce to bind it to).
+    let key = crate::device_key::open(&config.key, &dir, nonce.is_some())?;
     let report = collect(config, only)?;
     let options = EvidenceOptions {
         nonce,
         audience,
         ttl,
     };
-    let token = sign_evidence(&report, &key, &options)?;
+    let token = sign(&key, &report, &options, &config.key.quote_pcrs)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{token}")?;
     out.flush()?;
     Ok(crate::EXIT_OK)
+}
+
+/// Signs `report` with `key`; with a TPM key and a nonce, a PCR quote bound to the nonce
+/// and this report goes into the `tpm` claim.
+pub fn sign(
+    key: &DeviceKey,
+    report: &Report,
+    options: &EvidenceOptions,
+    pcrs: &[u32],
+) -> Result<String> {
+    let mut claims = KeyClaims {
+        key_fallback_reason: key.fallback_reason.clone(),
+        tpm: key.tpm_claims(),
+    };
+    if let (Some(tpm), Some(nonce)) = (claims.tpm.as_mut(), options.nonce.as_deref()) {
+        tpm.quote = quote(key, report, nonce, pcrs)?;
+    }
+    let now = SystemTime::now();
+    match sign_evidence_with(report, key.signer.as_ref(), options, &claims, now) {
+        // A long firmware event log can push evidence past the size verifiers accept;
+        // the quote stays verifiable without it.
+        Err(EvidenceError::TooLarge(_))
+            if claims
+                .tpm
+                .as_ref()
+                .and_then(|t| t.quote.as_ref())
+                .is_some_and(|q| q.event_log.is_some()) =>
+        {
+            eprintln!("posture: warning: the TPM event log is too large for evidence; left out");
+            if let Some(q) = claims.tpm.as_mut().and_then(|t| t.quote.as_mut()) {
+                q.event_log = None;
+            }
+            Ok(sign_evidence_with(
+                report,
+                key.signer.as_ref(),
+                options,
+                &claims,
+                now,
+            )?)
+        }
+        other => Ok(other?),
+    }
+}
+
+#[cfg(all(feature = "tpm", target_os = "linux"))]
+fn quote(
+    key: &DeviceKey,
+    report: &Report,
+    nonce: &str,
+    pcrs: &[u32],
+) -> Result<Option<posture_core::attestation::Quote>> {
+    let Some(ak) = key.tpm.as_ref().and_then(|t| t.ak.as_ref()) else {
+        return Ok(None);
+    };
+    let qualifying_data = posture_core::evidence::quote_qualifying_data(nonce, report)?;
+    let quote = ak
+        .quote(&qualifying_data, pcrs)
+        .context("cannot quote the TPM's PCRs")?;
+    Ok(Some(quote))
+}
+
+#[cfg(not(all(feature = "tpm", target_os = "linux")))]
+fn quote(
+    _key: &DeviceKey,
+    _report: &Report,
+    _nonce: &str,
+    _pcrs: &[u32],
+) -> Result<Option<posture_core::attestation::Quote>> {
+    Ok(None)
 }

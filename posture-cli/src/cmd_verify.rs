@@ -17,8 +17,11 @@ use serde_json::json;
 pub struct VerifyArgs {
     /// The evidence file, or `-` for stdin.
     pub evidence: PathBuf,
-    /// Trusted key files (JWK, JWK Set or PEM).
+    /// Trusted key files (JWK, JWK Set or PEM); evidence they sign counts as `software`.
     pub keys: Vec<PathBuf>,
+    /// Enrolled TPM devices (`posture enrollment finish --out`): their keys may be `tpm`,
+    /// and quotes in their evidence are checked with their attestation keys.
+    pub enrolled: Vec<PathBuf>,
     /// The nonce that was issued.
     pub nonce: Option<String>,
     /// This verifier's audience name.
@@ -72,7 +75,13 @@ pub fn load_policy(path: &Path) -> Result<Policy> {
 
 /// Runs `posture verify`.
 pub fn run(args: VerifyArgs) -> Result<u8> {
-    let verifier = load_verifier(&args.keys)?;
+    let mut verifier = load_verifier(&args.keys)?;
+    for path in &args.enrolled {
+        let device = crate::cmd_enroll::load_enrolled(path)?;
+        verifier
+            .add_enrolled(&device)
+            .with_context(|| format!("invalid enrolled device {}", path.display()))?;
+    }
     let policy = args.policy.as_deref().map(load_policy).transpose()?;
     let token = read_evidence(&args.evidence)?;
     let options = VerifyOptions {
@@ -119,6 +128,7 @@ fn json_output(
             "reasons": decision.map(|d| d.reasons.as_slice()).unwrap_or_default(),
             "kid": verified.kid,
             "key_assurance": verified.key_assurance,
+            "attested_pcrs": verified.attested_pcrs,
             "claims": verified.claims,
         }),
         Err(e) => json!({
@@ -152,6 +162,17 @@ fn write_human(
         verified.kid,
         verified.key_assurance.as_str()
     )?;
+    if let Some(pcrs) = &verified.attested_pcrs {
+        let list: Vec<String> = pcrs.keys().map(u32::to_string).collect();
+        writeln!(
+            out,
+            "TPM quote verified with the enrolled attestation key (sha256 PCRs {})",
+            list.join(",")
+        )?;
+    }
+    if let Some(reason) = &verified.claims.key_fallback_reason {
+        writeln!(out, "the device fell back to a software key: {reason}")?;
+    }
     if let Some(decision) = decision {
         for reason in &decision.reasons {
             let finding = reason

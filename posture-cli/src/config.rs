@@ -19,6 +19,8 @@ pub struct Config {
     pub checks: ChecksConfig,
     /// `[daemon]`: schedule, local API, delivery (see `posture daemon`).
     pub daemon: crate::daemon::settings::DaemonConfig,
+    /// `[key]`: which device key signs evidence (TPM, software, fallback), quoted PCRs.
+    pub key: crate::device_key::KeyConfig,
 }
 
 impl Config {
@@ -32,6 +34,10 @@ impl Config {
             .with_context(|| format!("invalid config {}", path.display()))?;
         config
             .daemon
+            .validate()
+            .with_context(|| format!("invalid config {}", path.display()))?;
+        config
+            .key
             .validate()
             .with_context(|| format!("invalid config {}", path.display()))?;
         Ok(config)

@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 compliant / allowed, 1 non-compliant / denied, 2 error.
 
+mod cmd_enroll;
 mod cmd_export;
 mod cmd_key;
 mod cmd_report;
@@ -9,6 +10,7 @@ mod cmd_status;
 mod cmd_verify;
 mod config;
 mod daemon;
+mod device_key;
 mod output;
 mod paths;
 
@@ -96,9 +98,13 @@ enum Command {
         /// The evidence file, or - for stdin.
         #[arg(value_name = "EVIDENCE_FILE")]
         evidence: PathBuf,
-        /// Trusted device key: JWK, JWK Set or PEM (repeatable).
-        #[arg(long, value_name = "FILE", required = true)]
+        /// Trusted device key: JWK, JWK Set or PEM (repeatable). Counts as a software key.
+        #[arg(long, value_name = "FILE", required_unless_present = "enrolled")]
         key: Vec<PathBuf>,
+        /// Enrolled TPM device record from `posture enrollment finish` (repeatable): its
+        /// key counts as a TPM key, and the quote in its evidence is verified.
+        #[arg(long, value_name = "FILE")]
+        enrolled: Vec<PathBuf>,
         /// The nonce you issued; the evidence must echo it.
         #[arg(long, value_name = "N")]
         nonce: Option<String>,
@@ -114,6 +120,28 @@ enum Command {
         /// Print the verified claims, the decision and every reason as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// TPM enrollment, on the device: request, then complete the verifier's challenge.
+    #[command(subcommand)]
+    Enroll(cmd_enroll::EnrollCommand),
+    /// TPM enrollment, on the verifier: begin (challenge) and finish (enrolled device).
+    #[command(subcommand)]
+    Enrollment(cmd_enroll::EnrollmentCommand),
+    /// Quote the TPM's PCRs with a nonce and write files for tpm2_checkquote.
+    Attest {
+        /// The verifier's nonce as hex (8 to 64 bytes): the quote's qualifying data.
+        #[arg(long, value_name = "HEX")]
+        nonce: String,
+        /// Directory for quote.msg, quote.sig, ak.pub.pem, qualifying-data.hex, pcrs.bin
+        /// and quote.json.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// sha256 PCRs to quote (default: quote_pcrs of the config's key table, else 0-7).
+        #[arg(long, value_name = "N,N,...", value_delimiter = ',')]
+        pcrs: Vec<u32>,
+        /// Key directory.
+        #[arg(long, value_name = "DIR")]
+        key_dir: Option<PathBuf>,
     },
     /// Export posture for other systems: caep, intune or opa.
     Export {
@@ -205,7 +233,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             format,
             json,
             key_dir,
-        } => cmd_key::run(key_dir.as_deref(), format, json),
+        } => cmd_key::run(&config, key_dir.as_deref(), format, json),
         Command::Report {
             nonce,
             audience,
@@ -216,6 +244,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Verify {
             evidence,
             key,
+            enrolled,
             nonce,
             audience,
             max_age,
@@ -224,12 +253,28 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         } => cmd_verify::run(cmd_verify::VerifyArgs {
             evidence,
             keys: key,
+            enrolled,
             nonce,
             audience,
             max_age,
             policy,
             json,
         }),
+        Command::Enroll(command) => cmd_enroll::run_enroll(command),
+        Command::Enrollment(command) => cmd_enroll::run_enrollment(command),
+        Command::Attest {
+            nonce,
+            out,
+            pcrs,
+            key_dir,
+        } => {
+            let pcrs = if pcrs.is_empty() {
+                config.key.quote_pcrs.clone()
+            } else {
+                pcrs
+            };
+            cmd_enroll::run_attest(key_dir.as_deref(), &nonce, &out, &pcrs)
+        }
         Command::Export {
             format,
             previous,

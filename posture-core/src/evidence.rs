@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::attestation::Quote;
 use crate::jose::{self, Jwk, SignError};
 use crate::keys::{KeyAssurance, KeyError, Signer};
 use crate::{InvariantError, Report};
@@ -112,8 +113,59 @@ pub struct EvidenceClaims {
     pub cnf: Confirmation,
     /// Where the signing key lives: `software` or `tpm`.
     pub key_assurance: KeyAssurance,
+    /// Why the device signed with a software key although it was configured to use its
+    /// TPM when usable (e.g. no permission on `/dev/tpmrm0`). Absent when no fallback
+    /// happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_fallback_reason: Option<String>,
+    /// The TPM that holds the device key, and a PCR quote when a nonce was given. Absent
+    /// with a software key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm: Option<TpmClaims>,
     /// The posture report: device, OS facts and every finding with its status.
     pub report: Report,
+}
+
+/// The `tpm` claim: what the TPM says about itself, and the PCR quote.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TpmClaims {
+    /// `TPM_PT_MANUFACTURER`, e.g. `IFX`, `NTC`, `INTC`, `IBM`. Self-reported by the TPM.
+    pub manufacturer: String,
+    /// The TPM is a software TPM (swtpm, a simulator): it protects nothing against the
+    /// machine's owner. Self-reported; an enrolled EK certificate is what proves a vendor.
+    pub software_tpm: bool,
+    /// A TPM2_Quote by the attestation key over the sha256 PCRs, present when the
+    /// evidence was requested with a nonce. Its qualifying data is
+    /// [`quote_qualifying_data`]`(eat_nonce, report)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<Quote>,
+}
+
+/// Claims that only the device's key setup knows: how the key is held, and the quote.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyClaims {
+    /// See [`EvidenceClaims::key_fallback_reason`].
+    pub key_fallback_reason: Option<String>,
+    /// See [`EvidenceClaims::tpm`].
+    pub tpm: Option<TpmClaims>,
+}
+
+/// The bytes of the report that a quote binds: its compact JSON serialization, exactly
+/// as `serde_json` writes the `report` claim (object members in the order of the
+/// schema, `observed` maps sorted by key, no whitespace).
+pub fn report_bytes(report: &Report) -> Result<Vec<u8>, EvidenceError> {
+    serde_json::to_vec(report).map_err(EvidenceError::Json)
+}
+
+/// The qualifying data of the quote in evidence:
+/// [`attestation::qualifying_data`](crate::attestation::qualifying_data)`(nonce UTF-8
+/// bytes, `[`report_bytes`]`(report))` = `SHA-256(nonce || SHA-256(report JSON))`.
+pub fn quote_qualifying_data(nonce: &str, report: &Report) -> Result<[u8; 32], EvidenceError> {
+    Ok(crate::attestation::qualifying_data(
+        nonce.as_bytes(),
+        &report_bytes(report)?,
+    ))
 }
 
 /// Errors while producing evidence.
@@ -167,7 +219,21 @@ pub fn sign_evidence_at(
     options: &EvidenceOptions,
     now: SystemTime,
 ) -> Result<String, EvidenceError> {
-    let claims = build_claims(report, signer, options, now)?;
+    sign_evidence_with(report, signer, options, &KeyClaims::default(), now)
+}
+
+/// Signs `report` as evidence issued at `now`, with the key's claims (fallback reason,
+/// TPM quote).
+pub fn sign_evidence_with(
+    report: &Report,
+    signer: &dyn Signer,
+    options: &EvidenceOptions,
+    key_claims: &KeyClaims,
+    now: SystemTime,
+) -> Result<String, EvidenceError> {
+    let mut claims = build_claims(report, signer, options, now)?;
+    claims.key_fallback_reason = key_claims.key_fallback_reason.clone();
+    claims.tpm = key_claims.tpm.clone();
     let token = jose::sign_compact(EVIDENCE_TYP, &claims, signer)?;
     if token.len() > MAX_EVIDENCE_BYTES {
         return Err(EvidenceError::TooLarge(token.len()));
@@ -212,6 +278,8 @@ pub fn build_claims(
             jwk: Jwk::from_public_key(&signer.public_key()),
         },
         key_assurance: signer.assurance(),
+        key_fallback_reason: None,
+        tpm: None,
         report: report.clone(),
     })
 }

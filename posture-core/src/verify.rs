@@ -30,6 +30,7 @@
 //! assert_eq!(verified.claims.report.findings[0].id, "os");
 //! ```
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use p256::ecdsa::VerifyingKey;
@@ -38,7 +39,11 @@ use p256::PublicKey;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::evidence::{EvidenceClaims, EAT_PROFILE, EVIDENCE_TYP, MAX_EVIDENCE_BYTES};
+use crate::attestation::tpm2::TpmPublic;
+use crate::attestation::{to_hex, verify_quote, AttestationError, EnrolledDevice};
+use crate::evidence::{
+    quote_qualifying_data, EvidenceClaims, EAT_PROFILE, EVIDENCE_TYP, MAX_EVIDENCE_BYTES,
+};
 use crate::jose::{self, CompactError, Jwk, JwkError, Part, ALG_ES256, MAX_JSON_DEPTH};
 use crate::keys::KeyAssurance;
 use crate::InvariantError;
@@ -54,6 +59,9 @@ struct TrustedKey {
     verifying: VerifyingKey,
     /// What enrollment proved about the key, if anything; caps the claimed assurance.
     assurance: Option<KeyAssurance>,
+    /// The enrolled attestation key of the TPM holding this key: quotes in evidence
+    /// signed by this key are checked against it.
+    ak: Option<TpmPublic>,
 }
 
 /// Verifies posture evidence against a fixed set of trusted device keys.
@@ -100,6 +108,11 @@ pub struct VerifiedPosture {
     pub key_assurance: KeyAssurance,
     /// The verified claims, including the report.
     pub claims: EvidenceClaims,
+    /// The sha256 PCR values (index to hex) of the evidence's TPM quote, present only when
+    /// the key is an enrolled TPM key and its quote verified with the enrolled AK, bound
+    /// to `eat_nonce` and this report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attested_pcrs: Option<BTreeMap<u32, String>>,
 }
 
 impl VerifiedPosture {
@@ -213,6 +226,11 @@ pub enum VerifyError {
     /// The embedded report breaks the model's invariants.
     #[error("invalid report: {0}")]
     Report(#[from] InvariantError),
+    /// The TPM quote in evidence from an enrolled TPM key does not verify (not by the
+    /// enrolled AK, not bound to this nonce and report, tampered PCR values, empty
+    /// selection).
+    #[error("TPM quote: {0}")]
+    Quote(String),
 }
 
 impl VerifyError {
@@ -237,6 +255,7 @@ impl VerifyError {
             VerifyError::Nonce => "nonce",
             VerifyError::Audience => "audience",
             VerifyError::Report(_) => "report",
+            VerifyError::Quote(_) => "quote",
         }
     }
 }
@@ -271,12 +290,30 @@ impl Verifier {
             jwk,
             verifying: VerifyingKey::from(&key),
             assurance,
+            ak: None,
         });
         kid
     }
 
+    /// Trusts the device key of an enrolled TPM device: evidence it signs may claim
+    /// `key_assurance = tpm`, and a quote in it must verify with the enrolled AK.
+    /// Returns the key id.
+    pub fn add_enrolled(&mut self, device: &EnrolledDevice) -> Result<String, AttestationError> {
+        let key = device.device_key()?;
+        let ak = device.ak()?;
+        let kid = self.add_key(key, Some(KeyAssurance::Tpm));
+        if let Some(trusted) = self.keys.iter_mut().find(|k| k.kid == kid) {
+            trusted.ak = Some(ak);
+        }
+        Ok(kid)
+    }
+
     /// Trusts the keys in `text`: a JWK, a JWK Set (`{"keys": [...]}`) or a PEM public key.
     /// Returns their key ids. Any key that is not EC P-256 is an error.
+    ///
+    /// A bare public key proves nothing about where its private half lives, so evidence
+    /// signed by these keys counts as `software` whatever it claims; use
+    /// [`Verifier::add_enrolled`] for TPM keys.
     pub fn add_keys_from_text(&mut self, text: &str) -> Result<Vec<String>, KeyParseError> {
         let trimmed = text.trim_start();
         if trimmed.starts_with('{') {
@@ -286,17 +323,19 @@ impl Verifier {
                 let mut kids = Vec::new();
                 for key in keys {
                     let jwk = Jwk::from_json(&key.to_string())?;
-                    kids.push(self.add_key(jwk.to_public_key()?, None));
+                    kids.push(self.add_key(jwk.to_public_key()?, Some(KeyAssurance::Software)));
                 }
                 return Ok(kids);
             }
             let jwk = Jwk::from_json(trimmed)?;
-            return Ok(vec![self.add_key(jwk.to_public_key()?, None)]);
+            return Ok(vec![
+                self.add_key(jwk.to_public_key()?, Some(KeyAssurance::Software))
+            ]);
         }
         if trimmed.starts_with("-----BEGIN") {
             let key = PublicKey::from_public_key_pem(trimmed)
                 .map_err(|e| KeyParseError::Pem(e.to_string()))?;
-            return Ok(vec![self.add_key(key, None)]);
+            return Ok(vec![self.add_key(key, Some(KeyAssurance::Software))]);
         }
         Err(KeyParseError::UnknownFormat)
     }
@@ -351,12 +390,44 @@ impl Verifier {
             Some(proven) => proven.min(claims.key_assurance),
             None => claims.key_assurance,
         };
+        let attested_pcrs = match &key.ak {
+            Some(ak) => check_quote(ak, &claims)?,
+            None => None,
+        };
         Ok(VerifiedPosture {
             kid,
             key_assurance,
             claims,
+            attested_pcrs,
         })
     }
+}
+
+/// Verifies the quote in `claims` (if any) with the enrolled `ak`: qualifying data
+/// [`quote_qualifying_data`]`(eat_nonce, report)`, a non-empty sha256 selection, PCR
+/// values matching the signed digest.
+fn check_quote(
+    ak: &TpmPublic,
+    claims: &EvidenceClaims,
+) -> Result<Option<BTreeMap<u32, String>>, VerifyError> {
+    let Some(quote) = claims.tpm.as_ref().and_then(|t| t.quote.as_ref()) else {
+        return Ok(None);
+    };
+    let nonce = claims
+        .eat_nonce
+        .as_deref()
+        .ok_or_else(|| VerifyError::Quote("a quote without eat_nonce binds nothing".into()))?;
+    let expected = quote_qualifying_data(nonce, &claims.report)
+        .map_err(|e| VerifyError::Quote(e.to_string()))?;
+    let verified =
+        verify_quote(ak, quote, &expected, &[]).map_err(|e| VerifyError::Quote(e.to_string()))?;
+    Ok(Some(
+        verified
+            .pcrs
+            .iter()
+            .map(|(pcr, value)| (*pcr, to_hex(value)))
+            .collect(),
+    ))
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], part: Part) -> Result<T, VerifyError> {

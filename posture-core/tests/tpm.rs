@@ -493,3 +493,85 @@ fn tpm2_checkquote_verifies_our_quote() {
     let bad = run(&"00".repeat(32));
     assert!(!bad.status.success());
 }
+
+#[test]
+fn make_credential_to_an_ecc_p256_ek_is_activated_by_the_tpm() {
+    use tss_esapi::abstraction::ek::create_ek_public_from_default_template_2;
+    use tss_esapi::abstraction::{AsymmetricAlgorithmSelection, DefaultKey};
+    use tss_esapi::constants::SessionType;
+    use tss_esapi::handles::AuthHandle;
+    use tss_esapi::interface_types::algorithm::HashingAlgorithm;
+    use tss_esapi::interface_types::ecc::EccCurve;
+    use tss_esapi::interface_types::resource_handles::Hierarchy;
+    use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
+    use tss_esapi::structures::{EncryptedSecret, IdObject, SymmetricDefinition};
+    use tss_esapi::traits::Marshall;
+
+    let swtpm = Swtpm::start();
+    let tpm = swtpm.open();
+    let secret = [0x42u8; 32];
+    let recovered = tpm
+        .with_context(|ctx| {
+            // The TCG default ECC NIST P-256 EK (low range), and an AK beside it.
+            let template = create_ek_public_from_default_template_2(
+                AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP256),
+                None::<DefaultKey>,
+            )
+            .unwrap();
+            let ek = ctx
+                .execute_with_session(Some(AuthSession::Password), |ctx| {
+                    ctx.create_primary(Hierarchy::Endorsement, template, None, None, None, None)
+                })
+                .unwrap();
+            let ek_public = ek.out_public.marshall().unwrap();
+            let (ak, ak_public) = raw::primary(ctx, raw::ecc(true, false, true));
+
+            let ek_parsed = attestation::tpm2::TpmPublic::parse(&ek_public).unwrap();
+            let ak_name = attestation::tpm2::TpmPublic::parse(&ak_public)
+                .unwrap()
+                .name()
+                .unwrap();
+            let made =
+                attestation::make_credential(&ek_parsed, &ak_name, &secret, &mut rand_core::OsRng)
+                    .unwrap();
+
+            let session = ctx
+                .start_auth_session(
+                    None,
+                    None,
+                    None,
+                    SessionType::Policy,
+                    SymmetricDefinition::AES_128_CFB,
+                    HashingAlgorithm::Sha256,
+                )
+                .unwrap()
+                .unwrap();
+            ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
+                ctx.policy_secret(
+                    PolicySession::try_from(session).unwrap(),
+                    AuthHandle::Endorsement,
+                    Default::default(),
+                    Default::default(),
+                    Default::default(),
+                    None,
+                )
+            })
+            .unwrap();
+            let recovered = ctx
+                .execute_with_sessions((Some(AuthSession::Password), Some(session), None), |ctx| {
+                    ctx.activate_credential(
+                        ak,
+                        ek.key_handle,
+                        IdObject::try_from(made.credential_blob.clone()).unwrap(),
+                        EncryptedSecret::try_from(made.encrypted_secret.clone()).unwrap(),
+                    )
+                })
+                .unwrap();
+            for h in [ak, ek.key_handle] {
+                ctx.flush_context(h.into()).unwrap();
+            }
+            Ok(recovered.value().to_vec())
+        })
+        .unwrap();
+    assert_eq!(recovered, secret);
+}

@@ -172,6 +172,11 @@ enum posture_status
    */
   POSTURE_STATUS_EVIDENCE_INVALID_CLAIMS = 211,
   /**
+   * The TPM quote in the evidence does not verify (wrong AK, nonce/report binding,
+   * PCR digest or selection).
+   */
+  POSTURE_STATUS_EVIDENCE_QUOTE = 212,
+  /**
    * Collecting posture failed.
    */
   POSTURE_STATUS_COLLECT_FAILED = 300,

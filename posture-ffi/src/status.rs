@@ -65,6 +65,9 @@ pub enum posture_status {
     EvidenceAudienceMismatch = 210,
     /// The signed claims or the report inside them are invalid.
     EvidenceInvalidClaims = 211,
+    /// The TPM quote in the evidence does not verify (wrong AK, nonce/report binding,
+    /// PCR digest or selection).
+    EvidenceQuote = 212,
 
     /// Collecting posture failed.
     CollectFailed = 300,
@@ -101,6 +104,7 @@ impl posture_status {
         Self::EvidenceNonceMismatch,
         Self::EvidenceAudienceMismatch,
         Self::EvidenceInvalidClaims,
+        Self::EvidenceQuote,
         Self::CollectFailed,
         Self::KeyError,
         Self::InvalidReport,
@@ -138,6 +142,7 @@ impl posture_status {
             Self::EvidenceNonceMismatch => "the evidence nonce does not match",
             Self::EvidenceAudienceMismatch => "the evidence audience does not match",
             Self::EvidenceInvalidClaims => "the evidence claims or report are invalid",
+            Self::EvidenceQuote => "the TPM quote in the evidence does not verify",
             Self::CollectFailed => "collecting posture failed",
             Self::KeyError => "the device key could not be loaded, created or used",
             Self::InvalidReport => "the report is not a valid posture report",

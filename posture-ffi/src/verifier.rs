@@ -78,6 +78,7 @@ fn verify_status(error: &VerifyError) -> posture_status {
         VerifyError::Nonce => posture_status::EvidenceNonceMismatch,
         VerifyError::Audience => posture_status::EvidenceAudienceMismatch,
         VerifyError::Claims(_) | VerifyError::Report(_) => posture_status::EvidenceInvalidClaims,
+        VerifyError::Quote(_) => posture_status::EvidenceQuote,
     }
 }
 

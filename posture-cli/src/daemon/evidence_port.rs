@@ -6,12 +6,14 @@ use std::path::Path;
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use posture_core::evidence::{sign_evidence, EvidenceError, EvidenceOptions};
+use posture_core::evidence::{EvidenceError, EvidenceOptions};
 use posture_core::exports::caep::{self, ComplianceChange, ComplianceStatus, SetOptions};
-use posture_core::keys::{Jwk, KeyError, Signer};
+use posture_core::keys::{Jwk, KeyError};
 use posture_core::policy::{Policy, Reason};
 use posture_core::Report;
 use serde_json::Value;
+
+use crate::device_key::DeviceKey;
 
 /// Overall compliance of a report under the configured policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,6 +33,9 @@ pub enum PortError {
     /// Evidence or an event could not be made.
     #[error(transparent)]
     Evidence(#[from] EvidenceError),
+    /// Evidence could not be signed (the message has the cause, e.g. a TPM error).
+    #[error("signing evidence: {0}")]
+    Sign(String),
     /// The policy file could not be read or is invalid.
     #[error("policy {path}: {message}")]
     Policy {
@@ -79,17 +84,26 @@ pub fn load_policy(path: &Path) -> Result<Policy, PortError> {
 /// The device key, posture-core's evidence and CAEP export, and the configured policy.
 #[derive(Debug)]
 pub struct CoreEvidence {
-    signer: Box<dyn Signer>,
+    key: DeviceKey,
+    /// PCRs quoted into evidence when the key is in a TPM and the caller gave a nonce.
+    quote_pcrs: Vec<u32>,
     ttl: Duration,
     /// `None`: compliant means every check that ran passed.
     policy: RwLock<Option<Policy>>,
 }
 
 impl CoreEvidence {
-    /// Evidence signed by `signer`, valid for `ttl`, judged by `policy`.
-    pub fn new(signer: Box<dyn Signer>, ttl: Duration, policy: Option<Policy>) -> Self {
+    /// Evidence signed by `key` (with PCR quotes of `quote_pcrs` when it is in a TPM),
+    /// valid for `ttl`, judged by `policy`.
+    pub fn new(
+        key: DeviceKey,
+        quote_pcrs: Vec<u32>,
+        ttl: Duration,
+        policy: Option<Policy>,
+    ) -> Self {
         Self {
-            signer,
+            key,
+            quote_pcrs,
             ttl,
             policy: RwLock::new(policy),
         }
@@ -108,7 +122,10 @@ impl EvidenceSource for CoreEvidence {
             audience: audience.map(str::to_owned),
             ttl: self.ttl,
         };
-        Ok(sign_evidence(report, self.signer.as_ref(), &options)?)
+        // Same code path as `posture report`: TPM quote bound to nonce and report, and the
+        // fallback reason when a software key stands in for the TPM.
+        crate::cmd_report::sign(&self.key, report, &options, &self.quote_pcrs)
+            .map_err(|e| PortError::Sign(format!("{e:#}")))
     }
 
     fn assess(&self, report: &Report) -> Assessment {
@@ -117,11 +134,7 @@ impl EvidenceSource for CoreEvidence {
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let reasons = match policy.as_ref() {
-            Some(policy) => {
-                policy
-                    .decide_report(report, self.signer.assurance())
-                    .reasons
-            }
+            Some(policy) => policy.decide_report(report, self.key.assurance()).reasons,
             None => report
                 .findings
                 .iter()
@@ -168,19 +181,16 @@ impl EvidenceSource for CoreEvidence {
         };
         Ok(caep::compliance_change(
             &change,
-            self.signer.as_ref(),
+            self.key.signer.as_ref(),
             &options,
         )?)
     }
 
     fn public_jwk(&self) -> Value {
-        let mut jwk = serde_json::to_value(Jwk::from_public_key(&self.signer.public_key()))
+        let mut jwk = serde_json::to_value(Jwk::from_public_key(&self.key.signer.public_key()))
             .unwrap_or(Value::Null);
         if let Some(object) = jwk.as_object_mut() {
-            object.insert(
-                "key_assurance".into(),
-                self.signer.assurance().as_str().into(),
-            );
+            object.insert("key_assurance".into(), self.key.assurance().as_str().into());
         }
         jwk
     }
@@ -212,7 +222,6 @@ pub fn new_jti() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use posture_core::keys::software::SoftwareKey;
     use posture_core::verify::{Verifier, VerifyOptions};
     use posture_core::{Finding, Remediation};
 
@@ -232,8 +241,12 @@ mod tests {
     }
 
     fn source(dir: &Path, policy: Option<Policy>) -> CoreEvidence {
-        let key = SoftwareKey::load_or_create(&dir.join("keys")).unwrap();
-        CoreEvidence::new(Box::new(key), Duration::from_secs(60), policy)
+        let config = crate::device_key::KeyConfig {
+            backend: crate::device_key::Backend::Software,
+            ..crate::device_key::KeyConfig::default()
+        };
+        let key = crate::device_key::open(&config, &dir.join("keys"), false).unwrap();
+        CoreEvidence::new(key, Vec::new(), Duration::from_secs(60), policy)
     }
 
     #[test]

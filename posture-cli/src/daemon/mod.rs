@@ -145,13 +145,27 @@ async fn main_loop(config_path: Option<PathBuf>, config: Config) -> Result<(), D
 
     let state_dir = config.daemon.state_dir()?;
     create_dir(&state_dir, 0o700)?;
-    let key = posture_core::keys::software::SoftwareKey::load_or_create(&state_dir.join("keys"))
-        .map_err(PortError::from)?;
+    // The TPM key (with its attestation key, for quotes) where there is a usable TPM,
+    // else the software key as `[key]` allows; the same keys `posture report` uses.
+    let key = crate::device_key::open_quietly(&config.key, &state_dir.join("keys"), true)
+        .map_err(|e| PortError::Sign(format!("{e:#}")))?;
+    if let Some(reason) = &key.fallback_reason {
+        tracing::warn!(
+            reason = %reason,
+            fix = key.fallback_fix.as_deref().unwrap_or(""),
+            "signing with a software key: the TPM is not usable"
+        );
+    }
     let policy = match &config.daemon.policy {
         Some(path) => Some(evidence_port::load_policy(path)?),
         None => None,
     };
-    let evidence = CoreEvidence::new(Box::new(key), config.daemon.evidence_ttl, policy);
+    let evidence = CoreEvidence::new(
+        key,
+        config.key.quote_pcrs.clone(),
+        config.daemon.evidence_ttl,
+        policy,
+    );
     let outbox = Outbox::open(
         &state_dir.join("outbox"),
         config.daemon.outbox_max_items,

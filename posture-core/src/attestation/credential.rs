@@ -23,7 +23,8 @@ pub struct MadeCredential {
     /// The contents of `TPM2B_ID_OBJECT` (without the 16-bit size): the integrity HMAC as a
     /// `TPM2B_DIGEST` followed by the encrypted credential.
     pub credential_blob: Vec<u8>,
-    /// The contents of `TPM2B_ENCRYPTED_SECRET`: the seed, RSA-OAEP encrypted to the EK.
+    /// The contents of `TPM2B_ENCRYPTED_SECRET`: the seed RSA-OAEP encrypted to an RSA EK,
+    /// or the ephemeral ECDH point (`TPMS_ECC_POINT`) for an ECC EK.
     pub encrypted_secret: Vec<u8>,
 }
 
@@ -56,8 +57,96 @@ pub fn kdfa_sha256(
     Ok(out)
 }
 
-/// MakeCredential for an RSA EK whose name algorithm is SHA-256 and whose symmetric
-/// algorithm is AES-128-CFB (the TCG default EK template, "RSA 2048 low range").
+/// KDFe (Part 1, 11.4.10.3): the SP 800-56A concatenation KDF with SHA-256 over the
+/// ECDH shared x coordinate `z`. `label` is given without its terminating NUL.
+pub fn kdfe_sha256(
+    z: &[u8],
+    label: &str,
+    party_u: &[u8],
+    party_v: &[u8],
+    bits: u32,
+) -> Result<Zeroizing<Vec<u8>>, AttestationError> {
+    use sha2::Digest as _;
+    let bytes = usize::try_from(bits.div_ceil(8))
+        .map_err(|_| AttestationError::Unsupported("KDFe output size".into()))?;
+    let mut out = Zeroizing::new(Vec::with_capacity(bytes + 32));
+    let mut counter: u32 = 1;
+    while out.len() < bytes {
+        let block = Sha256::new()
+            .chain_update(counter.to_be_bytes())
+            .chain_update(z)
+            .chain_update(label.as_bytes())
+            .chain_update([0])
+            .chain_update(party_u)
+            .chain_update(party_v)
+            .finalize();
+        out.extend_from_slice(&block);
+        counter += 1;
+    }
+    out.truncate(bytes);
+    Ok(out)
+}
+
+/// The seed and its encryption to the EK (Part 1, 24.4 and Annex C.6/C.7): RSA-OAEP with
+/// label "IDENTITY", or for an ECC P-256 EK one-pass ECDH with an ephemeral key, the seed
+/// being KDFe(Z, "IDENTITY", ephemeral x, EK x) and the "encrypted secret" the ephemeral
+/// public point (`TPMS_ECC_POINT`).
+fn seed_for(
+    ek: &TpmPublic,
+    rng: &mut impl CryptoRngCore,
+) -> Result<(Zeroizing<Vec<u8>>, Vec<u8>), AttestationError> {
+    match &ek.key {
+        PublicKey::Rsa { .. } => {
+            let mut seed = Zeroizing::new(vec![0u8; 32]);
+            rng.fill_bytes(seed.as_mut());
+            let padding = rsa::Oaep::new_with_label::<Sha256, _>("IDENTITY\0");
+            let encrypted = ek
+                .rsa()?
+                .encrypt(rng, padding, seed.as_ref())
+                .map_err(|e| AttestationError::Unsupported(format!("RSA-OAEP: {e}")))?;
+            Ok((seed, encrypted))
+        }
+        PublicKey::Ecc { x: ek_x, .. } => {
+            use p256::elliptic_curve::point::AffineCoordinates;
+            use p256::elliptic_curve::sec1::ToEncodedPoint;
+            let ek_point = ek.p256()?;
+            let ephemeral = p256::NonZeroScalar::random(rng);
+            let shared = (ek_point.to_projective() * *ephemeral).to_affine();
+            let z = Zeroizing::new(shared.x().to_vec());
+            let public = p256::PublicKey::from_secret_scalar(&ephemeral).to_encoded_point(false);
+            let (Some(x), Some(y)) = (public.x(), public.y()) else {
+                return Err(AttestationError::Unsupported("ephemeral point".into()));
+            };
+            let seed = kdfe_sha256(&z, "IDENTITY", x, &left_pad32(ek_x)?, 256)?;
+            let mut point = Vec::with_capacity(68);
+            for coordinate in [x.as_slice(), y.as_slice()] {
+                point.extend_from_slice(&32u16.to_be_bytes());
+                point.extend_from_slice(coordinate);
+            }
+            Ok((seed, point))
+        }
+    }
+}
+
+/// The EK's x coordinate as the 32 bytes KDFe takes (the TPM uses the point's x as
+/// stored, which for P-256 is 32 bytes; a shorter encoding is left-padded).
+fn left_pad32(x: &[u8]) -> Result<[u8; 32], AttestationError> {
+    let start = x.iter().take_while(|b| **b == 0).count().min(x.len());
+    let x = &x[start..];
+    if x.len() > 32 {
+        return Err(AttestationError::Malformed {
+            what: "TPMT_PUBLIC",
+            message: "ECC coordinate longer than 32 bytes".into(),
+        });
+    }
+    let mut out = [0u8; 32];
+    out[32 - x.len()..].copy_from_slice(x);
+    Ok(out)
+}
+
+/// MakeCredential for an EK whose name algorithm is SHA-256 and whose symmetric algorithm
+/// is AES-128-CFB: the TCG default EK templates "RSA 2048" and "ECC NIST P-256" (low
+/// range).
 ///
 /// `credential` is at most 32 bytes (a `TPM2B_DIGEST` for SHA-256).
 pub fn make_credential(
@@ -66,10 +155,12 @@ pub fn make_credential(
     credential: &[u8],
     rng: &mut impl CryptoRngCore,
 ) -> Result<MadeCredential, AttestationError> {
-    if !matches!(ek.key, PublicKey::Rsa { .. }) {
-        return Err(AttestationError::Unsupported(
-            "MakeCredential is implemented for RSA EKs only".into(),
-        ));
+    if let PublicKey::Ecc { curve, .. } = &ek.key {
+        if *curve != super::tpm2::ECC_NIST_P256 {
+            return Err(AttestationError::Unsupported(format!(
+                "MakeCredential for ECC EKs on curve 0x{curve:04x} (only NIST P-256)"
+            )));
+        }
     }
     if ek.name_alg != alg::SHA256 || ek.symmetric != (alg::AES, 128, alg::CFB) {
         return Err(AttestationError::Unsupported(format!(
@@ -82,16 +173,8 @@ pub fn make_credential(
             "credential must be 1 to 32 bytes".into(),
         ));
     }
-    let ek_key = ek.rsa()?;
-
-    // The seed is as long as the EK's name-algorithm digest.
-    let mut seed = Zeroizing::new([0u8; 32]);
-    rng.fill_bytes(seed.as_mut());
-
-    let padding = rsa::Oaep::new_with_label::<Sha256, _>("IDENTITY\0");
-    let encrypted_secret = ek_key
-        .encrypt(rng, padding, seed.as_ref())
-        .map_err(|e| AttestationError::Unsupported(format!("RSA-OAEP: {e}")))?;
+    // The seed is as long as the EK's name-algorithm digest (SHA-256).
+    let (seed, encrypted_secret) = seed_for(ek, rng)?;
 
     let sym_key = kdfa_sha256(seed.as_ref(), "STORAGE", ak_name, &[], 128)?;
     let mut enc_identity = Zeroizing::new(Vec::with_capacity(2 + credential.len()));

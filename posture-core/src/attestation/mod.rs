@@ -29,7 +29,7 @@ pub mod tpm2;
 mod verify;
 mod wire;
 
-pub use credential::{kdfa_sha256, make_credential, MadeCredential};
+pub use credential::{kdfa_sha256, kdfe_sha256, make_credential, MadeCredential};
 pub use ekcert::{parse_roots, verify_ek_certificate, EkCertificateInfo};
 pub use tools::{p256_public_key_pem, tpm2_tools_pcrs, write_tpm2_tools_files};
 pub use verify::{

@@ -304,7 +304,7 @@ pub fn verify_quote(
             "PCR values reported that the quote does not cover".into(),
         ));
     }
-    let digest = hasher.finalize();
+    let digest: [u8; 32] = hasher.finalize().into();
     if !bool::from(digest.as_slice().ct_eq(pcr_digest)) {
         return Err(AttestationError::Rejected(
             "PCR digest does not match the reported PCR values".into(),

@@ -101,14 +101,16 @@ macro_rules! json_message {
 }
 
 /// A `TPMS_ATTEST` and the `TPMT_SIGNATURE` over it, as the TPM produced them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignedAttest {
-    /// Marshalled `TPMS_ATTEST`.
+    /// Marshalled `TPMS_ATTEST`, base64.
     #[serde(with = "b64")]
+    #[schemars(with = "String")]
     pub attest: Vec<u8>,
-    /// Marshalled `TPMT_SIGNATURE`.
+    /// Marshalled `TPMT_SIGNATURE`, base64.
     #[serde(with = "b64")]
+    #[schemars(with = "String")]
     pub signature: Vec<u8>,
 }
 
@@ -218,7 +220,7 @@ impl EnrolledDevice {
 }
 
 /// PCR values as read from the TPM, by bank.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PcrValues {
     /// The `sha256` bank: PCR index to value (hex).
@@ -226,7 +228,7 @@ pub struct PcrValues {
 }
 
 /// A PCR quote as carried in evidence.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Quote {
     /// [`PROTOCOL_VERSION`].
@@ -235,8 +237,9 @@ pub struct Quote {
     pub quote: SignedAttest,
     /// The PCR values the quote covers.
     pub pcrs: PcrValues,
-    /// The TCG event log (binary_bios_measurements), where readable.
+    /// The TCG event log (binary_bios_measurements), base64, where readable.
     #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
     pub event_log: Option<Vec<u8>>,
 }
 json_message!(Quote, "quote");

@@ -75,6 +75,9 @@ impl Policy {
     /// Decides on verified evidence at `now` (for the evidence-age rule).
     pub fn decide_at(&self, verified: &VerifiedPosture, now: SystemTime) -> Decision {
         let mut reasons = self.report_reasons(&verified.claims.report, verified.key_assurance);
+        if !self.expected_pcrs.is_empty() {
+            self.pcrs(verified, &mut reasons);
+        }
         if let Some(max) = self.max_evidence_age {
             let age = now.duration_since(verified.issued_at()).unwrap_or_default();
             if age > max {
@@ -127,7 +130,7 @@ impl Policy {
                     status: None,
                     remediation: Some(Remediation::new(
                         "Enroll this device with its TPM so that its key cannot be copied: \
-                         run `sudo posture enroll`.",
+                         run `posture enroll request` and send the request to your verifier.",
                     )),
                 });
             }
@@ -136,6 +139,41 @@ impl Policy {
             secure_boot(report, &mut reasons);
         }
         reasons
+    }
+
+    /// PCR values are public measurements, not secrets: a plain comparison is fine.
+    fn pcrs(&self, verified: &VerifiedPosture, reasons: &mut Vec<Reason>) {
+        let reason = |message: String, fix: &str| Reason {
+            rule: "expected_pcrs".into(),
+            message,
+            finding: None,
+            status: None,
+            remediation: Some(Remediation::new(fix)),
+        };
+        let Some(quoted) = &verified.attested_pcrs else {
+            reasons.push(reason(
+                "the evidence has no TPM quote verified with an enrolled attestation key"
+                    .into(),
+                "Enroll this device (`posture enroll request`), and send evidence made with                  the verifier's nonce: `posture report --nonce N`.",
+            ));
+            return;
+        };
+        for (pcr, want) in &self.expected_pcrs {
+            let want = crate::attestation::to_hex(want);
+            match quoted.get(pcr) {
+                Some(got) if *got == want => {}
+                Some(got) => reasons.push(reason(
+                    format!("PCR {pcr} is {got}; the policy expects {want}"),
+                    "The boot chain differs from the approved one (firmware, boot loader or \
+                     Secure Boot settings changed). Restore them, or have the policy updated.",
+                )),
+                None => reasons.push(reason(
+                    format!("PCR {pcr} is not in the quote; the policy expects {want}"),
+                    "Quote the PCRs the policy checks: add them to `quote_pcrs` in the `[key]` \
+                     section of posture's configuration.",
+                )),
+            }
+        }
     }
 
     fn os_version(&self, report: &Report, reasons: &mut Vec<Reason>) {

@@ -13,6 +13,9 @@
 //! debian = "12"
 //! ubuntu = "22.04"
 //! macos = "14.5"
+//!
+//! [expected_pcrs]    # sha256 bank; needs an enrolled TPM device and a nonce
+//! 7 = "65caf8dd1e0ea7a6347b635d2b379c93b9a1351edc2afc3ecda700e534eb3068"
 //! ```
 //!
 //! The same document is accepted as JSON. Unknown rules are errors, and every error
@@ -66,6 +69,16 @@ pub struct Policy {
         skip_serializing_if = "Option::is_none"
     )]
     pub max_evidence_age: Option<Duration>,
+    /// sha256 PCR values (index 0-23 to 64 hex digits) that a TPM quote in the evidence,
+    /// verified with the device's enrolled attestation key, must show. Evidence without
+    /// such a quote is denied.
+    #[serde(
+        default,
+        deserialize_with = "de_pcrs",
+        serialize_with = "ser_pcrs",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub expected_pcrs: BTreeMap<u32, [u8; 32]>,
 }
 
 /// A policy file that cannot be used.
@@ -162,6 +175,42 @@ fn ser_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::O
     }
 }
 
+/// The highest PCR index of a PC-client TPM.
+const MAX_PCR: u32 = 23;
+
+fn de_pcrs<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<u32, [u8; 32]>, D::Error> {
+    use serde::de::Error;
+    // TOML table keys are strings, so both forms are read as string -> string.
+    let raw = BTreeMap::<String, String>::deserialize(d)?;
+    let mut out = BTreeMap::new();
+    for (index, hex) in raw {
+        let pcr = index
+            .parse::<u32>()
+            .ok()
+            .filter(|p| *p <= MAX_PCR)
+            .ok_or_else(|| D::Error::custom(format!("PCR {index:?} is not 0 to {MAX_PCR}")))?;
+        let value: [u8; 32] = crate::attestation::from_hex(&hex)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .ok_or_else(|| {
+                D::Error::custom(format!(
+                    "PCR {pcr}: {hex:?} is not a sha256 value (64 hex digits)"
+                ))
+            })?;
+        out.insert(pcr, value);
+    }
+    Ok(out)
+}
+
+fn ser_pcrs<S: serde::Serializer>(pcrs: &BTreeMap<u32, [u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut map = s.serialize_map(Some(pcrs.len()))?;
+    for (pcr, value) in pcrs {
+        map.serialize_entry(&pcr.to_string(), &crate::attestation::to_hex(value))?;
+    }
+    map.end()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +226,10 @@ max_evidence_age = "10m"
 [min_os_version]
 debian = "12"
 ubuntu = "22.04"
+
+[expected_pcrs]
+7 = "65CAF8DD1E0EA7A6347B635D2B379C93B9A1351EDC2AFC3ECDA700E534EB3068"
+0 = "0000000000000000000000000000000000000000000000000000000000000000"
 "#;
 
     #[test]
@@ -188,6 +241,20 @@ ubuntu = "22.04"
         assert!(p.require_secure_boot);
         assert_eq!(p.max_evidence_age, Some(Duration::from_secs(600)));
         assert_eq!(p.min_os_version["ubuntu"].to_string(), "22.04");
+        assert_eq!(p.expected_pcrs.len(), 2);
+        assert_eq!(p.expected_pcrs[&7][..2], [0x65, 0xca]);
+    }
+
+    #[test]
+    fn bad_pcr_rules_are_errors() {
+        for bad in [
+            "[expected_pcrs]\n24 = \"00\"\n",
+            "[expected_pcrs]\nseven = \"00\"\n",
+            "[expected_pcrs]\n7 = \"abcd\"\n",
+        ] {
+            let err = Policy::from_toml_str(bad).unwrap_err().to_string();
+            assert!(err.contains("line "), "{err}");
+        }
     }
 
     #[test]

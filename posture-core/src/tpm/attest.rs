@@ -179,8 +179,12 @@ impl AttestationKey {
                     ))
                 })();
                 // The TPM closes the session itself when ActivateCredential succeeds
-                // (continueSession is clear); flush it in case it failed before.
-                let _ = ctx.flush_context(tss_esapi::handles::SessionHandle::from(session).into());
+                // (continueSession is clear); flush it only when something failed, so
+                // a success costs no failing FlushContext.
+                if activated.is_err() {
+                    let _ =
+                        ctx.flush_context(tss_esapi::handles::SessionHandle::from(session).into());
+                }
                 activated
             })();
             let _ = ctx.flush_context(ek.into());

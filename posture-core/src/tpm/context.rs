@@ -4,7 +4,8 @@ use std::path::Path;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use tss_esapi::constants::PropertyTag;
+use tss_esapi::constants::{CapabilityType, PropertyTag};
+use tss_esapi::structures::CapabilityData;
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::Context;
 
@@ -98,30 +99,43 @@ impl Tpm {
         f(&mut ctx)
     }
 
-    /// Manufacturer and vendor strings, and whether this is a software TPM.
+    /// Manufacturer and vendor strings, and whether this is a software TPM. One TPM
+    /// command: the fixed properties from `TPM_PT_MANUFACTURER` to
+    /// `TPM_PT_FIRMWARE_VERSION_2` are consecutive, so one GetCapability returns them all.
     pub fn info(&self) -> Result<TpmInfo, KeyError> {
-        self.with_context(|ctx| {
-            let mut prop = |tag| {
-                ctx.get_tpm_property(tag)
-                    .map(Option::unwrap_or_default)
-                    .map_err(tss_err("reading TPM properties"))
-            };
-            let manufacturer = ascii(&[prop(PropertyTag::Manufacturer)?]);
-            let vendor = ascii(&[
-                prop(PropertyTag::VendorString1)?,
-                prop(PropertyTag::VendorString2)?,
-                prop(PropertyTag::VendorString3)?,
-                prop(PropertyTag::VendorString4)?,
-            ]);
-            let firmware = (u64::from(prop(PropertyTag::FirmwareVersion1)?) << 32)
-                | u64::from(prop(PropertyTag::FirmwareVersion2)?);
-            let software = is_software_tpm(&manufacturer, &vendor);
-            Ok(TpmInfo {
-                manufacturer,
-                vendor,
-                firmware_version: firmware,
-                software,
-            })
+        let properties = self.with_context(|ctx| {
+            let (data, _) = ctx
+                .execute_without_session(|ctx| {
+                    ctx.get_capability(
+                        CapabilityType::TpmProperties,
+                        PropertyTag::Manufacturer.into(),
+                        8,
+                    )
+                })
+                .map_err(tss_err("reading TPM properties"))?;
+            match data {
+                CapabilityData::TpmProperties(list) => Ok(list),
+                _ => Err(KeyError::Tpm(
+                    "reading TPM properties: the TPM answered with another capability".into(),
+                )),
+            }
+        })?;
+        let prop = |tag| properties.find(tag).map(|p| p.value()).unwrap_or_default();
+        let manufacturer = ascii(&[prop(PropertyTag::Manufacturer)]);
+        let vendor = ascii(&[
+            prop(PropertyTag::VendorString1),
+            prop(PropertyTag::VendorString2),
+            prop(PropertyTag::VendorString3),
+            prop(PropertyTag::VendorString4),
+        ]);
+        let firmware = (u64::from(prop(PropertyTag::FirmwareVersion1)) << 32)
+            | u64::from(prop(PropertyTag::FirmwareVersion2));
+        let software = is_software_tpm(&manufacturer, &vendor);
+        Ok(TpmInfo {
+            manufacturer,
+            vendor,
+            firmware_version: firmware,
+            software,
         })
     }
 }

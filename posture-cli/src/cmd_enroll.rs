@@ -1,0 +1,303 @@
+//! TPM enrollment: `posture enroll request|complete` on the device and
+//! `posture enrollment begin|finish` on the verifier, and `posture attest`.
+//!
+//! ```text
+//! device:   posture enroll request --out req.json
+//! verifier: posture enrollment begin req.json --ek-roots ca.pem \
+//!               --challenge-out challenge.json --pending-out pending.json
+//! device:   posture enroll complete challenge.json --out response.json
+//! verifier: posture enrollment finish --pending pending.json response.json --out device.json
+//! verifier: posture verify evidence.jws --enrolled device.json --nonce N
+//! ```
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use anyhow::{bail, Context as _, Result};
+use clap::Subcommand;
+use posture_core::attestation::{
+    begin_enrollment, finish_enrollment, parse_roots, EkTrust, EnrolledDevice, EnrollmentChallenge,
+    EnrollmentRequest, EnrollmentResponse, PendingEnrollment, MAX_MESSAGE_BYTES,
+};
+
+/// `posture enroll ...` (on the device).
+#[derive(Debug, Subcommand)]
+pub enum EnrollCommand {
+    /// Print the enrollment request: the TPM's EK (and EK certificate) and the
+    /// attestation key. Creates the TPM keys on first use.
+    Request {
+        /// Write the request here instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Key directory (default: /var/lib/posture/keys as root, else the user's data dir).
+        #[arg(long, value_name = "DIR")]
+        key_dir: Option<PathBuf>,
+    },
+    /// Answer the verifier's challenge: TPM2_ActivateCredential, and TPM2_Certify of the
+    /// device key by the attestation key.
+    Complete {
+        /// The challenge file, or - for stdin.
+        #[arg(value_name = "CHALLENGE_FILE")]
+        challenge: PathBuf,
+        /// Write the response here instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Key directory.
+        #[arg(long, value_name = "DIR")]
+        key_dir: Option<PathBuf>,
+    },
+}
+
+/// `posture enrollment ...` (on the verifier).
+#[derive(Debug, Subcommand)]
+pub enum EnrollmentCommand {
+    /// Check a device's request and make its challenge (MakeCredential to its EK).
+    Begin {
+        /// The device's enrollment request, or - for stdin.
+        #[arg(value_name = "REQUEST_FILE")]
+        request: PathBuf,
+        /// CA certificates (PEM) the EK certificate must chain to: TPM vendor roots.
+        #[arg(
+            long,
+            value_name = "PEM",
+            required_unless_present = "allow_unverified_ek"
+        )]
+        ek_roots: Option<PathBuf>,
+        /// Accept any EK without checking its certificate (trust on first use).
+        #[arg(long, conflicts_with = "ek_roots")]
+        allow_unverified_ek: bool,
+        /// Where to write the challenge for the device.
+        #[arg(long, value_name = "FILE")]
+        challenge_out: PathBuf,
+        /// Where to keep the secret until the response arrives (written 0600).
+        #[arg(long, value_name = "FILE")]
+        pending_out: PathBuf,
+    },
+    /// Check the device's response and write the enrolled device record.
+    Finish {
+        /// The pending file written by `begin` (deleted on success).
+        #[arg(long, value_name = "FILE")]
+        pending: PathBuf,
+        /// The device's response, or - for stdin.
+        #[arg(value_name = "RESPONSE_FILE")]
+        response: PathBuf,
+        /// Where to write the enrolled device (use it with `posture verify --enrolled`).
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+/// Reads a message file (or stdin for `-`), refusing more than [`MAX_MESSAGE_BYTES`].
+fn read_message(path: &Path) -> Result<Vec<u8>> {
+    let limit = u64::try_from(MAX_MESSAGE_BYTES + 1).unwrap_or(u64::MAX);
+    let mut bytes = Vec::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .context("cannot read stdin")?;
+    } else {
+        std::fs::File::open(path)
+            .and_then(|f| f.take(limit).read_to_end(&mut bytes))
+            .with_context(|| format!("cannot read {}", path.display()))?;
+    }
+    Ok(bytes)
+}
+
+/// Writes `text` to `path` (mode 0600, created or replaced), or stdout when `None`.
+fn write_output(path: Option<&Path>, text: &str) -> Result<()> {
+    match path {
+        Some(path) => write_private(path, text),
+        None => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{text}")?;
+            out.flush()?;
+            Ok(())
+        }
+    }
+}
+
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    // `mode` applies only to a new file; an existing one is narrowed too.
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {} to its owner", path.display()))?;
+    writeln!(file, "{text}").with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Runs `posture enroll ...`.
+pub fn run_enroll(command: EnrollCommand) -> Result<u8> {
+    match command {
+        EnrollCommand::Request { out, key_dir } => {
+            let dir = crate::cmd_key::key_dir(key_dir.as_deref())?;
+            let request = device::request(&dir)?;
+            write_output(out.as_deref(), &request.to_json()?)?;
+        }
+        EnrollCommand::Complete {
+            challenge,
+            out,
+            key_dir,
+        } => {
+            let dir = crate::cmd_key::key_dir(key_dir.as_deref())?;
+            let challenge = EnrollmentChallenge::from_json(&read_message(&challenge)?)
+                .context("invalid enrollment challenge")?;
+            let response = device::complete(&dir, &challenge)?;
+            write_output(out.as_deref(), &response.to_json()?)?;
+        }
+    }
+    Ok(crate::EXIT_OK)
+}
+
+/// Runs `posture enrollment ...`.
+pub fn run_enrollment(command: EnrollmentCommand) -> Result<u8> {
+    match command {
+        EnrollmentCommand::Begin {
+            request,
+            ek_roots,
+            allow_unverified_ek,
+            challenge_out,
+            pending_out,
+        } => {
+            let request = EnrollmentRequest::from_json(&read_message(&request)?)
+                .context("invalid enrollment request")?;
+            let roots = match (&ek_roots, allow_unverified_ek) {
+                (Some(path), _) => parse_roots(
+                    &std::fs::read(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
+                )
+                .with_context(|| format!("invalid EK roots {}", path.display()))?,
+                (None, true) => Vec::new(),
+                (None, false) => bail!("give --ek-roots PEM, or --allow-unverified-ek"),
+            };
+            let trust = if ek_roots.is_some() {
+                EkTrust::Roots(&roots)
+            } else {
+                EkTrust::Unverified
+            };
+            let (challenge, pending) = begin_enrollment(&request, trust, SystemTime::now())
+                .context("enrollment request rejected")?;
+            write_private(&pending_out, &pending.to_json()?)?;
+            write_private(&challenge_out, &challenge.to_json()?)?;
+            eprintln!(
+                "challenge written to {}; send it to the device (posture enroll complete)",
+                challenge_out.display()
+            );
+        }
+        EnrollmentCommand::Finish {
+            pending: pending_path,
+            response,
+            out,
+        } => {
+            let pending = PendingEnrollment::from_json(&read_message(&pending_path)?)
+                .context("invalid pending enrollment")?;
+            let response = EnrollmentResponse::from_json(&read_message(&response)?)
+                .context("invalid enrollment response")?;
+            let device: EnrolledDevice =
+                finish_enrollment(&pending, &response).context("enrollment rejected")?;
+            write_private(&out, &device.to_json()?)?;
+            // The pending file holds the secret; it has served its purpose.
+            std::fs::remove_file(&pending_path)
+                .with_context(|| format!("cannot remove {}", pending_path.display()))?;
+            let kid = posture_core::keys::key_id(&device.device_key()?);
+            eprintln!(
+                "enrolled device key {kid} (EK trust: {}); written to {}",
+                device.ek_trust,
+                out.display()
+            );
+        }
+    }
+    Ok(crate::EXIT_OK)
+}
+
+/// Loads an enrolled device record.
+pub fn load_enrolled(path: &Path) -> Result<EnrolledDevice> {
+    EnrolledDevice::from_json(&read_message(path)?)
+        .with_context(|| format!("invalid enrolled device {}", path.display()))
+}
+
+/// Runs `posture attest --nonce HEX --out DIR`: a quote whose qualifying data is the
+/// nonce itself, as files for `tpm2_checkquote`, plus `quote.json`.
+pub fn run_attest(key_dir: Option<&Path>, nonce: &str, out: &Path, pcrs: &[u32]) -> Result<u8> {
+    let nonce = posture_core::attestation::from_hex(nonce)
+        .ok()
+        .filter(|n| (8..=64).contains(&n.len()))
+        .context("--nonce must be 8 to 64 bytes as hex")?;
+    let dir = crate::cmd_key::key_dir(key_dir)?;
+    let (quote, ak_public) = device::quote(&dir, &nonce, pcrs)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    posture_core::attestation::write_tpm2_tools_files(out, &quote, &ak_public, &nonce)
+        .with_context(|| format!("cannot write the quote files to {}", out.display()))?;
+    std::fs::write(out.join("quote.json"), quote.to_json()? + "\n")
+        .with_context(|| format!("cannot write {}", out.join("quote.json").display()))?;
+    eprintln!(
+        "check with: tpm2_checkquote -u ak.pub.pem -m quote.msg -s quote.sig -f pcrs.bin \
+         -g sha256 -q $(cat qualifying-data.hex)   (in {})",
+        out.display()
+    );
+    Ok(crate::EXIT_OK)
+}
+
+#[cfg(all(feature = "tpm", target_os = "linux"))]
+mod device {
+    use std::path::Path;
+
+    use anyhow::{Context as _, Result};
+    use posture_core::attestation::{
+        EnrollmentChallenge, EnrollmentRequest, EnrollmentResponse, Quote,
+    };
+
+    use crate::device_key::open_tpm_for_attestation;
+
+    pub fn request(dir: &Path) -> Result<EnrollmentRequest> {
+        let (_, ak) = open_tpm_for_attestation(dir, false)?;
+        ak.enrollment_request()
+            .context("cannot build the enrollment request")
+    }
+
+    pub fn complete(dir: &Path, challenge: &EnrollmentChallenge) -> Result<EnrollmentResponse> {
+        let (signer, ak) = open_tpm_for_attestation(dir, true)?;
+        let signer = signer.context("the device key was not loaded")?;
+        ak.enrollment_response(challenge, &signer)
+            .context("cannot answer the enrollment challenge")
+    }
+
+    pub fn quote(dir: &Path, nonce: &[u8], pcrs: &[u32]) -> Result<(Quote, Vec<u8>)> {
+        let (_, ak) = open_tpm_for_attestation(dir, false)?;
+        let quote = ak.quote(nonce, pcrs).context("cannot quote the PCRs")?;
+        Ok((quote, ak.public().to_vec()))
+    }
+}
+
+#[cfg(not(all(feature = "tpm", target_os = "linux")))]
+mod device {
+    use std::path::Path;
+
+    use anyhow::{bail, Result};
+    use posture_core::attestation::{
+        EnrollmentChallenge, EnrollmentRequest, EnrollmentResponse, Quote,
+    };
+
+    const UNSUPPORTED: &str = "this build of posture has no TPM support (Linux, feature `tpm`)";
+
+    pub fn request(_dir: &Path) -> Result<EnrollmentRequest> {
+        bail!(UNSUPPORTED)
+    }
+
+    pub fn complete(_dir: &Path, _challenge: &EnrollmentChallenge) -> Result<EnrollmentResponse> {
+        bail!(UNSUPPORTED)
+    }
+
+    pub fn quote(_dir: &Path, _nonce: &[u8], _pcrs: &[u32]) -> Result<(Quote, Vec<u8>)> {
+        bail!(UNSUPPORTED)
+    }
+}
