@@ -11,7 +11,6 @@ use anyhow::{bail, Context as _, Result};
 use clap::ValueEnum;
 use posture_core::exports::caep::{self, ComplianceChange, ComplianceStatus, SetOptions};
 use posture_core::exports::{intune, opa};
-use posture_core::keys::Signer;
 use posture_core::policy::Policy;
 use posture_core::verify::VerifyOptions;
 
@@ -57,6 +56,15 @@ pub struct ExportArgs {
     pub max_age: Option<Duration>,
 }
 
+/// The device key `posture report` would sign with (TPM, or software as `[key]` allows).
+fn device_key(
+    config: &Config,
+    key_dir: Option<&std::path::Path>,
+) -> Result<crate::device_key::DeviceKey> {
+    let dir = crate::cmd_key::key_dir(key_dir)?;
+    crate::device_key::open(&config.key, &dir, false)
+}
+
 /// Runs `posture export`.
 pub fn run(config: &Config, args: ExportArgs) -> Result<u8> {
     let mut out = std::io::stdout().lock();
@@ -65,7 +73,7 @@ pub fn run(config: &Config, args: ExportArgs) -> Result<u8> {
             let previous = args
                 .previous
                 .context("--format caep needs --previous compliant|not-compliant")?;
-            let key = crate::cmd_key::load_key(args.key_dir.as_deref())?;
+            let key = device_key(config, args.key_dir.as_deref())?;
             let report = crate::cmd_report::collect(config, args.only)?;
             let policy = policy_or_all_checks(args.policy.as_deref(), &report)?;
             let decision = policy.decide_report(&report, key.assurance());
@@ -85,10 +93,14 @@ pub fn run(config: &Config, args: ExportArgs) -> Result<u8> {
                 issuer: args.issuer,
                 audience: args.audience,
             };
-            writeln!(out, "{}", caep::compliance_change(&change, &key, &options)?)?;
+            writeln!(
+                out,
+                "{}",
+                caep::compliance_change(&change, key.signer.as_ref(), &options)?
+            )?;
         }
         ExportFormat::Intune => {
-            let key = crate::cmd_key::load_key(args.key_dir.as_deref())?;
+            let key = device_key(config, args.key_dir.as_deref())?;
             let report = crate::cmd_report::collect(config, args.only)?;
             writeln!(out, "{}", intune::discovery_json(&report, key.assurance()))?;
             if let Some(path) = &args.rules {

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
 use clap::ValueEnum;
-use posture_core::keys::software::SoftwareKey;
 use posture_core::keys::{key_id, Jwk};
 
 use crate::config::Config;
@@ -31,12 +30,6 @@ pub fn key_dir(explicit: Option<&Path>) -> Result<PathBuf> {
     directories::ProjectDirs::from("", "", "posture")
         .map(|d| d.data_dir().join("keys"))
         .context("cannot find this user's data directory (is HOME set?)")
-}
-
-/// Loads (or on first use creates) the device key.
-pub fn load_key(explicit_dir: Option<&Path>) -> Result<SoftwareKey> {
-    let dir = key_dir(explicit_dir)?;
-    SoftwareKey::load_or_create(&dir).with_context(|| "cannot load the device key".to_string())
 }
 
 /// Runs `posture key`: the key `[key]` selects (the TPM key when usable).
