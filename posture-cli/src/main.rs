@@ -201,6 +201,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print a shell completion script, e.g. `posture completions bash > /etc/bash_completion.d/posture`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `posture man > /usr/share/man/man1/posture.1`.
+    Man,
 }
 
 fn main() -> ExitCode {
@@ -226,6 +234,20 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
+    // Generated from the clap definition; they need no config.
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut command, "posture", &mut std::io::stdout());
+            return Ok(EXIT_OK);
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            clap_mangen::Man::new(command).render(&mut std::io::stdout())?;
+            return Ok(EXIT_OK);
+        }
+        _ => {}
+    }
     let config = Config::load(cli.config.as_deref())?;
     match cli.command {
         Command::Check { json, only } => check(&config, json, only),
@@ -313,6 +335,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Status { json } => cmd_status::run(&config, json),
+        Command::Completions { .. } | Command::Man => Ok(EXIT_OK),
     }
 }
 
