@@ -166,6 +166,13 @@ pub struct EnrollmentResponse {
 }
 json_message!(EnrollmentResponse, "enrollment response");
 
+// The activated secret proves the AK's TPM holds the EK: wipe it when done with it.
+impl Drop for EnrollmentResponse {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
+    }
+}
+
 /// The verifier's state between challenge and response. It holds the expected secret:
 /// store it owner-only and delete it when the enrollment completes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +191,13 @@ pub struct PendingEnrollment {
     pub ek_trust: String,
 }
 json_message!(PendingEnrollment, "pending enrollment");
+
+// The expected secret is what the device must prove it can recover: wipe it when done.
+impl Drop for PendingEnrollment {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.secret);
+    }
+}
 
 /// What a verifier keeps about an enrolled device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
