@@ -10,7 +10,7 @@
 //! verifier: posture verify evidence.jws --enrolled device.json --nonce N
 //! ```
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -90,20 +90,7 @@ pub enum EnrollmentCommand {
 
 /// Reads a message file (or stdin for `-`), refusing more than [`MAX_MESSAGE_BYTES`].
 fn read_message(path: &Path) -> Result<Vec<u8>> {
-    let limit = u64::try_from(MAX_MESSAGE_BYTES + 1).unwrap_or(u64::MAX);
-    let mut bytes = Vec::new();
-    if path == Path::new("-") {
-        std::io::stdin()
-            .lock()
-            .take(limit)
-            .read_to_end(&mut bytes)
-            .context("cannot read stdin")?;
-    } else {
-        std::fs::File::open(path)
-            .and_then(|f| f.take(limit).read_to_end(&mut bytes))
-            .with_context(|| format!("cannot read {}", path.display()))?;
-    }
-    Ok(bytes)
+    crate::input::read_capped(path, MAX_MESSAGE_BYTES, "message")
 }
 
 /// Writes `text` to `path` (mode 0600, created or replaced), or stdout when `None`.

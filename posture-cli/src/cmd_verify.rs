@@ -2,7 +2,7 @@
 //!
 //! Exit 0 allowed, 1 denied or invalid evidence, 2 usage or I/O error.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -36,20 +36,7 @@ pub struct VerifyArgs {
 
 /// Reads evidence, refusing more than [`MAX_EVIDENCE_BYTES`] without reading it all.
 pub fn read_evidence(path: &Path) -> Result<Vec<u8>> {
-    let limit = u64::try_from(MAX_EVIDENCE_BYTES + 1).unwrap_or(u64::MAX);
-    let mut bytes = Vec::new();
-    if path == Path::new("-") {
-        std::io::stdin()
-            .lock()
-            .take(limit)
-            .read_to_end(&mut bytes)
-            .context("cannot read evidence from stdin")?;
-    } else {
-        std::fs::File::open(path)
-            .and_then(|f| f.take(limit).read_to_end(&mut bytes))
-            .with_context(|| format!("cannot read evidence {}", path.display()))?;
-    }
-    Ok(bytes)
+    crate::input::read_capped(path, MAX_EVIDENCE_BYTES, "evidence")
 }
 
 /// Builds a verifier from key files.

@@ -11,6 +11,7 @@ mod cmd_verify;
 mod config;
 mod daemon;
 mod device_key;
+mod input;
 mod output;
 mod paths;
 
