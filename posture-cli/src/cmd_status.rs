@@ -1,6 +1,6 @@
 //! `posture status`: asks the running daemon for the latest posture and shows it.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Duration;
@@ -120,29 +120,11 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<u8> {
     }
     let report: Report =
         serde_json::from_slice(&response.body).context("the daemon sent an invalid report")?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        writeln!(
-            out,
-            "Posture collected at {} by the posture daemon\n",
-            report.collected_at
-        )?;
-        output::write_human(
-            &mut out,
-            &report,
-            output::use_colour(std::io::stdout().is_terminal()),
-        )?;
-    }
-    out.flush()?;
-    Ok(if report.is_compliant() {
-        crate::EXIT_OK
-    } else {
-        crate::EXIT_NONCOMPLIANT
-    })
+    let heading = format!(
+        "Posture collected at {} by the posture daemon",
+        report.collected_at
+    );
+    Ok(output::print_report(&report, json, Some(&heading))?)
 }
 
 #[cfg(test)]

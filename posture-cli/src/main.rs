@@ -15,7 +15,6 @@ mod input;
 mod output;
 mod paths;
 
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -361,19 +360,5 @@ fn check(config: &Config, json: bool, only: Vec<String>) -> anyhow::Result<u8> {
     options.only = only;
     options.state_dir = paths::state_dir();
     let report = posture_checks::collect(&options)?;
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    if json {
-        serde_json::to_writer_pretty(&mut out, &report)?;
-        writeln!(out)?;
-    } else {
-        let colour = output::use_colour(std::io::stdout().is_terminal());
-        output::write_human(&mut out, &report, colour)?;
-    }
-    out.flush()?;
-    Ok(if report.is_compliant() {
-        EXIT_OK
-    } else {
-        EXIT_NONCOMPLIANT
-    })
+    Ok(output::print_report(&report, json, None)?)
 }

@@ -23,6 +23,29 @@ impl Style {
     }
 }
 
+/// Prints `report` on stdout (pretty JSON, or for people with an optional heading) and
+/// returns the exit code it means: 0 compliant, 1 not. Shared by `check` and `status`.
+pub fn print_report(report: &Report, json: bool, heading: Option<&str>) -> io::Result<u8> {
+    use std::io::IsTerminal;
+    let stdout = io::stdout();
+    let mut out = stdout.lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, report)?;
+        writeln!(out)?;
+    } else {
+        if let Some(heading) = heading {
+            writeln!(out, "{heading}\n")?;
+        }
+        write_human(&mut out, report, use_colour(io::stdout().is_terminal()))?;
+    }
+    out.flush()?;
+    Ok(if report.is_compliant() {
+        crate::EXIT_OK
+    } else {
+        crate::EXIT_NONCOMPLIANT
+    })
+}
+
 /// Writes the human report.
 pub fn write_human(out: &mut impl Write, report: &Report, colour: bool) -> io::Result<()> {
     let style = Style { colour };
