@@ -150,9 +150,6 @@ pub fn run(config: &Config, args: ExportArgs) -> Result<u8> {
 fn policy_or_all_checks(path: Option<&Path>, report: &posture_core::Report) -> Result<Policy> {
     match path {
         Some(path) => crate::cmd_verify::load_policy(path),
-        None => Ok(Policy {
-            required_checks: report.findings.iter().map(|f| f.id.clone()).collect(),
-            ..Policy::default()
-        }),
+        None => Ok(Policy::every_check_of(report)),
     }
 }

@@ -135,18 +135,11 @@ impl EvidenceSource for CoreEvidence {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let reasons = match policy.as_ref() {
             Some(policy) => policy.decide_report(report, self.key.assurance()).reasons,
-            None => report
-                .findings
-                .iter()
-                .filter(|f| f.status != posture_core::Status::Pass)
-                .map(|f| Reason {
-                    rule: "all_checks_pass".to_owned(),
-                    message: format!("{}: {} ({})", f.id, f.status.as_str(), f.summary),
-                    finding: Some(f.id.clone()),
-                    status: Some(f.status),
-                    remediation: f.remediation.clone(),
-                })
-                .collect(),
+            None => {
+                Policy::every_check_of(report)
+                    .decide_report(report, self.key.assurance())
+                    .reasons
+            }
         };
         Assessment {
             compliant: reasons.is_empty(),

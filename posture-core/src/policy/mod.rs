@@ -103,6 +103,15 @@ pub enum PolicyError {
 }
 
 impl Policy {
+    /// The policy used when none is configured: every check that ran in `report` must
+    /// pass (`unknown` included, as everywhere in posture).
+    pub fn every_check_of(report: &crate::Report) -> Self {
+        Self {
+            required_checks: report.findings.iter().map(|f| f.id.clone()).collect(),
+            ..Self::default()
+        }
+    }
+
     /// Parses a TOML policy.
     pub fn from_toml_str(text: &str) -> Result<Self, PolicyError> {
         if text.len() > MAX_POLICY_BYTES {
