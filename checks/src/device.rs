@@ -15,7 +15,7 @@ pub fn device_id_from_machine_id(machine_id: &str) -> String {
     let mut hasher = Sha256::new();
     hasher.update(DEVICE_ID_DOMAIN);
     hasher.update(machine_id.trim().as_bytes());
-    hex(&hasher.finalize())
+    posture_core::hex::encode(&hasher.finalize())
 }
 
 /// Reads the device's identity: hashed machine id, host name, DMI vendor and model.
@@ -63,10 +63,6 @@ fn is_placeholder(value: &str) -> bool {
         "not specified",
     ]
     .contains(&lower.as_str())
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

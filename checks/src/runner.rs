@@ -6,7 +6,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use posture_core::{Finding, Report, Timestamp};
+use posture_core::{Finding, Privilege, Report, Timestamp};
 
 use crate::{device, os, CheckDef, ChecksConfig, Context, Error, CHECKS};
 
@@ -53,7 +53,12 @@ pub fn collect(options: &CollectOptions) -> Result<Report, Error> {
     let findings = run_checks(&selected, &ctx)?;
     let device = device::device_identity(&ctx);
     let os_facts = os::os_facts(&ctx);
-    Ok(Report::new(device, os_facts, started_at, findings))
+    let privilege = if posture_core::process::is_root() {
+        Privilege::Root
+    } else {
+        Privilege::User
+    };
+    Ok(Report::new(device, os_facts, started_at, findings).with_privilege(privilege))
 }
 
 /// Runs `checks` concurrently against `ctx`, each bounded by the configured timeout, and

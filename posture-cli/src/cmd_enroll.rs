@@ -16,6 +16,7 @@ use std::time::SystemTime;
 
 use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
+use posture_agent::Config;
 use posture_core::attestation::{
     begin_enrollment, finish_enrollment, parse_roots, EkTrust, EnrolledDevice, EnrollmentChallenge,
     EnrollmentRequest, EnrollmentResponse, PendingEnrollment, MAX_MESSAGE_BYTES,
@@ -106,27 +107,23 @@ fn write_output(path: Option<&Path>, text: &str) -> Result<()> {
     }
 }
 
+/// Writes `text` owner-only, atomically, never through a symlink (these files hold
+/// enrollment secrets and records that a root verifier trusts).
 fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    // `mode` applies only to a new file; an existing one is narrowed too.
-    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .with_context(|| format!("cannot restrict {} to its owner", path.display()))?;
-    writeln!(file, "{text}").with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    posture_core::files::write_private(path, format!("{text}\n").as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The key directory for `key_dir` under `config`.
+fn key_dir(config: &Config, key_dir: Option<&Path>) -> Result<PathBuf> {
+    Ok(config.paths(key_dir)?.key_dir)
 }
 
 /// Runs `posture enroll ...`.
-pub fn run_enroll(command: EnrollCommand) -> Result<u8> {
+pub fn run_enroll(config: Config, command: EnrollCommand) -> Result<u8> {
     match command {
         EnrollCommand::Request { out, key_dir } => {
-            let dir = crate::cmd_key::key_dir(key_dir.as_deref())?;
+            let dir = self::key_dir(&config, key_dir.as_deref())?;
             let request = device::request(&dir)?;
             write_output(out.as_deref(), &request.to_json()?)?;
         }
@@ -135,7 +132,7 @@ pub fn run_enroll(command: EnrollCommand) -> Result<u8> {
             out,
             key_dir,
         } => {
-            let dir = crate::cmd_key::key_dir(key_dir.as_deref())?;
+            let dir = self::key_dir(&config, key_dir.as_deref())?;
             let challenge = EnrollmentChallenge::from_json(&read_message(&challenge)?)
                 .context("invalid enrollment challenge")?;
             let response = device::complete(&dir, &challenge)?;
@@ -212,15 +209,39 @@ pub fn load_enrolled(path: &Path) -> Result<EnrolledDevice> {
         .with_context(|| format!("invalid enrolled device {}", path.display()))
 }
 
+/// `posture attest` arguments.
+#[derive(Debug, clap::Args)]
+pub struct AttestArgs {
+    /// The verifier's nonce as hex (8 to 64 bytes): the quote's qualifying data.
+    #[arg(long, value_name = "HEX")]
+    nonce: String,
+    /// Directory for quote.msg, quote.sig, ak.pub.pem, qualifying-data.hex, pcrs.bin
+    /// and quote.json.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// sha256 PCRs to quote (default: quote_pcrs of the config's key table, else 0-7).
+    #[arg(long, value_name = "N,N,...", value_delimiter = ',')]
+    pcrs: Vec<u32>,
+    /// Key directory.
+    #[arg(long, value_name = "DIR")]
+    key_dir: Option<PathBuf>,
+}
+
 /// Runs `posture attest --nonce HEX --out DIR`: a quote whose qualifying data is the
 /// nonce itself, as files for `tpm2_checkquote`, plus `quote.json`.
-pub fn run_attest(key_dir: Option<&Path>, nonce: &str, out: &Path, pcrs: &[u32]) -> Result<u8> {
-    let nonce = posture_core::attestation::from_hex(nonce)
+pub fn run_attest(config: Config, args: AttestArgs) -> Result<u8> {
+    let nonce = posture_core::attestation::from_hex(&args.nonce)
         .ok()
-        .filter(|n| (8..=64).contains(&n.len()))
+        .filter(|n| posture_core::evidence::NONCE_LEN.contains(&n.len()))
         .context("--nonce must be 8 to 64 bytes as hex")?;
-    let dir = crate::cmd_key::key_dir(key_dir)?;
-    let (quote, ak_public) = device::quote(&dir, &nonce, pcrs)?;
+    let pcrs = if args.pcrs.is_empty() {
+        config.key.quote_pcrs.clone()
+    } else {
+        args.pcrs
+    };
+    let out = args.out.as_path();
+    let dir = key_dir(&config, args.key_dir.as_deref())?;
+    let (quote, ak_public) = device::quote(&dir, &nonce, &pcrs)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     posture_core::attestation::write_tpm2_tools_files(out, &quote, &ak_public, &nonce)
         .with_context(|| format!("cannot write the quote files to {}", out.display()))?;
@@ -243,7 +264,7 @@ mod device {
         EnrollmentChallenge, EnrollmentRequest, EnrollmentResponse, Quote,
     };
 
-    use crate::device_key::open_tpm_for_attestation;
+    use posture_agent::key::open_tpm_for_attestation;
 
     pub fn request(dir: &Path) -> Result<EnrollmentRequest> {
         let (_, ak) = open_tpm_for_attestation(dir, false)?;

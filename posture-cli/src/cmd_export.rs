@@ -1,113 +1,117 @@
-//! `posture export --format caep|intune|opa`.
+//! `posture export caep|intune|opa`.
 //!
-//! `caep` and `intune` collect this device's posture now; `opa` turns verified evidence
-//! (a file and trusted keys, as for `posture verify`) into an OPA input document.
+//! `caep` and `intune` collect this device's posture now and decide compliance with the
+//! configured policy (as `posture check` and the daemon do); `opa` turns verified
+//! evidence (a file and trusted keys, as for `posture verify`) into an OPA input document.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::{bail, Context as _, Result};
-use clap::ValueEnum;
-use posture_core::exports::caep::{self, ComplianceChange, ComplianceStatus, SetOptions};
+use anyhow::{Context as _, Result};
+use clap::Subcommand;
+use posture_agent::compliance::{load_policy, Compliance};
+use posture_agent::{Agent, Config};
+use posture_core::exports::caep::{ComplianceStatus, SetOptions};
 use posture_core::exports::{intune, opa};
-use posture_core::policy::Policy;
 use posture_core::verify::VerifyOptions;
 
-use crate::config::Config;
-
-/// An export format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ExportFormat {
-    /// An OpenID CAEP device-compliance-change Security Event Token, signed.
-    Caep,
+/// `posture export ...`.
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// A signed OpenID CAEP device-compliance-change Security Event Token.
+    Caep {
+        /// The compliance status before this change.
+        #[arg(long, value_name = "STATUS")]
+        previous: ComplianceStatus,
+        /// The issuer (default: the device key's JWK thumbprint URI).
+        #[arg(long, value_name = "ISS")]
+        issuer: Option<String>,
+        /// The receiver (aud).
+        #[arg(long, value_name = "A")]
+        audience: Option<String>,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
     /// Intune custom compliance discovery JSON (and, with --rules, the rules file).
-    Intune,
+    Intune {
+        /// Also write the rules file here.
+        #[arg(long, value_name = "FILE")]
+        rules: Option<PathBuf>,
+        #[command(flatten)]
+        device: DeviceArgs,
+    },
     /// Verified evidence as an OPA input document.
-    Opa,
+    Opa {
+        /// The evidence file, or -.
+        #[arg(value_name = "EVIDENCE_FILE")]
+        evidence: PathBuf,
+        /// Trusted device key: JWK, JWK Set or PEM (repeatable).
+        #[arg(long, value_name = "FILE", required = true)]
+        key: Vec<PathBuf>,
+        /// The audience the evidence must name.
+        #[arg(long, value_name = "A")]
+        audience: Option<String>,
+        /// The nonce you issued.
+        #[arg(long, value_name = "N")]
+        nonce: Option<String>,
+        /// Refuse evidence older than this.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        max_age: Option<Duration>,
+    },
 }
 
-/// What `posture export` was asked.
-#[derive(Debug)]
-pub struct ExportArgs {
-    /// The format.
-    pub format: ExportFormat,
-    /// Key directory override.
-    pub key_dir: Option<PathBuf>,
-    /// Policy file for caep/intune.
-    pub policy: Option<PathBuf>,
-    /// caep: the status before this change.
-    pub previous: Option<ComplianceStatus>,
-    /// caep: `iss`.
-    pub issuer: Option<String>,
-    /// caep: `aud`; opa: the expected audience.
-    pub audience: Option<String>,
-    /// intune: where to write the rules file.
-    pub rules: Option<PathBuf>,
-    /// Checks to run (caep/intune).
-    pub only: Vec<String>,
-    /// opa: the evidence file or `-`.
-    pub evidence: Option<PathBuf>,
-    /// opa: trusted keys.
-    pub keys: Vec<PathBuf>,
-    /// opa: the nonce issued.
-    pub nonce: Option<String>,
-    /// opa: maximum evidence age.
-    pub max_age: Option<Duration>,
-}
-
-/// The device key `posture report` would sign with (TPM, or software as `[key]` allows).
-fn device_key(
-    config: &Config,
-    key_dir: Option<&std::path::Path>,
-) -> Result<crate::device_key::DeviceKey> {
-    let dir = crate::cmd_key::key_dir(key_dir)?;
-    crate::device_key::open(&config.key, &dir, false)
+/// What the exports that collect on this device share.
+#[derive(Debug, clap::Args)]
+pub struct DeviceArgs {
+    /// Policy deciding compliance (default: [compliance] policy, else every check must
+    /// pass).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Run only this check (repeatable).
+    #[arg(long, value_name = "ID")]
+    only: Vec<String>,
+    /// Key directory (default: the state directory's keys/).
+    #[arg(long, value_name = "DIR")]
+    key_dir: Option<PathBuf>,
 }
 
 /// Runs `posture export`.
-pub fn run(config: &Config, args: ExportArgs) -> Result<u8> {
+pub fn run(config: Config, command: ExportCommand) -> Result<u8> {
     let mut out = std::io::stdout().lock();
-    match args.format {
-        ExportFormat::Caep => {
-            let previous = args
-                .previous
-                .context("--format caep needs --previous compliant|not-compliant")?;
-            let key = device_key(config, args.key_dir.as_deref())?;
-            let report = crate::cmd_report::collect(config, args.only)?;
-            let policy = policy_or_all_checks(args.policy.as_deref(), &report)?;
-            let decision = policy.decide_report(&report, key.assurance());
-            let current = if decision.is_allowed() {
-                ComplianceStatus::Compliant
-            } else {
-                ComplianceStatus::NotCompliant
-            };
-            let change = ComplianceChange {
-                device_id: report.device.id.clone(),
-                previous,
-                current,
-                event_time: SystemTime::now(),
-                reasons: decision.reasons,
-            };
-            let options = SetOptions {
-                issuer: args.issuer,
-                audience: args.audience,
-            };
+    match command {
+        ExportCommand::Caep {
+            previous,
+            issuer,
+            audience,
+            device,
+        } => {
+            let (agent, compliance) = agent(config, &device)?;
+            let key = crate::cmd_key::open_key(&agent, false)?;
+            let report = agent.collect(&device.only)?;
+            let current = compliance.assess(&report, key.assurance());
+            let options = SetOptions { issuer, audience };
+            let event = posture_agent::caep::compliance_change(
+                &key, &report, previous, &current, &options,
+            )?;
+            writeln!(out, "{}", event.token)?;
+        }
+        ExportCommand::Intune { rules, device } => {
+            let (agent, compliance) = agent(config, &device)?;
+            let key = crate::cmd_key::open_key(&agent, false)?;
+            let report = agent.collect(&device.only)?;
+            let verdict = compliance.assess(&report, key.assurance());
             writeln!(
                 out,
                 "{}",
-                caep::compliance_change(&change, key.signer.as_ref(), &options)?
+                intune::discovery_json(&report, key.assurance(), verdict.compliant)
             )?;
-        }
-        ExportFormat::Intune => {
-            let key = device_key(config, args.key_dir.as_deref())?;
-            let report = crate::cmd_report::collect(config, args.only)?;
-            writeln!(out, "{}", intune::discovery_json(&report, key.assurance()))?;
-            if let Some(path) = &args.rules {
-                let policy = args
+            if let Some(path) = &rules {
+                let policy = device
                     .policy
                     .as_deref()
-                    .map(crate::cmd_verify::load_policy)
+                    .or(agent.config.policy_file())
+                    .map(load_policy)
                     .transpose()?;
                 let rules = intune::rules(&report, policy.as_ref());
                 let text = serde_json::to_string_pretty(&rules)? + "\n";
@@ -115,19 +119,19 @@ pub fn run(config: &Config, args: ExportArgs) -> Result<u8> {
                     .with_context(|| format!("cannot write rules {}", path.display()))?;
             }
         }
-        ExportFormat::Opa => {
-            let Some(evidence) = &args.evidence else {
-                bail!("--format opa needs an EVIDENCE file (or -) and --key FILE");
-            };
-            if args.keys.is_empty() {
-                bail!("--format opa needs --key FILE");
-            }
-            let verifier = crate::cmd_verify::load_verifier(&args.keys)?;
-            let token = crate::cmd_verify::read_evidence(evidence)?;
+        ExportCommand::Opa {
+            evidence,
+            key,
+            audience,
+            nonce,
+            max_age,
+        } => {
+            let verifier = crate::cmd_verify::load_verifier(&key)?;
+            let token = crate::cmd_verify::read_evidence(&evidence)?;
             let options = VerifyOptions {
-                nonce: args.nonce,
-                audience: args.audience,
-                max_age: args.max_age,
+                nonce,
+                audience,
+                max_age,
                 ..VerifyOptions::default()
             };
             let verified = match verifier.verify(&token, &options) {
@@ -145,11 +149,12 @@ pub fn run(config: &Config, args: ExportArgs) -> Result<u8> {
     Ok(crate::EXIT_OK)
 }
 
-/// The policy file, or one requiring every check that ran to pass (posture's own notion
-/// of compliance).
-fn policy_or_all_checks(path: Option<&Path>, report: &posture_core::Report) -> Result<Policy> {
-    match path {
-        Some(path) => crate::cmd_verify::load_policy(path),
-        None => Ok(Policy::every_check_of(report)),
-    }
+/// The agent, and the compliance `--policy` asks for (else the configured one).
+fn agent(config: Config, device: &DeviceArgs) -> Result<(Agent, Compliance)> {
+    let agent = Agent::new(config, device.key_dir.as_deref())?;
+    let compliance = match &device.policy {
+        Some(path) => Compliance::new(Some(load_policy(path)?)),
+        None => agent.compliance().clone(),
+    };
+    Ok((agent, compliance))
 }

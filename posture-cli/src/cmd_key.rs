@@ -1,13 +1,12 @@
 //! `posture key`: the device key's public half, id and assurance; and where keys live.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context as _, Result};
 use clap::ValueEnum;
+use posture_agent::{Agent, Config, DeviceKey};
 use posture_core::keys::{key_id, Jwk};
-
-use crate::config::Config;
 
 /// Output format of a public key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -18,24 +17,37 @@ pub enum KeyFormat {
     Pem,
 }
 
-/// The key directory: `--key-dir`, else `/var/lib/posture/keys` as root, else the user's
-/// data directory (`~/.local/share/posture/keys` on Linux).
-pub fn key_dir(explicit: Option<&Path>) -> Result<PathBuf> {
-    if let Some(dir) = explicit {
-        return Ok(dir.to_owned());
+/// `posture key` arguments.
+#[derive(Debug, clap::Args)]
+pub struct KeyArgs {
+    /// Public key format.
+    #[arg(long, value_enum, default_value = "jwk")]
+    format: KeyFormat,
+    /// Print kid, assurance, JWK and PEM as one JSON object.
+    #[arg(long)]
+    json: bool,
+    /// Key directory (default: the state directory's keys/: /var/lib/posture/keys as root,
+    /// else ~/.local/share/posture/keys).
+    #[arg(long, value_name = "DIR")]
+    key_dir: Option<PathBuf>,
+}
+
+/// Opens the device key as `[key]` says; a software key standing in for an unusable TPM
+/// is announced on stderr with what to do about it.
+pub fn open_key(agent: &Agent, with_ak: bool) -> Result<DeviceKey> {
+    let key = agent.open_key(with_ak)?;
+    if let (Some(reason), Some(fix)) = (&key.fallback_reason, &key.fallback_fix) {
+        eprintln!("posture: warning: signing with a software key, the TPM is not usable: {reason}");
+        eprintln!("posture: fix: {fix}");
     }
-    if crate::paths::is_root() {
-        return Ok(PathBuf::from("/var/lib/posture/keys"));
-    }
-    directories::ProjectDirs::from("", "", "posture")
-        .map(|d| d.data_dir().join("keys"))
-        .context("cannot find this user's data directory (is HOME set?)")
+    Ok(key)
 }
 
 /// Runs `posture key`: the key `[key]` selects (the TPM key when usable).
-pub fn run(config: &Config, key_dir: Option<&Path>, format: KeyFormat, json: bool) -> Result<u8> {
-    let dir = self::key_dir(key_dir)?;
-    let key = crate::device_key::open(&config.key, &dir, false)?;
+pub fn run(config: Config, args: KeyArgs) -> Result<u8> {
+    let agent = Agent::new(config, args.key_dir.as_deref())?;
+    let key = open_key(&agent, false)?;
+    let (format, json) = (args.format, args.json);
     let public = key.signer.public_key();
     let kid = key_id(&public);
     let jwk = Jwk::from_public_key(&public);

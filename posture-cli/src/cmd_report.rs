@@ -1,113 +1,50 @@
 //! `posture report`: collect, then print signed evidence (a compact JWS).
 
 use std::io::Write;
-use std::path::Path;
-use std::time::{Duration, SystemTime};
+use std::path::PathBuf;
 
-use anyhow::{Context as _, Result};
-use posture_core::evidence::{sign_evidence_with, EvidenceError, EvidenceOptions, KeyClaims};
-use posture_core::Report;
+use anyhow::Result;
+use posture_agent::sign::sign_evidence;
+use posture_agent::{Agent, Config};
+use posture_core::evidence::EvidenceOptions;
 
-use crate::config::Config;
-use crate::device_key::DeviceKey;
-
-/// Collects a report on this machine.
-pub fn collect(config: &Config, only: Vec<String>) -> Result<Report> {
-    let mut options = posture_checks::CollectOptions::new(config.checks.clone());
-    options.only = only;
-    Ok(posture_checks::collect(&options)?)
+/// `posture report` arguments.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The verifier's challenge, echoed as eat_nonce (8 to 64 bytes).
+    #[arg(long, value_name = "N")]
+    nonce: Option<String>,
+    /// Who the evidence is for (aud).
+    #[arg(long, value_name = "A")]
+    audience: Option<String>,
+    /// How long the evidence stays valid, e.g. 5m, 1h.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = humantime::parse_duration)]
+    ttl: std::time::Duration,
+    /// Run only this check (repeatable).
+    #[arg(long, value_name = "ID")]
+    only: Vec<String>,
+    /// Key directory (default: the state directory's keys/).
+    #[arg(long, value_name = "DIR")]
+    key_dir: Option<PathBuf>,
 }
 
 /// Runs `posture report`.
-pub fn run(
-    config: &Config,
-    key_dir: Option<&Path>,
-    only: Vec<String>,
-    nonce: Option<String>,
-    audience: Option<String>,
-    ttl: Duration,
-) -> Result<u8> {
-    let dir = crate::cmd_key::key_dir(key_dir)?;
+pub fn run(config: Config, args: ReportArgs) -> Result<u8> {
+    let agent = Agent::new(config, args.key_dir.as_deref())?;
     // The AK is loaded only when a quote will be made (a nonce to bind it to).
-    let key = crate::device_key::open(&config.key, &dir, nonce.is_some())?;
-    let report = collect(config, only)?;
+    let key = crate::cmd_key::open_key(&agent, args.nonce.is_some())?;
+    let report = agent.collect(&args.only)?;
     let options = EvidenceOptions {
-        nonce,
-        audience,
-        ttl,
+        nonce: args.nonce,
+        audience: args.audience,
+        ttl: args.ttl,
     };
-    let token = sign(&key, &report, &options, &config.key.quote_pcrs)?;
+    let signed = sign_evidence(&key, &report, &options, &agent.config.key.quote_pcrs)?;
+    for warning in &signed.warnings {
+        eprintln!("posture: warning: {warning}");
+    }
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{token}")?;
+    writeln!(out, "{}", signed.token)?;
     out.flush()?;
     Ok(crate::EXIT_OK)
-}
-
-/// Signs `report` with `key`; with a TPM key and a nonce, a PCR quote bound to the nonce
-/// and this report goes into the `tpm` claim.
-pub fn sign(
-    key: &DeviceKey,
-    report: &Report,
-    options: &EvidenceOptions,
-    pcrs: &[u32],
-) -> Result<String> {
-    let mut claims = KeyClaims {
-        key_fallback_reason: key.fallback_reason.clone(),
-        tpm: key.tpm_claims(),
-    };
-    if let (Some(tpm), Some(nonce)) = (claims.tpm.as_mut(), options.nonce.as_deref()) {
-        tpm.quote = quote(key, report, nonce, pcrs)?;
-    }
-    let now = SystemTime::now();
-    match sign_evidence_with(report, key.signer.as_ref(), options, &claims, now) {
-        // A long firmware event log can push evidence past the size verifiers accept;
-        // the quote stays verifiable without it.
-        Err(EvidenceError::TooLarge(_))
-            if claims
-                .tpm
-                .as_ref()
-                .and_then(|t| t.quote.as_ref())
-                .is_some_and(|q| q.event_log.is_some()) =>
-        {
-            eprintln!("posture: warning: the TPM event log is too large for evidence; left out");
-            if let Some(q) = claims.tpm.as_mut().and_then(|t| t.quote.as_mut()) {
-                q.event_log = None;
-            }
-            Ok(sign_evidence_with(
-                report,
-                key.signer.as_ref(),
-                options,
-                &claims,
-                now,
-            )?)
-        }
-        other => Ok(other?),
-    }
-}
-
-#[cfg(all(feature = "tpm", target_os = "linux"))]
-fn quote(
-    key: &DeviceKey,
-    report: &Report,
-    nonce: &str,
-    pcrs: &[u32],
-) -> Result<Option<posture_core::attestation::Quote>> {
-    let Some(ak) = key.tpm.as_ref().and_then(|t| t.ak.as_ref()) else {
-        return Ok(None);
-    };
-    let qualifying_data = posture_core::evidence::quote_qualifying_data(nonce, report)?;
-    let quote = ak
-        .quote(&qualifying_data, pcrs)
-        .context("cannot quote the TPM's PCRs")?;
-    Ok(Some(quote))
-}
-
-#[cfg(not(all(feature = "tpm", target_os = "linux")))]
-fn quote(
-    _key: &DeviceKey,
-    _report: &Report,
-    _nonce: &str,
-    _pcrs: &[u32],
-) -> Result<Option<posture_core::attestation::Quote>> {
-    Ok(None)
 }

@@ -6,10 +6,18 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
+use posture_agent::{Agent, Assessment, Config};
 use posture_core::Report;
 
-use crate::config::Config;
 use crate::output;
+
+/// `posture status` arguments.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
 
 /// Largest response accepted from the daemon.
 const MAX_RESPONSE: u64 = 8 * 1024 * 1024;
@@ -75,9 +83,11 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
     Some(Response { status, body })
 }
 
-/// Runs `posture status`. Exit codes as `posture check`.
-pub fn run(config: &Config, json: bool) -> anyhow::Result<u8> {
-    let candidates = config.daemon.client_socket_candidates();
+/// Runs `posture status`: the daemon's latest report and the verdict the daemon reached
+/// with its policy (the one it sends to the IdP). Exit codes as `posture check`.
+pub fn run(config: Config, args: StatusArgs) -> anyhow::Result<u8> {
+    let agent = Agent::new(config, None)?;
+    let candidates = agent.paths.client_sockets();
     let Some(socket) = candidates
         .iter()
         .find(|p| p.exists())
@@ -86,7 +96,25 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<u8> {
     else {
         bail!("no socket to ask: set [daemon] socket in the config");
     };
-    let response = match request(&socket, "GET", "/v1/report", None) {
+    let report: Report = serde_json::from_slice(&get(&socket, "/v1/report")?)
+        .context("the daemon sent an invalid report")?;
+    let assessment: Assessment = serde_json::from_slice(&get(&socket, "/v1/compliance")?)
+        .context("the daemon sent an invalid verdict")?;
+    let heading = format!(
+        "Posture collected at {} by the posture daemon",
+        report.collected_at
+    );
+    Ok(output::print_report(
+        &report,
+        &assessment,
+        args.json,
+        Some(&heading),
+    )?)
+}
+
+/// GETs `path` from the daemon, turning each failure into what the person should do.
+fn get(socket: &Path, path: &str) -> anyhow::Result<Vec<u8>> {
+    let response = match request(socket, "GET", path, None) {
         Ok(response) => response,
         Err(e)
             if matches!(
@@ -108,7 +136,7 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<u8> {
         }
     };
     match response.status {
-        200 => {}
+        200 => Ok(response.body),
         403 => {
             bail!("the posture daemon refused this user (not in [daemon] allow_uids or allow_gids)")
         }
@@ -118,13 +146,6 @@ pub fn run(config: &Config, json: bool) -> anyhow::Result<u8> {
             String::from_utf8_lossy(&response.body)
         ),
     }
-    let report: Report =
-        serde_json::from_slice(&response.body).context("the daemon sent an invalid report")?;
-    let heading = format!(
-        "Posture collected at {} by the posture daemon",
-        report.collected_at
-    );
-    Ok(output::print_report(&report, json, Some(&heading))?)
 }
 
 #[cfg(test)]

@@ -12,25 +12,37 @@ use posture_core::policy::{Decision, Outcome, Policy};
 use posture_core::verify::{VerifiedPosture, Verifier, VerifyError, VerifyOptions};
 use serde_json::json;
 
-/// What `posture verify` was asked.
-#[derive(Debug)]
+/// `posture verify` arguments.
+#[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// The evidence file, or `-` for stdin.
+    /// The evidence file, or - for stdin.
+    #[arg(value_name = "EVIDENCE_FILE")]
     pub evidence: PathBuf,
-    /// Trusted key files (JWK, JWK Set or PEM); evidence they sign counts as `software`.
+    /// Trusted device key: JWK, JWK Set or PEM (repeatable). Counts as a software key.
+    #[arg(
+        long = "key",
+        value_name = "FILE",
+        required_unless_present = "enrolled"
+    )]
     pub keys: Vec<PathBuf>,
-    /// Enrolled TPM devices (`posture enrollment finish --out`): their keys may be `tpm`,
-    /// and quotes in their evidence are checked with their attestation keys.
+    /// Enrolled TPM device record from `posture enrollment finish` (repeatable): its
+    /// key counts as a TPM key, and the quote in its evidence is verified.
+    #[arg(long, value_name = "FILE")]
     pub enrolled: Vec<PathBuf>,
-    /// The nonce that was issued.
+    /// The nonce you issued; the evidence must echo it.
+    #[arg(long, value_name = "N")]
     pub nonce: Option<String>,
-    /// This verifier's audience name.
+    /// Your audience name; the evidence's aud must contain it.
+    #[arg(long, value_name = "A")]
     pub audience: Option<String>,
-    /// Maximum evidence age.
+    /// Refuse evidence older than this, e.g. 10m.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub max_age: Option<Duration>,
-    /// A policy file (TOML or JSON).
+    /// Policy file (TOML, or JSON).
+    #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
-    /// Machine output.
+    /// Print the verified claims, the decision and every reason as JSON.
+    #[arg(long)]
     pub json: bool,
 }
 
@@ -54,10 +66,7 @@ pub fn load_verifier(keys: &[PathBuf]) -> Result<Verifier> {
 
 /// Loads a policy file (TOML, or JSON when it starts with `{`).
 pub fn load_policy(path: &Path) -> Result<Policy> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read policy {}", path.display()))?;
-    Policy::from_str_auto(&text)
-        .map_err(|e| anyhow::anyhow!("invalid policy {}: {e}", path.display()))
+    Ok(posture_agent::compliance::load_policy(path)?)
 }
 
 /// Runs `posture verify`.

@@ -2,6 +2,7 @@
 
 use std::io::{self, Write};
 
+use posture_agent::Assessment;
 use posture_core::{Report, Status};
 
 /// Whether to use colours: only on a terminal, never with `NO_COLOR` set (no-color.org).
@@ -23,9 +24,15 @@ impl Style {
     }
 }
 
-/// Prints `report` on stdout (pretty JSON, or for people with an optional heading) and
-/// returns the exit code it means: 0 compliant, 1 not. Shared by `check` and `status`.
-pub fn print_report(report: &Report, json: bool, heading: Option<&str>) -> io::Result<u8> {
+/// Prints `report` on stdout (pretty JSON, or for people with an optional heading and the
+/// verdict) and returns the exit code the verdict means: 0 compliant, 1 not. Shared by
+/// `check` and `status`, which get the verdict from the agent's policy.
+pub fn print_report(
+    report: &Report,
+    assessment: &Assessment,
+    json: bool,
+    heading: Option<&str>,
+) -> io::Result<u8> {
     use std::io::IsTerminal;
     let stdout = io::stdout();
     let mut out = stdout.lock();
@@ -36,10 +43,15 @@ pub fn print_report(report: &Report, json: bool, heading: Option<&str>) -> io::R
         if let Some(heading) = heading {
             writeln!(out, "{heading}\n")?;
         }
-        write_human(&mut out, report, use_colour(io::stdout().is_terminal()))?;
+        write_human(
+            &mut out,
+            report,
+            assessment,
+            use_colour(io::stdout().is_terminal()),
+        )?;
     }
     out.flush()?;
-    Ok(if report.is_compliant() {
+    Ok(if assessment.compliant {
         crate::EXIT_OK
     } else {
         crate::EXIT_NONCOMPLIANT
@@ -47,7 +59,12 @@ pub fn print_report(report: &Report, json: bool, heading: Option<&str>) -> io::R
 }
 
 /// Writes the human report.
-pub fn write_human(out: &mut impl Write, report: &Report, colour: bool) -> io::Result<()> {
+pub fn write_human(
+    out: &mut impl Write,
+    report: &Report,
+    assessment: &Assessment,
+    colour: bool,
+) -> io::Result<()> {
     let style = Style { colour };
     let privilege = match report.privilege {
         posture_core::Privilege::Root => "as root",
@@ -100,7 +117,7 @@ pub fn write_human(out: &mut impl Write, report: &Report, colour: bool) -> io::R
     }
     writeln!(out)?;
     let s = report.summary;
-    let verdict = if report.is_compliant() {
+    let verdict = if assessment.compliant {
         style.paint("1;32", "COMPLIANT")
     } else {
         style.paint("1;31", "NOT COMPLIANT")
@@ -115,6 +132,16 @@ pub fn write_human(out: &mut impl Write, report: &Report, colour: bool) -> io::R
             out,
             "(a check that could not tell is not counted as a pass)"
         )?;
+    }
+    // Rules of the configured policy that fail although their finding (if any) passed:
+    // the finding lines above do not show them.
+    for reason in &assessment.reasons {
+        if reason.status.is_none_or(|status| status == Status::Pass) {
+            writeln!(out, "  policy {}: {}", reason.rule, reason.message)?;
+            if let Some(fix) = &reason.remediation {
+                writeln!(out, "    → fix: {}", fix.text)?;
+            }
+        }
     }
     Ok(())
 }
@@ -152,10 +179,31 @@ mod tests {
         )
     }
 
+    fn assessment(report: &Report) -> Assessment {
+        posture_agent::Compliance::default()
+            .assess(report, posture_core::keys::KeyAssurance::Software)
+    }
+
+    #[test]
+    fn a_policy_rule_without_a_failing_finding_is_shown() {
+        let report = report();
+        let policy =
+            posture_core::policy::Policy::from_toml_str("required_key_assurance = \"tpm\"\n")
+                .unwrap();
+        let assessment = posture_agent::Compliance::new(Some(policy))
+            .assess(&report, posture_core::keys::KeyAssurance::Software);
+        let mut out = Vec::new();
+        write_human(&mut out, &report, &assessment, false).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("NOT COMPLIANT"), "{text}");
+        assert!(text.contains("policy required_key_assurance"), "{text}");
+    }
+
     #[test]
     fn failure_shows_its_fix_and_verdict() {
         let mut out = Vec::new();
-        write_human(&mut out, &report(), false).unwrap();
+        let report = report();
+        write_human(&mut out, &report, &assessment(&report), false).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.contains("✘ fail     Firewall"), "{text}");
         assert!(text.contains("→ fix: sudo ufw enable"), "{text}");
@@ -169,7 +217,8 @@ mod tests {
     #[test]
     fn colour_only_when_asked() {
         let mut out = Vec::new();
-        write_human(&mut out, &report(), true).unwrap();
+        let report = report();
+        write_human(&mut out, &report, &assessment(&report), true).unwrap();
         assert!(String::from_utf8(out).unwrap().contains("\x1b[31m"));
     }
 }

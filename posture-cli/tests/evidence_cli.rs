@@ -309,7 +309,6 @@ fn export_caep_prints_a_signed_set() {
     env.public_jwk();
     let out = env.posture(&[
         "export",
-        "--format",
         "caep",
         "--previous",
         "compliant",
@@ -339,7 +338,6 @@ fn export_intune_prints_one_line_and_writes_rules() {
     let rules = env.path("rules.json");
     let out = env.posture(&[
         "export",
-        "--format",
         "intune",
         "--key-dir",
         &env.key_dir(),
@@ -360,7 +358,7 @@ fn export_opa_gives_verified_input() {
     let env = Env::new();
     let key = env.public_jwk();
     let evidence = env.evidence(&[]);
-    let out = env.posture(&["export", "--format", "opa", s(&evidence), "--key", s(&key)]);
+    let out = env.posture(&["export", "opa", s(&evidence), "--key", s(&key)]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["verified"], true);

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 // The swtpm harness is shared with posture-core's TPM tests.
-#[path = "../../posture-core/tests/tpm_support/mod.rs"]
+#[path = "../../posture-agent/tests/tpm_support/mod.rs"]
 #[allow(dead_code)]
 mod tpm_support;
 
@@ -160,8 +160,8 @@ impl Device {
     /// not able to forge its attestation key's quotes) could.
     fn resign_with_tpm_key(&self, token: &str, claims: &Value) -> String {
         let tpm = self.swtpm.open();
-        let srk = posture_core::tpm::Srk::create(&tpm).unwrap();
-        let signer = posture_core::tpm::TpmSigner::load(&srk, &self.key_dir()).unwrap();
+        let srk = posture_agent::tpm::Srk::create(&tpm).unwrap();
+        let signer = posture_agent::tpm::TpmSigner::load(&srk, &self.key_dir()).unwrap();
         drop(srk);
         resign(token, claims, &signer)
     }

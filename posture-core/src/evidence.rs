@@ -234,7 +234,13 @@ pub fn sign_evidence_with(
     let mut claims = build_claims(report, signer, options, now)?;
     claims.key_fallback_reason = key_claims.key_fallback_reason.clone();
     claims.tpm = key_claims.tpm.clone();
-    let token = jose::sign_compact(EVIDENCE_TYP, &claims, signer)?;
+    sign_claims(&claims, signer)
+}
+
+/// Signs claims made by [`build_claims`] (and completed by the caller, e.g. with a quote
+/// bound to them) as compact-JWS evidence; refuses evidence larger than verifiers accept.
+pub fn sign_claims(claims: &EvidenceClaims, signer: &dyn Signer) -> Result<String, EvidenceError> {
+    let token = jose::sign_compact(EVIDENCE_TYP, claims, signer)?;
     if token.len() > MAX_EVIDENCE_BYTES {
         return Err(EvidenceError::TooLarge(token.len()));
     }
@@ -297,17 +303,7 @@ pub fn ueid(device_id: &str) -> String {
 }
 
 fn decode_hex32(text: &str) -> Option<[u8; 32]> {
-    let bytes = text.as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = u8::try_from(hi * 16 + lo).ok()?;
-    }
-    Some(out)
+    crate::hex::decode(text)?.try_into().ok()
 }
 
 /// The JSON Schema of [`EvidenceClaims`]; the committed copy is

@@ -36,13 +36,14 @@
 pub mod attestation;
 pub mod evidence;
 pub mod exports;
+pub mod files;
+pub mod hex;
 pub mod jose;
 pub mod keys;
 mod model;
 pub mod policy;
+pub mod process;
 mod time;
-#[cfg(all(feature = "tpm", target_os = "linux"))]
-pub mod tpm;
 pub mod verify;
 
 pub use model::{

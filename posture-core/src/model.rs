@@ -134,7 +134,8 @@ impl Finding {
             reason: None,
             remediation: None,
             collected_at: Timestamp::now(),
-            privilege: current_privilege(),
+            // The lesser claim until the runner, which knows, stamps the real one.
+            privilege: Privilege::User,
         }
     }
 
@@ -296,7 +297,7 @@ impl Report {
             os,
             agent: Agent::default(),
             collected_at,
-            privilege: current_privilege(),
+            privilege: Privilege::User,
             summary,
             findings,
         }
@@ -307,10 +308,14 @@ impl Report {
         self.findings.iter().find(|f| f.id == id)
     }
 
-    /// Compliant means every check that ran passed. `unknown` is not compliant: a check
-    /// that could not tell is never counted as a pass.
-    pub fn is_compliant(&self) -> bool {
-        self.findings.iter().all(|f| f.status == Status::Pass)
+    /// Records the privilege the collection ran with, on the report and on every finding.
+    /// The collector knows it; this crate never probes the running system.
+    pub fn with_privilege(mut self, privilege: Privilege) -> Self {
+        self.privilege = privilege;
+        for finding in &mut self.findings {
+            finding.privilege = privilege;
+        }
+        self
     }
 
     /// Checks every finding's invariants, unique ids and the version.
@@ -339,27 +344,6 @@ fn summarize(findings: &[Finding]) -> Summary {
         }
     }
     summary
-}
-
-#[cfg(unix)]
-fn current_privilege() -> Privilege {
-    // Reading our own effective uid from procfs keeps this crate free of libc/unsafe.
-    // If it cannot be read we claim the lesser privilege.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let euid = status
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|rest| rest.split_whitespace().nth(1))
-        .and_then(|uid| uid.parse::<u32>().ok());
-    match euid {
-        Some(0) => Privilege::Root,
-        _ => Privilege::User,
-    }
-}
-
-#[cfg(not(unix))]
-fn current_privilege() -> Privilege {
-    Privilege::User
 }
 
 #[cfg(test)]
@@ -395,7 +379,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_is_not_compliant() {
+    fn summary_counts_each_status() {
         let report = Report::new(
             device(),
             OsFacts::default(),
@@ -405,7 +389,6 @@ mod tests {
                 Finding::unknown("screen_lock", "no user session"),
             ],
         );
-        assert!(!report.is_compliant());
         assert_eq!(
             report.summary,
             Summary {

@@ -121,7 +121,7 @@ fn caep_set_is_signed_and_carries_the_change() {
 
 #[test]
 fn intune_discovery_is_one_line_of_settings() {
-    let line = intune::discovery_json(&report(), KeyAssurance::Software);
+    let line = intune::discovery_json(&report(), KeyAssurance::Software, false);
     assert!(!line.contains('\n'));
     let v: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["posture_compliant"], false);

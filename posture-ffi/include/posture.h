@@ -277,6 +277,24 @@ posture_status posture_key_software_load_or_create(const uint8_t *dir,
                                                    posture_key **out);
 
 /**
+ * Opens the device key as posture's configuration says, exactly as `posture report` and
+ * the daemon do: the TPM key when the TPM is usable (its evidence carries a PCR quote
+ * when signed with a nonce), else the software key when `[key]` allows the fallback.
+ *
+ * `config` is the text of a posture config file (the same TOML as
+ * `/etc/posture/config.toml`; empty text means the defaults); the key lives in the
+ * state directory's `keys/` (`[daemon] state_dir`, `POSTURE_STATE_DIR`, else
+ * `/var/lib/posture` as root and `~/.local/share/posture` otherwise).
+ *
+ * Errors: `POSTURE_STATUS_INVALID_CONFIG` for a config with a mistake,
+ * `POSTURE_STATUS_KEY_ERROR` when the configured key cannot be used.
+ *
+ * # Safety
+ * `config` must be valid for reads of `config_len` bytes; `out` valid for one pointer.
+ */
+posture_status posture_key_open(const uint8_t *config, size_t config_len, posture_key **out);
+
+/**
  * Frees a key handle (the key file stays). NULL is accepted and ignored.
  *
  * # Safety
@@ -354,6 +372,24 @@ void posture_buf_free(posture_buf *buf);
  * `config` must be valid for reads of `config_len` bytes; `out` valid for one pointer.
  */
 posture_status posture_collect_json(const uint8_t *config, size_t config_len, posture_buf **out);
+
+/**
+ * Collects this device's posture and decides its compliance, exactly as `posture check`
+ * and the daemon do, and returns `{"report": <report>, "compliance": {"compliant": bool,
+ * "reasons": [...]}}` in a new buffer at `*out`.
+ *
+ * `config` is the text of a whole posture config file (the same TOML as
+ * `/etc/posture/config.toml`; empty text means the defaults): `[checks]`, the
+ * `[compliance]` policy, `[key]`, and `[daemon] state_dir` / `root`. The verdict is the
+ * configured policy's, else "every check passed" (`unknown` is never a pass). Free the
+ * buffer with `posture_buf_free`.
+ *
+ * # Safety
+ * `config` must be valid for reads of `config_len` bytes; `out` valid for one pointer.
+ */
+posture_status posture_agent_collect_json(const uint8_t *config,
+                                          size_t config_len,
+                                          posture_buf **out);
 
 /**
  * Writes the message of status `code` into `buf` as a NUL-terminated string, and its

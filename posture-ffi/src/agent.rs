@@ -3,10 +3,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use posture_core::evidence::{sign_evidence, EvidenceError, EvidenceOptions};
+use posture_agent::key::{Backend, DeviceKey, KeyConfig};
+use posture_agent::sign::{sign_evidence, SignError};
+use posture_agent::{Agent, Config};
+use posture_core::evidence::{EvidenceError, EvidenceOptions};
 use posture_core::jose::Jwk;
-use posture_core::keys::software::SoftwareKey;
-use posture_core::keys::Signer;
 use posture_core::Report;
 
 use crate::boundary::{
@@ -27,7 +28,9 @@ pub const POSTURE_MAX_PATH_BYTES: usize = 4096;
 #[allow(non_camel_case_types)]
 #[derive(Debug)]
 pub struct posture_key {
-    signer: Box<dyn Signer>,
+    key: DeviceKey,
+    /// The sha256 PCRs quoted into evidence signed with a nonce (TPM keys).
+    quote_pcrs: Vec<u32>,
 }
 
 #[cfg(unix)]
@@ -65,11 +68,63 @@ pub unsafe extern "C" fn posture_key_software_load_or_create(
             return posture_status::InvalidParameter;
         }
         let path = try_ffi!(path_from_bytes(bytes));
-        let Ok(key) = SoftwareKey::load_or_create(&path) else {
+        let software = KeyConfig {
+            backend: Backend::Software,
+            ..KeyConfig::default()
+        };
+        let Ok(key) = posture_agent::key::open(&software, &path, false) else {
             return posture_status::KeyError;
         };
         let handle = posture_key {
-            signer: Box::new(key),
+            key,
+            quote_pcrs: Vec::new(),
+        };
+        // SAFETY: non-NULL; the caller promises it is valid for writes.
+        unsafe { write_out(out, into_handle(handle)) };
+        posture_status::Ok
+    })
+}
+
+/// Opens the device key as posture's configuration says, exactly as `posture report` and
+/// the daemon do: the TPM key when the TPM is usable (its evidence carries a PCR quote
+/// when signed with a nonce), else the software key when `[key]` allows the fallback.
+///
+/// `config` is the text of a posture config file (the same TOML as
+/// `/etc/posture/config.toml`; empty text means the defaults); the key lives in the
+/// state directory's `keys/` (`[daemon] state_dir`, `POSTURE_STATE_DIR`, else
+/// `/var/lib/posture` as root and `~/.local/share/posture` otherwise).
+///
+/// Errors: `POSTURE_STATUS_INVALID_CONFIG` for a config with a mistake,
+/// `POSTURE_STATUS_KEY_ERROR` when the configured key cannot be used.
+///
+/// # Safety
+/// `config` must be valid for reads of `config_len` bytes; `out` valid for one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn posture_key_open(
+    config: *const u8,
+    config_len: usize,
+    out: *mut *mut posture_key,
+) -> posture_status {
+    ffi_status(|| {
+        if config.is_null() || out.is_null() {
+            return posture_status::NullParameter;
+        }
+        // SAFETY: non-NULL; the caller promises `config_len` readable bytes.
+        let text = try_ffi!(unsafe {
+            input_text(config, config_len, crate::collect::POSTURE_MAX_CONFIG_BYTES)
+        });
+        let Ok(config) = Config::parse(text, std::path::Path::new("<posture_key_open>")) else {
+            return posture_status::InvalidConfig;
+        };
+        let Ok(agent) = Agent::new(config, None) else {
+            return posture_status::InvalidConfig;
+        };
+        let Ok(key) = agent.open_key(true) else {
+            return posture_status::KeyError;
+        };
+        let handle = posture_key {
+            key,
+            quote_pcrs: agent.config.key.quote_pcrs.clone(),
         };
         // SAFETY: non-NULL; the caller promises it is valid for writes.
         unsafe { write_out(out, into_handle(handle)) };
@@ -104,7 +159,8 @@ pub unsafe extern "C" fn posture_key_public_jwk(
         }
         // SAFETY: non-NULL; the caller promises a live key.
         let key = try_ffi!(unsafe { borrow_handle(key) });
-        let Ok(json) = serde_json::to_vec(&Jwk::from_public_key(&key.signer.public_key())) else {
+        let public = key.key.signer.public_key();
+        let Ok(json) = serde_json::to_vec(&Jwk::from_public_key(&public)) else {
             return posture_status::Panic;
         };
         // SAFETY: non-NULL; the caller promises it is valid for writes.
@@ -166,13 +222,15 @@ pub unsafe extern "C" fn posture_evidence_sign(
             audience: (!audience.is_empty()).then(|| audience.to_owned()),
             ttl: Duration::from_secs(u64::from(ttl_secs)),
         };
-        let token = match sign_evidence(&report, key.signer.as_ref(), &options) {
-            Ok(token) => token,
-            Err(EvidenceError::InvalidReport(_)) => return posture_status::InvalidReport,
-            Err(EvidenceError::NonceLength(_) | EvidenceError::Ttl(_)) => {
+        let token = match sign_evidence(&key.key, &report, &options, &key.quote_pcrs) {
+            Ok(signed) => signed.token,
+            Err(SignError::Evidence(EvidenceError::InvalidReport(_))) => {
+                return posture_status::InvalidReport
+            }
+            Err(SignError::Evidence(EvidenceError::NonceLength(_) | EvidenceError::Ttl(_))) => {
                 return posture_status::InvalidParameter
             }
-            Err(EvidenceError::Key(_)) => return posture_status::KeyError,
+            Err(SignError::Evidence(EvidenceError::Key(_))) => return posture_status::KeyError,
             Err(_) => return posture_status::EvidenceSignFailed,
         };
         // SAFETY: non-NULL; the caller promises it is valid for writes.

@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use posture_agent::paths::{Overrides, Paths};
+use posture_agent::{Agent, Config};
 use posture_checks::{collect, ChecksConfig, CollectOptions};
 
 use crate::boundary::{ffi_status, input_text, into_handle, try_ffi, write_out};
@@ -40,7 +42,12 @@ pub unsafe extern "C" fn posture_collect_json(
         // channel, which gives the blocking thread Rust thread-local state; on a C caller's
         // thread that state is never destroyed. (Not `thread::scope`: it registers the
         // caller's thread with Rust's runtime for the same effect.)
-        let options = CollectOptions::new(config);
+        let mut options = CollectOptions::new(config);
+        // The state directory the CLI and the daemon use, so patch_level's memory of
+        // pending updates and its list cache are shared.
+        options.state_dir = Paths::resolve(&Overrides::default())
+            .ok()
+            .map(|paths| paths.state_dir);
         let collected = std::thread::Builder::new()
             .name("posture-collect".into())
             .spawn(move || collect(&options))
@@ -56,6 +63,68 @@ pub unsafe extern "C" fn posture_collect_json(
             Err(_) => return posture_status::CollectFailed,
         };
         let Ok(json) = serde_json::to_vec(&report) else {
+            return posture_status::CollectFailed;
+        };
+        // SAFETY: `out` is non-NULL and the caller promises it is valid for writes.
+        unsafe { write_out(out, into_handle(posture_buf::new(json))) };
+        posture_status::Ok
+    })
+}
+
+/// Collects this device's posture and decides its compliance, exactly as `posture check`
+/// and the daemon do, and returns `{"report": <report>, "compliance": {"compliant": bool,
+/// "reasons": [...]}}` in a new buffer at `*out`.
+///
+/// `config` is the text of a whole posture config file (the same TOML as
+/// `/etc/posture/config.toml`; empty text means the defaults): `[checks]`, the
+/// `[compliance]` policy, `[key]`, and `[daemon] state_dir` / `root`. The verdict is the
+/// configured policy's, else "every check passed" (`unknown` is never a pass). Free the
+/// buffer with `posture_buf_free`.
+///
+/// # Safety
+/// `config` must be valid for reads of `config_len` bytes; `out` valid for one pointer.
+#[no_mangle]
+pub unsafe extern "C" fn posture_agent_collect_json(
+    config: *const u8,
+    config_len: usize,
+    out: *mut *mut posture_buf,
+) -> posture_status {
+    ffi_status(|| {
+        if config.is_null() || out.is_null() {
+            return posture_status::NullParameter;
+        }
+        // SAFETY: non-NULL, and the caller promises `config_len` readable bytes.
+        let text = try_ffi!(unsafe { input_text(config, config_len, POSTURE_MAX_CONFIG_BYTES) });
+        let Ok(config) = Config::parse(text, Path::new("<posture_agent_collect_json>")) else {
+            return posture_status::InvalidConfig;
+        };
+        let Ok(agent) = Agent::new(config, None) else {
+            return posture_status::InvalidConfig;
+        };
+        // On a thread of our own, joined before returning (see posture_collect_json).
+        let collected = std::thread::Builder::new()
+            .name("posture-collect".into())
+            .spawn(move || {
+                let report = agent.collect(&[])?;
+                let compliance = agent.assess_device(&report).ok();
+                Ok::<_, posture_checks::Error>((report, compliance))
+            })
+            .map(|handle| handle.join());
+        let Ok(Ok(collected)) = collected else {
+            return posture_status::CollectFailed;
+        };
+        let (report, compliance) = match collected {
+            Ok(collected) => collected,
+            Err(
+                posture_checks::Error::ConfigParse { .. } | posture_checks::Error::UnknownCheck(_),
+            ) => return posture_status::InvalidConfig,
+            Err(_) => return posture_status::CollectFailed,
+        };
+        let Some(compliance) = compliance else {
+            return posture_status::KeyError;
+        };
+        let value = serde_json::json!({ "report": report, "compliance": compliance });
+        let Ok(json) = serde_json::to_vec(&value) else {
             return posture_status::CollectFailed;
         };
         // SAFETY: `out` is non-NULL and the caller promises it is valid for writes.

@@ -14,18 +14,26 @@
 //! - Every entry point checks its pointers for NULL first and runs inside a panic
 //!   boundary: a bug in the library returns `POSTURE_STATUS_PANIC`, it never unwinds into C.
 //!
+//! ## Features
+//! `agent` (default): collecting posture, the device key (TPM when usable, feature `tpm`)
+//! and signing evidence, through posture's agent layer. A verifier-only build
+//! (`--no-default-features`) has only the verifier and policy: no tss, no OS probing.
+//!
 //! ## Threading
 //! A `posture_verifier` is immutable once built: one handle may be used by any number of
 //! threads concurrently. Other handles (`posture_result`, `posture_buf`, `posture_key`)
 //! belong to one thread at a time.
 
+#[cfg(feature = "agent")]
 pub mod agent;
 mod boundary;
 pub mod buf;
+#[cfg(feature = "agent")]
 pub mod collect;
 pub mod status;
 pub mod verifier;
 
+#[cfg(feature = "agent")]
 pub use agent::posture_key;
 pub use buf::posture_buf;
 pub use status::{posture_error_message, posture_status};

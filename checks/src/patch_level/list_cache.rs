@@ -116,11 +116,9 @@ impl ListCache {
         if !self.changed && before == self.lists.len() {
             return Ok(());
         }
-        std::fs::create_dir_all(dir)?;
+        posture_core::files::create_private_dir(dir)?;
         let text = serde_json::to_string(&self).map_err(std::io::Error::other)?;
-        let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-        std::fs::write(&tmp, text)?;
-        std::fs::rename(&tmp, dir.join(FILE_NAME))
+        posture_core::files::write_private(&dir.join(FILE_NAME), text.as_bytes())
     }
 }
 

@@ -98,13 +98,12 @@ pub fn load(dir: &Path) -> State {
         .unwrap_or_default()
 }
 
-/// Writes the state to `dir` atomically (temp file + rename), creating `dir` if needed.
+/// Writes the state to `dir` atomically and owner-only, never through a symlink
+/// ([`posture_core::files`]), creating `dir` (0700) if needed.
 pub fn save(dir: &Path, state: &State) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    posture_core::files::create_private_dir(dir)?;
     let text = serde_json::to_string_pretty(state).map_err(std::io::Error::other)?;
-    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-    std::fs::write(&tmp, text)?;
-    std::fs::rename(&tmp, dir.join(FILE_NAME))
+    posture_core::files::write_private(&dir.join(FILE_NAME), text.as_bytes())
 }
 
 #[cfg(test)]

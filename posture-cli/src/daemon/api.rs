@@ -2,6 +2,8 @@
 //!
 //! - `GET /v1/health`: liveness, version, the device key's public JWK, outbox length.
 //! - `GET /v1/report`: the latest report.
+//! - `GET /v1/compliance`: the latest report's verdict under the configured policy
+//!   (`{"compliant": bool, "reasons": [...]}`), the one `posture status` shows.
 //! - `POST /v1/evidence` with `{"nonce": "...", "audience": "..."}`: freshly signed evidence.
 //!
 //! hyper does the HTTP parsing (it is already in the tree for reqwest, and its parser is
@@ -162,8 +164,15 @@ async fn route(request: Request<Incoming>, shared: &Shared) -> Response<Full<Byt
                 "the first collection has not finished yet",
             ),
         },
+        (&Method::GET, "/v1/compliance") => match shared.assessment.borrow().clone() {
+            Some(assessment) => json_response(StatusCode::OK, &*assessment),
+            None => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the first collection has not finished yet",
+            ),
+        },
         (&Method::POST, "/v1/evidence") => evidence(request, shared).await,
-        (_, "/v1/health" | "/v1/report" | "/v1/evidence") => {
+        (_, "/v1/health" | "/v1/report" | "/v1/compliance" | "/v1/evidence") => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
         _ => error(StatusCode::NOT_FOUND, "no such endpoint"),
@@ -251,9 +260,9 @@ async fn evidence(request: Request<Incoming>, shared: &Shared) -> Response<Full<
         .evidence
         .sign(&report, Some(&request.nonce), request.audience.as_deref())
     {
-        Ok(jws) => json_response(
+        Ok(signed) => json_response(
             StatusCode::OK,
-            &json!({ "evidence": jws, "collected_at": report.collected_at }),
+            &json!({ "evidence": signed.token, "collected_at": report.collected_at }),
         ),
         Err(e) => {
             tracing::error!(error = %e, "signing evidence failed");

@@ -23,7 +23,6 @@ pub mod evidence_port;
 pub mod notify;
 pub mod outbox;
 pub mod scheduler;
-pub mod settings;
 pub mod sleep;
 pub mod watch;
 
@@ -32,16 +31,28 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use posture_agent::config::Config;
+use posture_agent::daemon_config::{self as settings, DaemonConfig, SettingsError};
+use posture_agent::{Assessment, Compliance};
 use posture_core::Report;
 use tokio::net::UnixListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, watch as channel, Mutex, Notify};
 
-use crate::config::Config;
-use evidence_port::{CoreEvidence, EvidenceSource, PortError};
+use evidence_port::DeviceEvidence;
 use outbox::{Outbox, OutboxError};
 use scheduler::Trigger;
-use settings::{DaemonConfig, SettingsError};
+
+/// `posture daemon` arguments.
+#[derive(Debug, clap::Args)]
+pub struct DaemonArgs {
+    /// Log format: text (journald-friendly) or json.
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, default_value = "info", value_name = "LEVEL")]
+    log_level: String,
+}
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -80,9 +91,18 @@ pub enum DaemonError {
     /// `socket_group` names no group.
     #[error("daemon.socket_group: no group named {0:?} in /etc/group")]
     NoGroup(String),
+    /// No place for state, key or socket.
+    #[error(transparent)]
+    Paths(#[from] posture_agent::paths::NoHome),
+    /// No socket path: set one.
+    #[error("daemon.socket is not set and XDG_RUNTIME_DIR is not set")]
+    NoSocket,
     /// The device key.
     #[error("device key: {0}")]
-    Key(#[from] PortError),
+    Key(#[from] posture_agent::key::DeviceKeyError),
+    /// The compliance policy.
+    #[error(transparent)]
+    Policy(#[from] posture_agent::compliance::PolicyFileError),
     /// The outbox.
     #[error(transparent)]
     Outbox(#[from] OutboxError),
@@ -101,8 +121,11 @@ pub struct Shared {
     pub settings: channel::Sender<Arc<Config>>,
     /// The latest report.
     pub report: channel::Sender<Option<Arc<Report>>>,
+    /// The latest report's compliance under the policy (what `posture status` shows and
+    /// what compliance events say).
+    pub assessment: channel::Sender<Option<Arc<Assessment>>>,
     /// Evidence signing, policy and CAEP.
-    pub evidence: Box<dyn EvidenceSource>,
+    pub evidence: DeviceEvidence,
     /// The durable outbox.
     pub outbox: Arc<Outbox>,
     /// Woken when an item is queued.
@@ -119,10 +142,9 @@ pub struct Shared {
 pub fn run(
     config_path: Option<PathBuf>,
     config: Config,
-    log_format: LogFormat,
-    log_level: &str,
+    args: DaemonArgs,
 ) -> Result<(), DaemonError> {
-    init_logging(log_format, log_level)?;
+    init_logging(args.log_format, &args.log_level)?;
     config.daemon.validate()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
@@ -143,12 +165,12 @@ async fn main_loop(config_path: Option<PathBuf>, config: Config) -> Result<(), D
     let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Start)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Start)?;
 
-    let state_dir = config.daemon.state_dir()?;
+    let paths = config.paths(None)?;
+    let state_dir = paths.state_dir.clone();
     create_dir(&state_dir, 0o700)?;
     // The TPM key (with its attestation key, for quotes) where there is a usable TPM,
-    // else the software key as `[key]` allows; the same keys `posture report` uses.
-    let key = crate::device_key::open_quietly(&config.key, &state_dir.join("keys"), true)
-        .map_err(|e| PortError::Sign(format!("{e:#}")))?;
+    // else the software key as `[key]` allows; the same key `posture report` uses.
+    let key = posture_agent::key::open(&config.key, &paths.key_dir, true)?;
     if let Some(reason) = &key.fallback_reason {
         tracing::warn!(
             reason = %reason,
@@ -156,22 +178,20 @@ async fn main_loop(config_path: Option<PathBuf>, config: Config) -> Result<(), D
             "signing with a software key: the TPM is not usable"
         );
     }
-    let policy = match &config.daemon.policy {
-        Some(path) => Some(evidence_port::load_policy(path)?),
-        None => None,
-    };
-    let evidence = CoreEvidence::new(
+    let compliance = Compliance::load(config.policy_file())?;
+    let evidence = DeviceEvidence::new(
         key,
         config.key.quote_pcrs.clone(),
         config.daemon.evidence_ttl,
-        policy,
+        compliance,
     );
     let outbox = Outbox::open(
         &state_dir.join("outbox"),
         config.daemon.outbox_max_items,
         config.daemon.outbox_max_bytes,
     )?;
-    let (listener, socket_path) = bind(&config.daemon)?;
+    let socket_path = paths.socket.clone().ok_or(DaemonError::NoSocket)?;
+    let (listener, socket_path) = bind(&config.daemon, socket_path)?;
     tracing::info!(
         socket = %socket_path.display(),
         state = %state_dir.display(),
@@ -190,7 +210,8 @@ async fn main_loop(config_path: Option<PathBuf>, config: Config) -> Result<(), D
     let shared = Arc::new(Shared {
         settings: channel::Sender::new(Arc::new(config)),
         report: channel::Sender::new(None),
-        evidence: Box::new(evidence),
+        assessment: channel::Sender::new(None),
+        evidence,
         outbox: Arc::new(outbox),
         outbox_wake: Notify::new(),
         compliance: Mutex::new(scheduler::load_compliance(&state_dir)),
@@ -260,12 +281,8 @@ fn reload(shared: &Shared, config_path: Option<&Path>) {
             }
             // A policy that does not load keeps the old one: a typo must not turn
             // compliance events off.
-            let policy = match &new.daemon.policy {
-                Some(path) => evidence_port::load_policy(path).map(Some),
-                None => Ok(None),
-            };
-            match policy {
-                Ok(policy) => shared.evidence.set_policy(policy),
+            match Compliance::load(new.policy_file()) {
+                Ok(compliance) => shared.evidence.set_compliance(compliance),
                 Err(e) => {
                     tracing::error!(error = %e, "reload failed; keeping the previous configuration");
                     return;
@@ -290,8 +307,7 @@ fn reload(shared: &Shared, config_path: Option<&Path>) {
 
 /// Binds the API socket: removes a stale one, refuses to start when another daemon
 /// answers, and restricts access (0600, or 0660 with `socket_group`).
-fn bind(daemon: &DaemonConfig) -> Result<(UnixListener, PathBuf), DaemonError> {
-    let path = daemon.socket_path()?;
+fn bind(daemon: &DaemonConfig, path: PathBuf) -> Result<(UnixListener, PathBuf), DaemonError> {
     let socket_err = |source| DaemonError::Socket {
         path: path.clone(),
         source,

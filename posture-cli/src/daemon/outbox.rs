@@ -10,9 +10,7 @@
 //! The methods do blocking file I/O; call them from `spawn_blocking`.
 
 use std::collections::VecDeque;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -195,7 +193,7 @@ impl Outbox {
         }
         let seq = index.next_seq;
         let path = self.path(seq);
-        write_atomically(&self.dir, &path, &bytes)?;
+        write_atomically(&path, &bytes)?;
         index.next_seq += 1;
         index.bytes += size;
         let entry = Entry {
@@ -228,7 +226,7 @@ impl Outbox {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(io_err(&path)(e)),
         }
-        sync_dir(&self.dir)?;
+        posture_core::files::sync_dir(&self.dir).map_err(io_err(&self.dir))?;
         if let Some(old) = index.entries.remove(position) {
             index.bytes -= old.size;
         }
@@ -247,28 +245,11 @@ fn read_item(path: &Path) -> Result<(Item, u64), OutboxError> {
     Ok((item, bytes.len() as u64))
 }
 
-/// Writes `bytes` to `path` so that after a crash the file is either absent or complete:
-/// temp file, fsync, rename, fsync of the directory.
-pub fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), OutboxError> {
-    let tmp = path.with_extension("tmp");
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io_err(&tmp))?;
-    file.write_all(bytes).map_err(io_err(&tmp))?;
-    file.sync_all().map_err(io_err(&tmp))?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    sync_dir(dir)
-}
-
-fn sync_dir(dir: &Path) -> Result<(), OutboxError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
+/// Writes `bytes` to `path` so that after a crash the file is either absent or complete,
+/// owner-only and never through a symlink ([`posture_core::files::write_private`]: temp
+/// file, fsync, rename, fsync of the directory).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OutboxError> {
+    posture_core::files::write_private(path, bytes).map_err(io_err(path))
 }
 
 #[cfg(test)]

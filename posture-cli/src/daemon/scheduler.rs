@@ -8,15 +8,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use base64ct::{Base64UrlUnpadded, Encoding};
+use posture_agent::config::Config;
 use posture_core::Report;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use super::evidence_port::new_jti;
 use super::outbox::{write_atomically, Item};
 use super::{blocking, random_below, stopped, Shared};
-use crate::config::Config;
 
 /// A reason to collect again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,21 +98,21 @@ fn next_full_at(config: &Config) -> Instant {
 /// compliance-change events.
 pub async fn collect(shared: &Arc<Shared>, only: Option<Vec<&'static str>>, cause: &str) {
     let config = Arc::clone(&shared.settings.borrow());
-    let mut options = posture_checks::CollectOptions::new(config.checks.clone());
-    if let Some(root) = &config.daemon.root {
-        options.context = Some(posture_checks::Context::fixture(
-            root.clone(),
-            config.checks.clone(),
-            SystemTime::now(),
-        ));
-    }
-    if let Some(ids) = &only {
-        options.only = ids.iter().map(|id| (*id).to_owned()).collect();
-    }
+    let ids: Vec<String> = only.iter().flatten().map(|id| (*id).to_owned()).collect();
+    // The same options as `posture check`, with the state directory: patch_level keeps
+    // its memory of pending updates and its apt list cache.
+    let options = posture_agent::collect::options(&config, &shared.state_dir, &ids);
     let started = std::time::Instant::now();
     // The runner blocks (one thread per check, each with a timeout); keep it off the
     // runtime thread. The blocking pool's threads exit when idle.
-    let report = match tokio::task::spawn_blocking(move || posture_checks::collect(&options)).await
+    let report = match tokio::task::spawn_blocking(move || {
+        let report = posture_checks::collect(&options);
+        // Parsing apt lists allocates tens of MB in the check threads' arenas; give it
+        // back to the OS now rather than keeping it for the next collection.
+        release_freed_memory();
+        report
+    })
+    .await
     {
         Ok(Ok(report)) => report,
         Ok(Err(e)) => {
@@ -159,6 +157,9 @@ fn merge(previous: &Report, partial: Report) -> Report {
 
 async fn after_collection(shared: &Arc<Shared>, config: &Config, report: &Arc<Report>) {
     let assessment = shared.evidence.assess(report);
+    shared
+        .assessment
+        .send_replace(Some(Arc::new(assessment.clone())));
     let previous = *shared.compliance.lock().await;
     if previous != Some(assessment.compliant) {
         if let Some(previous) = previous {
@@ -176,7 +177,17 @@ async fn after_collection(shared: &Arc<Shared>, config: &Config, report: &Arc<Re
                     config.daemon.audience.as_deref(),
                 );
                 match set {
-                    Ok(set) => enqueue(shared, "caep", url, "application/secevent+jwt", set).await,
+                    Ok(set) => {
+                        enqueue(
+                            shared,
+                            "caep",
+                            url,
+                            "application/secevent+jwt",
+                            set.token,
+                            set.jti,
+                        )
+                        .await
+                    }
                     Err(e) => {
                         tracing::error!(error = %e, "cannot sign the compliance-change event")
                     }
@@ -187,9 +198,8 @@ async fn after_collection(shared: &Arc<Shared>, config: &Config, report: &Arc<Re
         // rather than never.
         *shared.compliance.lock().await = Some(assessment.compliant);
         let path = shared.state_dir.join(COMPLIANCE_FILE);
-        let dir = shared.state_dir.clone();
         let bytes = serde_json::json!({ "compliant": assessment.compliant }).to_string();
-        if let Err(e) = blocking(move || write_atomically(&dir, &path, bytes.as_bytes())).await {
+        if let Err(e) = blocking(move || write_atomically(&path, bytes.as_bytes())).await {
             tracing::error!(error = %e, "cannot record the compliance state");
         }
     }
@@ -198,7 +208,17 @@ async fn after_collection(shared: &Arc<Shared>, config: &Config, report: &Arc<Re
             .evidence
             .sign(report, None, config.daemon.audience.as_deref())
         {
-            Ok(jws) => enqueue(shared, "evidence", url, "application/eat+jwt", jws).await,
+            Ok(signed) => {
+                enqueue(
+                    shared,
+                    "evidence",
+                    url,
+                    "application/eat+jwt",
+                    signed.token,
+                    signed.jti,
+                )
+                .await
+            }
             Err(e) => tracing::error!(error = %e, "cannot sign evidence"),
         }
     }
@@ -216,9 +236,16 @@ pub fn load_compliance(state_dir: &std::path::Path) -> Option<bool> {
         .as_bool()
 }
 
-async fn enqueue(shared: &Arc<Shared>, kind: &str, url: &str, content_type: &str, token: String) {
+async fn enqueue(
+    shared: &Arc<Shared>,
+    kind: &str,
+    url: &str,
+    content_type: &str,
+    token: String,
+    jti: String,
+) {
     let item = Item {
-        jti: jti_of(&token).unwrap_or_else(new_jti),
+        jti,
         kind: kind.to_owned(),
         url: url.to_owned(),
         content_type: content_type.to_owned(),
@@ -235,27 +262,24 @@ async fn enqueue(shared: &Arc<Shared>, kind: &str, url: &str, content_type: &str
     }
 }
 
-/// The `jti` claim of a compact JWS, so the outbox and the receiver agree on it.
-fn jti_of(token: &str) -> Option<String> {
-    let payload = token.split('.').nth(1)?;
-    let bytes = Base64UrlUnpadded::decode_vec(payload).ok()?;
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("jti")?.as_str().map(str::to_owned)
+/// Returns memory that glibc's allocator keeps after frees (in the main arena and in the
+/// check threads' arenas) to the OS, so an idle daemon holds only what it uses.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it has no
+    // preconditions and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use posture_core::{Device, Finding, OsFacts, Remediation, Status, Timestamp};
+    use posture_core::{Finding, Remediation, Status};
 
     fn report(findings: Vec<Finding>) -> Report {
-        let device = Device {
-            id: "ab".repeat(32),
-            hostname: "laptop".into(),
-            vendor: None,
-            model: None,
-        };
-        Report::new(device, OsFacts::default(), Timestamp::now(), findings)
+        posture_test_support::report_with(findings)
     }
 
     #[test]
@@ -291,15 +315,5 @@ mod tests {
         assert_eq!(pending.checks.len(), 2);
         pending.add(Trigger::full("resume"));
         assert!(pending.full);
-    }
-
-    #[test]
-    fn jti_is_read_from_the_token() {
-        let payload = Base64UrlUnpadded::encode_string(br#"{"jti":"abc"}"#);
-        assert_eq!(
-            jti_of(&format!("e30.{payload}.sig")).as_deref(),
-            Some("abc")
-        );
-        assert_eq!(jti_of("garbage"), None);
     }
 }

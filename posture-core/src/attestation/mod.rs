@@ -67,33 +67,15 @@ pub enum AttestationError {
     Unsupported(String),
 }
 
-/// Lowercase hex.
+/// Lowercase hex (see [`crate::hex`]).
 pub fn to_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
+    crate::hex::encode(bytes)
 }
 
-/// Parses hex (either case, no separators).
+/// Parses hex (either case, no separators, surrounding whitespace ignored).
 pub fn from_hex(text: &str) -> Result<Vec<u8>, AttestationError> {
-    let text = text.trim();
-    let bad = || AttestationError::Malformed {
+    crate::hex::decode(text.trim()).ok_or_else(|| AttestationError::Malformed {
         what: "hex",
         message: "not an even-length hex string".into(),
-    };
-    if text.len() % 2 != 0 {
-        return Err(bad());
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| {
-            text.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
-                .ok_or_else(bad)
-        })
-        .collect()
+    })
 }

@@ -338,7 +338,7 @@ impl TpmPublic {
 }
 
 /// Left-pads a big-endian integer to `N` bytes (the TPM may drop leading zeros).
-pub(crate) fn left_pad<const N: usize>(v: &[u8]) -> Result<[u8; N], AttestationError> {
+pub fn left_pad<const N: usize>(v: &[u8]) -> Result<[u8; N], AttestationError> {
     let v = {
         let zeros = v.iter().take_while(|b| **b == 0).count();
         &v[zeros..]

@@ -141,5 +141,10 @@ pub fn compliance_change(
     options: &SetOptions,
 ) -> Result<String, EvidenceError> {
     let claims = set_claims(change, signer, options, SystemTime::now())?;
-    Ok(jose::sign_compact(SET_TYP, &claims, signer)?)
+    sign_set(&claims, signer)
+}
+
+/// Signs SET claims made by [`set_claims`] (compact JWS, `typ: secevent+jwt`, ES256).
+pub fn sign_set(claims: &Value, signer: &dyn Signer) -> Result<String, EvidenceError> {
+    Ok(jose::sign_compact(SET_TYP, claims, signer)?)
 }

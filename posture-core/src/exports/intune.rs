@@ -16,9 +16,10 @@ use crate::{Report, Status};
 pub const DEFAULT_MORE_INFO_URL: &str = "https://example.invalid/posture/docs/remediation";
 
 /// The single-line JSON a discovery script prints (`ConvertTo-Json -Compress` form).
-pub fn discovery_json(report: &Report, key_assurance: KeyAssurance) -> String {
+/// `compliant` is the device's compliance as the agent decided it with its policy.
+pub fn discovery_json(report: &Report, key_assurance: KeyAssurance, compliant: bool) -> String {
     let mut settings = Map::new();
-    settings.insert("posture_compliant".into(), json!(report.is_compliant()));
+    settings.insert("posture_compliant".into(), json!(compliant));
     if let Some(version) = &report.os.version_id {
         settings.insert("os_version".into(), json!(version));
     }

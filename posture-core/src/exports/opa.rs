@@ -9,6 +9,7 @@
 
 use serde_json::{json, Map, Value};
 
+use crate::policy::Policy;
 use crate::verify::VerifiedPosture;
 
 /// The input document for verified evidence.
@@ -25,7 +26,9 @@ pub fn input_document(verified: &VerifiedPosture) -> Value {
         "key_assurance": verified.key_assurance,
         "device": report.device,
         "os": report.os,
-        "compliant": report.is_compliant(),
+        "compliant": Policy::every_check_of(report)
+            .decide_report(report, verified.key_assurance)
+            .is_allowed(),
         "findings": findings,
         "claims": verified.claims,
     })

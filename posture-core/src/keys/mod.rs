@@ -61,15 +61,58 @@ pub enum KeyError {
         /// Why.
         message: String,
     },
-    /// The TPM refused or failed (the message carries the TPM return code).
+    /// The TPM could not be reached, or refused or failed a command.
     #[error("TPM: {0}")]
-    Tpm(String),
+    Tpm(TpmError),
     /// A signature could not be made.
     #[error("signing failed: {0}")]
     Signing(String),
     /// Not available on this platform or build.
     #[error("unsupported: {0}")]
     Unsupported(String),
+}
+
+/// A TPM failure: what was being done, and what went wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{operation}: {kind}")]
+pub struct TpmError {
+    /// What posture was doing, e.g. "loading the device key".
+    pub operation: String,
+    /// What went wrong.
+    pub kind: TpmFailure,
+}
+
+impl TpmError {
+    /// A failure of `operation`.
+    pub fn new(operation: impl Into<String>, kind: TpmFailure) -> Self {
+        Self {
+            operation: operation.into(),
+            kind,
+        }
+    }
+}
+
+/// What went wrong with the TPM; remediation is chosen by variant.
+#[derive(Debug, thiserror::Error)]
+pub enum TpmFailure {
+    /// The TPM device node exists but this user may not open it.
+    #[error("no permission to use {0}")]
+    PermissionDenied(std::path::PathBuf),
+    /// The TCTI could not be loaded or connected (a simulator that is not running, a
+    /// misspelt TCTI).
+    #[error("cannot connect: {0}")]
+    Connection(String),
+    /// The TPM answered a command with an error response code (TPM2_RC / TSS2_RC).
+    #[error("response code {code:#x}: {message}")]
+    Response {
+        /// The response code.
+        code: u32,
+        /// The TSS's description of it.
+        message: String,
+    },
+    /// The TPM's answer was not what the protocol requires (e.g. a quote over other PCRs).
+    #[error("{0}")]
+    Protocol(String),
 }
 
 /// A P-256 device key that signs with ES256 (ECDSA over SHA-256).

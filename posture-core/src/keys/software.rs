@@ -11,7 +11,6 @@
 //! on drop; the PEM text is held in `Zeroizing` buffers).
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use p256::ecdsa::signature::Signer as _;
@@ -85,7 +84,7 @@ impl SoftwareKey {
             ".{KEY_FILE_NAME}.{}.tmp",
             crate::jose::b64url_encode(&suffix)
         ));
-        let result = write_new_private_file(&tmp, pem.as_bytes()).and_then(|()| {
+        let result = crate::files::write_new(&tmp, pem.as_bytes()).and_then(|()| {
             // hard_link fails if the key appeared meanwhile (another process won the race);
             // then that key is the device key and ours is discarded.
             match fs::hard_link(&tmp, path) {
@@ -131,28 +130,6 @@ impl Signer for SoftwareKey {
     fn assurance(&self) -> KeyAssurance {
         KeyAssurance::Software
     }
-}
-
-#[cfg(unix)]
-fn write_new_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
-#[cfg(not(unix))]
-fn write_new_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 fn ensure_private_dir(dir: &Path) -> Result<(), KeyError> {
@@ -224,11 +201,7 @@ fn check_private(path: &Path, kind: FileKind) -> Result<(), KeyError> {
             path.display()
         )));
     }
-    let euid = effective_uid().ok_or_else(|| {
-        KeyError::Unsupported(
-            "cannot determine the effective user id to check key ownership".into(),
-        )
-    })?;
+    let euid = crate::process::effective_uid();
     if meta.uid() != euid {
         return Err(insecure(format!(
             "owned by uid {}, but this process runs as uid {euid}",
@@ -243,17 +216,6 @@ fn check_private(_path: &Path, _kind: FileKind) -> Result<(), KeyError> {
     Err(KeyError::Unsupported(
         "software key permission checks are only implemented for Unix".into(),
     ))
-}
-
-/// The effective uid, read from procfs to stay free of libc and `unsafe`.
-#[cfg(unix)]
-fn effective_uid() -> Option<u32> {
-    let status = fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("Uid:"))
-        .and_then(|rest| rest.split_whitespace().nth(1))
-        .and_then(|uid| uid.parse().ok())
 }
 
 #[cfg(all(test, unix))]

@@ -9,15 +9,11 @@ use tss_esapi::structures::CapabilityData;
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::Context;
 
-use super::tss_err;
-use crate::keys::KeyError;
+use super::{protocol_err, tss_err};
+use posture_core::keys::{KeyError, TpmError, TpmFailure};
 
 /// The TCTI used when `TCTI` is not set: the kernel's TPM resource manager.
 pub const DEFAULT_TCTI: &str = "device:/dev/tpmrm0";
-
-/// What to tell the person at the laptop when the TPM device is not usable.
-const PERMISSION_REMEDIATION: &str = "add your user to the `tss` group \
-     (sudo usermod -aG tss \"$USER\") and log in again, or run posture as root";
 
 /// A TPM connection. Commands are serialised by an internal mutex.
 pub struct Tpm {
@@ -57,7 +53,7 @@ impl Tpm {
     /// Opens a connection through `tcti` (e.g. `device:/dev/tpmrm0`, `swtpm:path=/tmp/s`).
     ///
     /// For a device TCTI, a missing device is [`KeyError::Unsupported`] and a permission
-    /// problem is a [`KeyError::Tpm`] whose message says how to fix it.
+    /// problem is [`TpmFailure::PermissionDenied`] (the agent's key choice says how to fix it).
     pub fn open(tcti: &str) -> Result<Tpm, KeyError> {
         if let Some(device) = tcti.strip_prefix("device:") {
             check_device(Path::new(if device.is_empty() {
@@ -75,8 +71,12 @@ impl Tpm {
                  --ctrl type=tcp,port=N+1)"
             )));
         }
-        let conf = TctiNameConf::from_str(tcti)
-            .map_err(|e| KeyError::Tpm(format!("TCTI \"{tcti}\": {e}")))?;
+        let conf = TctiNameConf::from_str(tcti).map_err(|e| {
+            KeyError::Tpm(TpmError::new(
+                format!("loading TCTI \"{tcti}\""),
+                super::failure_of(e),
+            ))
+        })?;
         let context = Context::new(conf).map_err(tss_err("connecting to the TPM"))?;
         Ok(Tpm {
             context: Mutex::new(context),
@@ -115,8 +115,9 @@ impl Tpm {
                 .map_err(tss_err("reading TPM properties"))?;
             match data {
                 CapabilityData::TpmProperties(list) => Ok(list),
-                _ => Err(KeyError::Tpm(
-                    "reading TPM properties: the TPM answered with another capability".into(),
+                _ => Err(protocol_err(
+                    "reading TPM properties",
+                    "the TPM answered with another capability",
                 )),
             }
         })?;
@@ -185,11 +186,16 @@ fn check_device(path: &Path) -> Result<(), KeyError> {
             "no TPM: {} does not exist",
             path.display()
         ))),
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Err(KeyError::Tpm(format!(
-            "no permission to use {}: {PERMISSION_REMEDIATION}",
-            path.display()
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(KeyError::Tpm(TpmError::new(
+                "opening the TPM",
+                TpmFailure::PermissionDenied(path.to_owned()),
+            )))
+        }
+        Err(e) => Err(KeyError::Tpm(TpmError::new(
+            format!("opening {}", path.display()),
+            TpmFailure::Connection(e.to_string()),
         ))),
-        Err(e) => Err(KeyError::Tpm(format!("{}: {e}", path.display()))),
     }
 }
 

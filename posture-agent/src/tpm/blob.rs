@@ -1,14 +1,13 @@
 //! TPM-wrapped key blobs on disk: the public part (`TPMT_PUBLIC`) and the private part
 //! (`TPM2B_PRIVATE` contents, encrypted by the parent key inside the TPM).
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::Path;
 
-use base64::Engine as _;
+use base64ct::{Base64, Encoding as _};
 use serde::{Deserialize, Serialize};
 
-use crate::keys::KeyError;
+use posture_core::keys::KeyError;
 
 const BLOB_VERSION: u32 = 1;
 /// Blobs are small (a few hundred bytes); anything bigger is not ours.
@@ -69,13 +68,10 @@ pub(crate) fn load(path: &Path) -> Result<Option<Blob>, KeyError> {
     if file.version != BLOB_VERSION {
         return Err(invalid(path, format!("blob version {}", file.version)));
     }
-    let b64 = base64::engine::general_purpose::STANDARD;
     Ok(Some(Blob {
-        public: b64
-            .decode(file.public.as_bytes())
+        public: Base64::decode_vec(&file.public)
             .map_err(|e| invalid(path, format!("public: {e}")))?,
-        private: b64
-            .decode(file.private.as_bytes())
+        private: Base64::decode_vec(&file.private)
             .map_err(|e| invalid(path, format!("private: {e}")))?,
     }))
 }
@@ -102,25 +98,12 @@ pub(crate) fn ensure_state_dir(dir: &Path) -> Result<(), KeyError> {
 pub(crate) fn save(path: &Path, kind: &str, blob: &Blob) -> Result<(), KeyError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     ensure_state_dir(dir)?;
-    let b64 = base64::engine::general_purpose::STANDARD;
     let file = BlobFile {
         version: BLOB_VERSION,
         kind: kind.to_owned(),
-        public: b64.encode(&blob.public),
-        private: b64.encode(&blob.private),
+        public: Base64::encode_string(&blob.public),
+        private: Base64::encode_string(&blob.private),
     };
     let text = serde_json::to_vec_pretty(&file).map_err(|e| invalid(path, e.to_string()))?;
-    let tmp: PathBuf = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))
-        .map_err(io(&tmp))?;
-    f.write_all(&text).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    posture_core::files::write_private(path, &text).map_err(io(path))
 }

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use p256::ecdsa::signature::Verifier;
+use posture_agent::tpm::{AttestationKey, Srk, Tpm, TpmSigner};
 use posture_core::attestation::{
     self, begin_enrollment, finish_enrollment, parse_roots, qualifying_data, verify_certify,
     verify_quote, AttestationError, EkTrust, EnrolledDevice, EnrollmentRequest, Quote,
     DEFAULT_PCRS,
 };
 use posture_core::keys::{KeyAssurance, Signer};
-use posture_core::tpm::{AttestationKey, Srk, Tpm, TpmSigner};
 use tpm_support::Swtpm;
 
 /// The report bytes a device would sign (any bytes do; the quote binds their hash).
@@ -82,7 +82,10 @@ fn device_key_signs_es256_and_survives_a_simulator_restart() {
     assert!(vk.verify(b"evidence 2", &first).is_err());
 
     // The blob on disk is 0600 and holds no usable private key material in the clear.
-    let blob = device.state.path().join(posture_core::tpm::DEVICE_KEY_FILE);
+    let blob = device
+        .state
+        .path()
+        .join(posture_agent::tpm::DEVICE_KEY_FILE);
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(&blob).unwrap().permissions().mode() & 0o777,
@@ -108,7 +111,22 @@ fn a_key_blob_from_another_tpm_does_not_load() {
     let tpm_b = b.open();
     let srk = Srk::create(&tpm_b).unwrap();
     let err = TpmSigner::load(&srk, a.state.path()).unwrap_err();
-    assert!(err.to_string().contains("cannot be loaded"), "{err}");
+    // Typed: the TPM refused the load with a response code, and the person is told to
+    // delete the blob rather than to fix permissions.
+    match &err {
+        posture_core::keys::KeyError::Tpm(tpm) => {
+            assert!(tpm.operation.contains("loading"), "{err}");
+            assert!(
+                matches!(
+                    tpm.kind,
+                    posture_core::keys::TpmFailure::Response { code, .. } if code != 0
+                ),
+                "{err}"
+            );
+        }
+        other => panic!("expected a TPM error, got {other}"),
+    }
+    assert!(posture_agent::key::remediation(&err).contains("must be deleted"));
 }
 
 #[test]

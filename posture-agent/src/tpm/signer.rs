@@ -15,8 +15,8 @@ use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
 use super::blob::{self, Blob};
 use super::templates::{template, Role};
 use super::{tss_err, Tpm, DEVICE_KEY_FILE};
-use crate::attestation::tpm2::TpmPublic;
-use crate::keys::{KeyAssurance, KeyError, Signer};
+use posture_core::attestation::tpm2::TpmPublic;
+use posture_core::keys::{KeyAssurance, KeyError, Signer, TpmError};
 
 /// The storage root key, re-derived from its template (TPM2_CreatePrimary in the owner
 /// hierarchy) and flushed on drop. Load the keys you need under it, then drop it: loaded
@@ -100,10 +100,10 @@ impl Srk {
                 ctx.load(self.handle, private, public)
             })
             .map_err(|e| {
-                KeyError::Tpm(format!(
-                    "loading {}: {e} (a blob made by another TPM, or after a TPM clear, \
-                     cannot be loaded: delete it to create a new key)",
-                    path.display()
+                // A blob made by another TPM, or before a TPM clear, cannot be loaded.
+                KeyError::Tpm(TpmError::new(
+                    format!("loading {}", path.display()),
+                    super::failure_of(e),
                 ))
             })
         })
@@ -214,7 +214,7 @@ impl Signer for TpmSigner {
             ));
         };
         let pad = |v: &[u8]| {
-            crate::attestation::tpm2::left_pad::<32>(v)
+            posture_core::attestation::tpm2::left_pad::<32>(v)
                 .map_err(|e| KeyError::Signing(e.to_string()))
         };
         let sig = p256::ecdsa::Signature::from_scalars(

@@ -1,5 +1,5 @@
 //! The attestation key (AK), the endorsement key (EK), credential activation, TPM2_Certify
-//! and PCR quotes: the device half of [`crate::attestation`].
+//! and PCR quotes: the device half of [`posture_core::attestation`].
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -24,13 +24,13 @@ use tss_esapi::traits::Marshall;
 use super::blob;
 use super::signer::{flush, Srk, TpmSigner};
 use super::templates::Role;
-use super::{tss_err, Tpm, AK_FILE};
-use crate::attestation::tpm2::{Attest, Attested};
-use crate::attestation::{
+use super::{protocol_err, tss_err, Tpm, AK_FILE};
+use posture_core::attestation::tpm2::{Attest, Attested};
+use posture_core::attestation::{
     to_hex, EnrollmentChallenge, EnrollmentRequest, EnrollmentResponse, PcrValues, Quote,
     SignedAttest, PROTOCOL_VERSION,
 };
-use crate::keys::KeyError;
+use posture_core::keys::KeyError;
 
 /// EK certificate NV indices (TCG EK Credential Profile 2.3, 2.2.1.4-5): RSA 2048,
 /// ECC P-256, ECC P-384.
@@ -114,13 +114,13 @@ impl AttestationKey {
         device_key: &TpmSigner,
     ) -> Result<EnrollmentResponse, KeyError> {
         if challenge.version != PROTOCOL_VERSION {
-            return Err(KeyError::Tpm(format!(
-                "challenge version {} is not {PROTOCOL_VERSION}",
-                challenge.version
-            )));
+            return Err(protocol_err(
+                "reading the enrollment challenge",
+                format!("version {} is not {PROTOCOL_VERSION}", challenge.version),
+            ));
         }
-        let nonce = crate::attestation::from_hex(&challenge.nonce)
-            .map_err(|e| KeyError::Tpm(format!("challenge nonce: {e}")))?;
+        let nonce = posture_core::attestation::from_hex(&challenge.nonce)
+            .map_err(|e| protocol_err("reading the challenge nonce", e.to_string()))?;
         let secret = self.activate_credential(challenge)?;
         let certify = self.certify(device_key, &nonce)?;
         Ok(EnrollmentResponse {
@@ -155,7 +155,7 @@ impl AttestationKey {
                         HashingAlgorithm::Sha256,
                     )
                     .map_err(tss_err("starting a policy session"))?
-                    .ok_or_else(|| KeyError::Tpm("no policy session returned".into()))?;
+                    .ok_or_else(|| protocol_err("starting a policy session", "none returned"))?;
                 let activated = (|| {
                     let policy =
                         PolicySession::try_from(session).map_err(tss_err("policy session"))?;
@@ -228,11 +228,11 @@ impl AttestationKey {
     }
 
     /// Quotes the sha256 bank PCRs `pcrs` with `qualifying_data` (see
-    /// [`crate::attestation::qualifying_data`]). Two TPM commands (PCR_Read, Quote); if a
+    /// [`posture_core::attestation::qualifying_data`]). Two TPM commands (PCR_Read, Quote); if a
     /// PCR changes in between, both are repeated (at most three times).
     pub fn quote(&self, qualifying_data: &[u8], pcrs: &[u32]) -> Result<Quote, KeyError> {
         if pcrs.is_empty() {
-            return Err(KeyError::Tpm("no PCR selected for the quote".into()));
+            return Err(protocol_err("quoting", "no PCR selected for the quote"));
         }
         let mut pcrs = pcrs.to_vec();
         pcrs.sort_unstable();
@@ -262,7 +262,8 @@ impl AttestationKey {
                 .fold(Sha256::new(), |h, v| h.chain_update(v))
                 .finalize()
                 .to_vec();
-            let quoted = Attest::parse(&attest).map_err(|e| KeyError::Tpm(e.to_string()))?;
+            let quoted = Attest::parse(&attest)
+                .map_err(|e| protocol_err("reading the quote", e.to_string()))?;
             if !matches!(&quoted.attested, Attested::Quote { pcr_digest, .. } if *pcr_digest == expected)
             {
                 continue;
@@ -281,8 +282,9 @@ impl AttestationKey {
                 event_log: self.event_log(),
             });
         }
-        Err(KeyError::Tpm(
-            "PCR values kept changing while quoting; try again".into(),
+        Err(protocol_err(
+            "quoting",
+            "PCR values kept changing while quoting; try again",
         ))
     }
 
@@ -308,11 +310,14 @@ impl AttestationKey {
                 .flat_map(|s| s.selected())
                 .collect();
             if read_slots.len() != chunk.len() || digests.len() != chunk.len() {
-                return Err(KeyError::Tpm(format!(
-                    "the TPM returned {} of {} sha256 PCRs (is the sha256 bank active?)",
-                    digests.len(),
-                    chunk.len()
-                )));
+                return Err(protocol_err(
+                    "reading PCRs",
+                    format!(
+                        "the TPM returned {} of {} sha256 PCRs (is the sha256 bank active?)",
+                        digests.len(),
+                        chunk.len()
+                    ),
+                ));
             }
             for (pcr, digest) in chunk.iter().zip(digests.value()) {
                 out.insert(*pcr, digest.value().to_vec());
@@ -338,7 +343,7 @@ impl AttestationKey {
 fn pcr_slot(pcr: u32) -> Result<PcrSlot, KeyError> {
     1u32.checked_shl(pcr)
         .and_then(|bit| PcrSlot::try_from(bit).ok())
-        .ok_or_else(|| KeyError::Tpm(format!("PCR {pcr} does not exist")))
+        .ok_or_else(|| protocol_err("reading PCRs", format!("PCR {pcr} does not exist")))
 }
 
 /// Creates the RSA 2048 EK from the TCG default template (flush it after use).

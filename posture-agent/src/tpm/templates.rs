@@ -12,7 +12,7 @@ use tss_esapi::structures::{
 };
 
 use super::tss_err;
-use crate::keys::KeyError;
+use posture_core::keys::KeyError;
 
 /// What a key is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,10 +13,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context as _, Result};
 use posture_core::evidence::TpmClaims;
 use posture_core::keys::software::SoftwareKey;
-use posture_core::keys::{KeyAssurance, KeyError, Signer};
+use posture_core::keys::{KeyAssurance, KeyError, Signer, TpmFailure};
 use serde::Deserialize;
 
 /// The sha256 PCRs quoted by default: firmware, boot loader, Secure Boot policy.
@@ -61,12 +60,14 @@ impl Default for KeyConfig {
 impl KeyConfig {
     /// Rejects an empty PCR selection (a quote of nothing attests nothing) and PCRs
     /// beyond 23.
-    pub fn validate(&self) -> Result<()> {
+    pub fn validate(&self) -> Result<(), String> {
         if self.quote_pcrs.is_empty() {
-            bail!("[key] quote_pcrs must name at least one PCR");
+            return Err("[key] quote_pcrs must name at least one PCR".into());
         }
         if let Some(bad) = self.quote_pcrs.iter().find(|p| **p > 23) {
-            bail!("[key] quote_pcrs: PCR {bad} does not exist (0 to 23)");
+            return Err(format!(
+                "[key] quote_pcrs: PCR {bad} does not exist (0 to 23)"
+            ));
         }
         Ok(())
     }
@@ -93,9 +94,9 @@ pub struct DeviceKey {
 #[derive(Debug)]
 pub struct TpmParts {
     /// Manufacturer, vendor, software or not.
-    pub info: posture_core::tpm::TpmInfo,
+    pub info: crate::tpm::TpmInfo,
     /// The attestation key, when it was asked for.
-    pub ak: Option<posture_core::tpm::AttestationKey>,
+    pub ak: Option<crate::tpm::AttestationKey>,
 }
 
 impl DeviceKey {
@@ -118,21 +119,32 @@ impl DeviceKey {
     }
 }
 
-/// Opens the device key as `config` says, from `key_dir`. With `with_ak`, the TPM's
-/// attestation key is loaded too (for quotes). On fallback, prints the reason and what
-/// to do on stderr.
-pub fn open(config: &KeyConfig, key_dir: &Path, with_ak: bool) -> Result<DeviceKey> {
-    let key = open_quietly(config, key_dir, with_ak)?;
-    if let (Some(reason), Some(fix)) = (&key.fallback_reason, &key.fallback_fix) {
-        eprintln!("posture: warning: signing with a software key, the TPM is not usable: {reason}");
-        eprintln!("posture: fix: {fix}");
-    }
-    Ok(key)
+/// The device key cannot be used as configured.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceKeyError {
+    /// The TPM is required (`backend = "tpm"`, or no fallback allowed) but not usable.
+    #[error("cannot use the TPM device key ({setting}): {source}; fix: {fix}")]
+    TpmRequired {
+        /// The setting that forbids the fallback.
+        setting: &'static str,
+        /// Why the TPM is not usable.
+        source: KeyError,
+        /// What the person should do.
+        fix: String,
+    },
+    /// The software key could not be loaded or created.
+    #[error("cannot load the device key: {0}")]
+    Software(#[source] KeyError),
 }
 
-/// [`open`] without printing: the caller reports `fallback_reason` and `fallback_fix`
-/// (the daemon logs them).
-pub fn open_quietly(config: &KeyConfig, key_dir: &Path, with_ak: bool) -> Result<DeviceKey> {
+/// Opens the device key as `config` says, from `key_dir`. With `with_ak`, the TPM's
+/// attestation key is loaded too (for quotes). A software key standing in for an unusable
+/// TPM carries `fallback_reason` and `fallback_fix`, for the caller to show or log.
+pub fn open(
+    config: &KeyConfig,
+    key_dir: &Path,
+    with_ak: bool,
+) -> Result<DeviceKey, DeviceKeyError> {
     if config.backend == Backend::Software {
         return software(key_dir, None);
     }
@@ -143,10 +155,11 @@ pub fn open_quietly(config: &KeyConfig, key_dir: &Path, with_ak: bool) -> Result
             key.fallback_fix = Some(remediation(&e));
             Ok(key)
         }
-        Err(e) => Err(anyhow::Error::new(e)).context(format!(
-            "cannot use the TPM device key ({})",
-            remediation_short(config)
-        )),
+        Err(e) => Err(DeviceKeyError::TpmRequired {
+            setting: remediation_short(config),
+            fix: remediation(&e),
+            source: e,
+        }),
     }
 }
 
@@ -157,36 +170,43 @@ fn remediation_short(config: &KeyConfig) -> &'static str {
     }
 }
 
-/// What the person at the laptop should do about an unusable TPM.
-fn remediation(e: &KeyError) -> String {
-    let text = e.to_string();
-    if text.contains("no permission") {
-        "add your user to the tss group: sudo usermod -aG tss $USER (then log in again), \
-         or run posture as root"
-            .into()
-    } else if matches!(e, KeyError::Unsupported(_)) {
-        "this device has no TPM 2.0 the kernel exposes: enable the TPM (\"TPM 2.0\", \"PTT\" \
-         or \"fTPM\") in the firmware setup, or set [key] backend = \"software\" to accept a \
-         software key"
-            .into()
-    } else {
-        format!(
-            "check that the TPM at TCTI {:?} is reachable and working (tpm2_getcap properties-fixed), \
-             or set [key] backend = \"software\" to accept a software key",
-            tcti()
-        )
+/// What the person at the laptop should do about an unusable TPM, by what went wrong.
+pub fn remediation(e: &KeyError) -> String {
+    match e {
+        KeyError::Tpm(tpm) => match &tpm.kind {
+            TpmFailure::PermissionDenied(path) => format!(
+                "add your user to the tss group so it may open {}: sudo usermod -aG tss $USER \
+                 (then log in again), or run posture as root",
+                path.display()
+            ),
+            TpmFailure::Connection(_) => format!(
+                "check that the TPM at TCTI {:?} is reachable (is the simulator or tpm2-abrmd \
+                 running?), or set [key] backend = \"software\" to accept a software key",
+                tcti()
+            ),
+            TpmFailure::Response { .. } | TpmFailure::Protocol(_) => format!(
+                "check that the TPM at TCTI {:?} is working (tpm2_getcap properties-fixed); \
+                 a key blob made before a TPM clear must be deleted to create a new key; or set \
+                 [key] backend = \"software\" to accept a software key",
+                tcti()
+            ),
+        },
+        _ => "this device has no TPM 2.0 the kernel exposes: enable the TPM (\"TPM 2.0\", \
+              \"PTT\" or \"fTPM\") in the firmware setup, or set [key] backend = \"software\" \
+              to accept a software key"
+            .into(),
     }
 }
 
 fn tcti() -> String {
     #[cfg(all(feature = "tpm", target_os = "linux"))]
-    return posture_core::tpm::Tpm::tcti_from_env();
+    return crate::tpm::Tpm::tcti_from_env();
     #[cfg(not(all(feature = "tpm", target_os = "linux")))]
     return String::new();
 }
 
-fn software(key_dir: &Path, fallback_reason: Option<String>) -> Result<DeviceKey> {
-    let key = SoftwareKey::load_or_create(key_dir).context("cannot load the device key")?;
+fn software(key_dir: &Path, fallback_reason: Option<String>) -> Result<DeviceKey, DeviceKeyError> {
+    let key = SoftwareKey::load_or_create(key_dir).map_err(DeviceKeyError::Software)?;
     Ok(DeviceKey {
         path: key.path().to_owned(),
         signer: Box::new(key),
@@ -199,7 +219,7 @@ fn software(key_dir: &Path, fallback_reason: Option<String>) -> Result<DeviceKey
 
 #[cfg(all(feature = "tpm", target_os = "linux"))]
 fn open_tpm(key_dir: &Path, with_ak: bool) -> Result<DeviceKey, KeyError> {
-    use posture_core::tpm::{AttestationKey, Srk, Tpm, TpmSigner, DEVICE_KEY_FILE};
+    use crate::tpm::{AttestationKey, Srk, Tpm, TpmSigner, DEVICE_KEY_FILE};
     quiet_tss_logging();
     let tpm = Tpm::shared()?;
     let key_existed = key_dir.join(DEVICE_KEY_FILE).exists();
@@ -233,17 +253,17 @@ const TPM_INFO_FILE: &str = "tpm-info.json";
 /// (one GetCapability) and rewrites the cache.
 #[cfg(all(feature = "tpm", target_os = "linux"))]
 fn tpm_info(
-    tpm: &posture_core::tpm::Tpm,
+    tpm: &crate::tpm::Tpm,
     key_dir: &Path,
     key_existed: bool,
-) -> Result<posture_core::tpm::TpmInfo, KeyError> {
+) -> Result<crate::tpm::TpmInfo, KeyError> {
     let path = key_dir.join(TPM_INFO_FILE);
     if key_existed {
         if let Some(info) = std::fs::read(&path)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<CachedInfo>(&bytes).ok())
         {
-            return Ok(posture_core::tpm::TpmInfo {
+            return Ok(crate::tpm::TpmInfo {
                 manufacturer: info.manufacturer,
                 vendor: info.vendor,
                 firmware_version: info.firmware_version,
@@ -260,7 +280,7 @@ fn tpm_info(
     };
     // A cache that cannot be written only costs a GetCapability next time.
     if let Ok(json) = serde_json::to_vec_pretty(&cached) {
-        let _ = write_owner_only(&path, &json);
+        let _ = posture_core::files::write_private(&path, &json);
     }
     Ok(info)
 }
@@ -272,21 +292,6 @@ struct CachedInfo {
     vendor: String,
     firmware_version: u64,
     software: bool,
-}
-
-#[cfg(all(feature = "tpm", target_os = "linux"))]
-fn write_owner_only(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    file.write_all(bytes)?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(not(all(feature = "tpm", target_os = "linux")))]
@@ -309,16 +314,16 @@ fn quiet_tss_logging() {
 
 /// The TPM device key (when `with_signer`) and attestation key.
 #[cfg(all(feature = "tpm", target_os = "linux"))]
-pub type AttestationKeys = (
-    Option<posture_core::tpm::TpmSigner>,
-    posture_core::tpm::AttestationKey,
-);
+pub type AttestationKeys = (Option<crate::tpm::TpmSigner>, crate::tpm::AttestationKey);
 
 /// Opens the TPM keys for enrollment and attestation: no fallback, the AK loaded, the
 /// device key only `with_signer`.
 #[cfg(all(feature = "tpm", target_os = "linux"))]
-pub fn open_tpm_for_attestation(key_dir: &Path, with_signer: bool) -> Result<AttestationKeys> {
-    use posture_core::tpm::{AttestationKey, Srk, Tpm, TpmSigner};
+pub fn open_tpm_for_attestation(
+    key_dir: &Path,
+    with_signer: bool,
+) -> Result<AttestationKeys, DeviceKeyError> {
+    use crate::tpm::{AttestationKey, Srk, Tpm, TpmSigner};
     quiet_tss_logging();
     let attempt = || -> Result<_, KeyError> {
         let tpm = Tpm::shared()?;
@@ -331,9 +336,10 @@ pub fn open_tpm_for_attestation(key_dir: &Path, with_signer: bool) -> Result<Att
         let ak = AttestationKey::load(&srk, key_dir)?;
         Ok((signer, ak))
     };
-    attempt().map_err(|e| {
-        let fix = remediation(&e);
-        anyhow::Error::new(e).context(format!("this needs a usable TPM; {fix}"))
+    attempt().map_err(|e| DeviceKeyError::TpmRequired {
+        setting: "enrollment and attestation need the TPM",
+        fix: remediation(&e),
+        source: e,
     })
 }
 
@@ -364,8 +370,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let e = KeyError::Unsupported("no TPM".into());
         assert!(remediation(&e).contains("firmware setup"));
-        let e = KeyError::Tpm("no permission to use /dev/tpmrm0: ...".into());
+        let e = KeyError::Tpm(posture_core::keys::TpmError::new(
+            "opening the TPM",
+            TpmFailure::PermissionDenied("/dev/tpmrm0".into()),
+        ));
         assert!(remediation(&e).contains("sudo usermod -aG tss $USER"));
+        assert!(remediation(&e).contains("/dev/tpmrm0"));
+        let e = KeyError::Tpm(posture_core::keys::TpmError::new(
+            "connecting",
+            TpmFailure::Connection("connection refused".into()),
+        ));
+        assert!(remediation(&e).contains("reachable"));
         let software_only = KeyConfig {
             backend: Backend::Software,
             ..KeyConfig::default()

@@ -16,7 +16,7 @@
 //! ## Example
 //! ```no_run
 //! use posture_core::keys::Signer;
-//! let key = posture_core::tpm::open_device_key(std::path::Path::new("/var/lib/posture"))?;
+//! let key = posture_agent::tpm::open_device_key(std::path::Path::new("/var/lib/posture"))?;
 //! let signature = key.sign(b"evidence")?;
 //! # Ok::<(), posture_core::keys::KeyError>(())
 //! ```
@@ -36,7 +36,36 @@ pub const DEVICE_KEY_FILE: &str = "tpm-device-key.json";
 /// File name of the attestation key blob in the state directory.
 pub const AK_FILE: &str = "tpm-ak.json";
 
-/// Turns a TSS error into a [`KeyError`](crate::keys::KeyError) that says what was being done.
-pub(crate) fn tss_err(doing: &str) -> impl FnOnce(tss_esapi::Error) -> crate::keys::KeyError + '_ {
-    move |e| crate::keys::KeyError::Tpm(format!("{doing}: {e}"))
+/// Turns a TSS error into a [`KeyError`] that says what was being done, with the TPM's
+/// response code when the TPM answered with one.
+pub(crate) fn tss_err(doing: &str) -> impl FnOnce(tss_esapi::Error) -> KeyError + '_ {
+    move |e| KeyError::Tpm(TpmError::new(doing, failure_of(e)))
 }
+
+/// The typed failure behind a TSS error.
+pub(crate) fn failure_of(error: tss_esapi::Error) -> TpmFailure {
+    match error {
+        tss_esapi::Error::Tss2Error(rc) => TpmFailure::Response {
+            code: response_code(rc),
+            message: rc.to_string(),
+        },
+        tss_esapi::Error::WrapperError(kind) => TpmFailure::Protocol(kind.to_string()),
+    }
+}
+
+fn response_code(rc: tss_esapi::constants::response_code::Tss2ResponseCode) -> u32 {
+    use bitfield::BitRange as _;
+    use tss_esapi::constants::response_code::Tss2ResponseCode;
+    match rc {
+        Tss2ResponseCode::Success => 0,
+        Tss2ResponseCode::FormatZero(code) => code.bit_range(31, 0),
+        Tss2ResponseCode::FormatOne(code) => code.bit_range(31, 0),
+    }
+}
+
+/// A TPM answer that breaks the protocol posture relies on.
+pub(crate) fn protocol_err(doing: &str, message: impl Into<String>) -> KeyError {
+    KeyError::Tpm(TpmError::new(doing, TpmFailure::Protocol(message.into())))
+}
+
+use posture_core::keys::{KeyError, TpmError, TpmFailure};

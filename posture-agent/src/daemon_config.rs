@@ -1,9 +1,10 @@
-//! The `[daemon]` table of the config file, and where the daemon's socket and state live.
+//! The `[daemon]` table of the config file (where the socket and state live is resolved
+//! by [`crate::paths`]).
 //!
 //! Unknown keys are errors (with line and column), like `[checks]`, so a typo never
 //! silently turns delivery or the allow-list off.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -116,14 +117,6 @@ pub enum SettingsError {
         /// What is wrong.
         problem: String,
     },
-    /// No place for the socket or the state could be found.
-    #[error("daemon.{key} is not set and {problem}")]
-    NoDefault {
-        /// The key to set.
-        key: &'static str,
-        /// Why there is no default.
-        problem: &'static str,
-    },
 }
 
 impl DaemonConfig {
@@ -161,7 +154,7 @@ impl DaemonConfig {
             ("caep_receiver", &self.caep_receiver),
         ] {
             if let Some(url) = url {
-                match reqwest::Url::parse(url) {
+                match url::Url::parse(url) {
                     Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
                     Ok(_) => return invalid(key, "must be an http or https URL"),
                     Err(e) => return invalid(key, &e.to_string()),
@@ -176,7 +169,7 @@ impl DaemonConfig {
     pub fn allows(&self, uid: u32, groups: &[u32]) -> bool {
         if self.allow_uids.is_empty() && self.allow_gids.is_empty() && self.allow_groups.is_empty()
         {
-            return Some(uid) == effective_uid();
+            return uid == posture_core::process::effective_uid();
         }
         if self.allow_uids.contains(&uid) || groups.iter().any(|g| self.allow_gids.contains(g)) {
             return true;
@@ -188,96 +181,6 @@ impl DaemonConfig {
                 .filter_map(|name| group_id(name))
                 .any(|gid| groups.contains(&gid))
     }
-
-    /// The socket path.
-    pub fn socket_path(&self) -> Result<PathBuf, SettingsError> {
-        if let Some(path) = &self.socket {
-            return Ok(path.clone());
-        }
-        default_socket_path(
-            std::env::var_os("RUNTIME_DIRECTORY").as_deref(),
-            std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
-            effective_uid() == Some(0),
-        )
-    }
-
-    /// Where a client looks for the daemon: the configured socket, else the per-user
-    /// daemon's socket and then the system daemon's, so `posture status` finds either.
-    pub fn client_socket_candidates(&self) -> Vec<PathBuf> {
-        if let Some(path) = &self.socket {
-            return vec![path.clone()];
-        }
-        let mut candidates = Vec::new();
-        if let Ok(path) = self.socket_path() {
-            candidates.push(path);
-        }
-        let system = PathBuf::from("/run/posture/posture.sock");
-        if !candidates.contains(&system) {
-            candidates.push(system);
-        }
-        candidates
-    }
-
-    /// The state directory.
-    pub fn state_dir(&self) -> Result<PathBuf, SettingsError> {
-        if let Some(path) = &self.state_dir {
-            return Ok(path.clone());
-        }
-        if let Some(dir) = first_of_list(std::env::var_os("STATE_DIRECTORY").as_deref()) {
-            return Ok(dir);
-        }
-        if effective_uid() == Some(0) {
-            return Ok(PathBuf::from("/var/lib/posture"));
-        }
-        directories::ProjectDirs::from("", "", "posture")
-            .map(|d| {
-                d.state_dir()
-                    .unwrap_or_else(|| d.data_local_dir())
-                    .to_owned()
-            })
-            .ok_or(SettingsError::NoDefault {
-                key: "state_dir",
-                problem: "there is no home directory",
-            })
-    }
-}
-
-/// systemd passes `RuntimeDirectory=`/`StateDirectory=` as colon-separated lists.
-fn first_of_list(value: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
-    let value = value?.to_str()?;
-    value.split(':').find(|s| !s.is_empty()).map(PathBuf::from)
-}
-
-fn default_socket_path(
-    runtime_directory: Option<&std::ffi::OsStr>,
-    xdg_runtime_dir: Option<&std::ffi::OsStr>,
-    root: bool,
-) -> Result<PathBuf, SettingsError> {
-    if let Some(dir) = first_of_list(runtime_directory) {
-        return Ok(dir.join("posture.sock"));
-    }
-    if root {
-        return Ok(PathBuf::from("/run/posture/posture.sock"));
-    }
-    match xdg_runtime_dir {
-        Some(dir) if Path::new(dir).is_absolute() => {
-            Ok(Path::new(dir).join("posture").join("posture.sock"))
-        }
-        _ => Err(SettingsError::NoDefault {
-            key: "socket",
-            problem: "XDG_RUNTIME_DIR is not set",
-        }),
-    }
-}
-
-/// This process's effective uid, read from procfs (keeps the binary free of `unsafe`).
-pub fn effective_uid() -> Option<u32> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|r| r.split_whitespace().nth(1))
-        .and_then(|u| u.parse().ok())
 }
 
 /// The gid of a group name from `/etc/group`.
@@ -324,25 +227,6 @@ fn de_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::OsStr;
-
-    #[test]
-    fn systemd_runtime_directory_wins() {
-        let path =
-            default_socket_path(Some(OsStr::new("/run/posture:/run/x")), None, false).unwrap();
-        assert_eq!(path, Path::new("/run/posture/posture.sock"));
-    }
-
-    #[test]
-    fn user_daemon_uses_xdg_runtime_dir() {
-        let path = default_socket_path(None, Some(OsStr::new("/run/user/1000")), false).unwrap();
-        assert_eq!(path, Path::new("/run/user/1000/posture/posture.sock"));
-        assert!(default_socket_path(None, None, false).is_err());
-        assert_eq!(
-            default_socket_path(None, None, true).unwrap(),
-            Path::new("/run/posture/posture.sock")
-        );
-    }
 
     #[test]
     fn group_id_from_etc_group() {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 static PORTS: Mutex<()> = Mutex::new(());
 
-use posture_core::tpm::Tpm;
+use posture_agent::tpm::Tpm;
 
 pub struct Swtpm {
     pub dir: tempfile::TempDir,

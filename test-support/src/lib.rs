@@ -1,0 +1,70 @@
+//! Test fixtures shared by posture's crates: sample devices and reports as the real
+//! checks produce them on a Debian 12 laptop, and throw-away software device keys.
+//!
+//! Dev-only (every user lists it under `[dev-dependencies]`); failing loudly on a
+//! broken test setup is right, so helpers panic instead of returning errors.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use posture_core::keys::software::SoftwareKey;
+use posture_core::{Device, Finding, OsFacts, Remediation, Report, Timestamp};
+
+/// A device identity: a hashed machine id (64 hex digits) and a host name.
+pub fn device(hostname: &str) -> Device {
+    Device {
+        id: "5f".repeat(32),
+        hostname: hostname.into(),
+        vendor: Some("LENOVO".into()),
+        model: None,
+    }
+}
+
+/// The OS facts of a Debian 12 laptop.
+pub fn debian_12() -> OsFacts {
+    OsFacts {
+        family: "linux".into(),
+        id: "debian".into(),
+        name: "Debian GNU/Linux 12 (bookworm)".into(),
+        version_id: Some("12".into()),
+        kernel: "6.1.0-26-amd64".into(),
+        arch: "x86_64".into(),
+    }
+}
+
+/// A report of `findings` from a Debian 12 laptop, collected now.
+pub fn report_with(findings: Vec<Finding>) -> Report {
+    Report::new(device("laptop-7"), debian_12(), Timestamp::now(), findings)
+}
+
+/// The failing firewall finding the sample reports carry.
+pub fn firewall_off() -> Finding {
+    Finding::fail(
+        "firewall",
+        "no firewall is active",
+        Remediation::new("Enable the firewall: sudo ufw enable")
+            .with_url("https://wiki.debian.org/Uncomplicated%20Firewall%20%28ufw%29"),
+    )
+    .source("nft list ruleset")
+}
+
+/// A non-compliant report: the OS passes, the firewall fails.
+pub fn laptop_report() -> Report {
+    report_with(vec![
+        Finding::pass("os", "Debian GNU/Linux 12").observe("id", "debian"),
+        firewall_off(),
+    ])
+}
+
+/// A compliant report: every finding passes.
+pub fn healthy_report() -> Report {
+    report_with(vec![
+        Finding::pass("os", "Debian GNU/Linux 12").observe("id", "debian"),
+        Finding::pass("firewall", "nftables drops inbound by default"),
+    ])
+}
+
+/// A software device key in a fresh temp directory (kept alive by the returned guard).
+pub fn software_key() -> (tempfile::TempDir, SoftwareKey) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = SoftwareKey::load_or_create(&dir.path().join("keys")).unwrap();
+    (dir, key)
+}
