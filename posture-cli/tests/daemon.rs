@@ -945,3 +945,77 @@ fn status_without_a_daemon_says_so() {
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("not running"));
 }
+
+/// The patch_level fixtures of the checks crate (captured Debian 12 lists and status).
+fn patch_fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../checks/tests/fixtures/patch_level")
+        .join(rel)
+}
+
+/// The captured dpkg status, with the security fixes installed (`current`) or not.
+fn dpkg_status(security_current: bool) -> String {
+    let text = std::fs::read_to_string(patch_fixture("debian12/dpkg-status-outdated")).unwrap();
+    if !security_current {
+        return text;
+    }
+    text.replace("Version: 3.0.19-1~deb12u2", "Version: 3.0.22-1~deb12u2")
+        .replace("Version: 1:9.2p1-2+deb12u6", "Version: 1:9.2p1-2+deb12u10")
+        .replace("Version: 2025b-0+deb12u2", "Version: 2026f-0+deb12u1")
+}
+
+#[test]
+fn the_daemon_remembers_how_long_security_updates_are_pending() {
+    // Regression: the daemon collected without a state directory, so patch_level never
+    // knew when a security update appeared (`oldest_security_pending_days: null`
+    // forever) and a pending-age threshold could never pass under the daemon.
+    let fixture = Fixture::new();
+    let root = fixture.path("root");
+    let lists = root.join("var/lib/apt/lists");
+    std::fs::create_dir_all(&lists).unwrap();
+    for entry in std::fs::read_dir(patch_fixture("debian12/lists")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), lists.join(entry.file_name())).unwrap();
+    }
+    std::fs::create_dir_all(root.join("var/lib/dpkg")).unwrap();
+    std::fs::create_dir_all(root.join("etc/apt/apt.conf.d")).unwrap();
+    std::fs::write(root.join("var/lib/dpkg/status"), dpkg_status(true)).unwrap();
+    let config = std::fs::read_to_string(fixture.path("config.toml"))
+        .unwrap()
+        .replace("\"patch_level\", ", "");
+    std::fs::write(fixture.path("config.toml"), config).unwrap();
+    let daemon = fixture.start();
+    let socket = fixture.socket();
+    let patch_level = || {
+        report(&socket)["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["id"] == "patch_level")
+            .cloned()
+            .expect("patch_level ran")
+    };
+    assert_eq!(
+        patch_level()["observed"]["pending_security_updates"],
+        0,
+        "{}",
+        patch_level()
+    );
+    assert!(
+        fixture.path("state/patch_level.json").exists(),
+        "the first collection recorded what it saw in the state directory"
+    );
+
+    // The security updates appear; the next collection bounds their age by the previous
+    // collection, which saw none (without the state directory the age stays null).
+    std::fs::write(root.join("var/lib/dpkg/status"), dpkg_status(false)).unwrap();
+    daemon.signal("HUP");
+    wait_until("the security updates are seen with a known age", || {
+        let finding = patch_level();
+        finding["observed"]["pending_security_updates"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+            && finding["observed"]["oldest_security_pending_days"].is_u64()
+    });
+}
