@@ -310,7 +310,7 @@ pub fn run_command(
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
+            Ok(None) if Instant::now() >= deadline || ctx.cancelled() => {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(SourceError::CommandTimeout(command_line));
