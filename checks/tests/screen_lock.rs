@@ -624,9 +624,12 @@ fn check_bounded(tree: Tree) -> Finding {
         .expect("the screen_lock check blocked on a file the user controls")
 }
 
+/// A desktop: its name, a passing tree, and its settings file in the home directory.
+type Desktop = (&'static str, fn() -> Tree, &'static str);
+
 #[test]
 fn hostile_files_in_the_home_directory_are_refused_not_read() {
-    let desktops: [(&str, fn() -> Tree, &str); 3] = [
+    let desktops: [Desktop; 3] = [
         ("gnome", || gnome(Some("user-ok")), USER_DB),
         (
             "kde",
