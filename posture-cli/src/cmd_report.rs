@@ -5,7 +5,9 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, Result};
-use posture_core::evidence::{sign_evidence_with, EvidenceError, EvidenceOptions, KeyClaims};
+use posture_core::evidence::{
+    sign_evidence_with, EvidenceError, EvidenceOptions, KeyClaims, Requester,
+};
 use posture_core::Report;
 
 use crate::config::Config;
@@ -36,7 +38,7 @@ pub fn run(
         audience,
         ttl,
     };
-    let token = sign(&key, &report, &options, &config.key.quote_pcrs)?;
+    let token = sign(&key, &report, &options, &config.key.quote_pcrs, None)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{token}")?;
     out.flush()?;
@@ -44,16 +46,19 @@ pub fn run(
 }
 
 /// Signs `report` with `key`; with a TPM key and a nonce, a PCR quote bound to the nonce
-/// and this report goes into the `tpm` claim.
+/// and this report goes into the `tpm` claim; `requester` (the daemon's local caller) goes
+/// into the `requester` claim.
 pub fn sign(
     key: &DeviceKey,
     report: &Report,
     options: &EvidenceOptions,
     pcrs: &[u32],
+    requester: Option<&Requester>,
 ) -> Result<String> {
     let mut claims = KeyClaims {
         key_fallback_reason: key.fallback_reason.clone(),
         tpm: key.tpm_claims(),
+        requester: requester.cloned(),
     };
     if let (Some(tpm), Some(nonce)) = (claims.tpm.as_mut(), options.nonce.as_deref()) {
         tpm.quote = quote(key, report, nonce, pcrs)?;

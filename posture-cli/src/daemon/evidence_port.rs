@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use posture_core::evidence::{EvidenceError, EvidenceOptions};
+use posture_core::evidence::{EvidenceError, EvidenceOptions, Requester};
 use posture_core::exports::caep::{self, ComplianceChange, ComplianceStatus, SetOptions};
 use posture_core::keys::{Jwk, KeyError};
 use posture_core::policy::{Policy, Reason};
@@ -54,6 +54,7 @@ pub trait EvidenceSource: Send + Sync + std::fmt::Debug {
         report: &Report,
         nonce: Option<&str>,
         audience: Option<&str>,
+        requester: Option<&Requester>,
     ) -> Result<String, PortError>;
     /// Overall compliance of `report` under the policy.
     fn assess(&self, report: &Report) -> Assessment;
@@ -116,6 +117,7 @@ impl EvidenceSource for CoreEvidence {
         report: &Report,
         nonce: Option<&str>,
         audience: Option<&str>,
+        requester: Option<&Requester>,
     ) -> Result<String, PortError> {
         let options = EvidenceOptions {
             nonce: nonce.map(str::to_owned),
@@ -124,7 +126,7 @@ impl EvidenceSource for CoreEvidence {
         };
         // Same code path as `posture report`: TPM quote bound to nonce and report, and the
         // fallback reason when a software key stands in for the TPM.
-        crate::cmd_report::sign(&self.key, report, &options, &self.quote_pcrs)
+        crate::cmd_report::sign(&self.key, report, &options, &self.quote_pcrs, requester)
             .map_err(|e| PortError::Sign(format!("{e:#}")))
     }
 
@@ -251,6 +253,7 @@ mod tests {
                 &report(vec![Finding::pass("os", "Debian 12")]),
                 Some("n0nce-123"),
                 Some("idp"),
+                None,
             )
             .unwrap();
         let jwk = serde_json::to_string(&source.public_jwk()).unwrap();
