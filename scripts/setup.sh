@@ -14,7 +14,8 @@ packages=(
   python3 python3-venv            # interop tests with independent JOSE / ctypes
   nftables iptables              # firewall check: nft -j, iptables-save; netns tests
   python3-jwcrypto                # independent JOSE verifier/signer for evidence interop tests
-  ca-certificates curl
+  ca-certificates curl             # curl: daemon tests talk to the socket as another user
+  util-linux                      # setpriv: tests start processes as `nobody`
   dbus-daemon                     # private bus for the daemon's resume-from-suspend test
 )
 

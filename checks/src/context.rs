@@ -1,6 +1,8 @@
 //! What a check runs against: a filesystem root, the config and the time.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::ChecksConfig;
@@ -25,6 +27,31 @@ pub struct Context {
     /// first saw a pending security update). `None`: checks keep no state and say what
     /// they therefore cannot tell.
     pub state_dir: Option<PathBuf>,
+    /// Set by the runner when this collection's timeout has passed: a check still running
+    /// is no longer wanted. Long loops and parsers look at [`Context::cancelled`] and stop;
+    /// commands started through [`run_command`](crate::source::run_command) are killed.
+    pub cancel: Cancel,
+}
+
+/// A cancellation flag shared by every clone of one collection's [`Context`].
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(Arc<AtomicBool>);
+
+impl Cancel {
+    /// A flag that is not set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the flag.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    /// Whether the flag is set.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
 }
 
 impl Context {
@@ -36,6 +63,7 @@ impl Context {
             now: SystemTime::now(),
             live: true,
             state_dir: None,
+            cancel: Cancel::new(),
         }
     }
 
@@ -47,6 +75,7 @@ impl Context {
             now,
             live: false,
             state_dir: None,
+            cancel: Cancel::new(),
         }
     }
 
@@ -54,6 +83,12 @@ impl Context {
     pub fn with_state_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.state_dir = Some(dir.into());
         self
+    }
+
+    /// Whether the runner has given up on this collection (its timeout passed): a check
+    /// still running should return whatever it has (`unknown`, reason `timeout`).
+    pub fn cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
     }
 
     /// The path of an absolute system path below the root: `path("/etc/os-release")`.

@@ -13,7 +13,12 @@
 //!
 //! ## Threading
 //! [`collect`] runs every check on its own thread with a timeout; a check that hangs
-//! becomes `unknown` with reason `timeout` and does not delay the others.
+//! becomes `unknown` with reason `timeout` and does not delay the others. What a timed-out
+//! check can cost is bounded: its [`Context`] is cancelled (commands are killed, long loops
+//! stop), and while it still runs the same check is not started again (the next
+//! collection reports it `unknown` at once), so at most one thread per check is ever left
+//! behind, however often a daemon collects. [`wait_for_stragglers`] lets a process that
+//! is about to exit wait for them.
 //!
 //! ## Example
 //! ```no_run
@@ -44,10 +49,10 @@ pub mod secure_boot;
 pub mod tpm;
 
 pub use config::{ChecksConfig, EdrConfig, PatchLevelConfig, ScreenLockConfig};
-pub use context::Context;
+pub use context::{Cancel, Context};
 pub use device::{device_id_from_machine_id, device_identity};
 pub use error::Error;
-pub use runner::{collect, CollectOptions};
+pub use runner::{collect, collect_checks, stragglers, wait_for_stragglers, CollectOptions};
 
 use posture_core::Finding;
 

@@ -1,14 +1,15 @@
 //! Runs the enabled checks concurrently, each bounded by the configured timeout, and
 //! assembles the report.
 
+use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::mpsc;
-use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
 
 use posture_core::{Finding, Privilege, Report, Timestamp};
 
-use crate::{device, os, CheckDef, ChecksConfig, Context, Error, CHECKS};
+use crate::{device, os, Cancel, CheckDef, ChecksConfig, Context, Error, CHECKS};
 
 /// What to collect, and from where.
 #[derive(Debug, Clone)]
@@ -37,20 +38,21 @@ impl CollectOptions {
 }
 
 /// Collects a report: every selected check runs on its own thread; a check still running
-/// when the timeout expires is reported `unknown` with reason `timeout` and left behind
-/// (its commands have their own timeouts and are killed).
+/// when the timeout expires is reported `unknown` with reason `timeout`, its context is
+/// cancelled (see [`Context::cancelled`]; its commands are killed), and it is not started
+/// again until it has finished: at most one thread per check is ever left behind.
 pub fn collect(options: &CollectOptions) -> Result<Report, Error> {
     options.config.validate()?;
     let selected = select(options)?;
-    let ctx = Arc::new(options.context.clone().unwrap_or_else(|| {
+    let ctx = options.context.clone().unwrap_or_else(|| {
         let ctx = Context::system(options.config.clone());
         match &options.state_dir {
             Some(dir) => ctx.with_state_dir(dir),
             None => ctx,
         }
-    }));
+    });
     let started_at = Timestamp::from_system_time(SystemTime::now());
-    let findings = run_checks(&selected, &ctx)?;
+    let findings = collect_checks(&selected, &ctx)?;
     let device = device::device_identity(&ctx);
     let os_facts = os::os_facts(&ctx);
     let privilege = if posture_core::process::is_root() {
@@ -61,28 +63,116 @@ pub fn collect(options: &CollectOptions) -> Result<Report, Error> {
     Ok(Report::new(device, os_facts, started_at, findings).with_privilege(privilege))
 }
 
-/// Runs `checks` concurrently against `ctx`, each bounded by the configured timeout, and
-/// returns one finding per check in the same order.
-fn run_checks(checks: &[&'static CheckDef], ctx: &Arc<Context>) -> Result<Vec<Finding>, Error> {
+/// A check thread that outlived its collection.
+#[derive(Debug)]
+struct Straggler {
+    handle: JoinHandle<()>,
+    cancel: Cancel,
+}
+
+/// The check threads still running after their collection's timeout, by check id. A
+/// check is not started again while its straggler runs.
+fn registry() -> MutexGuard<'static, HashMap<&'static str, Straggler>> {
+    static STRAGGLERS: OnceLock<Mutex<HashMap<&'static str, Straggler>>> = OnceLock::new();
+    STRAGGLERS
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Joins the stragglers that have finished; returns the ids of those still running.
+fn reap(stragglers: &mut HashMap<&'static str, Straggler>) -> Vec<&'static str> {
+    let finished: Vec<&'static str> = stragglers
+        .iter()
+        .filter(|(_, s)| s.handle.is_finished())
+        .map(|(id, _)| *id)
+        .collect();
+    for id in finished {
+        if let Some(straggler) = stragglers.remove(id) {
+            // A finished thread: join returns at once (Err only if it panicked, and
+            // `run_one` catches panics).
+            let _ = straggler.handle.join();
+        }
+    }
+    let mut running: Vec<&'static str> = stragglers.keys().copied().collect();
+    running.sort_unstable();
+    running
+}
+
+/// The ids of checks whose thread is still running after its collection timed out.
+pub fn stragglers() -> Vec<&'static str> {
+    reap(&mut registry())
+}
+
+/// Cancels every check still running from an earlier collection and waits up to `grace`
+/// for them to end. Returns the ids of those still running (a check that ignores its
+/// cancellation and blocks in the kernel). A process about to exit (the C library's
+/// users, a CLI) calls this so no check thread is alive at exit.
+pub fn wait_for_stragglers(grace: Duration) -> Vec<&'static str> {
+    let deadline = Instant::now() + grace;
+    loop {
+        let running = {
+            let mut stragglers = registry();
+            for straggler in stragglers.values() {
+                straggler.cancel.cancel();
+            }
+            reap(&mut stragglers)
+        };
+        if running.is_empty() || Instant::now() >= deadline {
+            return running;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs `checks` concurrently against `ctx` (with a cancellation flag of their own), each
+/// bounded by `ctx.config.timeout`, and returns one finding per check in the same order.
+/// This is what [`collect`] does between choosing the checks and assembling the report.
+pub fn collect_checks(checks: &[&'static CheckDef], ctx: &Context) -> Result<Vec<Finding>, Error> {
+    let mut ctx = ctx.clone();
+    ctx.cancel = Cancel::new();
+    let ctx = Arc::new(ctx);
+    let timeout = humantime::format_duration(ctx.config.timeout);
     let deadline = Instant::now() + ctx.config.timeout;
     let (sender, receiver) = mpsc::channel::<(usize, Finding)>();
-    for (index, check) in checks.iter().enumerate() {
-        let sender = sender.clone();
-        let ctx = Arc::clone(ctx);
-        let check = **check;
-        std::thread::Builder::new()
-            .name(format!("check-{}", check.id))
-            .spawn(move || {
-                let finding = run_one(&check, &ctx);
-                // The receiver is gone only after the deadline; then nobody wants it.
-                let _ = sender.send((index, finding));
-            })
-            .map_err(Error::Thread)?;
+    let mut findings: Vec<Option<Finding>> = vec![None; checks.len()];
+    let mut threads: Vec<(usize, &'static str, JoinHandle<()>)> = Vec::new();
+    {
+        let mut stragglers = registry();
+        let still_running = reap(&mut stragglers);
+        for (index, check) in checks.iter().enumerate() {
+            if still_running.contains(&check.id) {
+                if let Some(slot) = findings.get_mut(index) {
+                    *slot = Some(
+                        Finding::unknown(
+                            check.id,
+                            format!(
+                                "timeout: an earlier run of this check passed its {timeout} \
+                                 timeout and has not finished yet"
+                            ),
+                        )
+                        .observe("timeout", timeout.to_string()),
+                    );
+                }
+                continue;
+            }
+            let sender = sender.clone();
+            let thread_ctx = Arc::clone(&ctx);
+            let check = **check;
+            let handle = std::thread::Builder::new()
+                .name(format!("check-{}", check.id))
+                .spawn(move || {
+                    let finding = run_one(&check, &thread_ctx);
+                    // The receiver is gone only after the deadline; then nobody wants it.
+                    let _ = sender.send((index, finding));
+                })
+                .map_err(Error::Thread)?;
+            threads.push((index, check.id, handle));
+        }
     }
     drop(sender);
 
-    let mut findings: Vec<Option<Finding>> = vec![None; checks.len()];
-    let mut pending = checks.len();
+    let mut pending = threads.len();
     while pending > 0 {
         let remaining = deadline.saturating_duration_since(Instant::now());
         match receiver.recv_timeout(remaining) {
@@ -95,8 +185,28 @@ fn run_checks(checks: &[&'static CheckDef], ctx: &Arc<Context>) -> Result<Vec<Fi
             Err(_) => break,
         }
     }
+    // Whatever still runs is no longer wanted: tell it, and keep its thread on record so
+    // it is joined later and not started again meanwhile.
+    ctx.cancel.cancel();
+    {
+        let mut stragglers = registry();
+        for (index, id, handle) in threads {
+            let answered = findings.get(index).is_some_and(Option::is_some);
+            if answered {
+                // It has sent its finding and is returning: join it now.
+                let _ = handle.join();
+            } else {
+                stragglers.insert(
+                    id,
+                    Straggler {
+                        handle,
+                        cancel: ctx.cancel.clone(),
+                    },
+                );
+            }
+        }
+    }
 
-    let timeout = humantime::format_duration(ctx.config.timeout);
     Ok(findings
         .into_iter()
         .zip(checks)
@@ -182,8 +292,8 @@ mod tests {
             timeout,
             ..ChecksConfig::default()
         };
-        let ctx = Arc::new(Context::fixture(dir.path(), config, SystemTime::now()));
-        run_checks(checks, &ctx).unwrap()
+        let ctx = Context::fixture(dir.path(), config, SystemTime::now());
+        collect_checks(checks, &ctx).unwrap()
     }
 
     #[test]

@@ -50,6 +50,15 @@ pub enum SourceError {
     /// Commands are not run against fixture trees.
     #[error("commands are not run against a fixture root")]
     NotLive,
+    /// A file in a directory a user controls was not read: a symbolic link, not a
+    /// regular file (a FIFO, a device, a socket) or too large.
+    #[error("refused to read {path}: {why}")]
+    Refused {
+        /// The path.
+        path: PathBuf,
+        /// Why, in plain words.
+        why: String,
+    },
 }
 
 impl SourceError {
@@ -91,6 +100,130 @@ pub fn read_bytes(ctx: &Context, absolute: impl AsRef<Path>) -> Result<Vec<u8>, 
         return Err(SourceError::TooLarge(path));
     }
     Ok(bytes)
+}
+
+/// Largest file read from a directory that a user controls (a home directory). The
+/// settings files the checks read there are a few KiB.
+pub const MAX_USER_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads `relative` below the user-controlled directory `home` (a system path, e.g.
+/// `/home/alice`, taken from root-owned `/etc/passwd`), the way a root process must read
+/// what a user can write:
+/// - every component below `home` is opened relative to its parent with `O_NOFOLLOW`, so
+///   a symbolic link anywhere (`~/.config -> /root/.config`, `kscreenlockerrc ->
+///   /etc/shadow`) is refused, never followed;
+/// - only a regular file is opened (`fstatat` before, `fstat` after the open, which is
+///   `O_NONBLOCK`): a FIFO cannot block the reader and a device node is never read;
+/// - at most [`MAX_USER_FILE_BYTES`] are read (checked on the size and again on read).
+///
+/// A refusal is [`SourceError::Refused`] with the reason; a missing file or directory is
+/// [`SourceError::NotFound`] as for [`read_bytes`].
+pub fn read_user_file(ctx: &Context, home: &str, relative: &str) -> Result<Vec<u8>, SourceError> {
+    read_user_file_capped(ctx, home, relative, MAX_USER_FILE_BYTES)
+}
+
+fn read_user_file_capped(
+    ctx: &Context,
+    home: &str,
+    relative: &str,
+    cap: u64,
+) -> Result<Vec<u8>, SourceError> {
+    use rustix::fs::{fstat, openat, statat, AtFlags, FileType, Mode, OFlags, CWD};
+
+    let home_path = ctx.path(home);
+    let components: Vec<&str> = relative.split('/').filter(|c| !c.is_empty()).collect();
+    let full = components
+        .iter()
+        .fold(home_path.clone(), |path, c| path.join(c));
+    let refused = |path: &Path, why: String| SourceError::Refused {
+        path: path.to_owned(),
+        why,
+    };
+    if components.is_empty() || components.iter().any(|c| *c == ".." || *c == ".") {
+        return Err(refused(&full, "not a plain relative path".to_owned()));
+    }
+    let io = |path: &Path, e: rustix::io::Errno| SourceError::from_io(path, io::Error::from(e));
+    let dir_flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    // The home directory itself lives in a root-owned directory (/home): opened normally.
+    let mut dir =
+        openat(CWD, &home_path, dir_flags, Mode::empty()).map_err(|e| io(&home_path, e))?;
+    let mut path = home_path;
+    for (i, name) in components.iter().enumerate() {
+        path = path.join(name);
+        let last = i + 1 == components.len();
+        let stat = statat(&dir, *name, AtFlags::SYMLINK_NOFOLLOW).map_err(|e| io(&path, e))?;
+        let kind = FileType::from_raw_mode(stat.st_mode);
+        if kind == FileType::Symlink {
+            return Err(refused(
+                &path,
+                "it is a symbolic link, and posture does not follow links in a user's directory"
+                    .to_owned(),
+            ));
+        }
+        if !last {
+            if kind != FileType::Directory {
+                return Err(refused(
+                    &path,
+                    format!("it is {}, not a directory", kind_name(kind)),
+                ));
+            }
+            dir = openat(&dir, *name, dir_flags | OFlags::NOFOLLOW, Mode::empty())
+                .map_err(|e| io(&path, e))?;
+            continue;
+        }
+        let check = |kind: FileType, size: i64| -> Result<(), SourceError> {
+            if kind != FileType::RegularFile {
+                return Err(refused(
+                    &path,
+                    format!("it is {}, not a regular file", kind_name(kind)),
+                ));
+            }
+            if u64::try_from(size).map_or(true, |size| size > cap) {
+                return Err(refused(
+                    &path,
+                    format!(
+                        "it is {size} bytes, more than the {cap} posture reads from a user's file"
+                    ),
+                ));
+            }
+            Ok(())
+        };
+        check(kind, stat.st_size)?;
+        // O_NONBLOCK: should a FIFO be swapped in after the fstatat, the open does not
+        // block; the fstat below then refuses it.
+        let flags =
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC;
+        let fd = openat(&dir, *name, flags, Mode::empty()).map_err(|e| io(&path, e))?;
+        let stat = fstat(&fd).map_err(|e| io(&path, e))?;
+        check(FileType::from_raw_mode(stat.st_mode), stat.st_size)?;
+        let mut bytes = Vec::new();
+        std::fs::File::from(fd)
+            .take(cap + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| SourceError::from_io(&path, e))?;
+        if bytes.len() as u64 > cap {
+            return Err(refused(
+                &path,
+                format!("it grew beyond {cap} bytes while read"),
+            ));
+        }
+        return Ok(bytes);
+    }
+    Err(refused(&full, "not a plain relative path".to_owned()))
+}
+
+fn kind_name(kind: rustix::fs::FileType) -> &'static str {
+    use rustix::fs::FileType;
+    match kind {
+        FileType::RegularFile => "a regular file",
+        FileType::Directory => "a directory",
+        FileType::Symlink => "a symbolic link",
+        FileType::Fifo => "a FIFO (named pipe)",
+        FileType::Socket => "a socket",
+        FileType::CharacterDevice => "a character device",
+        FileType::BlockDevice => "a block device",
+        FileType::Unknown => "of an unknown type",
+    }
 }
 
 /// Reads a one-line sysfs/procfs attribute, trimmed.
@@ -177,7 +310,7 @@ pub fn run_command(
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() >= deadline => {
+            Ok(None) if Instant::now() >= deadline || ctx.cancelled() => {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(SourceError::CommandTimeout(command_line));

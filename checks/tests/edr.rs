@@ -67,9 +67,25 @@ fn catalogue_rejects_unknown_keys_and_duplicate_ids() {
 }
 
 fn proc_info(name: &str, exe: Option<&str>) -> ProcessInfo {
+    ProcessInfo::named(name, exe)
+}
+
+/// A process as `/proc` shows a product's real process: root, running the file at
+/// `exe` in the tree (which must exist), in the system service `unit`.
+fn verified(root: &Path, name: &str, exe: &str, unit: &str) -> ProcessInfo {
+    use std::os::unix::fs::MetadataExt;
+    let on_disk = root.join(exe.trim_start_matches('/'));
+    let meta = std::fs::metadata(&on_disk).unwrap();
     ProcessInfo {
+        pid: 4242,
         name: name.into(),
-        exe: exe.map(Into::into),
+        exe: Some(on_disk.to_str().unwrap().to_owned()),
+        uids: Some((0, 0)),
+        exe_file: Some(edr::process::FileId {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }),
+        cgroup: Some(format!("0::/system.slice/{unit}\n")),
     }
 }
 
@@ -133,6 +149,7 @@ fn falcon_tree() -> tempfile::TempDir {
         "[Unit]\nDescription=CrowdStrike Falcon Sensor\n[Service]\nType=forking\nExecStart=/opt/CrowdStrike/falcond\n[Install]\nWantedBy=multi-user.target\n",
     );
     write(dir.path(), "/opt/CrowdStrike/falconctl", "");
+    write(dir.path(), "/opt/CrowdStrike/falcon-sensor", "");
     dir
 }
 
@@ -155,7 +172,8 @@ fn fixture_detects_installed_but_cannot_tell_running() {
         falcon["sources"],
         serde_json::json!([
             "/usr/lib/systemd/system/falcon-sensor.service",
-            "/opt/CrowdStrike/falconctl"
+            "/opt/CrowdStrike/falconctl",
+            "/opt/CrowdStrike/falcon-sensor"
         ])
     );
     assert_eq!(finding.observed["running"], serde_json::json!([]));
@@ -169,7 +187,12 @@ fn running_product_passes_and_is_listed_in_running() {
     let ctx = Context::fixture(dir.path(), config(&[]), SystemTime::now());
     let processes = [
         proc_info("systemd", Some("/usr/lib/systemd/systemd")),
-        proc_info("falcon-sensor", Some("/opt/CrowdStrike/falcon-sensor")),
+        verified(
+            dir.path(),
+            "falcon-sensor",
+            "/opt/CrowdStrike/falcon-sensor",
+            "falcon-sensor.service",
+        ),
     ];
     let finding = edr::check_with_processes(&ctx, Some(&processes));
     assert_eq!(finding.status, Status::Pass, "{finding:?}");
@@ -188,7 +211,12 @@ fn running_product_passes_and_is_listed_in_running() {
 fn required_product_absent_fails_naming_it() {
     let dir = falcon_tree();
     let ctx = Context::fixture(dir.path(), config(&["sentinelone"]), SystemTime::now());
-    let processes = [proc_info("falcon-sensor", None)];
+    let processes = [verified(
+        dir.path(),
+        "falcon-sensor",
+        "/opt/CrowdStrike/falcon-sensor",
+        "falcon-sensor.service",
+    )];
     let finding = edr::check_with_processes(&ctx, Some(&processes));
     assert_eq!(finding.status, Status::Fail);
     assert!(
@@ -270,8 +298,13 @@ fn clamav_with_fresh_signatures_is_healthy() {
     let now = SystemTime::now();
     let dir = clamav_tree(Duration::from_secs(2 * 86_400), now);
     let ctx = Context::fixture(dir.path(), config(&["clamav"]), now);
-    let finding =
-        edr::check_with_processes(&ctx, Some(&[proc_info("clamd", Some("/usr/sbin/clamd"))]));
+    let clamd = verified(
+        dir.path(),
+        "clamd",
+        "/usr/sbin/clamd",
+        "clamav-daemon.service",
+    );
+    let finding = edr::check_with_processes(&ctx, Some(&[clamd]));
     assert_eq!(finding.status, Status::Pass, "{finding:?}");
     let clamav = product(&finding, "clamav");
     assert_eq!(clamav["healthy"], true);
@@ -287,7 +320,13 @@ fn clamav_with_stale_signatures_fails_as_unhealthy() {
     let now = SystemTime::now();
     let dir = clamav_tree(Duration::from_secs(30 * 86_400), now);
     let ctx = Context::fixture(dir.path(), config(&[]), now);
-    let finding = edr::check_with_processes(&ctx, Some(&[proc_info("clamd", None)]));
+    let clamd = verified(
+        dir.path(),
+        "clamd",
+        "/usr/sbin/clamd",
+        "clamav-daemon.service",
+    );
+    let finding = edr::check_with_processes(&ctx, Some(&[clamd]));
     assert_eq!(finding.status, Status::Fail, "{finding:?}");
     assert!(
         finding.summary.contains("not healthy"),
@@ -299,61 +338,191 @@ fn clamav_with_stale_signatures_fails_as_unhealthy() {
     assert_eq!(finding.observed["running"], serde_json::json!(["clamav"]));
 }
 
-// ---- live: a real process under a catalogue name ---------------------------------------
+// ---- live: real processes (issue 11, item 1) ---------------------------------------------
 
-/// Starts a copy of `sleep` named `name` from a temp dir; killed on drop.
-struct FakeAgent {
-    child: Child,
-    _dir: tempfile::TempDir,
+fn sleep_binary() -> &'static str {
+    ["/bin/sleep", "/usr/bin/sleep"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap()
 }
 
-impl FakeAgent {
-    fn start(name: &str) -> FakeAgent {
+/// A copy of `sleep` at `relative` below a fresh temp dir (dirs 0755, file 0755), started
+/// as `user` (`None`: as this test, root) through `setpriv`; killed on drop.
+struct Agent {
+    child: Child,
+    dir: tempfile::TempDir,
+    exe: std::path::PathBuf,
+}
+
+impl Agent {
+    fn start(relative: &str, user: Option<u32>) -> Agent {
+        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
-        let exe = dir.path().join(name);
-        let sleep = ["/bin/sleep", "/usr/bin/sleep"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .unwrap();
-        std::fs::copy(sleep, &exe).unwrap();
-        let child = Command::new(&exe).arg("300").spawn().unwrap();
-        FakeAgent { child, _dir: dir }
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let exe = dir.path().join(relative);
+        std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+        std::fs::copy(sleep_binary(), &exe).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let child = match user {
+            None => Command::new(&exe).arg("300").spawn().unwrap(),
+            Some(uid) => Command::new("setpriv")
+                .args([
+                    format!("--reuid={uid}"),
+                    format!("--regid={uid}"),
+                    "--clear-groups".to_owned(),
+                ])
+                .arg(&exe)
+                .arg("300")
+                .spawn()
+                .expect("setpriv (util-linux) is needed to start a process as another user"),
+        };
+        let agent = Agent { child, dir, exe };
+        // setpriv execs the agent: wait until the pid runs the copy, not setpriv.
+        let started = std::time::Instant::now();
+        while agent.process().exe_file.is_none()
+            || agent.process().exe.as_deref() != agent.exe.to_str()
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "agent did not start"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        agent
+    }
+
+    fn process(&self) -> ProcessInfo {
+        edr::process::read_process(self.child.id()).unwrap()
     }
 }
 
-impl Drop for FakeAgent {
+impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-#[test]
-fn live_running_process_is_detected() {
-    let agent = FakeAgent::start("osqueryd");
-    let finding = edr::check(&Context::system(config(&["osquery"])));
-    drop(agent);
-    assert_eq!(finding.status, Status::Pass, "{finding:?}");
-    let osquery = product(&finding, "osquery");
-    assert_eq!(osquery["running"], true);
-    assert!(osquery["processes"][0]
-        .as_str()
-        .unwrap()
-        .starts_with("osqueryd"));
-    assert!(finding.observed["running"]
-        .as_array()
-        .unwrap()
-        .contains(&Value::from("osquery")));
+fn assert_root() {
+    assert_eq!(
+        edr::process::read_process(std::process::id()).unwrap().uids,
+        Some((0, 0)),
+        "these tests start processes as another user and need root (CI runs as root)"
+    );
 }
 
 #[test]
-fn live_long_process_name_is_detected_despite_truncation() {
-    // "sophos_threat_detector" is 22 bytes: the kernel shows it as "sophos_threat_d".
-    let agent = FakeAgent::start("sophos_threat_detector");
-    let finding = edr::check(&Context::system(config(&["sophos"])));
+fn regression_fake_agent_started_by_another_user_does_not_count() {
+    // Issue 11: a copy of /bin/sleep named s1-agent, started by `nobody`, made root's
+    // `posture check --only edr` pass with "running: SentinelOne".
+    assert_root();
+    let agent = Agent::start("s1-agent", Some(65534));
+    let finding = edr::check(&Context::system(config(&["sentinelone"])));
+    let seen = agent.process();
     drop(agent);
+    assert_eq!(seen.uids, Some((65534, 65534)));
+    assert_eq!(finding.status, Status::Fail, "{finding:?}");
+    let s1 = product(&finding, "sentinelone");
+    assert_eq!(s1["running"], false);
+    let rejected = s1["rejected"].to_string();
+    assert!(rejected.contains("runs as uid 65534"), "{rejected}");
+}
+
+#[test]
+fn root_process_outside_the_install_directories_does_not_count() {
+    assert_root();
+    // Right name, run by root, but a copy in a temp dir.
+    let agent = Agent::start("osqueryd", None);
+    let finding = edr::check(&Context::system(config(&["osquery"])));
+    drop(agent);
+    assert_eq!(finding.status, Status::Fail, "{finding:?}");
+    let rejected = product(&finding, "osquery")["rejected"].to_string();
+    assert!(
+        rejected.contains("not in the product's install directories"),
+        "{rejected}"
+    );
+}
+
+/// The builtin SentinelOne entry without its service unit, for a test machine that has
+/// no systemd.
+fn catalogue_without_units() -> catalogue::Catalogue {
+    catalogue::parse(
+        r#"[[product]]
+id = "sentinelone"
+name = "SentinelOne"
+[product.linux]
+processes = ["s1-agent"]
+paths = ["/opt/sentinelone"]
+exe_dirs = ["/opt/sentinelone"]
+"#,
+    )
+    .unwrap()
+}
+
+#[test]
+fn real_process_at_the_right_path_counts_and_checks_each_condition() {
+    assert_root();
+    // A root process running the root-owned file at /opt/sentinelone/bin/s1-agent (below
+    // a temp root).
+    let agent = Agent::start("opt/sentinelone/bin/s1-agent", None);
+    let ctx = Context::fixture(
+        agent.dir.path(),
+        config(&["sentinelone"]),
+        SystemTime::now(),
+    );
+    let processes = edr::live_processes();
+    let finding = edr::check_with_catalogue(&ctx, &catalogue_without_units(), Some(&processes));
     assert_eq!(finding.status, Status::Pass, "{finding:?}");
-    assert_eq!(product(&finding, "sophos")["running"], true);
+    assert_eq!(product(&finding, "sentinelone")["running"], true);
+
+    // With the catalogue's unit: this process is not in sentinelone.service.
+    let finding = edr::check_with_processes(&ctx, Some(&processes));
+    assert_eq!(finding.status, Status::Fail, "{finding:?}");
+    let rejected = product(&finding, "sentinelone")["rejected"].to_string();
+    assert!(rejected.contains("sentinelone.service"), "{rejected}");
+
+    // An install directory that another user can write to: not trusted.
+    use std::os::unix::fs::PermissionsExt;
+    let bin = agent.dir.path().join("opt/sentinelone/bin");
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let finding = edr::check_with_catalogue(
+        &ctx,
+        &catalogue_without_units(),
+        Some(&edr::live_processes()),
+    );
+    assert_eq!(finding.status, Status::Fail, "{finding:?}");
+    let rejected = product(&finding, "sentinelone")["rejected"].to_string();
+    assert!(
+        rejected.contains("can be written by users other than root"),
+        "{rejected}"
+    );
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    // The executable replaced on disk after the start (an update, or an attacker's
+    // swap): the running image is no longer the file at that path.
+    std::fs::remove_file(&agent.exe).unwrap();
+    std::fs::copy(sleep_binary(), &agent.exe).unwrap();
+    let finding = edr::check_with_catalogue(
+        &ctx,
+        &catalogue_without_units(),
+        Some(&edr::live_processes()),
+    );
+    drop(agent);
+    assert_eq!(finding.status, Status::Fail, "{finding:?}");
+    let rejected = product(&finding, "sentinelone")["rejected"].to_string();
+    assert!(rejected.contains("deleted"), "{rejected}");
+}
+
+#[test]
+fn every_linux_entry_names_its_install_directories() {
+    for product in &catalogue::builtin().unwrap().products {
+        let linux = product.entry(Os::Linux).unwrap();
+        assert!(!linux.exe_dirs.is_empty(), "{}: no exe_dirs", product.id);
+        for dir in &linux.exe_dirs {
+            assert!(dir.starts_with('/') && dir != "/", "{}: {dir}", product.id);
+        }
+    }
 }
 
 #[test]

@@ -562,3 +562,120 @@ fn live_machine_agrees_with_logind() {
         );
     }
 }
+
+// ---- files a user controls, read as root (issue 11, item 2) ------------------------------
+
+/// What a user can put in place of a settings file in their home directory.
+#[derive(Debug, Clone, Copy)]
+enum Hostile {
+    /// A FIFO: a plain `open` blocks until someone writes to it, forever.
+    Fifo,
+    /// A symbolic link to a file only root may read.
+    SymlinkToShadow,
+    /// A 1 GB sparse file (costs the user nothing on disk).
+    SparseGigabyte,
+    /// A device node (`/dev/zero`'s numbers: reading never ends).
+    DeviceNode,
+    /// `~/.config` itself a symbolic link to a directory the user does not own.
+    ConfigDirSymlink,
+}
+
+fn plant(tree: &Tree, relative: &str, hostile: Hostile) {
+    let path = tree.dir.path().join(relative);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let run = |program: &str, args: &[&str]| {
+        let status = Command::new(program)
+            .args(args)
+            .status()
+            .unwrap_or_else(|e| panic!("{program} is needed for this test: {e}"));
+        assert!(status.success(), "{program} {args:?} failed (needs root)");
+    };
+    let p = path.to_str().unwrap();
+    match hostile {
+        Hostile::Fifo => run("mkfifo", &[p]),
+        Hostile::SymlinkToShadow => std::os::unix::fs::symlink("/etc/shadow", &path).unwrap(),
+        Hostile::SparseGigabyte => {
+            let file = std::fs::File::create(&path).unwrap();
+            file.set_len(1 << 30).unwrap();
+        }
+        Hostile::DeviceNode => run("mknod", &[p, "c", "1", "5"]),
+        Hostile::ConfigDirSymlink => {
+            let config = tree.dir.path().join("home/alice/.config");
+            let elsewhere = tree.dir.path().join("root/.config");
+            std::fs::create_dir_all(elsewhere.parent().unwrap()).unwrap();
+            std::fs::rename(&config, &elsewhere).unwrap();
+            std::os::unix::fs::symlink(&elsewhere, &config).unwrap();
+        }
+    }
+}
+
+/// Runs the check on its own thread: a reader blocked on a FIFO fails the test instead
+/// of hanging it. 20 s is far beyond what a refusal takes (milliseconds).
+fn check_bounded(tree: Tree) -> Finding {
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let finding = tree.check();
+        let _ = send.send(finding);
+        drop(tree);
+    });
+    receive
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the screen_lock check blocked on a file the user controls")
+}
+
+/// A desktop: its name, a passing tree, and its settings file in the home directory.
+type Desktop = (&'static str, fn() -> Tree, &'static str);
+
+#[test]
+fn hostile_files_in_the_home_directory_are_refused_not_read() {
+    let desktops: [Desktop; 3] = [
+        ("gnome", || gnome(Some("user-ok")), USER_DB),
+        (
+            "kde",
+            || kde(Some("kscreenlockerrc-defaults")),
+            "home/alice/.config/kscreenlockerrc",
+        ),
+        (
+            "xfce",
+            || xfce(Some("xfce4-screensaver-ok.xml")),
+            XFCE_CHANNEL,
+        ),
+    ];
+    for (desktop, tree, relative) in desktops {
+        // The same tree with the real file passes: the refusals below are the hostile files.
+        assert_eq!(tree().check().status, Status::Pass, "{desktop}");
+        for hostile in [
+            Hostile::Fifo,
+            Hostile::SymlinkToShadow,
+            Hostile::SparseGigabyte,
+            Hostile::DeviceNode,
+            Hostile::ConfigDirSymlink,
+        ] {
+            let tree = tree();
+            plant(&tree, relative, hostile);
+            let started = std::time::Instant::now();
+            let finding = check_bounded(tree);
+            finding.check_invariants().unwrap();
+            assert_eq!(
+                finding.status,
+                Status::Unknown,
+                "{desktop} {hostile:?}: {finding:?}"
+            );
+            let reason = finding.reason.as_deref().unwrap();
+            assert!(
+                reason.contains("refused to read"),
+                "{desktop} {hostile:?}: {reason}"
+            );
+            let why = match hostile {
+                Hostile::Fifo => "FIFO",
+                Hostile::SymlinkToShadow | Hostile::ConfigDirSymlink => "symbolic link",
+                Hostile::SparseGigabyte => "1073741824 bytes",
+                Hostile::DeviceNode => "character device",
+            };
+            assert!(reason.contains(why), "{desktop} {hostile:?}: {reason}");
+            // Refused before reading: far less than reading 64 MiB of a sparse file.
+            assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        }
+    }
+}

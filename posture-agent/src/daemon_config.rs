@@ -4,7 +4,7 @@
 //! Unknown keys are errors (with line and column), like `[checks]`, so a typo never
 //! silently turns delivery or the allow-list off.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
@@ -42,6 +42,16 @@ pub struct DaemonConfig {
     pub allow_groups: Vec<String>,
     /// Connections served at once; more wait in the socket's backlog.
     pub max_connections: usize,
+    /// Connections of one uid served at once; more from that uid wait for one of its
+    /// own slots, so no single user can hold every slot.
+    pub max_connections_per_uid: usize,
+    /// A request's head and body must arrive within this time (slow clients are cut
+    /// off; signing the answer has `request_timeout`).
+    #[serde(deserialize_with = "de_duration")]
+    pub read_timeout: Duration,
+    /// Which executables may ask for evidence, and for which audiences. Empty: every
+    /// allowed caller, any audience. See docs/evidence.md, "Threat model".
+    pub allowed_clients: Vec<AllowedClient>,
     /// Largest request body accepted; larger requests get 413.
     pub max_request_bytes: usize,
     /// A connection that has not finished its request and response in this time is closed.
@@ -76,6 +86,20 @@ pub struct DaemonConfig {
     pub root: Option<PathBuf>,
 }
 
+/// One `[[daemon.allowed_clients]]` entry: a program that may ask for evidence.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedClient {
+    /// Absolute path of the executable (as `/proc/PID/exe` names it).
+    pub exe: PathBuf,
+    /// Audiences it may ask evidence for; `"*"` is any, and an empty list is none (a
+    /// request without an audience is refused too).
+    pub audiences: Vec<String>,
+    /// Uids that may run it to ask; empty is any uid allowed to use the API.
+    #[serde(default)]
+    pub uids: Vec<u32>,
+}
+
 impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
@@ -89,6 +113,9 @@ impl Default for DaemonConfig {
             allow_gids: Vec::new(),
             allow_groups: Vec::new(),
             max_connections: 64,
+            max_connections_per_uid: 8,
+            read_timeout: Duration::from_secs(2),
+            allowed_clients: Vec::new(),
             max_request_bytes: 16 * 1024,
             request_timeout: Duration::from_secs(10),
             evidence_ttl: Duration::from_secs(5 * 60),
@@ -133,6 +160,21 @@ impl DaemonConfig {
         }
         if self.max_connections == 0 {
             return invalid("max_connections", "must be at least 1");
+        }
+        if self.max_connections_per_uid == 0 || self.max_connections_per_uid > self.max_connections
+        {
+            return invalid(
+                "max_connections_per_uid",
+                "must be at least 1 and at most max_connections",
+            );
+        }
+        if self.read_timeout.is_zero() {
+            return invalid("read_timeout", "must be more than zero");
+        }
+        for client in &self.allowed_clients {
+            if !client.exe.is_absolute() {
+                return invalid("allowed_clients", "exe must be an absolute path");
+            }
         }
         if !(64..=1024 * 1024).contains(&self.max_request_bytes) {
             return invalid("max_request_bytes", "must be between 64 and 1048576");
@@ -181,6 +223,22 @@ impl DaemonConfig {
                 .filter_map(|name| group_id(name))
                 .any(|gid| groups.contains(&gid))
     }
+
+    /// Whether a program (`exe` run by `uid`; `None`: it could not be told race-free) may
+    /// ask for evidence for `audience`. With no `allowed_clients`, every caller may.
+    pub fn client_may_request(&self, uid: u32, exe: Option<&Path>, audience: Option<&str>) -> bool {
+        if self.allowed_clients.is_empty() {
+            return true;
+        }
+        let Some(exe) = exe else {
+            return false;
+        };
+        self.allowed_clients.iter().any(|client| {
+            client.exe == exe
+                && (client.uids.is_empty() || client.uids.contains(&uid))
+                && audience.is_some_and(|aud| client.audiences.iter().any(|a| a == "*" || a == aud))
+        })
+    }
 }
 
 /// The gid of a group name from `/etc/group`.
@@ -189,23 +247,47 @@ pub fn group_id(name: &str) -> Option<u32> {
     parse_group_id(&text, name)
 }
 
-/// The supplementary groups of a process, from `/proc/PID/status` (`Groups:` line).
-pub fn process_groups(pid: i32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map(|status| parse_groups(&status))
-        .unwrap_or_default()
-}
-
-fn parse_groups(status: &str) -> Vec<u32> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Groups:"))
-        .map(|rest| {
-            rest.split_whitespace()
-                .filter_map(|g| g.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+/// The groups of a user from the account database (`getpwuid_r` for the name and
+/// primary group, then `getgrouplist`, through NSS as `id` does). Empty when the uid has no
+/// account. This, not `/proc/PID/status`, is what a peer's groups are taken from: the uid
+/// comes race-free from `SO_PEERCRED`, while a pid may already belong to another process.
+pub fn account_groups(uid: u32) -> Vec<u32> {
+    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: an all-zero `passwd` is a valid value (null pointers, zero ids); it is only
+    // read after getpwuid_r reported success.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call: `entry` and `result` are live locals,
+    // `buffer` is writable for `buffer.len()` bytes and outlives every use of `entry`.
+    let rc = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut entry,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut result,
+        )
+    };
+    if rc != 0 || result.is_null() || entry.pw_name.is_null() {
+        return Vec::new();
+    }
+    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    for _ in 0..4 {
+        let mut count = libc::c_int::try_from(groups.len()).unwrap_or(libc::c_int::MAX);
+        // SAFETY: `entry.pw_name` is a NUL-terminated string inside `buffer` (alive);
+        // `groups` is writable for `count` gids, and getgrouplist writes at most that many.
+        let rc = unsafe {
+            libc::getgrouplist(entry.pw_name, entry.pw_gid, groups.as_mut_ptr(), &mut count)
+        };
+        let count = usize::try_from(count).unwrap_or(0);
+        if rc >= 0 {
+            groups.truncate(count.min(groups.len()));
+            return groups;
+        }
+        // Too small: `count` now holds the number needed.
+        groups.resize(count.max(groups.len() * 2).min(65_536), 0);
+    }
+    Vec::new()
 }
 
 fn parse_group_id(etc_group: &str, name: &str) -> Option<u32> {
@@ -253,11 +335,47 @@ mod tests {
     }
 
     #[test]
-    fn supplementary_groups_from_proc_status() {
-        // Lines of /proc/PID/status as Linux 6.1 writes them.
-        let status = "Name:\tbash\nUid:\t1000\t1000\t1000\t1000\nGroups:\t24 27 998 1000 \n";
-        assert_eq!(parse_groups(status), vec![24, 27, 998, 1000]);
-        assert_eq!(parse_groups("Groups:\t\n"), Vec::<u32>::new());
+    fn account_groups_agree_with_id() {
+        // `id -G nobody` asks the same account database (NSS) posture does.
+        let output = std::process::Command::new("id")
+            .args(["-G", "nobody"])
+            .output()
+            .expect("id (coreutils) is needed");
+        assert!(output.status.success());
+        let mut expected: Vec<u32> = String::from_utf8_lossy(&output.stdout)
+            .split_whitespace()
+            .map(|g| g.parse().unwrap())
+            .collect();
+        let mut groups = account_groups(65534);
+        expected.sort_unstable();
+        groups.sort_unstable();
+        groups.dedup();
+        assert_eq!(groups, expected);
+        assert!(account_groups(4_000_000_000).is_empty());
+    }
+
+    #[test]
+    fn allowed_clients_restrict_programs_and_audiences() {
+        let open = DaemonConfig::default();
+        assert!(open.client_may_request(1000, None, None));
+        let config = DaemonConfig {
+            allowed_clients: vec![AllowedClient {
+                exe: "/usr/bin/posture-browser-helper".into(),
+                audiences: vec!["https://idp.example".into()],
+                uids: vec![],
+            }],
+            ..DaemonConfig::default()
+        };
+        let helper = Path::new("/usr/bin/posture-browser-helper");
+        assert!(config.client_may_request(1000, Some(helper), Some("https://idp.example")));
+        assert!(!config.client_may_request(1000, Some(helper), Some("https://evil.example")));
+        assert!(!config.client_may_request(1000, Some(helper), None));
+        assert!(!config.client_may_request(
+            1000,
+            Some(Path::new("/usr/bin/curl")),
+            Some("https://idp.example")
+        ));
+        assert!(!config.client_may_request(1000, None, Some("https://idp.example")));
     }
 
     #[test]

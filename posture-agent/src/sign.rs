@@ -5,7 +5,7 @@
 use std::time::SystemTime;
 
 use posture_core::evidence::{
-    build_claims, sign_claims, EvidenceClaims, EvidenceError, EvidenceOptions,
+    build_claims, sign_claims, EvidenceClaims, EvidenceError, EvidenceOptions, Requester,
 };
 use posture_core::keys::KeyError;
 use posture_core::Report;
@@ -36,16 +36,19 @@ pub enum SignError {
 }
 
 /// Signs `report` with `key`, quoting `pcrs` when the key is in a TPM and the caller gave
-/// a nonce.
+/// a nonce. `requester` names the local process that asked (the daemon's API), so a
+/// verifier can refuse evidence relayed from another program.
 pub fn sign_evidence(
     key: &DeviceKey,
     report: &Report,
     options: &EvidenceOptions,
     pcrs: &[u32],
+    requester: Option<&Requester>,
 ) -> Result<SignedEvidence, SignError> {
     let mut claims = build_claims(report, key.signer.as_ref(), options, SystemTime::now())?;
     claims.key_fallback_reason = key.fallback_reason.clone();
     claims.tpm = key.tpm_claims();
+    claims.requester = requester.cloned();
     if let Some(nonce) = options.nonce.as_deref() {
         let quote = quote(key, report, nonce, pcrs)?;
         if let Some(tpm) = claims.tpm.as_mut() {
@@ -128,7 +131,7 @@ mod tests {
             audience: Some("idp".into()),
             ttl: std::time::Duration::from_secs(60),
         };
-        let signed = sign_evidence(&key, &laptop_report(), &options, &[0]).unwrap();
+        let signed = sign_evidence(&key, &laptop_report(), &options, &[0], None).unwrap();
         let mut verifier = Verifier::new();
         verifier.add_key(key.signer.public_key(), None);
         let verify = VerifyOptions {

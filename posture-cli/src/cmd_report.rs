@@ -39,7 +39,7 @@ pub fn run(config: Config, args: ReportArgs) -> Result<u8> {
         audience: args.audience,
         ttl: args.ttl,
     };
-    let signed = sign_evidence(&key, &report, &options, &agent.config.key.quote_pcrs)?;
+    let signed = sign_evidence(&key, &report, &options, &agent.config.key.quote_pcrs, None)?;
     for warning in &signed.warnings {
         eprintln!("posture: warning: {warning}");
     }

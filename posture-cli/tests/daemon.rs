@@ -1019,3 +1019,198 @@ fn the_daemon_remembers_how_long_security_updates_are_pending() {
             && finding["observed"]["oldest_security_pending_days"].is_u64()
     });
 }
+
+// ---- issue 11: an ordinary local user cannot fake posture or starve the agent ----------
+
+const NOBODY: u32 = 65534;
+
+/// A fixture whose socket `nobody` can reach (group `nogroup`, directory 0755), with root
+/// (this test) and `nobody` allowed; `extra` goes into `[daemon]`.
+fn shared_fixture(extra: &str) -> Fixture {
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        own_uid(),
+        0,
+        "this test starts clients as `nobody` and needs root"
+    );
+    let fixture = Fixture::new();
+    std::fs::set_permissions(fixture.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    fixture.write_config(&format!(
+        "allow_uids = [0, {NOBODY}]\nsocket_group = \"nogroup\"\n{extra}"
+    ));
+    fixture
+}
+
+/// `curl` over the socket as `nobody` (with `groups` as supplementary groups); returns the
+/// HTTP status, the body and how long it took.
+fn curl_as_nobody(socket: &Path, groups: &str, args: &[&str]) -> (u16, Value, Duration) {
+    let started = Instant::now();
+    let output = Command::new("setpriv")
+        .args([&format!("--reuid={NOBODY}"), &format!("--regid={NOBODY}")])
+        .args(if groups.is_empty() {
+            vec!["--clear-groups".to_owned()]
+        } else {
+            vec![format!("--groups={groups}")]
+        })
+        .arg("curl")
+        .args(["-s", "--max-time", "30", "--unix-socket"])
+        .arg(socket)
+        .args(["-w", "\n%{http_code}"])
+        .args(args)
+        .output()
+        .expect("setpriv (util-linux) and curl are needed (scripts/setup.sh installs them)");
+    let elapsed = started.elapsed();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (
+        code.trim().parse().unwrap_or(0),
+        serde_json::from_str(body).unwrap_or(Value::Null),
+        elapsed,
+    )
+}
+
+#[test]
+fn regression_one_uid_cannot_hold_every_connection_slot() {
+    // Issue 11: 64 slow connections from one allowed uid held every slot for 10 s; another
+    // allowed user's request was answered after 9.5 s.
+    let fixture = shared_fixture("");
+    let _daemon = fixture.start();
+    let socket = fixture.socket();
+    report(&socket);
+    let mut slow = Vec::new();
+    for _ in 0..64 {
+        let mut stream = UnixStream::connect(&socket).unwrap();
+        // Half a request head, then nothing.
+        stream
+            .write_all(b"POST /v1/evidence HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+        slow.push(stream);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let (status, health, elapsed) = curl_as_nobody(&socket, "", &["http://localhost/v1/health"]);
+    assert_eq!(status, 200, "{health}");
+    // Answered within milliseconds now, against 9.5 s before; 3 s leaves room for a
+    // loaded CI machine without hiding the regression.
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "answered after {elapsed:?}"
+    );
+
+    // The slow clients are cut off by the read deadline (2 s), not held for 10 s: the
+    // first 8 (the uid's share, served at once) are closed well within 8 s; the uid's
+    // other connections wait for its own slots, one batch per deadline.
+    let started = Instant::now();
+    for mut stream in slow.into_iter().take(8) {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "slow connections held for {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn regression_hundred_byte_nonce_is_400_not_500() {
+    let fixture = Fixture::new();
+    let _daemon = fixture.start();
+    let socket = fixture.socket();
+    report(&socket);
+    let nonce = "n".repeat(100);
+    let (status, answer) = request(
+        &socket,
+        "POST",
+        "/v1/evidence",
+        Some(&format!(r#"{{"nonce":"{nonce}"}}"#)),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("8 to 64 bytes"));
+    let (status, _) = request(
+        &socket,
+        "POST",
+        "/v1/evidence",
+        Some(&format!(r#"{{"nonce":"{}"}}"#, "n".repeat(64))),
+    );
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn regression_groups_come_from_the_account_database_not_proc() {
+    // `nobody` is not in group 4242 in the account database; a process can still carry
+    // it as a supplementary group (set by whoever started it), which /proc/PID/status
+    // shows. Only the account database counts.
+    let fixture = shared_fixture("");
+    fixture.write_config("allow_gids = [4242]\nsocket_group = \"nogroup\"\n");
+    let daemon = fixture.start();
+    let socket = fixture.socket();
+    let (status, answer, _) = curl_as_nobody(&socket, "4242", &["http://localhost/v1/health"]);
+    assert_eq!(status, 403, "{answer}");
+    // Its primary group from the account database does count.
+    drop(daemon);
+    fixture.write_config(&format!(
+        "allow_gids = [{NOBODY}]\nsocket_group = \"nogroup\"\n"
+    ));
+    let _daemon = fixture.start();
+    let (status, answer, _) = curl_as_nobody(&socket, "", &["http://localhost/v1/health"]);
+    assert_eq!(status, 200, "{answer}");
+}
+
+#[test]
+fn evidence_names_its_requester_and_allowed_clients_restrict_programs_and_audiences() {
+    let curl = std::fs::canonicalize("/usr/bin/curl").expect("curl is needed");
+    let fixture = Fixture::new();
+    fixture.write_config(&format!(
+        "allow_uids = [{}]\n[[daemon.allowed_clients]]\nexe = {:?}\naudiences = [\"https://idp.example\"]\n",
+        own_uid(),
+        curl
+    ));
+    let _daemon = fixture.start();
+    let socket = fixture.socket();
+    report(&socket);
+    let ask = |audience: &str| {
+        let output = Command::new(&curl)
+            .args(["-s", "--unix-socket"])
+            .arg(&socket)
+            .args([
+                "-w",
+                "\n%{http_code}",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+            ])
+            .arg(format!(
+                r#"{{"nonce":"relay-nonce-0123","audience":"{audience}"}}"#
+            ))
+            .arg("http://localhost/v1/evidence")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&output.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (
+            code.parse::<u16>().unwrap(),
+            serde_json::from_str::<Value>(body).unwrap_or(Value::Null),
+        )
+    };
+    // The allowed program, for its audience: the evidence says who asked.
+    let (status, answer) = ask("https://idp.example");
+    assert_eq!(status, 200, "{answer}");
+    let claims = claims(answer["evidence"].as_str().unwrap());
+    assert_eq!(claims["requester"]["uid"], own_uid());
+    assert_eq!(claims["requester"]["exe"], curl.to_str().unwrap());
+    // The same program for another audience: refused.
+    let (status, answer) = ask("https://attacker.example");
+    assert_eq!(status, 403, "{answer}");
+    // Another program (this test binary) for the allowed audience: refused.
+    let (status, answer) = request(
+        &socket,
+        "POST",
+        "/v1/evidence",
+        Some(r#"{"nonce":"relay-nonce-0123","audience":"https://idp.example"}"#),
+    );
+    assert_eq!(status, 403, "{answer}");
+    assert!(fixture.log().contains("allowed_clients"));
+}

@@ -122,8 +122,26 @@ pub struct EvidenceClaims {
     /// with a software key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tpm: Option<TpmClaims>,
+    /// The local program that asked the device's agent for this evidence, as the agent
+    /// saw it through the socket's credentials. Absent when the evidence was not made for
+    /// a local request (`posture report`, pushed evidence). See docs/evidence.md,
+    /// "Threat model".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requester: Option<Requester>,
     /// The posture report: device, OS facts and every finding with its status.
     pub report: Report,
+}
+
+/// The `requester` claim: who asked the local agent for this evidence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Requester {
+    /// The requesting process's uid (`SO_PEERCRED`: from the kernel, race-free).
+    pub uid: u32,
+    /// Its executable (`/proc/PID/exe`), present only when the agent could tell it
+    /// without a pid-reuse race (a pidfd of the peer); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exe: Option<String>,
 }
 
 /// The `tpm` claim: what the TPM says about itself, and the PCR quote.
@@ -142,13 +160,16 @@ pub struct TpmClaims {
     pub quote: Option<Quote>,
 }
 
-/// Claims that only the device's key setup knows: how the key is held, and the quote.
+/// Claims that only the device's agent knows: how the key is held, the quote, and who
+/// asked for the evidence.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KeyClaims {
     /// See [`EvidenceClaims::key_fallback_reason`].
     pub key_fallback_reason: Option<String>,
     /// See [`EvidenceClaims::tpm`].
     pub tpm: Option<TpmClaims>,
+    /// See [`EvidenceClaims::requester`].
+    pub requester: Option<Requester>,
 }
 
 /// The bytes of the report that a quote binds: its compact JSON serialization, exactly
@@ -234,6 +255,7 @@ pub fn sign_evidence_with(
     let mut claims = build_claims(report, signer, options, now)?;
     claims.key_fallback_reason = key_claims.key_fallback_reason.clone();
     claims.tpm = key_claims.tpm.clone();
+    claims.requester = key_claims.requester.clone();
     sign_claims(&claims, signer)
 }
 
@@ -286,6 +308,7 @@ pub fn build_claims(
         key_assurance: signer.assurance(),
         key_fallback_reason: None,
         tpm: None,
+        requester: None,
         report: report.clone(),
     })
 }

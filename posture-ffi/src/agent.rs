@@ -222,7 +222,7 @@ pub unsafe extern "C" fn posture_evidence_sign(
             audience: (!audience.is_empty()).then(|| audience.to_owned()),
             ttl: Duration::from_secs(u64::from(ttl_secs)),
         };
-        let token = match sign_evidence(&key.key, &report, &options, &key.quote_pcrs) {
+        let token = match sign_evidence(&key.key, &report, &options, &key.quote_pcrs, None) {
             Ok(signed) => signed.token,
             Err(SignError::Evidence(EvidenceError::InvalidReport(_))) => {
                 return posture_status::InvalidReport

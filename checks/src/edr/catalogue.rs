@@ -83,6 +83,14 @@ pub struct OsEntry {
     /// Files or directories its installer creates.
     #[serde(default)]
     pub paths: Vec<String>,
+    /// Directories its executables are installed in (Linux). A process counts as the
+    /// product only when it runs an executable below one of them, root-owned and not
+    /// writable by other users.
+    #[serde(default)]
+    pub exe_dirs: Vec<String>,
+    /// Service users its processes may run as besides root (Linux).
+    #[serde(default)]
+    pub users: Vec<String>,
     /// Its own cheap health source, if any.
     #[serde(default)]
     pub health: Option<Health>,

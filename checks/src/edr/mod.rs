@@ -6,8 +6,14 @@
 //! source where one exists. For each product the check reports:
 //! - `installed`: a service unit (Linux systemd, macOS launchd) or an install path exists
 //!   below the context root;
-//! - `running`: one of its processes runs (the live process list via `sysinfo`; matching is
-//!   the pure [`match_processes`]);
+//! - `running`: one of its processes runs (the live process list from `/proc`; matching by
+//!   name is the pure [`match_processes`]) *and* is verified to be the product
+//!   ([`process::verify`]): it runs as root or the catalogue's service user, its
+//!   executable is the root-owned file in the product's install directories (not deleted,
+//!   no directory above it writable by other users), and it runs in the product's service
+//!   unit where the catalogue names one. A process that only has the right name — a copy
+//!   of `sleep` called `s1-agent` started by any user — is listed in `rejected` with the
+//!   reason and does not count;
 //! - `healthy`: `true`/`false` from its own status source ([`health`]), `null` when it has
 //!   none or it could not tell.
 //!
@@ -19,6 +25,7 @@
 
 pub mod catalogue;
 pub mod health;
+pub mod process;
 
 use std::collections::BTreeSet;
 
@@ -30,6 +37,7 @@ use crate::source::exists;
 use crate::Context;
 use catalogue::{Catalogue, Os, OsEntry, Product};
 use health::HealthReport;
+pub use process::{live_processes, ProcessInfo};
 
 /// Check id.
 pub const ID: &str = "edr";
@@ -47,15 +55,6 @@ const SYSTEMD_DIRS: &[&str] = &[
 /// Where launchd daemons and agents live.
 const LAUNCHD_DIRS: &[&str] = &["/Library/LaunchDaemons", "/Library/LaunchAgents"];
 
-/// A running process, as the matcher sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProcessInfo {
-    /// The process name (Linux: `comm`, at most 15 bytes).
-    pub name: String,
-    /// The executable's path, where readable.
-    pub exe: Option<String>,
-}
-
 /// One product's state on this device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProductState {
@@ -71,9 +70,14 @@ pub struct ProductState {
     pub healthy: Option<bool>,
     /// The unit files and install paths found.
     pub sources: Vec<String>,
-    /// The matching processes, as `name (exe)`.
+    /// The processes verified to be the product, as `name (exe)`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub processes: Vec<String>,
+    /// Processes with one of the product's names that do not count as the product, and
+    /// why (`name (pid N): reason`): another user's process, a copy outside the install
+    /// directories, a deleted executable, outside its service unit.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rejected: Vec<String>,
     /// The health source and what it said.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthReport>,
@@ -137,28 +141,6 @@ pub fn installed_sources(ctx: &Context, os: Os, entry: &OsEntry) -> Vec<String> 
     found
 }
 
-/// The live process list (names and executables only; nothing else is refreshed).
-pub fn live_processes() -> Vec<ProcessInfo> {
-    use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System, UpdateKind};
-    // Do not keep /proc/<pid>/stat files open between calls (the daemon runs for days).
-    sysinfo::set_open_files_limit(0);
-    let mut system = System::new();
-    system.refresh_processes_specifics(
-        ProcessesToUpdate::All,
-        true,
-        ProcessRefreshKind::nothing().with_exe(UpdateKind::OnlyIfNotSet),
-    );
-    system
-        .processes()
-        .values()
-        .filter(|p| p.thread_kind().is_none())
-        .map(|p| ProcessInfo {
-            name: p.name().to_string_lossy().into_owned(),
-            exe: p.exe().map(|e| e.to_string_lossy().into_owned()),
-        })
-        .collect()
-}
-
 /// Runs the check: the live process list in a live context; against a fixture root only
 /// installation is known and the check answers `unknown`.
 pub fn check(ctx: &Context) -> Finding {
@@ -172,10 +154,19 @@ pub fn check(ctx: &Context) -> Finding {
 /// Runs the check with a given process list (`None`: not known). Installation and file-based
 /// health are read below `ctx.root`; health commands run only when `ctx.live`.
 pub fn check_with_processes(ctx: &Context, processes: Option<&[ProcessInfo]>) -> Finding {
-    let catalogue = match catalogue::builtin() {
-        Ok(catalogue) => catalogue,
-        Err(e) => return Finding::unknown(ID, e.to_string()),
-    };
+    match catalogue::builtin() {
+        Ok(catalogue) => check_with_catalogue(ctx, catalogue, processes),
+        Err(e) => Finding::unknown(ID, e.to_string()),
+    }
+}
+
+/// [`check_with_processes`] with a given catalogue (tests of products that are not
+/// installed on the test machine).
+pub fn check_with_catalogue(
+    ctx: &Context,
+    catalogue: &Catalogue,
+    processes: Option<&[ProcessInfo]>,
+) -> Finding {
     let Some(os) = Os::current() else {
         return Finding::unknown(
             ID,
@@ -250,19 +241,19 @@ fn product_states(
         .iter()
         .enumerate()
         .map(|(i, (product, entry))| {
-            let matched: Vec<String> = matches
-                .as_ref()
-                .and_then(|m| m.get(i))
-                .map(|(_, procs)| {
-                    procs
-                        .iter()
-                        .map(|p| match &p.exe {
-                            Some(exe) => format!("{} ({exe})", p.name),
-                            None => p.name.clone(),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+            let allowed_uids = process::allowed_uids(ctx, entry);
+            let mut matched: Vec<String> = Vec::new();
+            let mut rejected: Vec<String> = Vec::new();
+            let candidates = matches.as_ref().and_then(|m| m.get(i)).map(|(_, p)| p);
+            for p in candidates.into_iter().flatten() {
+                match process::verify(ctx, entry, &allowed_uids, p) {
+                    Ok(()) => matched.push(match &p.exe {
+                        Some(exe) => format!("{} ({exe})", p.name),
+                        None => p.name.clone(),
+                    }),
+                    Err(why) => rejected.push(format!("{} (pid {}): {why}", p.name, p.pid)),
+                }
+            }
             let running = processes.map(|_| !matched.is_empty());
             let sources = installed_sources(ctx, os, entry);
             let installed = !sources.is_empty();
@@ -282,6 +273,7 @@ fn product_states(
                 healthy: health.as_ref().and_then(|h| h.healthy),
                 sources,
                 processes: matched,
+                rejected,
                 health,
             }
         })

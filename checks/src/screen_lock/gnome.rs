@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 
 use super::gvdb::{self, GValue, Table};
 use super::LockSettings;
-use crate::source::{read_bytes, read_text};
+use crate::source::{read_bytes, read_text, read_user_file};
 use crate::Context;
 
 /// `org.gnome.desktop.screensaver lock-enabled` (b, default true).
@@ -175,13 +175,19 @@ pub fn read(ctx: &Context, home: &str, sources: &mut Vec<String>) -> Result<Lock
     sources.push(profile_source);
     let mut dbs = Vec::new();
     for db in profile {
-        let (path, system) = match db {
+        let (path, system) = match &db {
             DbRef::User(name) => (PathBuf::from(home).join(".config/dconf").join(name), false),
             DbRef::System(name) => (PathBuf::from("/etc/dconf/db").join(name), true),
             DbRef::File(path) => (PathBuf::from(path), true),
         };
         let shown = path.display().to_string();
-        let table = match read_bytes(ctx, &path) {
+        // The user's database is the user's file: read without following links, regular
+        // files only, size-capped.
+        let bytes = match &db {
+            DbRef::User(name) => read_user_file(ctx, home, &format!(".config/dconf/{name}")),
+            _ => read_bytes(ctx, &path),
+        };
+        let table = match bytes {
             Ok(bytes) => gvdb::parse(&bytes).map_err(|e| format!("{shown}: {e}"))?,
             // dconf treats a missing database as empty.
             Err(e) if e.is_not_found() => Table::default(),

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::LockSettings;
-use crate::source::read_text;
+use crate::source::{read_bytes, read_user_file, SourceError};
 use crate::Context;
 
 /// One value of a KConfig file, and whether it is immutable (`[$i]`).
@@ -134,18 +134,25 @@ pub fn settings(entries: &BTreeMap<String, Entry>) -> Result<LockSettings, Strin
 
 /// Reads the user's KDE lock settings.
 pub fn read(ctx: &Context, home: &str, sources: &mut Vec<String>) -> Result<LockSettings, String> {
-    let mut layer = |path: String| -> Result<BTreeMap<String, Entry>, String> {
-        match read_text(ctx, &path) {
-            Ok(text) => {
+    let mut layer = |path: String,
+                     read: Result<Vec<u8>, SourceError>|
+     -> Result<BTreeMap<String, Entry>, String> {
+        match read {
+            Ok(bytes) => {
                 sources.push(path);
-                Ok(parse_daemon_group(&text))
+                Ok(parse_daemon_group(&String::from_utf8_lossy(&bytes)))
             }
             Err(e) if e.is_not_found() => Ok(BTreeMap::new()),
             Err(e) => Err(e.to_string()),
         }
     };
-    let system = layer("/etc/xdg/kscreenlockerrc".to_owned())?;
-    let user = layer(format!("{home}/.config/kscreenlockerrc"))?;
+    const SYSTEM: &str = "/etc/xdg/kscreenlockerrc";
+    let system = layer(SYSTEM.to_owned(), read_bytes(ctx, SYSTEM))?;
+    // The user's file is the user's: read without following links, regular files only.
+    let user = layer(
+        format!("{home}/.config/kscreenlockerrc"),
+        read_user_file(ctx, home, ".config/kscreenlockerrc"),
+    )?;
     settings(&cascade(system, user))
 }
 

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::LockSettings;
-use crate::source::{find_program, read_text};
+use crate::source::{find_program, read_bytes, read_user_file};
 use crate::Context;
 
 const CHANNEL: &str = "xfce-perchannel-xml/xfce4-screensaver.xml";
@@ -172,12 +172,19 @@ pub fn read(ctx: &Context, home: &str, sources: &mut Vec<String>) -> Result<Lock
     }
     let mut props = BTreeMap::new();
     // System defaults first, then the user's channel over them.
-    for path in [
-        format!("/etc/xdg/xfce4/xfconf/{CHANNEL}"),
-        format!("{home}/.config/xfce4/xfconf/{CHANNEL}"),
+    let system = format!("/etc/xdg/xfce4/xfconf/{CHANNEL}");
+    // The user's channel is the user's file: read without following links, regular files
+    // only, size-capped.
+    for (path, read) in [
+        (system.clone(), read_bytes(ctx, &system)),
+        (
+            format!("{home}/.config/xfce4/xfconf/{CHANNEL}"),
+            read_user_file(ctx, home, &format!(".config/xfce4/xfconf/{CHANNEL}")),
+        ),
     ] {
-        match read_text(ctx, &path) {
-            Ok(text) => {
+        match read {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
                 props.extend(parse_channel(&text).map_err(|e| format!("{path}: {e}"))?);
                 sources.push(path);
             }

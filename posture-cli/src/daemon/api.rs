@@ -8,12 +8,22 @@
 //!
 //! hyper does the HTTP parsing (it is already in the tree for reqwest, and its parser is
 //! fuzzed); this module adds the limits: connections served at once (the rest wait in the
-//! socket backlog), header buffer size, body size, and a deadline per connection. One
-//! request per connection: nothing idles on a keep-alive. Every caller's uid and pid (from
-//! `SO_PEERCRED`) is checked against the allow-list and logged.
+//! socket backlog), connections served per uid (more from that uid wait for one of its
+//! own slots, at most 256, so one user cannot hold every slot), header buffer size, body size, a read deadline for head and body
+//! (`read_timeout`, 2 s) and a deadline per connection. One request per connection:
+//! nothing idles on a keep-alive.
+//!
+//! Every caller's uid (from `SO_PEERCRED`) and its groups from the account database
+//! (`getgrouplist`, never `/proc/PID/status`, whose pid may be reused) are checked against
+//! the allow-list and logged. The caller's executable is read through a pidfd of the peer
+//! (`SO_PEERPIDFD`), so it is the connecting process's and not a later process's with the
+//! same pid; evidence carries both in its `requester` claim, and `allowed_clients`
+//! restricts which executables may ask for evidence for which audiences.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -26,22 +36,128 @@ use serde_json::json;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Semaphore};
 
+use posture_core::evidence::Requester;
+
 use super::{settings, stopped, Shared};
 
 /// hyper's read buffer (and so the largest request head). hyper requires at least 8192.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
-/// Nonce length bounds (bytes). EAT (RFC 9711) nonces are 8 to 64 bytes; base64 or hex
-/// encodings of those fit in 256.
-const NONCE_LEN: std::ops::RangeInclusive<usize> = 8..=256;
+/// Nonce length bounds (bytes): the evidence's own (RFC 9711: 8 to 64), so a nonce the
+/// signer would refuse is a 400 here, not a 500 later.
+const NONCE_LEN: std::ops::RangeInclusive<usize> = posture_core::evidence::NONCE_LEN;
 const AUDIENCE_MAX: usize = 512;
 
 /// The peer of a connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Caller {
     uid: u32,
     gid: u32,
     pid: Option<i32>,
     allowed: bool,
+    /// The connecting process's executable, when it could be told race-free.
+    exe: Option<PathBuf>,
+}
+
+/// Connections of one uid beyond its served ones wait for one of its slots; beyond this
+/// many waiting, more are closed at once.
+const MAX_WAITING_PER_UID: usize = 256;
+
+/// Per uid: a semaphore of `max_connections_per_uid` served connections, and how many
+/// wait for one.
+#[derive(Debug, Default)]
+struct PerUid(Mutex<HashMap<u32, (Arc<Semaphore>, usize)>>);
+
+impl PerUid {
+    /// The uid's semaphore and a waiting ticket, or `None` when too many already wait.
+    fn enqueue(self: &Arc<Self>, uid: u32, max: usize) -> Option<(Arc<Semaphore>, Waiting)> {
+        let mut table = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let (semaphore, waiting) = table
+            .entry(uid)
+            .or_insert_with(|| (Arc::new(Semaphore::new(max)), 0));
+        if *waiting >= MAX_WAITING_PER_UID {
+            return None;
+        }
+        *waiting += 1;
+        Some((
+            Arc::clone(semaphore),
+            Waiting {
+                table: Arc::clone(self),
+                uid,
+            },
+        ))
+    }
+}
+
+/// One connection waiting for its uid's slot; counted until dropped.
+#[derive(Debug)]
+struct Waiting {
+    table: Arc<PerUid>,
+    uid: u32,
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let mut table = self.table.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, waiting)) = table.get_mut(&self.uid) {
+            *waiting = waiting.saturating_sub(1);
+        }
+    }
+}
+
+/// The executable of the process that connected on `stream`, told without a pid-reuse
+/// race: the kernel's pidfd of the peer (`SO_PEERPIDFD`, Linux 6.5) pins the process;
+/// `/proc/PID` is opened, and then the pidfd's process is confirmed alive, so the pid was
+/// not reused in between and the directory is that process's. `None` when the kernel has
+/// no `SO_PEERPIDFD`, the process is gone or its executable was deleted.
+fn peer_exe(stream: &UnixStream, pid: i32) -> Option<PathBuf> {
+    use rustix::fs::{openat, readlinkat, Mode, OFlags, CWD};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    let mut raw: libc::c_int = -1;
+    let mut len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).ok()?;
+    // SAFETY: `raw` and `len` are live locals of the sizes getsockopt is told; the socket
+    // fd is valid for the duration of the call (borrowed from `stream`).
+    let rc = unsafe {
+        libc::getsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERPIDFD,
+            std::ptr::addr_of_mut!(raw).cast::<libc::c_void>(),
+            &mut len,
+        )
+    };
+    if rc != 0 || raw < 0 {
+        return None;
+    }
+    // SAFETY: on success the kernel created a new pidfd that nothing else owns.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(raw) };
+    let dir = openat(
+        CWD,
+        format!("/proc/{pid}"),
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    // SAFETY: pidfd_send_signal with signal 0 only checks that the process exists; the
+    // pidfd is a valid fd owned by this function, the siginfo pointer may be null.
+    let alive = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            0,
+            std::ptr::null::<libc::c_void>(),
+            0,
+        )
+    } == 0;
+    if !alive {
+        return None;
+    }
+    let exe = readlinkat(&dir, "exe", Vec::new()).ok()?;
+    let exe = PathBuf::from(exe.to_string_lossy().into_owned());
+    if exe.to_string_lossy().ends_with(" (deleted)") {
+        return None;
+    }
+    Some(exe)
 }
 
 /// Accepts connections until shutdown.
@@ -52,6 +168,7 @@ pub async fn serve(
 ) {
     let max = shared.settings.borrow().daemon.max_connections;
     let slots = Arc::new(Semaphore::new(max));
+    let per_uid = Arc::new(PerUid::default());
     loop {
         // Take a slot before accepting, so excess clients wait in the kernel's backlog
         // instead of costing memory here.
@@ -72,44 +189,80 @@ pub async fn serve(
             },
             () = stopped(&mut shutdown) => break,
         };
-        let caller = match stream.peer_cred() {
-            Ok(cred) => {
-                let mut groups = vec![cred.gid()];
-                if let Some(pid) = cred.pid() {
-                    // The uid check is race-free; supplementary groups come from procfs.
-                    groups.extend(settings::process_groups(pid));
-                }
-                let allowed = shared.settings.borrow().daemon.allows(cred.uid(), &groups);
-                Caller {
-                    uid: cred.uid(),
-                    gid: cred.gid(),
-                    pid: cred.pid(),
-                    allowed,
-                }
-            }
+        let cred = match stream.peer_cred() {
+            Ok(cred) => cred,
             Err(e) => {
                 tracing::warn!(error = %e, "no peer credentials; refusing the connection");
                 continue;
             }
         };
+        let per_uid_max = shared.settings.borrow().daemon.max_connections_per_uid;
+        let Some((uid_slots, waiting)) = per_uid.enqueue(cred.uid(), per_uid_max) else {
+            tracing::warn!(
+                uid = cred.uid(),
+                pid = cred.pid().unwrap_or_default(),
+                "too many connections from this uid; closing"
+            );
+            continue;
+        };
+        // Connections of a uid beyond its share wait for that uid's slot without holding
+        // one of the shared slots, so one uid cannot hold them all.
+        drop(permit);
+        // The uid is the kernel's; the groups come from the account database, not from
+        // /proc/PID (whose pid may already be another process's).
+        let mut groups = vec![cred.gid()];
+        groups.extend(settings::account_groups(cred.uid()));
+        let allowed = shared.settings.borrow().daemon.allows(cred.uid(), &groups);
+        let exe = match (allowed, cred.pid()) {
+            (true, Some(pid)) => peer_exe(&stream, pid),
+            _ => None,
+        };
+        let caller = Caller {
+            uid: cred.uid(),
+            gid: cred.gid(),
+            pid: cred.pid(),
+            allowed,
+            exe,
+        };
         let shared = Arc::clone(&shared);
+        let slots = Arc::clone(&slots);
         tokio::spawn(async move {
+            let Ok(uid_slot) = uid_slots.acquire_owned().await else {
+                return;
+            };
+            drop(waiting);
+            let Ok(permit) = slots.acquire_owned().await else {
+                return;
+            };
             serve_connection(stream, caller, shared).await;
+            drop(uid_slot);
             drop(permit);
         });
     }
 }
 
 async fn serve_connection(stream: UnixStream, caller: Caller, shared: Arc<Shared>) {
-    let timeout = shared.settings.borrow().daemon.request_timeout;
+    let (timeout, read_timeout) = {
+        let settings = shared.settings.borrow();
+        (
+            settings.daemon.request_timeout,
+            settings.daemon.read_timeout,
+        )
+    };
     let service_shared = Arc::clone(&shared);
+    let uid = caller.uid;
+    let pid = caller.pid;
+    let caller = Arc::new(caller);
     let service = hyper::service::service_fn(move |request| {
         let shared = Arc::clone(&service_shared);
-        async move { Ok::<_, Infallible>(handle(request, caller, &shared).await) }
+        let caller = Arc::clone(&caller);
+        async move { Ok::<_, Infallible>(handle(request, &caller, &shared).await) }
     });
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(timeout)
+        // A slow client is cut off after `read_timeout` (2 s), not after the whole
+        // request timeout; the body has its own deadline in `evidence`.
+        .header_read_timeout(read_timeout)
         .max_buf_size(MAX_HEAD_BYTES)
         .keep_alive(false)
         // Clients may shut down their write side after the request; answer them anyway.
@@ -120,25 +273,21 @@ async fn serve_connection(stream: UnixStream, caller: Caller, shared: Arc<Shared
         // Malformed or oversized requests: hyper has already answered 400/431 where it
         // could; the connection is simply closed.
         Ok(Err(e)) => {
-            tracing::info!(uid = caller.uid, pid = caller.pid.unwrap_or_default(), error = %e, "bad request")
+            tracing::info!(uid, pid = pid.unwrap_or_default(), error = %e, "bad request")
         }
-        Err(_) => tracing::info!(
-            uid = caller.uid,
-            pid = caller.pid.unwrap_or_default(),
-            "connection timed out"
-        ),
+        Err(_) => tracing::info!(uid, pid = pid.unwrap_or_default(), "connection timed out"),
     }
 }
 
 async fn handle(
     request: Request<Incoming>,
-    caller: Caller,
+    caller: &Caller,
     shared: &Shared,
 ) -> Response<Full<Bytes>> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let response = if caller.allowed {
-        route(request, shared).await
+        route(request, caller, shared).await
     } else {
         error(
             StatusCode::FORBIDDEN,
@@ -154,7 +303,11 @@ async fn handle(
     response
 }
 
-async fn route(request: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
+async fn route(
+    request: Request<Incoming>,
+    caller: &Caller,
+    shared: &Shared,
+) -> Response<Full<Bytes>> {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/v1/health") => health(shared),
         (&Method::GET, "/v1/report") => match shared.report.borrow().clone() {
@@ -171,7 +324,7 @@ async fn route(request: Request<Incoming>, shared: &Shared) -> Response<Full<Byt
                 "the first collection has not finished yet",
             ),
         },
-        (&Method::POST, "/v1/evidence") => evidence(request, shared).await,
+        (&Method::POST, "/v1/evidence") => evidence(request, caller, shared).await,
         (_, "/v1/health" | "/v1/report" | "/v1/compliance" | "/v1/evidence") => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         }
@@ -201,8 +354,18 @@ struct EvidenceRequest {
     audience: Option<String>,
 }
 
-async fn evidence(request: Request<Incoming>, shared: &Shared) -> Response<Full<Bytes>> {
-    let max = shared.settings.borrow().daemon.max_request_bytes;
+async fn evidence(
+    request: Request<Incoming>,
+    caller: &Caller,
+    shared: &Shared,
+) -> Response<Full<Bytes>> {
+    let (max, read_timeout) = {
+        let settings = shared.settings.borrow();
+        (
+            settings.daemon.max_request_bytes,
+            settings.daemon.read_timeout,
+        )
+    };
     let is_json = request
         .headers()
         .get(CONTENT_TYPE)
@@ -226,7 +389,14 @@ async fn evidence(request: Request<Incoming>, shared: &Shared) -> Response<Full<
     if declared.is_some_and(|n| n > max as u64) {
         return error(StatusCode::PAYLOAD_TOO_LARGE, "request body too large");
     }
-    let body = match Limited::new(request.into_body(), max).collect().await {
+    let body = Limited::new(request.into_body(), max).collect();
+    let Ok(body) = tokio::time::timeout(read_timeout, body).await else {
+        return error(
+            StatusCode::REQUEST_TIMEOUT,
+            "the request body did not arrive in time",
+        );
+    };
+    let body = match body {
         Ok(body) => body.to_bytes(),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -241,7 +411,14 @@ async fn evidence(request: Request<Incoming>, shared: &Shared) -> Response<Full<
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("invalid request: {e}")),
     };
     if !NONCE_LEN.contains(&request.nonce.len()) {
-        return error(StatusCode::BAD_REQUEST, "nonce must be 8 to 256 bytes");
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "nonce must be {} to {} bytes",
+                NONCE_LEN.start(),
+                NONCE_LEN.end()
+            ),
+        );
     }
     if request
         .audience
@@ -250,16 +427,40 @@ async fn evidence(request: Request<Incoming>, shared: &Shared) -> Response<Full<
     {
         return error(StatusCode::BAD_REQUEST, "audience is too long");
     }
+    let may = shared.settings.borrow().daemon.client_may_request(
+        caller.uid,
+        caller.exe.as_deref(),
+        request.audience.as_deref(),
+    );
+    if !may {
+        tracing::warn!(
+            uid = caller.uid,
+            pid = caller.pid.unwrap_or_default(),
+            exe = %caller.exe.as_deref().unwrap_or(Path::new("?")).display(),
+            audience = request.audience.as_deref().unwrap_or(""),
+            "refused an evidence request not in [daemon] allowed_clients"
+        );
+        return error(
+            StatusCode::FORBIDDEN,
+            "this program may not ask for evidence for this audience (see [daemon] allowed_clients)",
+        );
+    }
     let Some(report) = shared.report.borrow().clone() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the first collection has not finished yet",
         );
     };
-    match shared
-        .evidence
-        .sign(&report, Some(&request.nonce), request.audience.as_deref())
-    {
+    let requester = Requester {
+        uid: caller.uid,
+        exe: caller.exe.as_ref().map(|e| e.display().to_string()),
+    };
+    match shared.evidence.sign(
+        &report,
+        Some(&request.nonce),
+        request.audience.as_deref(),
+        Some(&requester),
+    ) {
         Ok(signed) => json_response(
             StatusCode::OK,
             &json!({ "evidence": signed.token, "collected_at": report.collected_at }),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use posture_agent::caep::{self, SignedEvent};
 use posture_agent::sign::{sign_evidence, SignError, SignedEvidence};
 use posture_agent::{Assessment, Compliance, DeviceKey};
-use posture_core::evidence::{EvidenceError, EvidenceOptions};
+use posture_core::evidence::{EvidenceError, EvidenceOptions, Requester};
 use posture_core::exports::caep::SetOptions;
 use posture_core::keys::Jwk;
 use posture_core::Report;
@@ -52,12 +52,14 @@ impl DeviceEvidence {
         }
     }
 
-    /// Freshly signed evidence of `report`, bound to the caller's nonce and audience.
+    /// Freshly signed evidence of `report`, bound to the caller's nonce and audience, naming
+    /// the local process that asked for it (`requester`, from the socket credentials).
     pub fn sign(
         &self,
         report: &Report,
         nonce: Option<&str>,
         audience: Option<&str>,
+        requester: Option<&Requester>,
     ) -> Result<SignedEvidence, PortError> {
         let options = EvidenceOptions {
             nonce: nonce.map(str::to_owned),
@@ -69,6 +71,7 @@ impl DeviceEvidence {
             report,
             &options,
             &self.quote_pcrs,
+            requester,
         )?)
     }
 
@@ -150,7 +153,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let source = source(dir.path(), None);
         let signed = source
-            .sign(&laptop_report(), Some("n0nce-123"), Some("idp"))
+            .sign(&laptop_report(), Some("n0nce-123"), Some("idp"), None)
             .unwrap();
         let jwk = serde_json::to_string(&source.public_jwk()).unwrap();
         let verifier = Verifier::from_keys_text(&jwk).unwrap();

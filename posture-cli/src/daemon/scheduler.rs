@@ -206,7 +206,7 @@ async fn after_collection(shared: &Arc<Shared>, config: &Config, report: &Arc<Re
     if let Some(url) = &config.daemon.server_url {
         match shared
             .evidence
-            .sign(report, None, config.daemon.audience.as_deref())
+            .sign(report, None, config.daemon.audience.as_deref(), None)
         {
             Ok(signed) => {
                 enqueue(
