@@ -16,6 +16,7 @@ packages=(
   python3-jwcrypto                # independent JOSE verifier/signer for evidence interop tests
   ca-certificates curl
   dbus-daemon                     # private bus for the daemon's resume-from-suspend test
+  nodejs npm                      # Ajv 8, the strict JSON Schema validator of the schema tests
 )
 
 sudo_cmd=()
@@ -40,4 +41,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz   # fuzz targets (scripts/fuzz.sh)
+fi
+
+# Ajv 8 for the schema tests, pinned by package-lock.json, into the project (not globally).
+ajv_dir="$(dirname "$0")/../posture-core/tests/ajv"
+if [ ! -d "$ajv_dir/node_modules/ajv" ] || [ ! -d "$ajv_dir/node_modules/ajv-formats" ]; then
+  npm ci --prefix "$ajv_dir" --no-audit --no-fund
 fi

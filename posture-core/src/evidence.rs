@@ -313,7 +313,10 @@ fn decode_hex32(text: &str) -> Option<[u8; 32]> {
 /// The JSON Schema of [`EvidenceClaims`]; the committed copy is
 /// `schemas/evidence-claims.schema.json`.
 pub fn claims_schema() -> serde_json::Value {
-    serde_json::to_value(schemars::schema_for!(EvidenceClaims)).unwrap_or(serde_json::Value::Null)
+    let mut schema = serde_json::to_value(schemars::schema_for!(EvidenceClaims))
+        .unwrap_or(serde_json::Value::Null);
+    crate::standard_keywords(&mut schema);
+    schema
 }
 
 #[cfg(test)]

@@ -381,7 +381,11 @@ impl Verifier {
         if !jose::verify_es256(&key.verifying, parts.signing_input, &parts.signature) {
             return Err(VerifyError::Signature);
         }
-        if header.typ.as_deref() != Some(EVIDENCE_TYP) {
+        if !header
+            .typ
+            .as_deref()
+            .is_some_and(|t| typ_matches(t, EVIDENCE_TYP))
+        {
             return Err(VerifyError::Type { found: header.typ });
         }
         let claims: EvidenceClaims = parse_json(&parts.payload, Part::Payload)?;
@@ -428,6 +432,20 @@ fn check_quote(
             .map(|(pcr, value)| (*pcr, to_hex(value)))
             .collect(),
     ))
+}
+
+/// Whether a JWS `typ` names the media type `expected` (given without `application/`).
+///
+/// RFC 7515 §4.1.9: media type names are case-insensitive, and `application/` may be
+/// omitted when no other `/` appears, so `posture-evidence+jwt`,
+/// `application/posture-evidence+jwt` and `Posture-Evidence+JWT` are the same type.
+pub fn typ_matches(typ: &str, expected: &str) -> bool {
+    const PREFIX: &str = "application/";
+    let bare = match typ.get(..PREFIX.len()) {
+        Some(head) if head.eq_ignore_ascii_case(PREFIX) => &typ[PREFIX.len()..],
+        _ => typ,
+    };
+    !bare.contains('/') && bare.eq_ignore_ascii_case(expected)
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], part: Part) -> Result<T, VerifyError> {

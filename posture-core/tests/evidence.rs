@@ -103,6 +103,8 @@ fn parts(token: &str) -> (Value, Value, Vec<u8>) {
 fn sign_raw(header: &[u8], payload: &[u8], key: &SigningKey) -> String {
     let input = format!("{}.{}", b64url_encode(header), b64url_encode(payload));
     let sig: Signature = key.sign(input.as_bytes());
+    // Verifiers take only low-S signatures (RFC 6979 signers may return either form).
+    let sig = sig.normalize_s().unwrap_or(sig);
     format!("{input}.{}", b64url_encode(&sig.to_bytes()))
 }
 
@@ -684,5 +686,71 @@ fn one_verifier_is_shared_across_threads() {
         .collect();
     for h in handles {
         assert!(h.join().unwrap());
+    }
+}
+
+/// Issue 10, item 7: `(r, n - s)` verifies mathematically for any valid `(r, s)`; taking
+/// it makes tokens malleable and defeats a replay cache keyed on the token bytes.
+#[test]
+fn rejects_high_s_signatures_issue_10() {
+    let s = setup();
+    // Sign until both forms occur, so the test does not depend on one signature's luck.
+    for _ in 0..8 {
+        let token = good_token(&s);
+        let (header, claims, sig) = parts(&token);
+        let sig = Signature::from_slice(&sig).unwrap();
+        assert!(
+            sig.normalize_s().is_none(),
+            "posture must emit low-S signatures"
+        );
+        assert!(verify(&s, &token).is_ok());
+        let (r, low_s) = sig.split_scalars();
+        let high = Signature::from_scalars(r, -low_s).unwrap();
+        assert!(high.normalize_s().is_some());
+        let input = format!(
+            "{}.{}",
+            b64url_encode(header.to_string().as_bytes()),
+            b64url_encode(claims.to_string().as_bytes())
+        );
+        // Same header and payload bytes as the original token.
+        let input = token
+            .rsplit_once('.')
+            .map(|(i, _)| i.to_owned())
+            .unwrap_or(input);
+        let forged = format!("{input}.{}", b64url_encode(&high.to_bytes()));
+        assert_ne!(forged, token);
+        assert_eq!(verify(&s, &forged).unwrap_err(), VerifyError::Signature);
+    }
+}
+
+/// Issue 10, item 9: RFC 7515 §4.1.9 — `typ` is a media type, compared case-insensitively
+/// and with or without `application/`.
+#[test]
+fn typ_is_compared_as_a_media_type_issue_10() {
+    let s = setup();
+    for typ in [
+        "application/posture-evidence+jwt",
+        "POSTURE-EVIDENCE+JWT",
+        "Application/Posture-Evidence+Jwt",
+    ] {
+        let (mut header, claims, _) = parts(&good_token(&s));
+        header["typ"] = json!(typ);
+        let token = resign_with(&s, header, claims);
+        assert!(verify(&s, &token).is_ok(), "{typ} must be accepted");
+    }
+    for typ in [
+        "text/posture-evidence+jwt",
+        "application/x/posture-evidence+jwt",
+        "posture-evidence+jwt ",
+        "application/",
+        "jwt",
+    ] {
+        let (mut header, claims, _) = parts(&good_token(&s));
+        header["typ"] = json!(typ);
+        let token = resign_with(&s, header, claims);
+        assert!(
+            matches!(verify(&s, &token), Err(VerifyError::Type { .. })),
+            "{typ} must be refused"
+        );
     }
 }
