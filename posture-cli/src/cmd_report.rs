@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, Result};
-use posture_core::evidence::{sign_evidence_with, EvidenceError, EvidenceOptions, KeyClaims};
+use posture_core::evidence::{build_claims, sign_claims, EvidenceError, EvidenceOptions};
 use posture_core::Report;
 
 use crate::config::Config;
@@ -43,23 +43,27 @@ pub fn run(
     Ok(crate::EXIT_OK)
 }
 
-/// Signs `report` with `key`; with a TPM key and a nonce, a PCR quote bound to the nonce
-/// and this report goes into the `tpm` claim.
+/// Signs `report` with `key`; with a TPM key and a nonce, a PCR quote bound to this very
+/// token (its nonce, `jti`, `iat` and report: `quote_qualifying_data`) goes into the
+/// `tpm` claim.
 pub fn sign(
     key: &DeviceKey,
     report: &Report,
     options: &EvidenceOptions,
     pcrs: &[u32],
 ) -> Result<String> {
-    let mut claims = KeyClaims {
-        key_fallback_reason: key.fallback_reason.clone(),
-        tpm: key.tpm_claims(),
-    };
-    if let (Some(tpm), Some(nonce)) = (claims.tpm.as_mut(), options.nonce.as_deref()) {
-        tpm.quote = quote(key, report, nonce, pcrs)?;
+    let mut claims = build_claims(report, key.signer.as_ref(), options, SystemTime::now())?;
+    claims.key_fallback_reason = key.fallback_reason.clone();
+    claims.tpm = key.tpm_claims();
+    if claims.tpm.is_some() && options.nonce.is_some() {
+        // The claims are final but for the quote itself, which their binding covers.
+        let qualifying_data = posture_core::evidence::quote_qualifying_data(&claims)?;
+        let made = quote(key, &qualifying_data, pcrs)?;
+        if let Some(tpm) = claims.tpm.as_mut() {
+            tpm.quote = made;
+        }
     }
-    let now = SystemTime::now();
-    match sign_evidence_with(report, key.signer.as_ref(), options, &claims, now) {
+    match sign_claims(&claims, key.signer.as_ref()) {
         // A long firmware event log can push evidence past the size verifiers accept;
         // the quote stays verifiable without it.
         Err(EvidenceError::TooLarge(_))
@@ -73,13 +77,7 @@ pub fn sign(
             if let Some(q) = claims.tpm.as_mut().and_then(|t| t.quote.as_mut()) {
                 q.event_log = None;
             }
-            Ok(sign_evidence_with(
-                report,
-                key.signer.as_ref(),
-                options,
-                &claims,
-                now,
-            )?)
+            Ok(sign_claims(&claims, key.signer.as_ref())?)
         }
         other => Ok(other?),
     }
@@ -88,16 +86,14 @@ pub fn sign(
 #[cfg(all(feature = "tpm", target_os = "linux"))]
 fn quote(
     key: &DeviceKey,
-    report: &Report,
-    nonce: &str,
+    qualifying_data: &[u8; 32],
     pcrs: &[u32],
 ) -> Result<Option<posture_core::attestation::Quote>> {
     let Some(ak) = key.tpm.as_ref().and_then(|t| t.ak.as_ref()) else {
         return Ok(None);
     };
-    let qualifying_data = posture_core::evidence::quote_qualifying_data(nonce, report)?;
     let quote = ak
-        .quote(&qualifying_data, pcrs)
+        .quote(qualifying_data, pcrs)
         .context("cannot quote the TPM's PCRs")?;
     Ok(Some(quote))
 }
@@ -105,8 +101,7 @@ fn quote(
 #[cfg(not(all(feature = "tpm", target_os = "linux")))]
 fn quote(
     _key: &DeviceKey,
-    _report: &Report,
-    _nonce: &str,
+    _qualifying_data: &[u8; 32],
     _pcrs: &[u32],
 ) -> Result<Option<posture_core::attestation::Quote>> {
     Ok(None)

@@ -26,10 +26,16 @@ pub struct VerifyArgs {
     pub nonce: Option<String>,
     /// This verifier's audience name.
     pub audience: Option<String>,
-    /// Maximum evidence age.
+    /// Maximum evidence age (`None`: [`posture_core::verify::DEFAULT_MAX_AGE`]).
     pub max_age: Option<Duration>,
-    /// A policy file (TOML or JSON).
+    /// Maximum evidence lifetime, `exp - iat`.
+    pub max_lifetime: Duration,
+    /// A policy file (TOML or JSON). Without one, every check in the report must pass
+    /// ([`Policy::every_check_of`]), as for `export` and the daemon.
     pub policy: Option<PathBuf>,
+    /// Allow any valid evidence whatever its posture (no policy at all): an explicit
+    /// choice, never the default.
+    pub allow_any_posture: bool,
     /// Machine output.
     pub json: bool,
 }
@@ -75,11 +81,17 @@ pub fn run(args: VerifyArgs) -> Result<u8> {
         nonce: args.nonce,
         audience: args.audience,
         max_age: args.max_age,
+        max_lifetime: args.max_lifetime,
         ..VerifyOptions::default()
     };
     let result = verifier.verify(&token, &options);
     let decision = match (&result, &policy) {
         (Ok(verified), Some(policy)) => Some(policy.decide(verified)),
+        (Ok(_), None) if args.allow_any_posture => None,
+        // Fail closed: without a policy every check that ran must pass.
+        (Ok(verified), None) => {
+            Some(Policy::every_check_of(&verified.claims.report).decide(verified))
+        }
         _ => None,
     };
     let allowed = result.is_ok() && decision.as_ref().is_none_or(Decision::is_allowed);
@@ -109,14 +121,19 @@ fn json_output(
         Outcome::Deny
     };
     match result {
+        // `key_assurance` is the verified level; the device's claim is only
+        // `claimed_key_assurance` (and is not in `claims`).
         Ok(verified) => json!({
             "valid": true,
             "decision": outcome,
             "reasons": decision.map(|d| d.reasons.as_slice()).unwrap_or_default(),
             "kid": verified.kid,
             "key_assurance": verified.key_assurance,
+            "claimed_key_assurance": verified.claims.key_assurance,
+            "ek_trust": verified.ek_trust,
             "attested_pcrs": verified.attested_pcrs,
-            "claims": verified.claims,
+            "quote_clock": verified.quote_clock,
+            "claims": verified.consumer_claims().unwrap_or_default(),
         }),
         Err(e) => json!({
             "valid": false,

@@ -111,12 +111,19 @@ enum Command {
         /// Your audience name; the evidence's aud must contain it.
         #[arg(long, value_name = "A")]
         audience: Option<String>,
-        /// Refuse evidence older than this, e.g. 10m.
+        /// Refuse evidence older than this, e.g. 10m (default 24h).
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         max_age: Option<std::time::Duration>,
-        /// Policy file (TOML, or JSON).
+        /// Refuse evidence whose lifetime (exp - iat) is longer than this.
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration,
+              default_value = "24h")]
+        max_lifetime: std::time::Duration,
+        /// Policy file (TOML, or JSON). Without one, every check in the report must pass.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
+        /// Allow any valid evidence whatever its posture (no policy): an explicit choice.
+        #[arg(long, conflicts_with = "policy")]
+        allow_any_posture: bool,
         /// Print the verified claims, the decision and every reason as JSON.
         #[arg(long)]
         json: bool,
@@ -286,7 +293,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             nonce,
             audience,
             max_age,
+            max_lifetime,
             policy,
+            allow_any_posture,
             json,
         } => cmd_verify::run(cmd_verify::VerifyArgs {
             evidence,
@@ -295,7 +304,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             nonce,
             audience,
             max_age,
+            max_lifetime,
             policy,
+            allow_any_posture,
             json,
         }),
         Command::Enroll(command) => cmd_enroll::run_enroll(command),

@@ -38,7 +38,8 @@ pub use verify::{
 };
 pub use wire::{
     EnrolledDevice, EnrollmentChallenge, EnrollmentRequest, EnrollmentResponse, PcrValues,
-    PendingEnrollment, Quote, SignedAttest, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+    PendingEnrollment, Quote, SignedAttest, EK_TRUST_CA, EK_TRUST_UNVERIFIED, MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
 };
 
 /// Why attestation data was rejected.
