@@ -232,9 +232,9 @@ impl EnrolledDevice {
         TpmPublic::parse(&self.device_key_public)?.p256()
     }
 
-    /// What this enrollment proves about the device key: [`KeyAssurance::Tpm`] when the
+    /// What this enrollment proves about the device key: [`KeyAssurance::Tpm`](crate::keys::KeyAssurance::Tpm) when the
     /// EK certificate chained to a configured CA (`ek_trust = "ca"`),
-    /// [`KeyAssurance::TpmUnverified`] when it was never checked (`"unverified"`). Any
+    /// [`KeyAssurance::TpmUnverified`](crate::keys::KeyAssurance::TpmUnverified) when it was never checked (`"unverified"`). Any
     /// other value is an error, never a guess.
     pub fn key_assurance(&self) -> Result<crate::keys::KeyAssurance, AttestationError> {
         match self.ek_trust.as_str() {
