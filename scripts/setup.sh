@@ -18,6 +18,12 @@ packages=(
   util-linux                      # setpriv: tests start processes as `nobody`
   dbus-daemon                     # private bus for the daemon's resume-from-suspend test
 )
+# Node.js and npm run Ajv 8, the strict JSON Schema validator of the schema tests. A
+# machine may already have Node.js from another source (e.g. NodeSource's nodejs, which
+# bundles npm and conflicts with Debian's npm package): use it when npm is there.
+if ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
@@ -41,4 +47,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz   # fuzz targets (scripts/fuzz.sh)
+fi
+
+# Ajv 8 for the schema tests, pinned by package-lock.json, into the project (not globally).
+ajv_dir="$(dirname "$0")/../posture-core/tests/ajv"
+if [ ! -d "$ajv_dir/node_modules/ajv" ] || [ ! -d "$ajv_dir/node_modules/ajv-formats" ]; then
+  npm ci --prefix "$ajv_dir" --no-audit --no-fund
 fi

@@ -49,8 +49,11 @@ pub fn sign_evidence(
     claims.key_fallback_reason = key.fallback_reason.clone();
     claims.tpm = key.tpm_claims();
     claims.requester = requester.cloned();
-    if let Some(nonce) = options.nonce.as_deref() {
-        let quote = quote(key, report, nonce, pcrs)?;
+    if claims.tpm.is_some() && options.nonce.is_some() {
+        // The claims are final but for the quote, whose qualifying data binds this very
+        // token: its nonce, `jti`, `iat` and report.
+        let qualifying_data = posture_core::evidence::quote_qualifying_data(&claims)?;
+        let quote = quote(key, &qualifying_data, pcrs)?;
         if let Some(tpm) = claims.tpm.as_mut() {
             tpm.quote = quote;
         }
@@ -89,23 +92,20 @@ fn has_event_log(claims: &EvidenceClaims) -> bool {
 #[cfg(all(feature = "tpm", target_os = "linux"))]
 fn quote(
     key: &DeviceKey,
-    report: &Report,
-    nonce: &str,
+    qualifying_data: &[u8; 32],
     pcrs: &[u32],
 ) -> Result<Option<posture_core::attestation::Quote>, SignError> {
     let Some(ak) = key.tpm.as_ref().and_then(|t| t.ak.as_ref()) else {
         return Ok(None);
     };
-    let qualifying_data = posture_core::evidence::quote_qualifying_data(nonce, report)?;
-    let quote = ak.quote(&qualifying_data, pcrs).map_err(SignError::Quote)?;
+    let quote = ak.quote(qualifying_data, pcrs).map_err(SignError::Quote)?;
     Ok(Some(quote))
 }
 
 #[cfg(not(all(feature = "tpm", target_os = "linux")))]
 fn quote(
     _key: &DeviceKey,
-    _report: &Report,
-    _nonce: &str,
+    _qualifying_data: &[u8; 32],
     _pcrs: &[u32],
 ) -> Result<Option<posture_core::attestation::Quote>, SignError> {
     Ok(None)

@@ -263,6 +263,46 @@ fn the_ek_certificate_must_chain_to_the_configured_ca() {
         begin_enrollment(&swapped, EkTrust::Roots(&roots), SystemTime::now()),
         "another key",
     );
+    // Issue 10, item 8: the certificate as real TPMs store it in NV — followed by
+    // padding (NV indices are larger than the certificate), or behind the TCG PC Client
+    // NV header (`10 01 00` and a 2-byte length) — still chains and certifies this EK.
+    let cert = request.ek_certificate.clone().unwrap();
+    let a_roots = parse_roots(&a.swtpm.ca_bundle()).unwrap();
+    let mut padded = cert.clone();
+    padded.extend_from_slice(&[0xff; 32]);
+    let mut zero_padded = cert.clone();
+    zero_padded.extend_from_slice(&[0x00; 300]);
+    let mut tcg = vec![0x10, 0x01, 0x00];
+    tcg.extend_from_slice(&u16::try_from(cert.len()).unwrap().to_be_bytes());
+    tcg.extend_from_slice(&cert);
+    tcg.extend_from_slice(&[0xff; 16]);
+    for (name, nv) in [
+        ("ff padding", padded),
+        ("00 padding", zero_padded),
+        ("TCG header", tcg),
+    ] {
+        let as_sent = EnrollmentRequest {
+            ek_certificate: Some(nv.clone()),
+            ..request.clone()
+        };
+        assert!(
+            begin_enrollment(&as_sent, EkTrust::Roots(&a_roots), SystemTime::now()).is_ok(),
+            "{name}"
+        );
+        assert_eq!(
+            attestation::ek_certificate_der(&nv),
+            cert.as_slice(),
+            "{name}"
+        );
+    }
+    // The real cause of a failed chain is kept, not swallowed: a CA with the right
+    // subject but another key says that the signature does not verify.
+    let mut forged_roots = parse_roots(&b.ca_bundle()).unwrap();
+    forged_roots[0].tbs_certificate.subject = a_roots[0].tbs_certificate.subject.clone();
+    rejected(
+        begin_enrollment(&request, EkTrust::Roots(&forged_roots), SystemTime::now()),
+        "signature does not verify",
+    );
     // No certificate while CAs are configured.
     let missing = EnrollmentRequest {
         ek_certificate: None,

@@ -35,12 +35,20 @@ pub struct VerifyArgs {
     /// Your audience name; the evidence's aud must contain it.
     #[arg(long, value_name = "A")]
     pub audience: Option<String>,
-    /// Refuse evidence older than this, e.g. 10m.
+    /// Refuse evidence older than this, e.g. 10m (default 24h).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub max_age: Option<Duration>,
-    /// Policy file (TOML, or JSON).
+    /// Refuse evidence whose lifetime (exp - iat) is longer than this.
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration, default_value = "24h")]
+    pub max_lifetime: Duration,
+    /// Policy file (TOML, or JSON). Without one, every check in the report must pass
+    /// ([`Policy::every_check_of`]), as for `check`, `export` and the daemon.
     #[arg(long, value_name = "FILE")]
     pub policy: Option<PathBuf>,
+    /// Allow any valid evidence whatever its posture (no policy at all): an explicit
+    /// choice, never the default.
+    #[arg(long, conflicts_with = "policy")]
+    pub allow_any_posture: bool,
     /// Print the verified claims, the decision and every reason as JSON.
     #[arg(long)]
     pub json: bool,
@@ -84,11 +92,17 @@ pub fn run(args: VerifyArgs) -> Result<u8> {
         nonce: args.nonce,
         audience: args.audience,
         max_age: args.max_age,
+        max_lifetime: args.max_lifetime,
         ..VerifyOptions::default()
     };
     let result = verifier.verify(&token, &options);
     let decision = match (&result, &policy) {
         (Ok(verified), Some(policy)) => Some(policy.decide(verified)),
+        (Ok(_), None) if args.allow_any_posture => None,
+        // Fail closed: without a policy every check that ran must pass.
+        (Ok(verified), None) => {
+            Some(Policy::every_check_of(&verified.claims.report).decide(verified))
+        }
         _ => None,
     };
     let allowed = result.is_ok() && decision.as_ref().is_none_or(Decision::is_allowed);
@@ -118,14 +132,19 @@ fn json_output(
         Outcome::Deny
     };
     match result {
+        // `key_assurance` is the verified level; the device's claim is only
+        // `claimed_key_assurance` (and is not in `claims`).
         Ok(verified) => json!({
             "valid": true,
             "decision": outcome,
             "reasons": decision.map(|d| d.reasons.as_slice()).unwrap_or_default(),
             "kid": verified.kid,
             "key_assurance": verified.key_assurance,
+            "claimed_key_assurance": verified.claims.key_assurance,
+            "ek_trust": verified.ek_trust,
             "attested_pcrs": verified.attested_pcrs,
-            "claims": verified.claims,
+            "quote_clock": verified.quote_clock,
+            "claims": verified.consumer_claims().unwrap_or_default(),
         }),
         Err(e) => json!({
             "valid": false,

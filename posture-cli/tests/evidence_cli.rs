@@ -132,6 +132,7 @@ fn report_then_verify_allows_and_json_has_claims() {
         "proxy",
         "--max-age",
         "1m",
+        "--allow-any-posture",
         "--json",
     ]);
     assert_eq!(
@@ -166,6 +167,7 @@ fn verify_reads_stdin() {
             "-",
             "--key",
             s(&key),
+            "--allow-any-posture",
         ])
         .stdin(std::fs::File::open(&evidence).unwrap())
         .output()
@@ -364,4 +366,69 @@ fn export_opa_gives_verified_input() {
     assert_eq!(v["verified"], true);
     assert_eq!(v["key_assurance"], "software");
     assert!(v["findings"].is_object());
+}
+
+/// Issue 10, item 3: without `--policy`, `posture verify` decides with the same default as
+/// `export` and the daemon (every check in the report must pass), so a report whose
+/// findings fail is denied; allowing it anyway is spelled out (`--allow-any-posture`).
+#[test]
+fn verify_without_a_policy_fails_closed_issue_10() {
+    use posture_core::evidence::{sign_evidence, EvidenceOptions};
+    use posture_core::keys::software::SoftwareKey;
+    use posture_core::{Device, Finding, OsFacts, Remediation, Report, Timestamp};
+
+    let env = Env::new();
+    let key = env.public_jwk();
+    let device_key = SoftwareKey::load_or_create(&env.path("keys")).unwrap();
+    let report = Report::new(
+        Device {
+            id: "5f".repeat(32),
+            hostname: "laptop-7".into(),
+            vendor: None,
+            model: None,
+        },
+        OsFacts::default(),
+        Timestamp::now(),
+        vec![
+            Finding::pass("os", "Debian 12"),
+            Finding::fail(
+                "firewall",
+                "no firewall is active",
+                Remediation::new("ufw enable"),
+            ),
+        ],
+    );
+    let token = sign_evidence(&report, &device_key, &EvidenceOptions::default()).unwrap();
+    let evidence = env.path("failing.jws");
+    std::fs::write(&evidence, token).unwrap();
+
+    let out = env.posture(&["verify", s(&evidence), "--key", s(&key), "--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["decision"], "deny");
+    assert_eq!(v["reasons"][0]["rule"], "required_checks");
+    assert_eq!(v["reasons"][0]["finding"], "firewall");
+
+    let out = env.posture(&[
+        "verify",
+        s(&evidence),
+        "--key",
+        s(&key),
+        "--allow-any-posture",
+        "--json",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
 }

@@ -136,21 +136,34 @@ impl Device {
 
     /// `posture verify` of `token` with the enrolled device; returns exit code and JSON.
     fn verify(&self, token: &str, device: &Path, nonce: &str, policy: &str) -> (i32, Value) {
+        self.verify_nonce(token, device, Some(nonce), policy)
+    }
+
+    /// `posture verify`, with or without a nonce.
+    fn verify_nonce(
+        &self,
+        token: &str,
+        device: &Path,
+        nonce: Option<&str>,
+        policy: &str,
+    ) -> (i32, Value) {
         let evidence = self.path("evidence.jws");
         std::fs::write(&evidence, token).unwrap();
         let policy_path = self.path("policy.toml");
         std::fs::write(&policy_path, policy).unwrap();
-        let out = self.posture(&[
+        let mut args = vec![
             "verify",
             s(&evidence),
             "--enrolled",
             s(device),
-            "--nonce",
-            nonce,
             "--policy",
             s(&policy_path),
             "--json",
-        ]);
+        ];
+        if let Some(nonce) = nonce {
+            args.extend(["--nonce", nonce]);
+        }
+        let out = self.posture(&args);
         let code = out.status.code().unwrap();
         assert!(code == 0 || code == 1, "{}", stderr(&out));
         (code, serde_json::from_slice(&out.stdout).unwrap())
@@ -233,7 +246,15 @@ fn enrolled_tpm_evidence_is_allowed_and_the_key_survives_a_restart() {
     assert_eq!(v["decision"], "allow");
     assert_eq!(v["kid"], kid.as_str());
     assert_eq!(v["key_assurance"], "tpm");
+    assert_eq!(v["ek_trust"], "ca");
     assert_eq!(v["attested_pcrs"]["7"], ZERO_PCR);
+    // What a consumer reads is what was verified: the claim only under its own name.
+    assert_eq!(v["claimed_key_assurance"], "tpm");
+    assert!(v["claims"].get("key_assurance").is_none(), "{v:#}");
+    // The quote's clock, for stateful verifiers refusing regressions.
+    assert!(v["quote_clock"]["clock"].as_u64().unwrap() > 0, "{v:#}");
+    assert!(v["quote_clock"]["reset_count"].is_u64());
+    assert!(v["quote_clock"]["restart_count"].is_u64());
 
     // Power-cycle the TPM (state kept, new port): the same enrolled key signs again.
     device.swtpm.restart();
@@ -613,4 +634,59 @@ fn enrollment_needs_ek_roots_or_an_explicit_trust_on_first_use() {
     ]);
     let record: Value = serde_json::from_slice(&std::fs::read(&enrolled).unwrap()).unwrap();
     assert_eq!(record["ek_trust"], "unverified");
+
+    // Issue 10, item 1: an EK never checked against a CA is not a hardware-verified TPM
+    // (a short script emulating a TPM enrolls just as well), so its key is
+    // `tpm-unverified`: it does not meet `required_key_assurance = "tpm"`, even with
+    // every PCR as expected, but meets `"tpm-unverified"`.
+    let token = device.report(NONCE);
+    assert_eq!(claims(&token)["key_assurance"], "tpm");
+    let (code, v) = device.verify(&token, &enrolled, NONCE, &tpm_policy());
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(v["key_assurance"], "tpm-unverified");
+    assert_eq!(v["claimed_key_assurance"], "tpm");
+    assert_eq!(v["ek_trust"], "unverified");
+    assert_eq!(reason_rules(&v), ["required_key_assurance"]);
+    let tofu = tpm_policy().replace("\"tpm\"", "\"tpm-unverified\"");
+    let (code, v) = device.verify(&token, &enrolled, NONCE, &tofu);
+    assert_eq!(code, 0, "{v:#}");
+}
+
+/// Issue 10, item 4: a quote is bound to the token that carries it (its `jti` and `iat`
+/// with the report). Without a verifier nonce, an old quote re-signed into evidence with
+/// a new `iat` (whose old PCR values would still satisfy `expected_pcrs` after the PCRs
+/// changed) is refused; so is one under a new `jti`.
+#[test]
+fn an_old_quote_in_newly_signed_evidence_is_refused_issue_10() {
+    let device = Device::new();
+    let enrolled = device.enroll();
+    let token = device.report(NONCE);
+    let original = claims(&token);
+
+    // Control: the original verifies without a verifier nonce too.
+    let (code, v) = device.verify_nonce(&token, &enrolled, None, &tpm_policy());
+    assert_eq!(code, 0, "{v:#}");
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut later = original.clone();
+    later["iat"] = Value::from(original["iat"].as_u64().unwrap() + 1);
+    later["exp"] = Value::from(now + 300);
+    let mut new_jti = original.clone();
+    new_jti["jti"] = Value::from("AAAAAAAAAAAAAAAAAAAAAA");
+    for forged in [later, new_jti] {
+        let token_f = device.resign_with_tpm_key(&token, &forged);
+        let (code, v) = device.verify_nonce(&token_f, &enrolled, None, &tpm_policy());
+        assert_eq!(code, 1, "{v:#}");
+        assert_eq!(v["error"]["code"], "quote", "{v:#}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("qualifying data"),
+            "{v:#}"
+        );
+    }
 }

@@ -155,7 +155,7 @@ pub struct TpmClaims {
     pub software_tpm: bool,
     /// A TPM2_Quote by the attestation key over the sha256 PCRs, present when the
     /// evidence was requested with a nonce. Its qualifying data is
-    /// [`quote_qualifying_data`]`(eat_nonce, report)`.
+    /// [`quote_qualifying_data`] of the claims that carry it (nonce, `jti`, `iat`, report).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quote: Option<Quote>,
 }
@@ -179,14 +179,41 @@ pub fn report_bytes(report: &Report) -> Result<Vec<u8>, EvidenceError> {
     serde_json::to_vec(report).map_err(EvidenceError::Json)
 }
 
-/// The qualifying data of the quote in evidence:
-/// [`attestation::qualifying_data`](crate::attestation::qualifying_data)`(nonce UTF-8
-/// bytes, `[`report_bytes`]`(report))` = `SHA-256(nonce || SHA-256(report JSON))`.
-pub fn quote_qualifying_data(nonce: &str, report: &Report) -> Result<[u8; 32], EvidenceError> {
-    Ok(crate::attestation::qualifying_data(
-        nonce.as_bytes(),
-        &report_bytes(report)?,
-    ))
+/// Domain separation of [`quote_qualifying_data`]: version 2 of the quote binding.
+pub const QUOTE_BINDING_CONTEXT: &[u8] = b"posture-quote-v2";
+
+/// The qualifying data (`TPMS_ATTEST.extraData`) of the quote carried in `claims`. It
+/// binds the quote to the token that carries it, with or without a verifier nonce:
+///
+/// ```text
+/// SHA-256( "posture-quote-v2" || 0x00
+///          || u32be(len(eat_nonce)) || eat_nonce        (empty when there is none)
+///          || u32be(len(jti))       || jti
+///          || u64be(iat)
+///          || SHA-256(report JSON) )
+/// ```
+///
+/// `report JSON` is [`report_bytes`]. Because `jti` and `iat` are in it, a quote made for
+/// one token cannot be carried in another (newly signed) token: its old PCR values cannot
+/// satisfy a policy after the PCRs changed. The lengths make the encoding unambiguous.
+pub fn quote_qualifying_data(claims: &EvidenceClaims) -> Result<[u8; 32], EvidenceError> {
+    let nonce = claims.eat_nonce.as_deref().unwrap_or_default().as_bytes();
+    let jti = claims.jti.as_bytes();
+    let len = |bytes: &[u8]| {
+        u32::try_from(bytes.len())
+            .map(u32::to_be_bytes)
+            .map_err(|_| EvidenceError::TooLarge(bytes.len()))
+    };
+    let mut h = Sha256::new();
+    h.update(QUOTE_BINDING_CONTEXT);
+    h.update([0u8]);
+    h.update(len(nonce)?);
+    h.update(nonce);
+    h.update(len(jti)?);
+    h.update(jti);
+    h.update(claims.iat.to_be_bytes());
+    h.update(Sha256::digest(report_bytes(&claims.report)?));
+    Ok(h.finalize().into())
 }
 
 /// Errors while producing evidence.
@@ -260,8 +287,10 @@ pub fn sign_evidence_with(
 }
 
 /// Signs claims made by [`build_claims`] (and completed by the caller, e.g. with a quote
-/// bound to them) as compact-JWS evidence; refuses evidence larger than verifiers accept.
+/// bound to them by [`quote_qualifying_data`]`(&claims)`) as compact-JWS evidence; refuses
+/// evidence larger than verifiers accept.
 pub fn sign_claims(claims: &EvidenceClaims, signer: &dyn Signer) -> Result<String, EvidenceError> {
+    claims.report.check_invariants()?;
     let token = jose::sign_compact(EVIDENCE_TYP, claims, signer)?;
     if token.len() > MAX_EVIDENCE_BYTES {
         return Err(EvidenceError::TooLarge(token.len()));
@@ -332,7 +361,10 @@ fn decode_hex32(text: &str) -> Option<[u8; 32]> {
 /// The JSON Schema of [`EvidenceClaims`]; the committed copy is
 /// `schemas/evidence-claims.schema.json`.
 pub fn claims_schema() -> serde_json::Value {
-    serde_json::to_value(schemars::schema_for!(EvidenceClaims)).unwrap_or(serde_json::Value::Null)
+    let mut schema = serde_json::to_value(schemars::schema_for!(EvidenceClaims))
+        .unwrap_or(serde_json::Value::Null);
+    crate::standard_keywords(&mut schema);
+    schema
 }
 
 #[cfg(test)]

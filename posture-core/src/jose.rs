@@ -182,6 +182,9 @@ pub(crate) fn sign_compact<T: Serialize>(
     token.push('.');
     token.push_str(&b64url_encode(&payload));
     let signature = signer.sign(token.as_bytes()).map_err(SignError::Key)?;
+    // Verifiers accept only low-S signatures (see `verify_es256`): normalize whatever
+    // the signer returned.
+    let signature = signature.normalize_s().unwrap_or(signature);
     token.push('.');
     token.push_str(&b64url_encode(&signature.to_bytes()));
     Ok(token)
@@ -263,10 +266,19 @@ pub enum CompactError {
 }
 
 /// Verifies an ES256 signature (raw `r || s`, 64 bytes) over `input` with a pinned key.
+///
+/// Only the low-S form is accepted: for every valid `(r, s)` the pair `(r, n - s)` is
+/// valid too, so accepting both would make tokens malleable (a second, different token
+/// for the same claims) and defeat replay caches keyed on the token bytes. posture's
+/// signers (p256, the TPM path) normalize `s`; an independent signer must do the same,
+/// as Bitcoin and libsecp256k1 require.
 pub(crate) fn verify_es256(key: &VerifyingKey, input: &[u8], signature: &[u8]) -> bool {
     let Ok(signature) = Signature::from_slice(signature) else {
         return false;
     };
+    if signature.normalize_s().is_some() {
+        return false;
+    }
     key.verify(input, &signature).is_ok()
 }
 

@@ -40,9 +40,9 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::attestation::tpm2::TpmPublic;
-use crate::attestation::{to_hex, verify_quote, AttestationError, EnrolledDevice};
+use crate::attestation::{to_hex, verify_quote, AttestationError, EnrolledDevice, VerifiedQuote};
 use crate::evidence::{
-    quote_qualifying_data, EvidenceClaims, EAT_PROFILE, EVIDENCE_TYP, MAX_EVIDENCE_BYTES,
+    quote_qualifying_data, EvidenceClaims, EAT_PROFILE, EVIDENCE_TYP, MAX_EVIDENCE_BYTES, MAX_TTL,
 };
 use crate::jose::{self, CompactError, Jwk, JwkError, Part, ALG_ES256, MAX_JSON_DEPTH};
 use crate::keys::KeyAssurance;
@@ -50,6 +50,13 @@ use crate::InvariantError;
 
 /// Clock skew tolerated on `iat`, `nbf` and `exp`.
 pub const DEFAULT_SKEW: Duration = Duration::from_secs(60);
+
+/// The longest lifetime (`exp - iat`) accepted by default: 24 h, the most a device gives.
+pub const DEFAULT_MAX_LIFETIME: Duration = MAX_TTL;
+
+/// The maximum age (`now - iat`) applied when the caller sets none: 24 h. Evidence is
+/// never accepted on its own `exp` alone.
+pub const DEFAULT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 /// A device key the verifier trusts.
 #[derive(Clone, Debug)]
@@ -62,6 +69,8 @@ struct TrustedKey {
     /// The enrolled attestation key of the TPM holding this key: quotes in evidence
     /// signed by this key are checked against it.
     ak: Option<TpmPublic>,
+    /// For an enrolled key, how its EK was trusted (`ca` or `unverified`).
+    ek_trust: Option<String>,
 }
 
 /// Verifies posture evidence against a fixed set of trusted device keys.
@@ -78,8 +87,12 @@ pub struct VerifyOptions {
     /// This verifier's name; `aud` must contain it. Evidence that names an audience is
     /// refused when no audience is given (RFC 7519 §4.1.3).
     pub audience: Option<String>,
-    /// Refuse evidence issued longer ago than this.
+    /// Refuse evidence issued longer ago than this; `None` means [`DEFAULT_MAX_AGE`]
+    /// (there is always a maximum age).
     pub max_age: Option<Duration>,
+    /// Refuse evidence whose lifetime `exp - iat` is longer than this
+    /// ([`DEFAULT_MAX_LIFETIME`]).
+    pub max_lifetime: Duration,
     /// The current time; `None` means the system clock.
     pub now: Option<SystemTime>,
     /// Tolerated clock skew ([`DEFAULT_SKEW`]).
@@ -92,6 +105,7 @@ impl Default for VerifyOptions {
             nonce: None,
             audience: None,
             max_age: None,
+            max_lifetime: DEFAULT_MAX_LIFETIME,
             now: None,
             skew: DEFAULT_SKEW,
         }
@@ -99,23 +113,86 @@ impl Default for VerifyOptions {
 }
 
 /// Evidence that passed every check.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+///
+/// Its JSON form (`Serialize`, used by `posture verify --json`, the C result and the OPA
+/// input) carries only what the verifier established under plain names: `key_assurance`
+/// is the verified level; the device's own claim is `claimed_key_assurance` and is
+/// removed from `claims`, so no consumer can mistake the claim for the verified value.
+#[derive(Clone, Debug, PartialEq)]
 pub struct VerifiedPosture {
     /// The key id (RFC 7638 thumbprint) of the device key that signed it.
     pub kid: String,
-    /// The key assurance to rely on: the claimed one, capped by what the verifier was told
-    /// about this key.
+    /// The key assurance to rely on: the claimed one, capped by what the verifier proved
+    /// about this key (`software` for a bare public key, `tpm-unverified` or `tpm` for an
+    /// enrolled TPM key by its `ek_trust`).
     pub key_assurance: KeyAssurance,
-    /// The verified claims, including the report.
+    /// For an enrolled TPM key, how its EK was trusted: `ca` (its certificate chained to a
+    /// configured CA) or `unverified` (trust on first use). `None` for bare keys.
+    pub ek_trust: Option<String>,
+    /// The verified claims, including the report. `claims.key_assurance` is what the
+    /// device *claimed*; rely on [`VerifiedPosture::key_assurance`].
     pub claims: EvidenceClaims,
     /// The sha256 PCR values (index to hex) of the evidence's TPM quote, present only when
-    /// the key is an enrolled TPM key and its quote verified with the enrolled AK, bound
-    /// to `eat_nonce` and this report.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// the key is an enrolled TPM key and its quote verified with the enrolled AK and
+    /// binds this very token (see [`quote_qualifying_data`]).
     pub attested_pcrs: Option<BTreeMap<u32, String>>,
+    /// The TPM clock of that verified quote, for stateful verifiers that refuse
+    /// regressions (a quote older than one already seen from the same TPM).
+    pub quote_clock: Option<QuoteClock>,
+}
+
+/// The `TPMS_CLOCK_INFO` of a verified quote.
+///
+/// A verifier that remembers the last values per device can refuse a regression: the
+/// same `reset_count` and `restart_count` with a smaller `clock`, or smaller counts, mean
+/// an older quote (or a TPM that was cleared). posture's verifier is stateless and only
+/// reports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct QuoteClock {
+    /// `clock`: milliseconds the TPM has been powered since it was last cleared.
+    pub clock: u64,
+    /// `resetCount`: TPM resets (reboots) since the last TPM2_Clear.
+    pub reset_count: u32,
+    /// `restartCount`: restarts (resume from hibernation) since the last reset.
+    pub restart_count: u32,
+    /// `safe`: the clock has not gone backwards since it was last advanced.
+    pub safe: bool,
+}
+
+impl Serialize for VerifiedPosture {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let claims = self.consumer_claims().map_err(serde::ser::Error::custom)?;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("kid", &self.kid)?;
+        map.serialize_entry("key_assurance", &self.key_assurance)?;
+        map.serialize_entry("claimed_key_assurance", &self.claims.key_assurance)?;
+        if let Some(ek_trust) = &self.ek_trust {
+            map.serialize_entry("ek_trust", ek_trust)?;
+        }
+        if let Some(pcrs) = &self.attested_pcrs {
+            map.serialize_entry("attested_pcrs", pcrs)?;
+        }
+        if let Some(clock) = &self.quote_clock {
+            map.serialize_entry("quote_clock", clock)?;
+        }
+        map.serialize_entry("claims", &claims)?;
+        map.end()
+    }
 }
 
 impl VerifiedPosture {
+    /// The claims as JSON for consumers: every claim except the device's
+    /// `key_assurance`, which a consumer must not read as verified (it is
+    /// [`VerifiedPosture::key_assurance`], and the claim `claimed_key_assurance` beside it).
+    pub fn consumer_claims(&self) -> Result<serde_json::Value, serde_json::Error> {
+        let mut claims = serde_json::to_value(&self.claims)?;
+        if let Some(map) = claims.as_object_mut() {
+            map.remove("key_assurance");
+        }
+        Ok(claims)
+    }
+
     /// When the evidence was issued.
     pub fn issued_at(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(self.claims.iat)
@@ -209,6 +286,14 @@ pub enum VerifyError {
         /// Now.
         now: u64,
     },
+    /// `exp - iat` is longer than the verifier accepts.
+    #[error("a lifetime of {lifetime} s (exp - iat), more than the {max} s allowed")]
+    Lifetime {
+        /// `exp - iat` in seconds.
+        lifetime: u64,
+        /// The limit in seconds.
+        max: u64,
+    },
     /// Issued longer ago than `max_age`.
     #[error("issued {age} s ago, more than the {max_age} s allowed")]
     TooOld {
@@ -252,6 +337,7 @@ impl VerifyError {
             VerifyError::IssuedInFuture { .. } => "issued_in_future",
             VerifyError::NotYetValid { .. } => "not_yet_valid",
             VerifyError::TooOld { .. } => "too_old",
+            VerifyError::Lifetime { .. } => "lifetime",
             VerifyError::Nonce => "nonce",
             VerifyError::Audience => "audience",
             VerifyError::Report(_) => "report",
@@ -291,19 +377,23 @@ impl Verifier {
             verifying: VerifyingKey::from(&key),
             assurance,
             ak: None,
+            ek_trust: None,
         });
         kid
     }
 
-    /// Trusts the device key of an enrolled TPM device: evidence it signs may claim
-    /// `key_assurance = tpm`, and a quote in it must verify with the enrolled AK.
-    /// Returns the key id.
+    /// Trusts the device key of an enrolled TPM device: evidence it signs is at most
+    /// `tpm` when the EK certificate chained to a CA at enrollment, at most
+    /// `tpm-unverified` when it was never checked; a quote in it must verify with the
+    /// enrolled AK. Returns the key id.
     pub fn add_enrolled(&mut self, device: &EnrolledDevice) -> Result<String, AttestationError> {
         let key = device.device_key()?;
         let ak = device.ak()?;
-        let kid = self.add_key(key, Some(KeyAssurance::Tpm));
+        let assurance = device.key_assurance()?;
+        let kid = self.add_key(key, Some(assurance));
         if let Some(trusted) = self.keys.iter_mut().find(|k| k.kid == kid) {
             trusted.ak = Some(ak);
+            trusted.ek_trust = Some(device.ek_trust.clone());
         }
         Ok(kid)
     }
@@ -381,7 +471,11 @@ impl Verifier {
         if !jose::verify_es256(&key.verifying, parts.signing_input, &parts.signature) {
             return Err(VerifyError::Signature);
         }
-        if header.typ.as_deref() != Some(EVIDENCE_TYP) {
+        if !header
+            .typ
+            .as_deref()
+            .is_some_and(|t| typ_matches(t, EVIDENCE_TYP))
+        {
             return Err(VerifyError::Type { found: header.typ });
         }
         let claims: EvidenceClaims = parse_json(&parts.payload, Part::Payload)?;
@@ -390,44 +484,61 @@ impl Verifier {
             Some(proven) => proven.min(claims.key_assurance),
             None => claims.key_assurance,
         };
-        let attested_pcrs = match &key.ak {
+        let quote = match &key.ak {
             Some(ak) => check_quote(ak, &claims)?,
             None => None,
         };
+        let attested_pcrs = quote.as_ref().map(|q| {
+            q.pcrs
+                .iter()
+                .map(|(pcr, value)| (*pcr, to_hex(value)))
+                .collect()
+        });
+        let quote_clock = quote.as_ref().map(|q| QuoteClock {
+            clock: q.clock,
+            reset_count: q.reset_count,
+            restart_count: q.restart_count,
+            safe: q.safe,
+        });
         Ok(VerifiedPosture {
             kid,
             key_assurance,
+            ek_trust: key.ek_trust.clone(),
             claims,
             attested_pcrs,
+            quote_clock,
         })
     }
 }
 
 /// Verifies the quote in `claims` (if any) with the enrolled `ak`: qualifying data
-/// [`quote_qualifying_data`]`(eat_nonce, report)`, a non-empty sha256 selection, PCR
-/// values matching the signed digest.
+/// [`quote_qualifying_data`]`(claims)` (this token's nonce, `jti`, `iat` and report), a
+/// non-empty sha256 selection, PCR values matching the signed digest.
 fn check_quote(
     ak: &TpmPublic,
     claims: &EvidenceClaims,
-) -> Result<Option<BTreeMap<u32, String>>, VerifyError> {
+) -> Result<Option<VerifiedQuote>, VerifyError> {
     let Some(quote) = claims.tpm.as_ref().and_then(|t| t.quote.as_ref()) else {
         return Ok(None);
     };
-    let nonce = claims
-        .eat_nonce
-        .as_deref()
-        .ok_or_else(|| VerifyError::Quote("a quote without eat_nonce binds nothing".into()))?;
-    let expected = quote_qualifying_data(nonce, &claims.report)
-        .map_err(|e| VerifyError::Quote(e.to_string()))?;
-    let verified =
-        verify_quote(ak, quote, &expected, &[]).map_err(|e| VerifyError::Quote(e.to_string()))?;
-    Ok(Some(
-        verified
-            .pcrs
-            .iter()
-            .map(|(pcr, value)| (*pcr, to_hex(value)))
-            .collect(),
-    ))
+    let expected = quote_qualifying_data(claims).map_err(|e| VerifyError::Quote(e.to_string()))?;
+    verify_quote(ak, quote, &expected, &[])
+        .map(Some)
+        .map_err(|e| VerifyError::Quote(format!("{e} (the quote must bind this token)")))
+}
+
+/// Whether a JWS `typ` names the media type `expected` (given without `application/`).
+///
+/// RFC 7515 §4.1.9: media type names are case-insensitive, and `application/` may be
+/// omitted when no other `/` appears, so `posture-evidence+jwt`,
+/// `application/posture-evidence+jwt` and `Posture-Evidence+JWT` are the same type.
+pub fn typ_matches(typ: &str, expected: &str) -> bool {
+    const PREFIX: &str = "application/";
+    let bare = match typ.get(..PREFIX.len()) {
+        Some(head) if head.eq_ignore_ascii_case(PREFIX) => &typ[PREFIX.len()..],
+        _ => typ,
+    };
+    !bare.contains('/') && bare.eq_ignore_ascii_case(expected)
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], part: Part) -> Result<T, VerifyError> {
@@ -470,6 +581,13 @@ fn check_claims(
     if claims.exp < claims.iat {
         return Err(VerifyError::Claims("exp is before iat".into()));
     }
+    let lifetime = claims.exp - claims.iat;
+    if lifetime > options.max_lifetime.as_secs() {
+        return Err(VerifyError::Lifetime {
+            lifetime,
+            max: options.max_lifetime.as_secs(),
+        });
+    }
     if claims.iat > now.saturating_add(skew) {
         return Err(VerifyError::IssuedInFuture {
             iat: claims.iat,
@@ -487,14 +605,13 @@ fn check_claims(
             now,
         });
     }
-    if let Some(max_age) = options.max_age {
-        let age = now.saturating_sub(claims.iat);
-        if age > max_age.as_secs().saturating_add(skew) {
-            return Err(VerifyError::TooOld {
-                age,
-                max_age: max_age.as_secs(),
-            });
-        }
+    let max_age = options.max_age.unwrap_or(DEFAULT_MAX_AGE);
+    let age = now.saturating_sub(claims.iat);
+    if age > max_age.as_secs().saturating_add(skew) {
+        return Err(VerifyError::TooOld {
+            age,
+            max_age: max_age.as_secs(),
+        });
     }
     if let Some(expected) = &options.nonce {
         let got = claims.eat_nonce.as_deref().unwrap_or_default();

@@ -103,6 +103,8 @@ fn parts(token: &str) -> (Value, Value, Vec<u8>) {
 fn sign_raw(header: &[u8], payload: &[u8], key: &SigningKey) -> String {
     let input = format!("{}.{}", b64url_encode(header), b64url_encode(payload));
     let sig: Signature = key.sign(input.as_bytes());
+    // Verifiers take only low-S signatures (RFC 6979 signers may return either form).
+    let sig = sig.normalize_s().unwrap_or(sig);
     format!("{input}.{}", b64url_encode(&sig.to_bytes()))
 }
 
@@ -685,4 +687,193 @@ fn one_verifier_is_shared_across_threads() {
     for h in handles {
         assert!(h.join().unwrap());
     }
+}
+
+/// Issue 10, item 7: `(r, n - s)` verifies mathematically for any valid `(r, s)`; taking
+/// it makes tokens malleable and defeats a replay cache keyed on the token bytes.
+#[test]
+fn rejects_high_s_signatures_issue_10() {
+    let s = setup();
+    // Sign until both forms occur, so the test does not depend on one signature's luck.
+    for _ in 0..8 {
+        let token = good_token(&s);
+        let (header, claims, sig) = parts(&token);
+        let sig = Signature::from_slice(&sig).unwrap();
+        assert!(
+            sig.normalize_s().is_none(),
+            "posture must emit low-S signatures"
+        );
+        assert!(verify(&s, &token).is_ok());
+        let (r, low_s) = sig.split_scalars();
+        let high = Signature::from_scalars(r, -low_s).unwrap();
+        assert!(high.normalize_s().is_some());
+        let input = format!(
+            "{}.{}",
+            b64url_encode(header.to_string().as_bytes()),
+            b64url_encode(claims.to_string().as_bytes())
+        );
+        // Same header and payload bytes as the original token.
+        let input = token
+            .rsplit_once('.')
+            .map(|(i, _)| i.to_owned())
+            .unwrap_or(input);
+        let forged = format!("{input}.{}", b64url_encode(&high.to_bytes()));
+        assert_ne!(forged, token);
+        assert_eq!(verify(&s, &forged).unwrap_err(), VerifyError::Signature);
+    }
+}
+
+/// Issue 10, item 9: RFC 7515 §4.1.9 — `typ` is a media type, compared case-insensitively
+/// and with or without `application/`.
+#[test]
+fn typ_is_compared_as_a_media_type_issue_10() {
+    let s = setup();
+    for typ in [
+        "application/posture-evidence+jwt",
+        "POSTURE-EVIDENCE+JWT",
+        "Application/Posture-Evidence+Jwt",
+    ] {
+        let (mut header, claims, _) = parts(&good_token(&s));
+        header["typ"] = json!(typ);
+        let token = resign_with(&s, header, claims);
+        assert!(verify(&s, &token).is_ok(), "{typ} must be accepted");
+    }
+    for typ in [
+        "text/posture-evidence+jwt",
+        "application/x/posture-evidence+jwt",
+        "posture-evidence+jwt ",
+        "application/",
+        "jwt",
+    ] {
+        let (mut header, claims, _) = parts(&good_token(&s));
+        header["typ"] = json!(typ);
+        let token = resign_with(&s, header, claims);
+        assert!(
+            matches!(verify(&s, &token), Err(VerifyError::Type { .. })),
+            "{typ} must be refused"
+        );
+    }
+}
+
+/// Issue 10, item 5: `iat` ten years ago with `exp` ten years ahead verified; the
+/// lifetime `exp - iat` is now capped (24 h by default, configurable).
+#[test]
+fn rejects_a_lifetime_longer_than_the_maximum_issue_10() {
+    let s = setup();
+    let (header, mut claims, _) = parts(&good_token(&s));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let ten_years = 10 * 365 * 24 * 3600;
+    claims["iat"] = json!(now - ten_years);
+    claims["exp"] = json!(now + ten_years);
+    let token = resign_with(&s, header.clone(), claims.clone());
+    assert!(matches!(
+        verify(&s, &token).unwrap_err(),
+        VerifyError::Lifetime { .. }
+    ));
+
+    // 25 h of lifetime, issued a minute ago: over the 24 h default, under a 48 h setting.
+    claims["iat"] = json!(now - 60);
+    claims["exp"] = json!(now - 60 + 25 * 3600);
+    let token = resign_with(&s, header, claims);
+    let err = verify(&s, &token).unwrap_err();
+    assert_eq!(err.code(), "lifetime");
+    let options = VerifyOptions {
+        max_lifetime: Duration::from_secs(48 * 3600),
+        ..verify_options()
+    };
+    assert!(s.verifier.verify(token.as_bytes(), &options).is_ok());
+}
+
+/// Issue 10, item 5: without `max_age`, a default maximum age (24 h) still applies.
+#[test]
+fn a_default_maximum_age_applies_without_max_age_issue_10() {
+    let s = setup();
+    let (header, mut claims, _) = parts(&good_token(&s));
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    claims["iat"] = json!(now - 2 * 24 * 3600);
+    claims["exp"] = json!(now + 3600);
+    let token = resign_with(&s, header, claims);
+    // Even with a lifetime limit the caller raised, the age is capped by default.
+    let options = VerifyOptions {
+        max_lifetime: Duration::from_secs(30 * 24 * 3600),
+        ..verify_options()
+    };
+    assert!(matches!(
+        s.verifier.verify(token.as_bytes(), &options).unwrap_err(),
+        VerifyError::TooOld { max_age: 86400, .. }
+    ));
+    let options = VerifyOptions {
+        max_age: Some(Duration::from_secs(3 * 24 * 3600)),
+        ..options
+    };
+    assert!(s.verifier.verify(token.as_bytes(), &options).is_ok());
+}
+
+/// Issue 10, item 6: what a consumer reads is what was verified. A software key claiming
+/// `tpm` is `software`; the JSON form of the verified result (used by `verify --json`,
+/// the C result and the OPA input) has the verified value as `key_assurance`, the claim
+/// only as `claimed_key_assurance`, and no `key_assurance` inside `claims`.
+#[test]
+fn consumers_read_the_verified_key_assurance_not_the_claim_issue_10() {
+    let s = setup();
+    let (header, mut claims, _) = parts(&good_token(&s));
+    claims["key_assurance"] = json!("tpm");
+    let token = resign_with(&s, header, claims);
+    let verifier = Verifier::from_keys_text(
+        &serde_json::to_string(&posture_core::jose::Jwk::from_public_key(
+            &s.key.public_key(),
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let verified = verifier
+        .verify(token.as_bytes(), &verify_options())
+        .unwrap();
+    assert_eq!(verified.key_assurance, KeyAssurance::Software);
+
+    let json = serde_json::to_value(&verified).unwrap();
+    assert_eq!(json["key_assurance"], "software");
+    assert_eq!(json["claimed_key_assurance"], "tpm");
+    assert!(json["claims"].get("key_assurance").is_none(), "{json:#}");
+    assert!(json.get("ek_trust").is_none());
+
+    let input = posture_core::exports::opa::input_document(&verified);
+    assert_eq!(input["key_assurance"], "software");
+    assert_eq!(input["claimed_key_assurance"], "tpm");
+    assert!(input["claims"].get("key_assurance").is_none(), "{input:#}");
+    assert!(input["claims"]["report"]["findings"].is_array());
+}
+
+/// Issue 10, item 1: the levels are ordered, and a policy can require either TPM level.
+#[test]
+fn key_assurance_levels_are_ordered_issue_10() {
+    use posture_core::policy::Policy;
+    assert!(KeyAssurance::Software < KeyAssurance::TpmUnverified);
+    assert!(KeyAssurance::TpmUnverified < KeyAssurance::Tpm);
+    assert_eq!(
+        serde_json::to_value(KeyAssurance::TpmUnverified).unwrap(),
+        "tpm-unverified"
+    );
+    let r = report();
+    let either = Policy::from_toml_str("required_key_assurance = \"tpm-unverified\"\n").unwrap();
+    let verified_only = Policy::from_toml_str("required_key_assurance = \"tpm\"\n").unwrap();
+    assert!(!either
+        .decide_report(&r, KeyAssurance::Software)
+        .is_allowed());
+    assert!(either
+        .decide_report(&r, KeyAssurance::TpmUnverified)
+        .is_allowed());
+    assert!(either.decide_report(&r, KeyAssurance::Tpm).is_allowed());
+    assert!(!verified_only
+        .decide_report(&r, KeyAssurance::TpmUnverified)
+        .is_allowed());
+    assert!(verified_only
+        .decide_report(&r, KeyAssurance::Tpm)
+        .is_allowed());
 }

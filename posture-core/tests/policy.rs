@@ -33,13 +33,17 @@ fn healthy() -> Vec<Finding> {
         Finding::pass("disk_encryption", "root on LUKS2"),
         Finding::pass("patch_level", "up to date")
             .observe("pending_security_updates", 0)
-            .observe("oldest_security_pending_days", json!(null))
+            // The check reports 0 when nothing is pending; null means "age unknown".
+            .observe("oldest_security_pending_days", 0)
             .observe("days_since_last_upgrade", 2)
             .observe("reboot_pending", false),
         Finding::pass("edr", "crowdstrike running")
             .observe("running", json!(["crowdstrike"]))
             .observe("products", json!([{"id": "crowdstrike"}])),
-        Finding::pass("secure_boot", "enabled").observe("enabled", true),
+        Finding::pass("secure_boot", "enabled")
+            .observe("uefi", true)
+            .observe("enabled", true)
+            .observe("setup_mode", false),
     ]
 }
 
@@ -257,12 +261,9 @@ fn edr_needs_any_of_the_required_products_running() {
         .is_allowed());
     replace(
         &mut findings,
-        Finding::fail(
-            "edr",
-            "no EDR agent is running",
-            Remediation::new("Install the EDR"),
-        )
-        .observe("running", json!(["clamav"])),
+        // The edr check passed (its own configuration accepts any product), but not one
+        // of the products this policy requires is running.
+        Finding::pass("edr", "clamav running").observe("running", json!(["clamav"])),
     );
     let d = policy().decide_report(
         &report(os_facts("debian", Some("12")), findings),
@@ -280,11 +281,16 @@ fn edr_needs_any_of_the_required_products_running() {
 
 #[test]
 fn secure_boot_disabled_or_unknown_is_denied() {
-    for (enabled, needle) in [(json!(false), "disabled"), (json!(null), "does not say")] {
+    for (enabled, needle) in [
+        (json!(false), "disabled"),
+        (json!(null), "does not report `enabled`"),
+    ] {
         let mut findings = with_firewall(healthy());
         replace(
             &mut findings,
-            Finding::pass("secure_boot", "x").observe("enabled", enabled),
+            Finding::pass("secure_boot", "x")
+                .observe("enabled", enabled)
+                .observe("setup_mode", false),
         );
         let d = policy().decide_report(
             &report(os_facts("debian", Some("12")), findings),
@@ -343,4 +349,170 @@ fn decision_json_has_decision_and_reasons() {
     let v = serde_json::to_value(&d).unwrap();
     assert_eq!(v["decision"], "deny");
     assert_eq!(v["reasons"].as_array().unwrap().len(), 2);
+}
+
+/// Issue 10, item 2: every rule that reads a finding fails closed. For each rule, over
+/// the healthy device (which it allows), replace the finding it reads by one that
+/// failed, could not tell, did not run, or lacks (or has `null` for) each fact the rule
+/// reads: every variant is denied, by that rule, with a reason naming the finding.
+/// Regressions pinned: a null `oldest_security_pending_days` with 86 pending security
+/// updates, an edr finding that failed (product running but unhealthy), and secure_boot
+/// failed in Setup Mode or unknown were all allowed.
+#[test]
+fn every_rule_fails_closed_on_fail_unknown_missing_finding_and_missing_facts_issue_10() {
+    struct Rule {
+        policy: &'static str,
+        rule: &'static str,
+        finding: &'static str,
+        facts: &'static [&'static str],
+    }
+    let rules = [
+        Rule {
+            policy: "required_checks = [\"disk_encryption\"]\n",
+            rule: "required_checks",
+            finding: "disk_encryption",
+            facts: &[],
+        },
+        Rule {
+            policy: "[min_os_version]\ndebian = \"12\"\n",
+            rule: "min_os_version",
+            finding: "os",
+            facts: &[],
+        },
+        Rule {
+            policy: "max_patch_age_days = 14\n",
+            rule: "max_patch_age_days",
+            finding: "patch_level",
+            facts: &["oldest_security_pending_days"],
+        },
+        Rule {
+            policy: "required_edr = [\"crowdstrike\"]\n",
+            rule: "required_edr",
+            finding: "edr",
+            facts: &["running"],
+        },
+        Rule {
+            policy: "require_secure_boot = true\n",
+            rule: "require_secure_boot",
+            finding: "secure_boot",
+            facts: &["enabled", "setup_mode"],
+        },
+    ];
+    let os = || os_facts("debian", Some("12"));
+    for rule in &rules {
+        let policy = Policy::from_toml_str(rule.policy).unwrap();
+        let base = healthy();
+        assert!(
+            policy
+                .decide_report(&report(os(), base.clone()), KeyAssurance::Software)
+                .is_allowed(),
+            "{}: the healthy device must be allowed",
+            rule.rule
+        );
+        let original = base.iter().find(|f| f.id == rule.finding).unwrap().clone();
+
+        let mut variants: Vec<(String, Vec<Finding>)> = Vec::new();
+        // The same facts, but the check failed or could not tell.
+        let mut failed = Finding::fail(rule.finding, "unhealthy", Remediation::new("fix it"));
+        failed.observed = original.observed.clone();
+        let mut unknown = Finding::unknown(rule.finding, "needs root");
+        unknown.observed = original.observed.clone();
+        for (name, finding) in [("fail", failed), ("unknown", unknown)] {
+            let mut findings = base.clone();
+            replace(&mut findings, finding);
+            variants.push((name.into(), findings));
+        }
+        // The check did not run.
+        variants.push((
+            "missing finding".into(),
+            base.iter()
+                .filter(|f| f.id != rule.finding)
+                .cloned()
+                .collect(),
+        ));
+        // A pass whose facts are incomplete.
+        for fact in rule.facts {
+            for null in [false, true] {
+                let mut finding = original.clone();
+                if null {
+                    finding.observed.insert((*fact).into(), json!(null));
+                } else {
+                    finding.observed.remove(*fact);
+                }
+                let mut findings = base.clone();
+                replace(&mut findings, finding);
+                let how = if null { "null" } else { "missing" };
+                variants.push((format!("{how} {fact}"), findings));
+            }
+        }
+
+        for (variant, findings) in variants {
+            let d = policy.decide_report(&report(os(), findings), KeyAssurance::Software);
+            let what = format!("{} with {variant}", rule.rule);
+            assert_eq!(d.decision, Outcome::Deny, "{what} must be denied");
+            assert_eq!(d.reasons.len(), 1, "{what}: {:?}", d.reasons);
+            assert_eq!(d.reasons[0].rule, rule.rule, "{what}");
+            assert_eq!(
+                d.reasons[0].finding.as_deref(),
+                Some(rule.finding),
+                "{what}"
+            );
+            assert!(
+                d.reasons[0]
+                    .message
+                    .contains(&format!("`{}`", rule.finding))
+                    || d.reasons[0].message.contains("Secure Boot"),
+                "{what}: {}",
+                d.reasons[0].message
+            );
+        }
+    }
+}
+
+/// The three inputs the review reproduced, as the real checks report them.
+#[test]
+fn reproduced_fail_open_inputs_are_denied_issue_10() {
+    let policy = Policy::from_toml_str(
+        "max_patch_age_days = 14\nrequired_edr = [\"crowdstrike\"]\nrequire_secure_boot = true\n",
+    )
+    .unwrap();
+    let cases = [
+        Finding::fail(
+            "patch_level",
+            "86 security updates pending",
+            Remediation::new("apt upgrade"),
+        )
+        .observe("pending_security_updates", 86)
+        .observe("oldest_security_pending_days", json!(null))
+        .observe("oldest_security_pending_days_at_least", 40),
+        Finding::fail(
+            "edr",
+            "crowdstrike is running but unhealthy",
+            Remediation::new("restart falcon-sensor"),
+        )
+        .observe("running", json!(["crowdstrike"])),
+        Finding::fail(
+            "secure_boot",
+            "Secure Boot is in Setup Mode: no platform key is enrolled",
+            Remediation::new("restore the keys"),
+        )
+        .observe("uefi", true)
+        .observe("enabled", true)
+        .observe("setup_mode", true),
+        Finding::unknown("secure_boot", "efivarfs is not mounted")
+            .observe("uefi", true)
+            .observe("enabled", true)
+            .observe("setup_mode", false),
+    ];
+    for finding in cases {
+        let id = finding.id.clone();
+        let mut findings = healthy();
+        replace(&mut findings, finding);
+        let d = policy.decide_report(
+            &report(os_facts("debian", Some("12")), findings),
+            KeyAssurance::Software,
+        );
+        assert_eq!(d.decision, Outcome::Deny, "{id}");
+        assert_eq!(d.reasons[0].finding.as_deref(), Some(id.as_str()));
+    }
 }

@@ -52,6 +52,7 @@ fn rust_rates(fixtures: &Path, threads: usize, iterations: usize) -> Rates {
         max_age: None,
         now: None,
         skew: DEFAULT_SKEW,
+        ..VerifyOptions::default()
     };
     let start = Instant::now();
     let cpu: f64 = std::thread::scope(|scope| {

@@ -409,12 +409,14 @@ posture_status posture_error_message(uint32_t code, char *buf, size_t len, size_
  *
  * - `keys`: the trusted device keys: a JWK, a JWK Set (`{"keys": [...]}`) or a PEM
  *   public key (`BEGIN PUBLIC KEY`), all EC P-256.
- * - `policy`: policy text, TOML or JSON (`{` first means JSON); empty text allows any
- *   valid evidence.
+ * - `policy`: policy text, TOML or JSON (`{` first means JSON). Empty (or blank) text
+ *   means the default, which fails closed: every check in the report must pass. To
+ *   allow any valid evidence whatever its posture, say so: pass the policy `{}`.
  * - `audience`: this verifier's name, which the evidence's `aud` must contain; length 0
  *   means none (evidence naming an audience is then refused).
- * - `max_age_secs`: refuse evidence issued longer ago than this; 0 means no limit besides
- *   the evidence's own expiry and the policy's `max_evidence_age`.
+ * - `max_age_secs`: refuse evidence issued longer ago than this; 0 means the default
+ *   maximum age (24 h). Evidence whose lifetime (`exp - iat`) exceeds 24 h is refused
+ *   (`POSTURE_STATUS_EVIDENCE_INVALID_CLAIMS`).
  * - `skew_secs`: clock skew tolerated on `iat`/`exp` (`POSTURE_DEFAULT_SKEW_SECS`).
  *
  * # Safety
@@ -487,8 +489,12 @@ posture_status posture_result_reasons_json(const posture_result *result, posture
 
 /**
  * The verified claims as a JSON object in a new buffer at `*out`: `kid` (the signing
- * key's RFC 7638 thumbprint), `key_assurance` and `claims` (the evidence claims with the
- * full posture `report`). Free it with `posture_buf_free`.
+ * key's RFC 7638 thumbprint), `key_assurance` (the level the verifier proved:
+ * `software`, `tpm-unverified` or `tpm`), `claimed_key_assurance` (what the device
+ * claimed; never rely on it), `ek_trust` (`ca` or `unverified`, enrolled TPM keys only),
+ * `attested_pcrs` and `quote_clock` (a verified quote only) and `claims` (the evidence
+ * claims with the full posture `report`, without the device's `key_assurance`). Free it
+ * with `posture_buf_free`.
  *
  * # Safety
  * `result` must be a live result; `out` valid for one pointer.

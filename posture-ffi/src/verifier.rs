@@ -44,7 +44,8 @@ pub enum posture_decision {
 #[derive(Debug)]
 pub struct posture_verifier {
     verifier: Verifier,
-    policy: Policy,
+    /// `None`: every check in the report must pass (`Policy::every_check_of`).
+    policy: Option<Policy>,
     audience: Option<String>,
     max_age: Option<Duration>,
     skew: Duration,
@@ -75,6 +76,7 @@ fn verify_status(error: &VerifyError) -> posture_status {
             posture_status::EvidenceNotYetValid
         }
         VerifyError::TooOld { .. } => posture_status::EvidenceTooOld,
+        VerifyError::Lifetime { .. } => posture_status::EvidenceInvalidClaims,
         VerifyError::Nonce => posture_status::EvidenceNonceMismatch,
         VerifyError::Audience => posture_status::EvidenceAudienceMismatch,
         VerifyError::Claims(_) | VerifyError::Report(_) => posture_status::EvidenceInvalidClaims,
@@ -86,12 +88,14 @@ fn verify_status(error: &VerifyError) -> posture_status {
 ///
 /// - `keys`: the trusted device keys: a JWK, a JWK Set (`{"keys": [...]}`) or a PEM
 ///   public key (`BEGIN PUBLIC KEY`), all EC P-256.
-/// - `policy`: policy text, TOML or JSON (`{` first means JSON); empty text allows any
-///   valid evidence.
+/// - `policy`: policy text, TOML or JSON (`{` first means JSON). Empty (or blank) text
+///   means the default, which fails closed: every check in the report must pass. To
+///   allow any valid evidence whatever its posture, say so: pass the policy `{}`.
 /// - `audience`: this verifier's name, which the evidence's `aud` must contain; length 0
 ///   means none (evidence naming an audience is then refused).
-/// - `max_age_secs`: refuse evidence issued longer ago than this; 0 means no limit besides
-///   the evidence's own expiry and the policy's `max_evidence_age`.
+/// - `max_age_secs`: refuse evidence issued longer ago than this; 0 means the default
+///   maximum age (24 h). Evidence whose lifetime (`exp - iat`) exceeds 24 h is refused
+///   (`POSTURE_STATUS_EVIDENCE_INVALID_CLAIMS`).
 /// - `skew_secs`: clock skew tolerated on `iat`/`exp` (`POSTURE_DEFAULT_SKEW_SECS`).
 ///
 /// # Safety
@@ -127,8 +131,13 @@ pub unsafe extern "C" fn posture_verifier_new(
         if verifier.key_ids().next().is_none() {
             return posture_status::InvalidKey;
         }
-        let Ok(policy) = Policy::from_str_auto(policy) else {
-            return posture_status::InvalidPolicy;
+        let policy = if policy.trim().is_empty() {
+            None
+        } else {
+            let Ok(policy) = Policy::from_str_auto(policy) else {
+                return posture_status::InvalidPolicy;
+            };
+            Some(policy)
         };
         let handle = posture_verifier {
             verifier,
@@ -192,14 +201,17 @@ pub unsafe extern "C" fn posture_verify(
             nonce: (!nonce.is_empty()).then(|| nonce.to_owned()),
             audience: verifier.audience.clone(),
             max_age: verifier.max_age,
-            now: None,
             skew: verifier.skew,
+            ..VerifyOptions::default()
         };
         let verified = match verifier.verifier.verify(evidence, &options) {
             Ok(verified) => verified,
             Err(error) => return verify_status(&error),
         };
-        let decision = verifier.policy.decide(&verified);
+        let decision = match &verifier.policy {
+            Some(policy) => policy.decide(&verified),
+            None => Policy::every_check_of(&verified.claims.report).decide(&verified),
+        };
         // SAFETY: `result` is non-NULL and the caller promises it is valid for writes.
         unsafe { write_out(result, into_handle(posture_result { verified, decision })) };
         posture_status::Ok
@@ -281,8 +293,12 @@ pub unsafe extern "C" fn posture_result_reasons_json(
 }
 
 /// The verified claims as a JSON object in a new buffer at `*out`: `kid` (the signing
-/// key's RFC 7638 thumbprint), `key_assurance` and `claims` (the evidence claims with the
-/// full posture `report`). Free it with `posture_buf_free`.
+/// key's RFC 7638 thumbprint), `key_assurance` (the level the verifier proved:
+/// `software`, `tpm-unverified` or `tpm`), `claimed_key_assurance` (what the device
+/// claimed; never rely on it), `ek_trust` (`ca` or `unverified`, enrolled TPM keys only),
+/// `attested_pcrs` and `quote_clock` (a verified quote only) and `claims` (the evidence
+/// claims with the full posture `report`, without the device's `key_assurance`). Free it
+/// with `posture_buf_free`.
 ///
 /// # Safety
 /// `result` must be a live result; `out` valid for one pointer.
@@ -293,4 +309,85 @@ pub unsafe extern "C" fn posture_result_claims_json(
 ) -> posture_status {
     // SAFETY: forwarded from the caller.
     unsafe { result_json(result, out, |r| serde_json::to_vec(&r.verified)) }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+    use super::*;
+    use posture_core::evidence::{sign_evidence, EvidenceOptions};
+    use posture_core::keys::software::SoftwareKey;
+    use posture_core::keys::Signer;
+    use posture_core::{Device, Finding, OsFacts, Remediation, Report, Timestamp};
+
+    fn decide(keys: &str, policy: &str, token: &str) -> posture_decision {
+        let mut verifier: *mut posture_verifier = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for its length; `verifier` for one write.
+        let status = unsafe {
+            posture_verifier_new(
+                keys.as_ptr(),
+                keys.len(),
+                policy.as_ptr(),
+                policy.len(),
+                "".as_ptr(),
+                0,
+                0,
+                60,
+                &mut verifier,
+            )
+        };
+        assert_eq!(status, posture_status::Ok);
+        let mut result: *mut posture_result = std::ptr::null_mut();
+        // SAFETY: live verifier; valid input buffers; `result` valid for one write.
+        let status = unsafe {
+            posture_verify(
+                verifier,
+                token.as_ptr(),
+                token.len(),
+                "".as_ptr(),
+                0,
+                &mut result,
+            )
+        };
+        assert_eq!(status, posture_status::Ok);
+        let mut decision = posture_decision::Allow;
+        // SAFETY: live result; `decision` valid for writes.
+        let status = unsafe { posture_result_decision(result, &mut decision) };
+        assert_eq!(status, posture_status::Ok);
+        // SAFETY: each freed once, after use.
+        unsafe {
+            posture_result_free(result);
+            posture_verifier_free(verifier);
+        }
+        decision
+    }
+
+    /// Issue 10, item 3: a verifier built with an empty policy fails closed (every check
+    /// must pass); allowing any posture takes an explicit policy (`{}`).
+    #[test]
+    fn an_empty_policy_means_every_check_must_pass_issue_10() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SoftwareKey::load_or_create(&dir.path().join("keys")).unwrap();
+        let keys =
+            serde_json::to_string(&posture_core::jose::Jwk::from_public_key(&key.public_key()))
+                .unwrap();
+        let report = Report::new(
+            Device {
+                id: "5f".repeat(32),
+                hostname: "laptop-7".into(),
+                vendor: None,
+                model: None,
+            },
+            OsFacts::default(),
+            Timestamp::now(),
+            vec![
+                Finding::pass("os", "Debian 12"),
+                Finding::fail("firewall", "off", Remediation::new("ufw enable")),
+            ],
+        );
+        let token = sign_evidence(&report, &key, &EvidenceOptions::default()).unwrap();
+        assert_eq!(decide(&keys, "", &token), posture_decision::Deny);
+        assert_eq!(decide(&keys, "  \n", &token), posture_decision::Deny);
+        assert_eq!(decide(&keys, "{}", &token), posture_decision::Allow);
+    }
 }

@@ -44,15 +44,63 @@ pub struct EkCertificateInfo {
     pub subject: String,
 }
 
+/// The certificate's DER inside the contents of a TPM NV certificate index, as real TPMs
+/// ship them:
+///
+/// - the TCG PC Client NV header (`0x10 0x01 0x00` and a 2-byte big-endian length, TCG
+///   "EK Credential Profile" §2.2.1.5.1) is removed, and its length bounds the
+///   certificate;
+/// - the DER is cut at the end of its outer SEQUENCE: NV indices are often larger than
+///   the certificate and padded (with `0x00` or `0xff`), which strict DER decoding would
+///   refuse ("trailing data").
+///
+/// Only the outer SEQUENCE's own length is trusted; the certificate is then decoded
+/// strictly. Input that does not start with a SEQUENCE is returned unchanged so the
+/// decoder reports the real problem.
+pub fn ek_certificate_der(nv: &[u8]) -> &[u8] {
+    let body = match nv {
+        [0x10, 0x01, 0x00, hi, lo, rest @ ..] => {
+            let len = usize::from(u16::from_be_bytes([*hi, *lo]));
+            rest.get(..len).unwrap_or(rest)
+        }
+        _ => nv,
+    };
+    match der_sequence_len(body) {
+        Some(len) if len <= body.len() => &body[..len],
+        _ => body,
+    }
+}
+
+/// The total length (header included) of a DER SEQUENCE at the start of `bytes`.
+fn der_sequence_len(bytes: &[u8]) -> Option<usize> {
+    let (&tag, rest) = bytes.split_first()?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (&first, rest) = rest.split_first()?;
+    if first < 0x80 {
+        return Some(2 + usize::from(first));
+    }
+    let count = usize::from(first & 0x7f);
+    if count == 0 || count > 4 || rest.len() < count {
+        return None;
+    }
+    let len = rest[..count]
+        .iter()
+        .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+    len.checked_add(2 + count)
+}
+
 /// Checks that `ek_cert_der` is valid at `now`, chains to a certificate in `roots`, and
-/// certifies the RSA public key of `ek`.
+/// certifies the RSA public key of `ek`. `ek_cert_der` may be the raw contents of the
+/// TPM's NV index (TCG header, padding): see [`ek_certificate_der`].
 pub fn verify_ek_certificate(
     ek_cert_der: &[u8],
     ek: &TpmPublic,
     roots: &[Certificate],
     now: SystemTime,
 ) -> Result<EkCertificateInfo, AttestationError> {
-    let leaf = Certificate::from_der(ek_cert_der)
+    let leaf = Certificate::from_der(ek_certificate_der(ek_cert_der))
         .map_err(|e| AttestationError::EkCertificate(format!("EK certificate: {e}")))?;
     check_validity(&leaf, now)?;
 
@@ -70,23 +118,32 @@ pub fn verify_ek_certificate(
     }
 
     // One link suffices: every certificate in the bundle is trusted, intermediates included.
-    let issuer = roots.iter().find(|ca| {
-        ca.tbs_certificate.subject == leaf.tbs_certificate.issuer
-            && verify_signed_by(&leaf, ca).is_ok()
-    });
-    match issuer {
-        Some(ca) => {
-            check_validity(ca, now)?;
-            Ok(EkCertificateInfo {
-                issuer: leaf.tbs_certificate.issuer.to_string(),
-                subject: leaf.tbs_certificate.subject.to_string(),
-            })
+    // Why each candidate issuer failed is kept: "does not chain" alone hides an
+    // unsupported signature algorithm or a bad signature.
+    let mut causes = Vec::new();
+    for ca in roots
+        .iter()
+        .filter(|ca| ca.tbs_certificate.subject == leaf.tbs_certificate.issuer)
+    {
+        match verify_signed_by(&leaf, ca).and_then(|()| check_validity(ca, now)) {
+            Ok(()) => {
+                return Ok(EkCertificateInfo {
+                    issuer: leaf.tbs_certificate.issuer.to_string(),
+                    subject: leaf.tbs_certificate.subject.to_string(),
+                })
+            }
+            Err(e) => causes.push(e.to_string()),
         }
-        None => Err(AttestationError::EkCertificate(format!(
-            "EK certificate issued by \"{}\" does not chain to a configured CA",
-            leaf.tbs_certificate.issuer
-        ))),
     }
+    let why = if causes.is_empty() {
+        "no configured CA has that subject".to_owned()
+    } else {
+        causes.join("; ")
+    };
+    Err(AttestationError::EkCertificate(format!(
+        "EK certificate issued by \"{}\" does not chain to a configured CA: {why}",
+        leaf.tbs_certificate.issuer
+    )))
 }
 
 fn check_validity(cert: &Certificate, now: SystemTime) -> Result<(), AttestationError> {

@@ -30,7 +30,7 @@ mod verify;
 mod wire;
 
 pub use credential::{kdfa_sha256, kdfe_sha256, make_credential, MadeCredential};
-pub use ekcert::{parse_roots, verify_ek_certificate, EkCertificateInfo};
+pub use ekcert::{ek_certificate_der, parse_roots, verify_ek_certificate, EkCertificateInfo};
 pub use tools::{p256_public_key_pem, tpm2_tools_pcrs, write_tpm2_tools_files};
 pub use verify::{
     begin_enrollment, check_pcr_values, finish_enrollment, qualifying_data, verify_certify,
@@ -38,7 +38,8 @@ pub use verify::{
 };
 pub use wire::{
     EnrolledDevice, EnrollmentChallenge, EnrollmentRequest, EnrollmentResponse, PcrValues,
-    PendingEnrollment, Quote, SignedAttest, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+    PendingEnrollment, Quote, SignedAttest, EK_TRUST_CA, EK_TRUST_UNVERIFIED, MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION,
 };
 
 /// Why attestation data was rejected.

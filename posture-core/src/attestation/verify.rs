@@ -73,9 +73,9 @@ pub fn begin_enrollment(
                 )
             })?;
             verify_ek_certificate(cert, &ek, roots, now)?;
-            "ca"
+            super::wire::EK_TRUST_CA
         }
-        EkTrust::Unverified => "unverified",
+        EkTrust::Unverified => super::wire::EK_TRUST_UNVERIFIED,
     };
 
     let mut secret = zeroize::Zeroizing::new([0u8; 32]);
@@ -232,6 +232,10 @@ pub fn verify_certify(
 pub struct VerifiedQuote {
     /// The quoted sha256 PCR values.
     pub pcrs: BTreeMap<u32, [u8; 32]>,
+    /// `clockInfo.clock`: milliseconds the TPM has run since it was last cleared.
+    pub clock: u64,
+    /// `clockInfo.safe`.
+    pub safe: bool,
     /// TPM resets since the last clear (changes on every reboot).
     pub reset_count: u32,
     /// TPM restarts (resume from hibernation) since the last reset.
@@ -312,6 +316,8 @@ pub fn verify_quote(
     }
     Ok(VerifiedQuote {
         pcrs: values,
+        clock: attest.clock,
+        safe: attest.safe,
         reset_count: attest.reset_count,
         restart_count: attest.restart_count,
         firmware_version: attest.firmware_version,

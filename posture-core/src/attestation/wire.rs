@@ -199,6 +199,11 @@ impl Drop for PendingEnrollment {
     }
 }
 
+/// `ek_trust` of an EK whose certificate chained to a configured CA.
+pub const EK_TRUST_CA: &str = "ca";
+/// `ek_trust` of an EK accepted without any check (trust on first use).
+pub const EK_TRUST_UNVERIFIED: &str = "unverified";
+
 /// What a verifier keeps about an enrolled device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -225,6 +230,21 @@ impl EnrolledDevice {
     /// `key_assurance = tpm` for this device).
     pub fn device_key(&self) -> Result<p256::PublicKey, AttestationError> {
         TpmPublic::parse(&self.device_key_public)?.p256()
+    }
+
+    /// What this enrollment proves about the device key: [`KeyAssurance::Tpm`](crate::keys::KeyAssurance::Tpm) when the
+    /// EK certificate chained to a configured CA (`ek_trust = "ca"`),
+    /// [`KeyAssurance::TpmUnverified`](crate::keys::KeyAssurance::TpmUnverified) when it was never checked (`"unverified"`). Any
+    /// other value is an error, never a guess.
+    pub fn key_assurance(&self) -> Result<crate::keys::KeyAssurance, AttestationError> {
+        match self.ek_trust.as_str() {
+            EK_TRUST_CA => Ok(crate::keys::KeyAssurance::Tpm),
+            EK_TRUST_UNVERIFIED => Ok(crate::keys::KeyAssurance::TpmUnverified),
+            other => Err(AttestationError::Malformed {
+                what: "enrolled device",
+                message: format!("unknown ek_trust {other:?} (expected \"ca\" or \"unverified\")"),
+            }),
+        }
     }
 
     /// The enrolled AK.

@@ -98,7 +98,10 @@ pub fn rules(report: &Report, policy: Option<&Policy>) -> Value {
                 &format!("Upgrade {} to version {min} or later.", os.name),
             ));
         }
-        if policy.required_key_assurance == Some(KeyAssurance::Tpm) {
+        if policy
+            .required_key_assurance
+            .is_some_and(|a| a >= KeyAssurance::TpmUnverified)
+        {
             rules.push(rule(
                 "key_assurance",
                 "IsEquals",

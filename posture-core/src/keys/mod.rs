@@ -12,7 +12,11 @@ pub use crate::jose::{key_id, Jwk};
 
 /// How well the device key is protected; carried in evidence as `key_assurance`.
 ///
-/// Ordered by strength: `Software < Tpm`.
+/// Ordered by strength: `Software < TpmUnverified < Tpm`. A device only ever *claims*
+/// `software` or `tpm`; what a verifier relies on is what it proved: `tpm` only for a key
+/// certified by an attestation key whose EK certificate chains to a configured CA,
+/// `tpm-unverified` when enrollment ran without EK CAs (trust on first use: a TPM
+/// emulated in software enrolls just as well), `software` for any bare public key.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
 )]
@@ -20,7 +24,12 @@ pub use crate::jose::{key_id, Jwk};
 pub enum KeyAssurance {
     /// A key file on disk (owner-only permissions); copyable by anyone who can read it.
     Software,
-    /// A key created inside a TPM 2.0; it never leaves the chip.
+    /// A key certified by a TPM attestation key whose EK was never checked against a TPM
+    /// vendor CA: it may be a real TPM, or software pretending to be one.
+    #[serde(rename = "tpm-unverified")]
+    TpmUnverified,
+    /// A key created inside a TPM 2.0 whose EK certificate chains to a configured CA; it
+    /// never leaves the chip.
     Tpm,
 }
 
@@ -29,6 +38,7 @@ impl KeyAssurance {
     pub fn as_str(&self) -> &'static str {
         match self {
             KeyAssurance::Software => "software",
+            KeyAssurance::TpmUnverified => "tpm-unverified",
             KeyAssurance::Tpm => "tpm",
         }
     }

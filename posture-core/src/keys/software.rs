@@ -122,9 +122,12 @@ impl Signer for SoftwareKey {
     }
 
     fn sign(&self, message: &[u8]) -> Result<Signature, KeyError> {
-        self.signing
+        let signature: Signature = self
+            .signing
             .try_sign(message)
-            .map_err(|e| KeyError::Signing(e.to_string()))
+            .map_err(|e| KeyError::Signing(e.to_string()))?;
+        // Low-S only: verifiers refuse the malleable high-S twin.
+        Ok(signature.normalize_s().unwrap_or(signature))
     }
 
     fn assurance(&self) -> KeyAssurance {

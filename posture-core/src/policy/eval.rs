@@ -1,7 +1,9 @@
 //! Evaluating a [`Policy`] over a report: each rule either holds or yields a [`Reason`].
 //!
-//! Facts come from the findings' `observed` members; when a fact is missing or the check
-//! could not tell, the rule fails (a check that could not tell is never a pass).
+//! Every rule fails closed: a rule that reads a finding holds only when that finding is
+//! present with status `pass` *and* every fact the rule reads from it is present and
+//! known (not `null`, of the expected type). A finding that failed or could not tell, a
+//! check that did not run, or a missing fact each deny, with a reason naming the finding.
 
 use std::time::SystemTime;
 
@@ -185,6 +187,9 @@ impl Policy {
         else {
             return;
         };
+        if passing(report, "min_os_version", "os", reasons).is_none() {
+            return;
+        }
         let name = if os.name.is_empty() { key } else { &os.name };
         let upgrade = Remediation::new(format!("Upgrade {name} to version {min} or later."));
         let reason = |message: String| Reason {
@@ -242,88 +247,105 @@ fn could_not_tell(finding: &Finding) -> String {
 }
 
 fn required_check(report: &Report, id: &str, reasons: &mut Vec<Reason>) {
+    passing(report, "required_checks", id, reasons);
+}
+
+/// The finding `id` when it passed; otherwise a reason naming it (did not run, failed, or
+/// could not tell) is pushed and `None` returned. Every rule that reads a finding goes
+/// through here: a rule never holds on a finding that is not `pass`.
+fn passing<'a>(
+    report: &'a Report,
+    rule: &str,
+    id: &str,
+    reasons: &mut Vec<Reason>,
+) -> Option<&'a Finding> {
     let Some(finding) = report.finding(id) else {
-        reasons.push(missing("required_checks", id));
-        return;
+        reasons.push(missing(rule, id));
+        return None;
     };
     match finding.status {
-        Status::Pass => {}
-        Status::Fail => reasons.push(finding_reason(
-            "required_checks",
+        Status::Pass => Some(finding),
+        Status::Fail => {
+            reasons.push(finding_reason(
+                rule,
+                finding,
+                format!("`{id}` failed: {}", finding.summary),
+            ));
+            None
+        }
+        Status::Unknown => {
+            reasons.push(finding_reason(rule, finding, could_not_tell(finding)));
+            None
+        }
+    }
+}
+
+/// A fact the rule needs that the finding does not report (absent, `null` or of the wrong
+/// type): the rule cannot hold.
+fn unknown_fact(rule: &str, finding: &Finding, fact: &str) -> Reason {
+    Reason {
+        remediation: finding.remediation.clone().or_else(|| {
+            Some(Remediation::new(format!(
+                "Run `posture check --only {}` and make sure it can read `{fact}` (some \
+                 facts are only visible to root).",
+                finding.id
+            )))
+        }),
+        ..finding_reason(
+            rule,
             finding,
-            format!("`{id}` failed: {}", finding.summary),
-        )),
-        Status::Unknown => reasons.push(finding_reason(
-            "required_checks",
-            finding,
-            could_not_tell(finding),
-        )),
+            format!(
+                "the `{}` check does not report `{fact}`, so the policy cannot be met",
+                finding.id
+            ),
+        )
     }
 }
 
 fn patch_age(report: &Report, max_days: u32, reasons: &mut Vec<Reason>) {
     const RULE: &str = "max_patch_age_days";
-    let Some(finding) = report.finding("patch_level") else {
-        reasons.push(missing(RULE, "patch_level"));
+    const FACT: &str = "oldest_security_pending_days";
+    let Some(finding) = passing(report, RULE, "patch_level", reasons) else {
         return;
     };
-    let install = || {
-        finding.remediation.clone().or_else(|| {
-            Some(Remediation::new(
-                "Install the pending security updates and restart if asked.",
-            ))
-        })
-    };
-    match finding.observed.get("oldest_security_pending_days") {
-        // Null: no security update is pending.
-        Some(Value::Null) => {}
-        Some(Value::Number(days)) => match days.as_u64() {
-            Some(days) if days <= u64::from(max_days) => {}
-            Some(days) => reasons.push(Reason {
-                remediation: install(),
-                ..finding_reason(
-                    RULE,
-                    finding,
-                    format!(
-                        "a security update has been pending for {days} days; the policy \
-                         allows {max_days}"
-                    ),
-                )
+    // `null` means the age is not known (an update already pending at the first run has
+    // only a lower bound), never "nothing pending": that is 0.
+    match finding.observed.get(FACT).and_then(Value::as_u64) {
+        Some(days) if days <= u64::from(max_days) => {}
+        Some(days) => reasons.push(Reason {
+            remediation: finding.remediation.clone().or_else(|| {
+                Some(Remediation::new(
+                    "Install the pending security updates and restart if asked.",
+                ))
             }),
-            None => reasons.push(finding_reason(
+            ..finding_reason(
                 RULE,
                 finding,
-                format!("unreadable patch age {days}"),
-            )),
-        },
-        _ if finding.status == Status::Unknown => {
-            reasons.push(finding_reason(RULE, finding, could_not_tell(finding)))
-        }
-        _ => reasons.push(finding_reason(
-            RULE,
-            finding,
-            "the `patch_level` check does not report the age of pending security updates".into(),
-        )),
+                format!(
+                    "a security update has been pending for {days} days; the policy \
+                     allows {max_days}"
+                ),
+            )
+        }),
+        None => reasons.push(unknown_fact(RULE, finding, FACT)),
     }
 }
 
 fn edr(report: &Report, required: &[String], reasons: &mut Vec<Reason>) {
     const RULE: &str = "required_edr";
-    let Some(finding) = report.finding("edr") else {
-        reasons.push(missing(RULE, "edr"));
+    let Some(finding) = passing(report, RULE, "edr", reasons) else {
         return;
     };
-    let running: Vec<&str> = finding
+    let Some(running) = finding
         .observed
         .get("running")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    if running.iter().any(|r| required.iter().any(|q| q == r)) {
+        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<&str>>())
+    else {
+        reasons.push(unknown_fact(RULE, finding, "running"));
         return;
-    }
-    if finding.status == Status::Unknown && running.is_empty() {
-        reasons.push(finding_reason(RULE, finding, could_not_tell(finding)));
+    };
+    if running.iter().any(|r| required.iter().any(|q| q == r)) {
         return;
     }
     let running_text = if running.is_empty() {
@@ -351,34 +373,26 @@ fn edr(report: &Report, required: &[String], reasons: &mut Vec<Reason>) {
 
 fn secure_boot(report: &Report, reasons: &mut Vec<Reason>) {
     const RULE: &str = "require_secure_boot";
-    let Some(finding) = report.finding("secure_boot") else {
-        reasons.push(missing(RULE, "secure_boot"));
+    let Some(finding) = passing(report, RULE, "secure_boot", reasons) else {
         return;
     };
-    let enable = || {
-        finding.remediation.clone().or_else(|| {
-            Some(Remediation::new(
-                "Turn on Secure Boot in the firmware (UEFI) settings.",
-            ))
-        })
-    };
-    match finding.observed.get("enabled") {
-        Some(Value::Bool(true)) => {}
-        Some(Value::Bool(false)) => reasons.push(Reason {
-            remediation: enable(),
+    let fact = |name: &str| finding.observed.get(name).and_then(Value::as_bool);
+    match (fact("enabled"), fact("setup_mode")) {
+        (Some(true), Some(false)) => {}
+        (Some(false), _) => reasons.push(Reason {
+            remediation: finding.remediation.clone().or_else(|| {
+                Some(Remediation::new(
+                    "Turn on Secure Boot in the firmware (UEFI) settings.",
+                ))
+            }),
             ..finding_reason(RULE, finding, "Secure Boot is disabled".into())
         }),
-        _ => reasons.push(Reason {
-            remediation: finding.remediation.clone(),
-            ..finding_reason(
-                RULE,
-                finding,
-                if finding.status == Status::Unknown {
-                    could_not_tell(finding)
-                } else {
-                    "the `secure_boot` check does not say whether Secure Boot is enabled".into()
-                },
-            )
-        }),
+        (_, Some(true)) => reasons.push(finding_reason(
+            RULE,
+            finding,
+            "Secure Boot is in Setup Mode: no platform key is enrolled, nothing is verified".into(),
+        )),
+        (None, _) => reasons.push(unknown_fact(RULE, finding, "enabled")),
+        (_, None) => reasons.push(unknown_fact(RULE, finding, "setup_mode")),
     }
 }

@@ -5,6 +5,7 @@ python3-jwcrypto, on top of python3-cryptography / OpenSSL), not posture's code.
     jose_check.py sign PEM_FILE HEADER_FILE CLAIMS_FILE -> compact JWS on stdout
 """
 
+import base64
 import json
 import sys
 
@@ -38,7 +39,23 @@ def sign(pem_path, header_path, claims_path):
         claims = f.read()
     token = jws.JWS(claims)
     token.add_signature(key, None, header)
-    sys.stdout.write(token.serialize(compact=True))
+    sys.stdout.write(low_s(token.serialize(compact=True)))
+
+
+# The order of the P-256 group.
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+def low_s(compact):
+    """posture verifiers accept only low-S ES256 signatures (s <= n/2), so that tokens
+    are not malleable; OpenSSL signs with either form, so normalize as a signer must."""
+    head, payload, sig = compact.split(".")
+    raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    r, s = raw[:32], int.from_bytes(raw[32:], "big")
+    if s > P256_N // 2:
+        s = P256_N - s
+    raw = r + s.to_bytes(32, "big")
+    return ".".join([head, payload, base64.urlsafe_b64encode(raw).rstrip(b"=").decode()])
 
 
 if __name__ == "__main__":

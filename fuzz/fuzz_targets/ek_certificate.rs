@@ -1,0 +1,24 @@
+//! Untrusted EK certificates as a verifier receives them from a device: the raw contents
+//! of a TPM NV index (TCG header, padding) through `ek_certificate_der` and the X.509
+//! decoder, then the chain and key checks against a fixed EK and no or one CA.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use posture_core::attestation::tpm2::TpmPublic;
+use posture_core::attestation::{ek_certificate_der, parse_roots, verify_ek_certificate};
+
+// Input: [n][TPMT_PUBLIC: n bytes][certificate or NV contents: rest].
+fuzz_target!(|data: &[u8]| {
+    let der = ek_certificate_der(data);
+    assert!(der.len() <= data.len());
+    let _ = parse_roots(data);
+    if let Some((&n, rest)) = data.split_first() {
+        let (public, cert) = rest.split_at(usize::from(n).min(rest.len()));
+        if let Ok(ek) = TpmPublic::parse(public) {
+            let _ = verify_ek_certificate(cert, &ek, &[], std::time::SystemTime::now());
+            if let Ok(roots) = parse_roots(cert) {
+                let _ = verify_ek_certificate(cert, &ek, &roots, std::time::SystemTime::now());
+            }
+        }
+    }
+});
