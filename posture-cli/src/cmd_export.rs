@@ -64,7 +64,7 @@ pub enum ExportCommand {
 /// What the exports that collect on this device share.
 #[derive(Debug, clap::Args)]
 pub struct DeviceArgs {
-    /// Policy deciding compliance (default: [compliance] policy, else every check must
+    /// Policy deciding compliance (default: `[compliance] policy`, else every check must
     /// pass).
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,

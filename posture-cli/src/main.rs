@@ -46,7 +46,7 @@ enum Command {
     /// Check this device and show what is wrong and how to fix it.
     ///
     /// Exit status: 0 compliant, 1 not compliant (a check failed or could not tell, or
-    /// the configured [compliance] policy denies), 2 error.
+    /// the configured `[compliance] policy` denies), 2 error.
     Check(cmd_check::CheckArgs),
     /// Print the device's public key, its id (RFC 7638 thumbprint) and its assurance.
     ///
