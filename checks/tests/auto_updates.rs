@@ -242,7 +242,12 @@ fn live_check_runs_on_this_machine() {
     let f = auto_updates::check(&Context::system(ChecksConfig::default()));
     println!("{}", serde_json::to_string_pretty(&f).unwrap());
     assert!(f.check_invariants().is_ok());
-    if Path::new("/var/lib/dpkg/status").exists() && Path::new("/etc/apt").exists() {
+    let apt = if Path::new("/var/lib/dpkg/status").exists() && Path::new("/etc/apt").exists() {
+        Ok(())
+    } else {
+        Err("not an apt system".to_owned())
+    };
+    if posture_test_support::can_run(apt) {
         let installed = std::process::Command::new("dpkg-query")
             .args(["-W", "-f", "${Status}", "unattended-upgrades"])
             .output()
@@ -252,7 +257,5 @@ fn live_check_runs_on_this_machine() {
         if !installed {
             assert_eq!(f.status, Status::Fail);
         }
-    } else {
-        println!("skipped comparison: not an apt system");
     }
 }

@@ -217,11 +217,7 @@ fn netns_child() {
 }
 
 fn can_unshare() -> Result<(), String> {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let root = status
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
-    if !root {
+    if !posture_core::process::is_root() {
         return Err("not root".into());
     }
     for tool in ["unshare", "nft"] {
@@ -243,8 +239,7 @@ fn can_unshare() -> Result<(), String> {
 /// Runs the real check in a new network namespace after `setup` (a shell command run in
 /// that namespace, in a directory holding `files`) has loaded its ruleset.
 fn check_in_netns(setup: &str, files: &[(&str, String)]) -> Option<Finding> {
-    if let Err(reason) = can_unshare() {
-        println!("skipped: {reason}");
+    if !posture_test_support::can_run(can_unshare()) {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -340,8 +335,7 @@ fn live_netns_with_accept_all_rules_fails() {
 
 #[test]
 fn live_without_root_is_unknown_and_reports_config() {
-    if let Err(reason) = can_unshare() {
-        println!("skipped: {reason}");
+    if !posture_test_support::can_run(can_unshare()) {
         return;
     }
     // Run the helper as `nobody`: a copy of this test binary in a world-readable directory.

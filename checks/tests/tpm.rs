@@ -217,12 +217,7 @@ fn assert_denied(finding: &Finding) {
 }
 
 fn is_root() -> bool {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .and_then(|ids| ids.split_whitespace().nth(1))
-        == Some("0")
+    posture_core::process::is_root()
 }
 
 /// This machine: the expected status is worked out here from sysfs and /dev.

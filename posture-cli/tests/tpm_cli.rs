@@ -535,10 +535,7 @@ fn no_permission_on_the_tpm_device_says_to_join_the_tss_group() {
     std::fs::create_dir(&home).unwrap();
     std::fs::write(dir.path().join("config.toml"), "").unwrap();
 
-    let is_root = std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+    let is_root = posture_core::process::is_root();
     let mut command = if is_root {
         // nobody/nogroup; the user's files must then be nobody's.
         std::process::Command::new("chown")

@@ -68,3 +68,20 @@ pub fn software_key() -> (tempfile::TempDir, SoftwareKey) {
     let key = SoftwareKey::load_or_create(&dir.path().join("keys")).unwrap();
     (dir, key)
 }
+
+/// Whether a test that needs something this machine may lack (root, `unshare`, `nft`,
+/// apt) can run. In CI (`CI` set), where `scripts/setup.sh` installs everything and the
+/// tests run as root, lacking it fails the test; elsewhere the test says why it did not
+/// run, on stderr, and returns. Never a silent pass.
+pub fn can_run(needs: Result<(), String>) -> bool {
+    match needs {
+        Ok(()) => true,
+        Err(reason) if std::env::var_os("CI").is_some() => {
+            panic!("this test must run in CI (scripts/setup.sh installs what it needs): {reason}")
+        }
+        Err(reason) => {
+            eprintln!("NOT RUN on this machine: {reason} (CI runs it)");
+            false
+        }
+    }
+}

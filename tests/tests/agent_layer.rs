@@ -248,8 +248,7 @@ fn check_status_and_the_c_agent_give_the_same_verdict() {
 }
 
 fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
+    posture_core::process::effective_uid()
 }
 
 #[test]

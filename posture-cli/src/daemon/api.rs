@@ -342,6 +342,7 @@ fn health(shared: &Shared) -> Response<Full<Bytes>> {
             "collected_at": report.as_ref().map(|r| r.collected_at),
             "outbox": shared.outbox.len(),
             "key": shared.evidence.public_jwk(),
+            "activity": shared.activity.snapshot(),
         }),
     )
 }

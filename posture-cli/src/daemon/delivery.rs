@@ -111,6 +111,7 @@ pub async fn run(shared: Arc<Shared>, mut shutdown: watch::Receiver<bool>) {
                 Some(Outcome::Retry(reason)) => {
                     let delay = backoff.next_delay();
                     tracing::warn!(%reason, retry_in = ?delay, queued = shared.outbox.len(), "delivery failed; will retry");
+                    shared.activity.delivery_failed();
                     tokio::select! {
                         () = tokio::time::sleep(delay) => {}
                         () = stopped(&mut shutdown) => break,

@@ -17,6 +17,7 @@
 //! daemon: the API closes, delivery gets a few seconds to flush the outbox, and whatever
 //! is still queued stays on disk for the next start.
 
+pub mod activity;
 pub mod api;
 pub mod delivery;
 pub mod evidence_port;
@@ -134,6 +135,8 @@ pub struct Shared {
     pub compliance: Mutex<Option<bool>>,
     /// The state directory.
     pub state_dir: PathBuf,
+    /// What the daemon has done since start (reported by `/v1/health`).
+    pub activity: activity::Recorder,
     /// Kept so the trigger channel never closes.
     pub triggers: mpsc::Sender<Trigger>,
 }
@@ -216,6 +219,7 @@ async fn main_loop(config_path: Option<PathBuf>, config: Config) -> Result<(), D
         outbox_wake: Notify::new(),
         compliance: Mutex::new(scheduler::load_compliance(&state_dir)),
         state_dir,
+        activity: activity::Recorder::default(),
         triggers: triggers.clone(),
     });
 
@@ -227,7 +231,7 @@ async fn main_loop(config_path: Option<PathBuf>, config: Config) -> Result<(), D
     if watching {
         // Watchers start before the first collection so no change slips between them.
         tokio::spawn(watch::run(watch_root, triggers.clone()));
-        tokio::spawn(sleep::run(triggers.clone()));
+        tokio::spawn(sleep::run(Arc::clone(&shared), triggers.clone()));
     }
     scheduler::collect(&shared, None, "start").await;
     let schedule = tokio::spawn(scheduler::run(

@@ -141,6 +141,7 @@ pub async fn collect(shared: &Arc<Shared>, only: Option<Vec<&'static str>>, caus
     let report = Arc::new(report);
     shared.report.send_replace(Some(Arc::clone(&report)));
     after_collection(shared, &config, &report).await;
+    shared.activity.collected(cause, &ids);
 }
 
 /// The previous report with the re-collected findings replacing theirs.

@@ -3,14 +3,17 @@
 //! network, a docking station's disks, updates applied by another OS). A full collection
 //! follows.
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 
 use super::scheduler::Trigger;
+use super::Shared;
 
 /// Listens for resume until the trigger channel closes. Without a system bus (containers,
 /// minimal systems) it logs once and returns: the interval still keeps posture fresh.
 #[cfg(target_os = "linux")]
-pub async fn run(triggers: mpsc::Sender<Trigger>) {
+pub async fn run(shared: Arc<Shared>, triggers: mpsc::Sender<Trigger>) {
     use futures_util::StreamExt as _;
 
     let connection = match zbus::Connection::system().await {
@@ -42,6 +45,7 @@ pub async fn run(triggers: mpsc::Sender<Trigger>) {
         }
     };
     tracing::info!("watching logind for resume from suspend");
+    shared.activity.watching_logind();
     while let Some(message) = stream.next().await {
         let Ok(message) = message else { continue };
         // The argument is true before sleeping and false after waking.
@@ -63,4 +67,4 @@ pub async fn run(triggers: mpsc::Sender<Trigger>) {
 
 /// Resume is not watched on this OS yet.
 #[cfg(not(target_os = "linux"))]
-pub async fn run(_triggers: mpsc::Sender<Trigger>) {}
+pub async fn run(_shared: Arc<Shared>, _triggers: mpsc::Sender<Trigger>) {}
