@@ -375,21 +375,26 @@ posture_status posture_collect_json(const uint8_t *config, size_t config_len, po
 
 /**
  * Collects this device's posture and decides its compliance, exactly as `posture check`
- * and the daemon do, and returns `{"report": <report>, "compliance": {"compliant": bool,
- * "reasons": [...]}}` in a new buffer at `*out`.
+ * and the daemon do: the report JSON (what `posture_evidence_sign` signs) in a new buffer
+ * at `*report_out`, and the verdict `{"compliant": bool, "reasons": [...]}` (every
+ * failed rule with its finding and remediation) in a new buffer at `*compliance_out`.
  *
  * `config` is the text of a whole posture config file (the same TOML as
  * `/etc/posture/config.toml`; empty text means the defaults): `[checks]`, the
  * `[compliance]` policy, `[key]`, and `[daemon] state_dir` / `root`. The verdict is the
- * configured policy's, else "every check passed" (`unknown` is never a pass). Free the
- * buffer with `posture_buf_free`.
+ * configured policy's, else "every check passed" (`unknown` is never a pass). Free both
+ * buffers with `posture_buf_free`. Checks that outlive their timeout are cancelled and
+ * waited for (a few seconds at most) before this returns, so no check thread outlives
+ * the call.
  *
  * # Safety
- * `config` must be valid for reads of `config_len` bytes; `out` valid for one pointer.
+ * `config` must be valid for reads of `config_len` bytes; `report_out` and
+ * `compliance_out` valid for one pointer each.
  */
 posture_status posture_agent_collect_json(const uint8_t *config,
                                           size_t config_len,
-                                          posture_buf **out);
+                                          posture_buf **report_out,
+                                          posture_buf **compliance_out);
 
 /**
  * Writes the message of status `code` into `buf` as a NUL-terminated string, and its

@@ -10,6 +10,9 @@ use crate::boundary::{ffi_status, input_text, into_handle, try_ffi, write_out};
 use crate::buf::posture_buf;
 use crate::status::posture_status;
 
+/// How long a collection waits for checks cut off by their timeout to end.
+const STRAGGLER_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Largest configuration text accepted, in bytes.
 pub const POSTURE_MAX_CONFIG_BYTES: usize = 1024 * 1024;
 
@@ -52,6 +55,9 @@ pub unsafe extern "C" fn posture_collect_json(
             .name("posture-collect".into())
             .spawn(move || collect(&options))
             .map(|handle| handle.join());
+        // Checks cut off by their timeout were cancelled; let them end before returning
+        // to C, which may exit (or unload the library) right after.
+        posture_checks::wait_for_stragglers(STRAGGLER_GRACE);
         let Ok(Ok(collected)) = collected else {
             return posture_status::CollectFailed;
         };
@@ -72,25 +78,30 @@ pub unsafe extern "C" fn posture_collect_json(
 }
 
 /// Collects this device's posture and decides its compliance, exactly as `posture check`
-/// and the daemon do, and returns `{"report": <report>, "compliance": {"compliant": bool,
-/// "reasons": [...]}}` in a new buffer at `*out`.
+/// and the daemon do: the report JSON (what `posture_evidence_sign` signs) in a new buffer
+/// at `*report_out`, and the verdict `{"compliant": bool, "reasons": [...]}` (every
+/// failed rule with its finding and remediation) in a new buffer at `*compliance_out`.
 ///
 /// `config` is the text of a whole posture config file (the same TOML as
 /// `/etc/posture/config.toml`; empty text means the defaults): `[checks]`, the
 /// `[compliance]` policy, `[key]`, and `[daemon] state_dir` / `root`. The verdict is the
-/// configured policy's, else "every check passed" (`unknown` is never a pass). Free the
-/// buffer with `posture_buf_free`.
+/// configured policy's, else "every check passed" (`unknown` is never a pass). Free both
+/// buffers with `posture_buf_free`. Checks that outlive their timeout are cancelled and
+/// waited for (a few seconds at most) before this returns, so no check thread outlives
+/// the call.
 ///
 /// # Safety
-/// `config` must be valid for reads of `config_len` bytes; `out` valid for one pointer.
+/// `config` must be valid for reads of `config_len` bytes; `report_out` and
+/// `compliance_out` valid for one pointer each.
 #[no_mangle]
 pub unsafe extern "C" fn posture_agent_collect_json(
     config: *const u8,
     config_len: usize,
-    out: *mut *mut posture_buf,
+    report_out: *mut *mut posture_buf,
+    compliance_out: *mut *mut posture_buf,
 ) -> posture_status {
     ffi_status(|| {
-        if config.is_null() || out.is_null() {
+        if config.is_null() || report_out.is_null() || compliance_out.is_null() {
             return posture_status::NullParameter;
         }
         // SAFETY: non-NULL, and the caller promises `config_len` readable bytes.
@@ -110,6 +121,9 @@ pub unsafe extern "C" fn posture_agent_collect_json(
                 Ok::<_, posture_checks::Error>((report, compliance))
             })
             .map(|handle| handle.join());
+        // Checks cut off by their timeout were cancelled; let them end before returning
+        // to C, which may exit (or unload the library) right after.
+        posture_checks::wait_for_stragglers(STRAGGLER_GRACE);
         let Ok(Ok(collected)) = collected else {
             return posture_status::CollectFailed;
         };
@@ -123,12 +137,16 @@ pub unsafe extern "C" fn posture_agent_collect_json(
         let Some(compliance) = compliance else {
             return posture_status::KeyError;
         };
-        let value = serde_json::json!({ "report": report, "compliance": compliance });
-        let Ok(json) = serde_json::to_vec(&value) else {
+        let (Ok(report), Ok(compliance)) =
+            (serde_json::to_vec(&report), serde_json::to_vec(&compliance))
+        else {
             return posture_status::CollectFailed;
         };
-        // SAFETY: `out` is non-NULL and the caller promises it is valid for writes.
-        unsafe { write_out(out, into_handle(posture_buf::new(json))) };
+        // SAFETY: both are non-NULL and the caller promises they are valid for writes.
+        unsafe {
+            write_out(report_out, into_handle(posture_buf::new(report)));
+            write_out(compliance_out, into_handle(posture_buf::new(compliance)));
+        }
         posture_status::Ok
     })
 }

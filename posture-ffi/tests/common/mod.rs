@@ -103,6 +103,33 @@ pub fn write_fixtures(dir: &Path) {
     };
     let two_hours_ago = now - Duration::from_secs(2 * 3600);
     std::fs::write(dir.join("expired.jws"), sign(&key_a, &short, two_hours_ago)).unwrap();
+    write_agent_fixture(dir);
+}
+
+/// A device tree for the C agent to collect from (`[daemon] root`), and its config: the
+/// checks read these files, never this machine's, so the C programs under valgrind do the
+/// same work on any machine, loaded or not.
+fn write_agent_fixture(dir: &Path) {
+    let root = dir.join("device-root");
+    for (path, text) in [
+        (
+            "etc/os-release",
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n",
+        ),
+        ("etc/hostname", "laptop\n"),
+        ("etc/machine-id", "3f5c2a9e8b7d4c1fa0e6b2d9c8a7f6e5\n"),
+        ("proc/sys/kernel/osrelease", "6.1.0-26-amd64\n"),
+    ] {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let config = format!(
+        "[checks]\ntimeout = \"60s\"\n\n[key]\nbackend = \"software\"\n\n[daemon]\nroot = {:?}\nstate_dir = {:?}\n",
+        root,
+        dir.join("agent-state"),
+    );
+    std::fs::write(dir.join("agent.toml"), config).unwrap();
 }
 
 // ---------------------------------------------------------------------------------------
