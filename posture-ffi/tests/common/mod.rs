@@ -160,7 +160,11 @@ pub fn write_pkg_config(dir: &Path) -> PathBuf {
         .replace("@PREFIX@", &lib_dir().display().to_string())
         .replace("@LIBDIR@", &lib_dir().display().to_string())
         .replace("@INCLUDEDIR@", &include.display().to_string())
-        .replace("@VERSION@", env!("CARGO_PKG_VERSION"));
+        .replace("@VERSION@", env!("CARGO_PKG_VERSION"))
+        .replace(
+            "@REQUIRES_PRIVATE@",
+            "Requires.private: tss2-esys tss2-mu tss2-tctildr",
+        );
     let pc_dir = dir.join("pkgconfig");
     std::fs::create_dir_all(&pc_dir).unwrap();
     std::fs::write(pc_dir.join("posture.pc"), pc).unwrap();
