@@ -19,7 +19,7 @@ use posture_core::keys::software::SoftwareKey;
 use posture_core::keys::{KeyAssurance, Signer};
 use posture_core::policy::Policy;
 use posture_core::verify::{Verifier, VerifyOptions};
-use posture_core::{Device, Finding, OsFacts, Remediation, Report, Timestamp};
+use posture_core::{Finding, Remediation, Report};
 use serde_json::json;
 
 /// A report shaped like a real Linux laptop's: nine checks with their observed facts.
@@ -74,24 +74,7 @@ fn report() -> Report {
             .observe("manufacturer", "STM")
             .source("/sys/class/tpm/tpm0/tpm_version_major"),
     ];
-    Report::new(
-        Device {
-            id: "5f".repeat(32),
-            hostname: "laptop-7".into(),
-            vendor: Some("LENOVO".into()),
-            model: Some("21HD".into()),
-        },
-        OsFacts {
-            family: "linux".into(),
-            id: "debian".into(),
-            name: "Debian GNU/Linux 12 (bookworm)".into(),
-            version_id: Some("12".into()),
-            kernel: "6.1.0-26-amd64".into(),
-            arch: "x86_64".into(),
-        },
-        Timestamp::now(),
-        findings,
-    )
+    posture_test_support::report_with(findings)
 }
 
 const POLICY: &str = r#"

@@ -13,7 +13,7 @@ use posture_core::jose::{b64url_decode, b64url_encode};
 use posture_core::keys::software::SoftwareKey;
 use posture_core::keys::{KeyAssurance, Signer};
 use posture_core::verify::{Verifier, VerifyError, VerifyOptions};
-use posture_core::{Device, Finding, OsFacts, Remediation, Report, Timestamp};
+use posture_core::Report;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -21,31 +21,7 @@ const NONCE: &str = "b3f1c2d4e5a6978812";
 const AUD: &str = "https://proxy.example";
 
 fn report() -> Report {
-    Report::new(
-        Device {
-            id: "5f".repeat(32),
-            hostname: "laptop-7".into(),
-            vendor: Some("LENOVO".into()),
-            model: None,
-        },
-        OsFacts {
-            family: "linux".into(),
-            id: "debian".into(),
-            name: "Debian GNU/Linux 12 (bookworm)".into(),
-            version_id: Some("12".into()),
-            kernel: "6.1.0-26-amd64".into(),
-            arch: "x86_64".into(),
-        },
-        Timestamp::now(),
-        vec![
-            Finding::pass("os", "Debian GNU/Linux 12").observe("id", "debian"),
-            Finding::fail(
-                "firewall",
-                "no firewall is active",
-                Remediation::new("sudo ufw enable"),
-            ),
-        ],
-    )
+    posture_test_support::laptop_report()
 }
 
 struct Setup {

@@ -18,42 +18,18 @@ use posture_core::keys::software::SoftwareKey;
 use posture_core::keys::{key_id, KeyAssurance, Signer};
 use posture_core::policy::Policy;
 use posture_core::verify::{Verifier, VerifyOptions};
-use posture_core::{Device, Finding, OsFacts, Remediation, Report, Timestamp};
+use posture_core::{Finding, Report};
 use serde_json::Value;
 
 fn report() -> Report {
-    Report::new(
-        Device {
-            id: "5f".repeat(32),
-            hostname: "laptop-7".into(),
-            vendor: None,
-            model: None,
-        },
-        OsFacts {
-            family: "linux".into(),
-            id: "debian".into(),
-            name: "Debian GNU/Linux 12 (bookworm)".into(),
-            version_id: Some("12".into()),
-            kernel: "6.1.0-26-amd64".into(),
-            arch: "x86_64".into(),
-        },
-        Timestamp::now(),
-        vec![
-            Finding::pass("os", "Debian 12"),
-            Finding::fail(
-                "firewall",
-                "no firewall is active",
-                Remediation::new("Enable the firewall: sudo ufw enable")
-                    .with_url("https://wiki.debian.org/Uncomplicated%20Firewall%20%28ufw%29"),
-            ),
-        ],
-    )
+    posture_test_support::report_with(vec![
+        Finding::pass("os", "Debian 12"),
+        posture_test_support::firewall_off(),
+    ])
 }
 
 fn key() -> (tempfile::TempDir, SoftwareKey) {
-    let dir = tempfile::tempdir().unwrap();
-    let key = SoftwareKey::load_or_create(&dir.path().join("k")).unwrap();
-    (dir, key)
+    posture_test_support::software_key()
 }
 
 #[test]

@@ -22,7 +22,7 @@ use posture_core::exports::caep::{
 use posture_core::keys::software::SoftwareKey;
 use posture_core::keys::{key_id, Jwk, Signer};
 use posture_core::verify::{Verifier, VerifyError, VerifyOptions};
-use posture_core::{Device, Finding, OsFacts, Remediation, Report, Timestamp};
+use posture_core::Report;
 use serde_json::{json, Value};
 
 fn python() -> PathBuf {
@@ -50,31 +50,7 @@ fn run_python(args: &[&Path]) -> String {
 }
 
 fn report() -> Report {
-    Report::new(
-        Device {
-            id: "5f".repeat(32),
-            hostname: "laptop-7".into(),
-            vendor: None,
-            model: None,
-        },
-        OsFacts {
-            family: "linux".into(),
-            id: "debian".into(),
-            name: "Debian GNU/Linux 12 (bookworm)".into(),
-            version_id: Some("12".into()),
-            kernel: "6.1.0-26-amd64".into(),
-            arch: "x86_64".into(),
-        },
-        Timestamp::now(),
-        vec![
-            Finding::pass("os", "Debian 12"),
-            Finding::fail(
-                "firewall",
-                "no firewall",
-                Remediation::new("sudo ufw enable"),
-            ),
-        ],
-    )
+    posture_test_support::laptop_report()
 }
 
 struct Fixture {

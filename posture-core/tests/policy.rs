@@ -11,7 +11,7 @@ use posture_core::keys::software::SoftwareKey;
 use posture_core::keys::{KeyAssurance, Signer};
 use posture_core::policy::{Outcome, Policy};
 use posture_core::verify::{Verifier, VerifyOptions};
-use posture_core::{Device, Finding, OsFacts, Remediation, Report, Status, Timestamp};
+use posture_core::{Finding, OsFacts, Remediation, Report, Status};
 use serde_json::json;
 
 fn os_facts(id: &str, version: Option<&str>) -> OsFacts {
@@ -48,17 +48,7 @@ fn healthy() -> Vec<Finding> {
 }
 
 fn report(os: OsFacts, findings: Vec<Finding>) -> Report {
-    Report::new(
-        Device {
-            id: "5f".repeat(32),
-            hostname: "laptop-7".into(),
-            vendor: None,
-            model: None,
-        },
-        os,
-        Timestamp::now(),
-        findings,
-    )
+    posture_test_support::report_on(os, findings)
 }
 
 fn replace(findings: &mut [Finding], finding: Finding) {

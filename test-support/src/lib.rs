@@ -32,7 +32,12 @@ pub fn debian_12() -> OsFacts {
 
 /// A report of `findings` from a Debian 12 laptop, collected now.
 pub fn report_with(findings: Vec<Finding>) -> Report {
-    Report::new(device("laptop-7"), debian_12(), Timestamp::now(), findings)
+    report_on(debian_12(), findings)
+}
+
+/// A report of `findings` from a laptop running `os`, collected now.
+pub fn report_on(os: OsFacts, findings: Vec<Finding>) -> Report {
+    Report::new(device("laptop-7"), os, Timestamp::now(), findings)
 }
 
 /// The failing firewall finding the sample reports carry.

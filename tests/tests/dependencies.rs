@@ -12,7 +12,15 @@ fn tree(args: &[&str]) -> String {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .current_dir(workspace_root())
-        .args(["tree", "--locked", "--offline", "-e", "normal", "--prefix", "none"])
+        .args([
+            "tree",
+            "--locked",
+            "--offline",
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+        ])
         .args(args)
         .output()
         .unwrap();
@@ -34,7 +42,10 @@ fn crates(tree: &str) -> Vec<&str> {
 fn posture_core_has_no_tss() {
     let core = tree(&["-p", "posture-core"]);
     assert!(crates(&core).contains(&"p256"), "{core}");
-    assert!(!crates(&core).iter().any(|c| c.starts_with("tss-esapi")), "{core}");
+    assert!(
+        !crates(&core).iter().any(|c| c.starts_with("tss-esapi")),
+        "{core}"
+    );
     assert!(!crates(&core).contains(&"posture-checks"), "{core}");
 }
 
@@ -43,7 +54,10 @@ fn verifier_only_libposture_has_no_tss_and_no_agent() {
     let verifier = tree(&["-p", "posture-ffi", "--no-default-features"]);
     assert!(crates(&verifier).contains(&"posture-core"), "{verifier}");
     for absent in ["tss-esapi", "posture-agent", "posture-checks"] {
-        assert!(!crates(&verifier).contains(&absent), "{absent} in:\n{verifier}");
+        assert!(
+            !crates(&verifier).contains(&absent),
+            "{absent} in:\n{verifier}"
+        );
     }
     // The default build is the agent too, with the TPM.
     let full = tree(&["-p", "posture-ffi"]);

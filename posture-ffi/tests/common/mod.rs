@@ -13,7 +13,7 @@ use posture_core::evidence::{sign_evidence_at, EvidenceOptions};
 use posture_core::jose::Jwk;
 use posture_core::keys::software::SoftwareKey;
 use posture_core::keys::Signer;
-use posture_core::{Device, Finding, OsFacts, Remediation, Report, Timestamp};
+use posture_core::{Finding, Report};
 
 pub const NONCE: &str = "c-test-nonce-0001";
 pub const AUDIENCE: &str = "proxy.example";
@@ -32,34 +32,12 @@ pub fn workspace_dir() -> &'static Path {
 /// A small report like `posture check --json` produces: disk encryption passes, the
 /// firewall fails (values as the real checks report them on a Debian 12 laptop).
 pub fn fixture_report() -> Report {
-    Report::new(
-        Device {
-            id: "3f".repeat(32),
-            hostname: "laptop-42".into(),
-            vendor: Some("LENOVO".into()),
-            model: Some("21CBCTO1WW".into()),
-        },
-        OsFacts {
-            family: "linux".into(),
-            id: "debian".into(),
-            name: "Debian GNU/Linux 12 (bookworm)".into(),
-            version_id: Some("12".into()),
-            kernel: "6.1.0-26-amd64".into(),
-            arch: "x86_64".into(),
-        },
-        Timestamp::now(),
-        vec![
-            Finding::pass("disk_encryption", "the root filesystem is on LUKS2")
-                .observe("root", "luks2")
-                .source("/sys/block/dm-0/dm/uuid"),
-            Finding::fail(
-                "firewall",
-                "no firewall is active",
-                Remediation::new("Enable a firewall: sudo ufw enable"),
-            )
-            .source("nft list ruleset"),
-        ],
-    )
+    posture_test_support::report_with(vec![
+        Finding::pass("disk_encryption", "the root filesystem is on LUKS2")
+            .observe("root", "luks2")
+            .source("/sys/block/dm-0/dm/uuid"),
+        posture_test_support::firewall_off(),
+    ])
 }
 
 /// Writes the inputs `posture_test.c` and the Python example read (see the C file).
