@@ -48,17 +48,7 @@ struct Fixture {
 impl Fixture {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        std::fs::create_dir_all(root.join("etc")).unwrap();
-        std::fs::create_dir_all(root.join("proc/sys/kernel")).unwrap();
-        std::fs::write(root.join("etc/os-release"), DEBIAN_12).unwrap();
-        std::fs::write(root.join("etc/hostname"), "laptop\n").unwrap();
-        std::fs::write(
-            root.join("etc/machine-id"),
-            "3f5c2a9e8b7d4c1fa0e6b2d9c8a7f6e5\n",
-        )
-        .unwrap();
-        std::fs::write(root.join("proc/sys/kernel/osrelease"), "6.1.0-26-amd64\n").unwrap();
+        posture_test_support::write_device_root(&dir.path().join("root"));
         let fixture = Self { dir };
         fixture.write_config(&format!("allow_uids = [{}]\n", own_uid()));
         fixture

@@ -375,29 +375,19 @@ fn export_opa_gives_verified_input() {
 fn verify_without_a_policy_fails_closed_issue_10() {
     use posture_core::evidence::{sign_evidence, EvidenceOptions};
     use posture_core::keys::software::SoftwareKey;
-    use posture_core::{Device, Finding, OsFacts, Remediation, Report, Timestamp};
+    use posture_core::{Finding, Remediation};
 
     let env = Env::new();
     let key = env.public_jwk();
     let device_key = SoftwareKey::load_or_create(&env.path("keys")).unwrap();
-    let report = Report::new(
-        Device {
-            id: "5f".repeat(32),
-            hostname: "laptop-7".into(),
-            vendor: None,
-            model: None,
-        },
-        OsFacts::default(),
-        Timestamp::now(),
-        vec![
-            Finding::pass("os", "Debian 12"),
-            Finding::fail(
-                "firewall",
-                "no firewall is active",
-                Remediation::new("ufw enable"),
-            ),
-        ],
-    );
+    let report = posture_test_support::report_with(vec![
+        Finding::pass("os", "Debian 12"),
+        Finding::fail(
+            "firewall",
+            "no firewall is active",
+            Remediation::new("ufw enable"),
+        ),
+    ]);
     let token = sign_evidence(&report, &device_key, &EvidenceOptions::default()).unwrap();
     let evidence = env.path("failing.jws");
     std::fs::write(&evidence, token).unwrap();

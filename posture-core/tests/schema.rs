@@ -43,7 +43,7 @@ fn committed_evidence_claims_schema_matches_code() {
 fn committed_schemas_compile_and_validate_in_ajv_strict_issue_10() {
     use posture_core::evidence::{build_claims, EvidenceOptions};
     use posture_core::keys::software::SoftwareKey;
-    use posture_core::{Device, Finding, OsFacts, Remediation, Report, Timestamp};
+    use posture_core::{Finding, Remediation};
 
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let ajv = root.join("tests/ajv");
@@ -53,20 +53,10 @@ fn committed_schemas_compile_and_validate_in_ajv_strict_issue_10() {
     );
     let dir = tempfile::tempdir().unwrap();
     let key = SoftwareKey::load_or_create(&dir.path().join("key")).unwrap();
-    let report = Report::new(
-        Device {
-            id: "5f".repeat(32),
-            hostname: "laptop-7".into(),
-            vendor: None,
-            model: None,
-        },
-        OsFacts::default(),
-        Timestamp::now(),
-        vec![
-            Finding::pass("os", "Debian 12").observe("id", "debian"),
-            Finding::fail("firewall", "off", Remediation::new("sudo ufw enable")),
-        ],
-    );
+    let report = posture_test_support::report_with(vec![
+        Finding::pass("os", "Debian 12").observe("id", "debian"),
+        Finding::fail("firewall", "off", Remediation::new("sudo ufw enable")),
+    ]);
     let options = EvidenceOptions {
         nonce: Some("0123456789abcdef".into()),
         ..EvidenceOptions::default()

@@ -318,7 +318,7 @@ mod tests {
     use posture_core::evidence::{sign_evidence, EvidenceOptions};
     use posture_core::keys::software::SoftwareKey;
     use posture_core::keys::Signer;
-    use posture_core::{Device, Finding, OsFacts, Remediation, Report, Timestamp};
+    use posture_core::{Finding, Remediation};
 
     fn decide(keys: &str, policy: &str, token: &str) -> posture_decision {
         let mut verifier: *mut posture_verifier = std::ptr::null_mut();
@@ -371,20 +371,10 @@ mod tests {
         let keys =
             serde_json::to_string(&posture_core::jose::Jwk::from_public_key(&key.public_key()))
                 .unwrap();
-        let report = Report::new(
-            Device {
-                id: "5f".repeat(32),
-                hostname: "laptop-7".into(),
-                vendor: None,
-                model: None,
-            },
-            OsFacts::default(),
-            Timestamp::now(),
-            vec![
-                Finding::pass("os", "Debian 12"),
-                Finding::fail("firewall", "off", Remediation::new("ufw enable")),
-            ],
-        );
+        let report = posture_test_support::report_with(vec![
+            Finding::pass("os", "Debian 12"),
+            Finding::fail("firewall", "off", Remediation::new("ufw enable")),
+        ]);
         let token = sign_evidence(&report, &key, &EvidenceOptions::default()).unwrap();
         assert_eq!(decide(&keys, "", &token), posture_decision::Deny);
         assert_eq!(decide(&keys, "  \n", &token), posture_decision::Deny);

@@ -90,3 +90,22 @@ pub fn can_run(needs: Result<(), String>) -> bool {
         }
     }
 }
+
+/// os-release of Debian 12, as the distribution ships it (the fields the checks read).
+pub const DEBIAN_12_OS_RELEASE: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\n";
+
+/// Writes a minimal device tree below `root` (os-release, host name, machine id, kernel
+/// release): what the checks read when a test points `[daemon] root` (or a fixture
+/// `Context`) at it instead of this machine.
+pub fn write_device_root(root: &std::path::Path) {
+    for (path, text) in [
+        ("etc/os-release", DEBIAN_12_OS_RELEASE),
+        ("etc/hostname", "laptop\n"),
+        ("etc/machine-id", "3f5c2a9e8b7d4c1fa0e6b2d9c8a7f6e5\n"),
+        ("proc/sys/kernel/osrelease", "6.1.0-26-amd64\n"),
+    ] {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+}

@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 use posture_integration_tests::{posture_bin, workspace_root};
 use serde_json::Value;
 
-const DEBIAN_12: &str = "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nVERSION=\"12 (bookworm)\"\nVERSION_CODENAME=bookworm\nID=debian\n";
-
 /// A device tree (the checks read below it, not this machine), a config and a policy.
 struct Device {
     dir: tempfile::TempDir,
@@ -22,17 +20,7 @@ struct Device {
 impl Device {
     fn new(policy: &str) -> Device {
         let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("root");
-        std::fs::create_dir_all(root.join("etc")).unwrap();
-        std::fs::create_dir_all(root.join("proc/sys/kernel")).unwrap();
-        std::fs::write(root.join("etc/os-release"), DEBIAN_12).unwrap();
-        std::fs::write(root.join("etc/hostname"), "laptop\n").unwrap();
-        std::fs::write(
-            root.join("etc/machine-id"),
-            "3f5c2a9e8b7d4c1fa0e6b2d9c8a7f6e5\n",
-        )
-        .unwrap();
-        std::fs::write(root.join("proc/sys/kernel/osrelease"), "6.1.0-26-amd64\n").unwrap();
+        posture_test_support::write_device_root(&dir.path().join("root"));
         std::fs::write(dir.path().join("policy.toml"), policy).unwrap();
         // Readable by the ordinary user the key test runs the daemon as.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();

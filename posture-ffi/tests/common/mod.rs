@@ -89,19 +89,7 @@ pub fn write_fixtures(dir: &Path) {
 /// same work on any machine, loaded or not.
 fn write_agent_fixture(dir: &Path) {
     let root = dir.join("device-root");
-    for (path, text) in [
-        (
-            "etc/os-release",
-            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\nVERSION_ID=\"12\"\nID=debian\n",
-        ),
-        ("etc/hostname", "laptop\n"),
-        ("etc/machine-id", "3f5c2a9e8b7d4c1fa0e6b2d9c8a7f6e5\n"),
-        ("proc/sys/kernel/osrelease", "6.1.0-26-amd64\n"),
-    ] {
-        let path = root.join(path);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
+    posture_test_support::write_device_root(&root);
     let config = format!(
         "[checks]\ntimeout = \"60s\"\n\n[key]\nbackend = \"software\"\n\n[daemon]\nroot = {:?}\nstate_dir = {:?}\n",
         root,
