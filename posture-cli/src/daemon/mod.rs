@@ -21,6 +21,7 @@ pub mod activity;
 pub mod api;
 pub mod delivery;
 pub mod evidence_port;
+pub mod memory;
 pub mod notify;
 pub mod outbox;
 pub mod scheduler;

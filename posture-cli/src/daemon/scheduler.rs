@@ -105,14 +105,7 @@ pub async fn collect(shared: &Arc<Shared>, only: Option<Vec<&'static str>>, caus
     let started = std::time::Instant::now();
     // The runner blocks (one thread per check, each with a timeout); keep it off the
     // runtime thread. The blocking pool's threads exit when idle.
-    let report = match tokio::task::spawn_blocking(move || {
-        let report = posture_checks::collect(&options);
-        // Parsing apt lists allocates tens of MB in the check threads' arenas; give it
-        // back to the OS now rather than keeping it for the next collection.
-        release_freed_memory();
-        report
-    })
-    .await
+    let report = match tokio::task::spawn_blocking(move || posture_checks::collect(&options)).await
     {
         Ok(Ok(report)) => report,
         Ok(Err(e)) => {
@@ -142,6 +135,9 @@ pub async fn collect(shared: &Arc<Shared>, only: Option<Vec<&'static str>>, caus
     shared.report.send_replace(Some(Arc::clone(&report)));
     after_collection(shared, &config, &report).await;
     shared.activity.collected(cause, &ids);
+    // What the collection used and the idle daemon does not need goes back to the OS
+    // (procfs reads and madvise: no disk I/O, quick on the runtime thread).
+    super::memory::release_after_collection();
 }
 
 /// The previous report with the re-collected findings replacing theirs.
@@ -260,17 +256,6 @@ async fn enqueue(
             shared.outbox_wake.notify_one();
         }
         Err(e) => tracing::error!(error = %e, %kind, "cannot queue for delivery"),
-    }
-}
-
-/// Returns memory that glibc's allocator keeps after frees (in the main arena and in the
-/// check threads' arenas) to the OS, so an idle daemon holds only what it uses.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks the allocator's own free lists; it has no
-    // preconditions and is safe to call from any thread at any time.
-    unsafe {
-        libc::malloc_trim(0);
     }
 }
 

@@ -1,0 +1,176 @@
+//! Giving memory back after a collection, so an idle daemon holds only what idling needs.
+//!
+//! A collection parses tens of megabytes of apt lists and runs every check's code. Two
+//! kinds of memory stay resident afterwards although nothing idle uses them:
+//! - freed heap that glibc keeps in its arenas (the main one and each check thread's):
+//!   `malloc_trim` returns it;
+//! - the pages of the daemon's own executable that the collection ran (about 6 MiB of
+//!   code with the kernel's fault-around): they are clean, file-backed pages, so
+//!   `MADV_DONTNEED` drops them from this process and the next collection faults them in
+//!   again from the page cache (minor faults). Only mappings with no private (written)
+//!   page are dropped, so no data can be lost: relocated and writable mappings stay.
+
+/// Returns freed heap and clean code pages to the OS. Best effort: failures change
+/// nothing but the resident size.
+pub fn release_after_collection() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; it has no
+    // preconditions and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    #[cfg(target_os = "linux")]
+    drop_clean_executable_pages();
+}
+
+#[cfg(target_os = "linux")]
+fn drop_clean_executable_pages() {
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+        return;
+    };
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    for mapping in clean_read_only_mappings(&smaps, &exe.to_string_lossy()) {
+        // SAFETY: the range is a whole mapping of this process's own executable that is
+        // read-only and has no private (copied-on-write) page: dropping it discards
+        // nothing that cannot be read back from the file, and the kernel faults pages in
+        // again on the next access. No Rust reference points into code or constant pages
+        // in a way MADV_DONTNEED could invalidate: the contents after refault are
+        // identical.
+        unsafe {
+            libc::madvise(
+                mapping.start as *mut libc::c_void,
+                mapping.end - mapping.start,
+                libc::MADV_DONTNEED,
+            );
+        }
+    }
+}
+
+/// One mapping of `/proc/self/smaps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mapping {
+    start: usize,
+    end: usize,
+}
+
+/// The mappings of `path` that are readable, not writable, and have no anonymous or
+/// privately dirty page (so their contents are exactly the file's).
+fn clean_read_only_mappings(smaps: &str, path: &str) -> Vec<Mapping> {
+    let mut found = Vec::new();
+    let mut current: Option<(Mapping, bool)> = None;
+    let mut dirty = false;
+    let mut finish = |current: &mut Option<(Mapping, bool)>, dirty: bool| {
+        if let Some((mapping, candidate)) = current.take() {
+            if candidate && !dirty {
+                found.push(mapping);
+            }
+        }
+    };
+    for line in smaps.lines() {
+        if let Some((mapping, perms, name)) = header(line) {
+            finish(&mut current, dirty);
+            dirty = false;
+            let candidate = name == path && perms.starts_with('r') && perms.get(1..2) == Some("-");
+            current = Some((mapping, candidate));
+        } else if let Some((key, kib)) = field(line) {
+            if matches!(key, "Private_Dirty" | "Anonymous" | "Swap") && kib != 0 {
+                dirty = true;
+            }
+        }
+    }
+    finish(&mut current, dirty);
+    found
+}
+
+/// `start-end perms offset dev inode path` lines start a mapping.
+fn header(line: &str) -> Option<(Mapping, &str, &str)> {
+    let mut parts = line.split_whitespace();
+    let (start, end) = parts.next()?.split_once('-')?;
+    let start = usize::from_str_radix(start, 16).ok()?;
+    let end = usize::from_str_radix(end, 16).ok()?;
+    let perms = parts.next()?;
+    let (_offset, _dev, _inode) = (parts.next()?, parts.next()?, parts.next()?);
+    let name = parts.next().unwrap_or("");
+    (end > start && perms.len() == 4).then_some((Mapping { start, end }, perms, name))
+}
+
+/// `Key:   N kB` lines describe the current mapping.
+fn field(line: &str) -> Option<(&str, u64)> {
+    let (key, rest) = line.split_once(':')?;
+    let kib = rest.trim().strip_suffix(" kB")?.trim().parse().ok()?;
+    Some((key, kib))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Mappings of a PIE executable as Linux 6.1 writes them in /proc/PID/smaps
+    /// (abridged to the fields that matter).
+    const SMAPS: &str = "\
+555e757e7000-555e75af8000 r--p 00000000 fe:00 12558894                   /usr/bin/posture
+Rss:                1124 kB
+Private_Dirty:         0 kB
+Anonymous:             0 kB
+Swap:                  0 kB
+555e75af8000-555e76371000 r-xp 00310000 fe:00 12558894                   /usr/bin/posture
+Rss:                6468 kB
+Private_Dirty:         0 kB
+Anonymous:             0 kB
+Swap:                  0 kB
+555e76371000-555e763e2000 r--p 00b88000 fe:00 12558894                   /usr/bin/posture
+Rss:                 452 kB
+Private_Dirty:       448 kB
+Anonymous:           448 kB
+Swap:                  0 kB
+555e763e2000-555e763e5000 rw-p 00bf8000 fe:00 12558894                   /usr/bin/posture
+Rss:                  12 kB
+Private_Dirty:        12 kB
+Anonymous:            12 kB
+Swap:                  0 kB
+7f0000000000-7f0000100000 r-xp 00000000 fe:00 777                        /usr/lib/x86_64-linux-gnu/libc.so.6
+Rss:                1672 kB
+Private_Dirty:         0 kB
+Anonymous:             0 kB
+Swap:                  0 kB
+7ffc65293000-7ffc652b4000 rw-p 00000000 00:00 0                          [stack]
+Rss:                  24 kB
+Private_Dirty:        24 kB
+Anonymous:            24 kB
+";
+
+    #[test]
+    fn only_clean_read_only_mappings_of_the_executable_are_dropped() {
+        let found = clean_read_only_mappings(SMAPS, "/usr/bin/posture");
+        assert_eq!(
+            found,
+            vec![
+                Mapping {
+                    start: 0x555e_757e_7000,
+                    end: 0x555e_75af_8000
+                },
+                Mapping {
+                    start: 0x555e_75af_8000,
+                    end: 0x555e_7637_1000
+                },
+            ],
+            "not the relocated (dirty) read-only mapping, not the data, not libc"
+        );
+        assert!(clean_read_only_mappings(SMAPS, "/usr/bin/other").is_empty());
+        assert!(clean_read_only_mappings("garbage\n", "/usr/bin/posture").is_empty());
+    }
+
+    #[test]
+    fn the_running_daemon_survives_dropping_its_code_pages() {
+        // Drops this test binary's clean pages, then runs code and reads constants again.
+        release_after_collection();
+        let text: String = ["still", "running"].join(" ");
+        assert_eq!(text, "still running");
+        assert_eq!(
+            format!("{:?}", Mapping { start: 1, end: 2 }),
+            "Mapping { start: 1, end: 2 }"
+        );
+    }
+}
