@@ -121,6 +121,23 @@ fn der_sequence_len(bytes: &[u8]) -> Option<usize> {
 }
 
 
+/// The header length of a DER SEQUENCE at the start of `bytes`.
+fn der_header_len(bytes: &[u8]) -> Option<usize> {
+    match bytes {
+        [0x30, first, ..] if *first < 0x80 => Some(2),
+        [0x30, first, ..] => Some(2 + usize::from(first & 0x7f)),
+        _ => None,
+    }
+}
+
+/// The exact `tbsCertificate` bytes of a DER certificate, as signed. Re-encoding the
+/// decoded structure is not enough: real EK certificates carry non-canonical DER (Intel's
+/// encode `critical FALSE`) that a decoder accepts and an encoder drops.
+fn raw_tbs(cert_der: &[u8]) -> Option<&[u8]> {
+    let inner = cert_der.get(der_header_len(cert_der)?..)?;
+    inner.get(..der_sequence_len(inner)?)
+}
+
 /// Splits the concatenated DER certificates of the TPM's EK certificate chain NV indices
 /// (`0x01c00100`-`0x01c001ff`, TCG EK Credential Profile 2.2.1.5.2) into certificates. It
 /// stops at the first byte that does not start a SEQUENCE (NV padding) or at a truncated
@@ -247,19 +264,39 @@ pub fn ek_cert_service_url(template: &str, ek: &TpmPublic) -> Result<String, Att
 }
 
 /// Decodes what a fetch returned: DER, a PEM bundle, or base64/base64url text of DER
-/// (EK certificate services answer in each of these).
-pub fn decode_fetched_certificates(body: &[u8]) -> Result<Vec<Certificate>, AttestationError> {
+/// (EK certificate services answer in each of these). Each certificate comes with its
+/// DER as received.
+pub fn decode_fetched_certificates(
+    body: &[u8],
+) -> Result<Vec<(Certificate, Vec<u8>)>, AttestationError> {
     let bad = |m: String| AttestationError::EkCertificate(m);
     if body.len() > MAX_FETCHED_BYTES {
         return Err(bad(format!("{} bytes fetched, more than {MAX_FETCHED_BYTES}", body.len())));
     }
+    let one = |der: &[u8]| {
+        let der = ek_certificate_der(der);
+        Certificate::from_der(der)
+            .map(|c| vec![(c, der.to_vec())])
+            .map_err(|e| bad(format!("fetched certificate: {e}")))
+    };
     if body.first() == Some(&0x30) {
-        return Certificate::from_der(ek_certificate_der(body))
-            .map(|c| vec![c])
-            .map_err(|e| bad(format!("fetched certificate: {e}")));
+        return one(body);
     }
     if memchr_pem(body) {
-        return parse_roots(body);
+        let text = std::str::from_utf8(body).map_err(|_| bad("PEM is not UTF-8".into()))?;
+        let mut out = Vec::new();
+        for block in text.split_inclusive("-----END CERTIFICATE-----") {
+            let Some(start) = block.find("-----BEGIN CERTIFICATE-----") else {
+                continue;
+            };
+            let (_, der) = der::pem::decode_vec(block[start..].as_bytes())
+                .map_err(|e| bad(format!("fetched PEM: {e}")))?;
+            out.extend(one(&der)?);
+        }
+        if out.is_empty() {
+            return Err(bad("fetched PEM holds no certificate".into()));
+        }
+        return Ok(out);
     }
     use base64::Engine as _;
     let text: Vec<u8> = body
@@ -274,9 +311,7 @@ pub fn decode_fetched_certificates(body: &[u8]) -> Result<Vec<Certificate>, Atte
         .map_err(|_| {
             bad("fetched data is neither DER, PEM nor base64 (PKCS#7 is not supported)".into())
         })?;
-    Certificate::from_der(ek_certificate_der(&der))
-        .map(|c| vec![c])
-        .map_err(|e| bad(format!("fetched certificate: {e}")))
+    one(&der)
 }
 
 fn memchr_pem(body: &[u8]) -> bool {
@@ -331,17 +366,19 @@ pub fn verify_ek(
         )));
     }
     for (i, der) in chain.iter().enumerate() {
-        let cert = Certificate::from_der(ek_certificate_der(der)).map_err(|e| {
+        let der = ek_certificate_der(der);
+        let cert = Certificate::from_der(der).map_err(|e| {
             AttestationError::EkCertificate(format!("EK chain certificate {i}: {e}"))
         })?;
-        builder.pool.push(cert);
+        builder.pool.push((cert, der.to_vec()));
     }
 
-    let (leaf, fetched_from) = match ek_certificate {
+    let (leaf, leaf_der, fetched_from) = match ek_certificate {
         Some(der) => {
-            let leaf = Certificate::from_der(ek_certificate_der(der))
+            let der = ek_certificate_der(der);
+            let leaf = Certificate::from_der(der)
                 .map_err(|e| AttestationError::EkCertificate(format!("EK certificate: {e}")))?;
-            (leaf, None)
+            (leaf, der.to_vec(), None)
         }
         None => builder.fetch_ek_certificate(ek)?,
     };
@@ -349,7 +386,7 @@ pub fn verify_ek(
     check_ek_leaf(&leaf)?;
     check_certifies(&leaf, ek)?;
 
-    match builder.path_to_anchor(&leaf, 0) {
+    match builder.path_to_anchor(&leaf, &leaf_der, 0) {
         Some(path) => {
             let anchor = path
                 .last()
@@ -386,8 +423,8 @@ pub fn verify_ek(
 struct PathBuilder<'p, 'a> {
     policy: &'p EkPolicy<'a>,
     now: SystemTime,
-    /// Untrusted intermediates: from the device and fetched.
-    pool: Vec<Certificate>,
+    /// Untrusted intermediates (decoded, and their DER): from the device and fetched.
+    pool: Vec<(Certificate, Vec<u8>)>,
     fetched_urls: Vec<String>,
     fetches: usize,
     checks: usize,
@@ -398,7 +435,12 @@ struct PathBuilder<'p, 'a> {
 impl PathBuilder<'_, '_> {
     /// The issuers of `cert` up to and including an anchor, nearest first. `below` is the
     /// number of CA certificates between `cert` and the EK certificate.
-    fn path_to_anchor(&mut self, cert: &Certificate, below: usize) -> Option<Vec<Certificate>> {
+    fn path_to_anchor(
+        &mut self,
+        cert: &Certificate,
+        cert_der: &[u8],
+        below: usize,
+    ) -> Option<Vec<Certificate>> {
         if below >= MAX_CHAIN_DEPTH {
             self.causes
                 .push(format!("chain longer than {MAX_CHAIN_DEPTH} certificates"));
@@ -406,21 +448,21 @@ impl PathBuilder<'_, '_> {
         }
         let roots = self.policy.roots;
         for ca in roots.iter().filter(|ca| issued_by(cert, ca)) {
-            if self.link(cert, ca, below) {
+            if self.link(cert, cert_der, ca, below) {
                 return Some(vec![ca.clone()]);
             }
         }
         let mut tried = 0;
         loop {
-            let candidates: Vec<Certificate> = self.pool[tried..]
+            let candidates: Vec<(Certificate, Vec<u8>)> = self.pool[tried..]
                 .iter()
-                .filter(|ca| issued_by(cert, ca) && *ca != cert)
+                .filter(|(ca, _)| issued_by(cert, ca) && ca != cert)
                 .cloned()
                 .collect();
             tried = self.pool.len();
-            for ca in candidates {
-                if self.link(cert, &ca, below) {
-                    if let Some(mut rest) = self.path_to_anchor(&ca, below + 1) {
+            for (ca, ca_der) in candidates {
+                if self.link(cert, cert_der, &ca, below) {
+                    if let Some(mut rest) = self.path_to_anchor(&ca, &ca_der, below + 1) {
                         rest.insert(0, ca);
                         return Some(rest);
                     }
@@ -434,7 +476,7 @@ impl PathBuilder<'_, '_> {
     }
 
     /// Checks that `ca` issued `cert`: signature, validity, CA constraints.
-    fn link(&mut self, cert: &Certificate, ca: &Certificate, below: usize) -> bool {
+    fn link(&mut self, cert: &Certificate, cert_der: &[u8], ca: &Certificate, below: usize) -> bool {
         if self.checks >= MAX_SIGNATURE_CHECKS {
             if self.checks == MAX_SIGNATURE_CHECKS {
                 self.causes.push("too many candidate issuers".into());
@@ -443,7 +485,7 @@ impl PathBuilder<'_, '_> {
             return false;
         }
         self.checks += 1;
-        let result = verify_signed_by(cert, ca)
+        let result = verify_signed_by(cert, cert_der, ca)
             .and_then(|()| check_validity(ca, self.now))
             .and_then(|()| check_issuer(ca, below));
         match result {
@@ -493,7 +535,7 @@ impl PathBuilder<'_, '_> {
     fn fetch_ek_certificate(
         &mut self,
         ek: &TpmPublic,
-    ) -> Result<(Certificate, Option<String>), AttestationError> {
+    ) -> Result<(Certificate, Vec<u8>, Option<String>), AttestationError> {
         let services = self.policy.ek_cert_services;
         let fetcher = match self.policy.fetcher {
             Some(f) if !services.is_empty() => f,
@@ -516,11 +558,11 @@ impl PathBuilder<'_, '_> {
                 .and_then(|certs| {
                     certs
                         .into_iter()
-                        .find(|c| check_certifies(c, ek).is_ok())
+                        .find(|(c, _)| check_certifies(c, ek).is_ok())
                         .ok_or_else(|| format!("{url}: no certificate for this EK"))
                 });
             match cert {
-                Ok(cert) => return Ok((cert, Some(url))),
+                Ok((cert, der)) => return Ok((cert, der, Some(url))),
                 Err(e) => causes.push(e),
             }
         }
@@ -742,11 +784,19 @@ fn rsa_from_spki(
 }
 
 /// Checks that `cert` carries a valid signature by `issuer`'s key.
-fn verify_signed_by(cert: &Certificate, issuer: &Certificate) -> Result<(), AttestationError> {
-    let tbs = cert
-        .tbs_certificate
-        .to_der()
-        .map_err(|e| AttestationError::EkCertificate(format!("re-encoding: {e}")))?;
+/// `cert_der` is `cert` as received: its exact `tbsCertificate` bytes are what was signed.
+fn verify_signed_by(
+    cert: &Certificate,
+    cert_der: &[u8],
+    issuer: &Certificate,
+) -> Result<(), AttestationError> {
+    let tbs = match raw_tbs(cert_der) {
+        Some(raw) => raw.to_vec(),
+        None => cert
+            .tbs_certificate
+            .to_der()
+            .map_err(|e| AttestationError::EkCertificate(format!("re-encoding: {e}")))?,
+    };
     let sig = cert
         .signature
         .as_bytes()
@@ -809,5 +859,71 @@ fn verify_signed_by(cert: &Certificate, issuer: &Certificate) -> Result<(), Atte
                 ))),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> (Certificate, Vec<u8>) {
+        let path = format!("{}/tests/fixtures/ek/{name}", env!("CARGO_MANIFEST_DIR"));
+        let (_, der) = der::pem::decode_vec(&std::fs::read(path).unwrap()).unwrap();
+        (Certificate::from_der(&der).unwrap(), der)
+    }
+
+    /// Real vendor CA links whose signatures are ecdsa-with-SHA384/512 by P-384 and P-521
+    /// keys (the Intel, Microsoft Pluton, AMD, Infineon and Nuvoton EK hierarchies).
+    #[test]
+    fn p384_and_p521_vendor_ca_links_verify() {
+        for (issuer, child) in [
+            ("intel-ondie-root.pem", "intel-odca-ca2-csme-intermediate.pem"),
+            ("microsoft-pluton-root-2021.pem", "microsoft-pluton-policy-ca-a.pem"),
+            ("microsoft-pluton-policy-ca-a.pem", "amd-pluton-device-ek-ica-dfid0001.pem"),
+            ("infineon-ecc-root-ca2.pem", "infineon-tpm-ecc-ca052.pem"),
+            ("nuvoton-ecc521-root.pem", "nuvoton-ecc384-leafca-012110.pem"),
+            ("stm-ecc-root-01.pem", "stm-ecc-intermediate-01.pem"),
+            ("globalsign-tpm-ecc-root.pem", "stm-ecc-root-01.pem"),
+        ] {
+            let (ca, _) = fixture(issuer);
+            let (cert, der) = fixture(child);
+            verify_signed_by(&cert, &der, &ca).unwrap_or_else(|e| panic!("{child}: {e}"));
+            check_issuer(&ca, 0).unwrap_or_else(|e| panic!("{issuer}: {e}"));
+            // One flipped bit in the signed bytes and it no longer verifies.
+            let mut tampered = der.clone();
+            let at = der.len() / 3;
+            tampered[at] ^= 0x01;
+            assert!(verify_signed_by(&cert, &tampered, &ca).is_err(), "{child}");
+        }
+        // The wrong issuer's key does not verify either.
+        let (other, _) = fixture("intel-ondie-root.pem");
+        let (cert, der) = fixture("microsoft-pluton-policy-ca-a.pem");
+        assert!(verify_signed_by(&cert, &der, &other).is_err());
+    }
+
+    #[test]
+    fn issuers_must_be_cas_with_room_in_their_path_length() {
+        // An EK certificate is no issuer.
+        let (ek, _) = fixture("intel-ek-rsa.pem");
+        let e = check_issuer(&ek, 0).unwrap_err().to_string();
+        assert!(e.contains("not a CA"), "{e}");
+        // Intel's EK intermediate has pathlen 0: fine right above the EK, not above a CA.
+        let (inter, _) = fixture("intel-ek-intermediate-spth.pem");
+        check_issuer(&inter, 0).unwrap();
+        let e = check_issuer(&inter, 1).unwrap_err().to_string();
+        assert!(e.contains("path length"), "{e}");
+        // A CA certificate is no EK certificate.
+        let e = check_ek_leaf(&inter).unwrap_err().to_string();
+        assert!(e.contains("CA certificate"), "{e}");
+        check_ek_leaf(&ek).unwrap();
+    }
+
+    #[test]
+    fn raw_tbs_is_the_signed_part() {
+        let (cert, der) = fixture("intel-ek-rsa.pem");
+        let raw = raw_tbs(&der).unwrap();
+        // Intel encodes `critical FALSE`; strict re-encoding drops it.
+        assert_ne!(raw, cert.tbs_certificate.to_der().unwrap().as_slice());
+        assert_eq!(raw_tbs(&[0x30]), None);
     }
 }
