@@ -83,7 +83,11 @@ fn ek_public_of(cert: &Certificate) -> TpmPublic {
         t
     } else {
         let size = (bits.len() - 1) / 2;
-        let curve = if size == 32 { ECC_NIST_P256 } else { ECC_NIST_P384 };
+        let curve = if size == 32 {
+            ECC_NIST_P256
+        } else {
+            ECC_NIST_P384
+        };
         let mut t = template_head(0x0023);
         t.extend_from_slice(&curve.to_be_bytes());
         t.extend_from_slice(&0x0010u16.to_be_bytes()); // kdf NULL
@@ -113,12 +117,20 @@ impl CertificateFetcher for MapFetcher {
 
 fn fetcher(entries: &[(&str, Vec<u8>)]) -> MapFetcher {
     MapFetcher {
-        bodies: entries.iter().map(|(u, b)| (u.to_string(), b.clone())).collect(),
+        bodies: entries
+            .iter()
+            .map(|(u, b)| (u.to_string(), b.clone()))
+            .collect(),
         ..MapFetcher::default()
     }
 }
 
-fn err(r: Result<posture_core::attestation::EkCertificateInfo, posture_core::attestation::AttestationError>) -> String {
+fn err(
+    r: Result<
+        posture_core::attestation::EkCertificateInfo,
+        posture_core::attestation::AttestationError,
+    >,
+) -> String {
     r.expect_err("must be refused").to_string()
 }
 
@@ -164,7 +176,10 @@ fn a_missing_intermediate_is_fetched_from_the_aia_url_only_when_allowed() {
         ek_cert_services: &[],
     };
     assert!(verify_ek(&ek, Some(&leaf_der), &[], &off, now()).is_err());
-    assert!(f.asked.borrow().is_empty(), "nothing fetched unless enabled");
+    assert!(
+        f.asked.borrow().is_empty(),
+        "nothing fetched unless enabled"
+    );
 
     let on = EkPolicy {
         fetch_issuers: true,
@@ -198,13 +213,18 @@ fn stm_ecc_p256_ek_chains_to_the_p384_roots() {
     // Device-sent intermediates up to GlobalSign's P-384 TPM ECC root: the STM ECC root 01
     // (P-384, ecdsa-with-SHA384) signed the intermediate.
     let roots = vec![pem("globalsign-tpm-ecc-root.pem")];
-    let chain = vec![der("stm-ecc-intermediate-01.pem"), der("stm-ecc-root-01.pem")];
+    let chain = vec![
+        der("stm-ecc-intermediate-01.pem"),
+        der("stm-ecc-root-01.pem"),
+    ];
     let policy = EkPolicy {
         roots: &roots,
         ..EkPolicy::default()
     };
     let info = verify_ek(&ek, Some(&leaf_der), &chain, &policy, now()).unwrap();
-    assert!(info.anchor.contains("GlobalSign Trusted Platform Module ECC Root CA"));
+    assert!(info
+        .anchor
+        .contains("GlobalSign Trusted Platform Module ECC Root CA"));
     assert_eq!(info.intermediates.len(), 2);
 
     // With STM's ECC root configured, the intermediate comes from the AIA URL.
@@ -243,7 +263,12 @@ fn a_ca_certificate_is_not_an_ek_certificate() {
     let ca = pem("stm-ecc-intermediate-01.pem");
     let ek = ek_public_of(&ca);
     let roots = vec![pem("stm-ecc-root-01.pem")];
-    let e = err(verify_ek_certificate(&der("stm-ecc-intermediate-01.pem"), &ek, &roots, now()));
+    let e = err(verify_ek_certificate(
+        &der("stm-ecc-intermediate-01.pem"),
+        &ek,
+        &roots,
+        now(),
+    ));
     assert!(e.contains("it is a CA certificate"), "{e}");
 }
 
@@ -292,7 +317,10 @@ fn ek_certificate_service_urls_follow_go_attestation() {
     tpm2b(&mut t, &amd.n().to_bytes_be());
     let amd_ek = TpmPublic::parse(&t).unwrap();
     let url = ek_cert_service_url("https://ftpm.amd.com/pki/aia/{amd}", &amd_ek).unwrap();
-    assert_eq!(url, "https://ftpm.amd.com/pki/aia/D027B3CE6A9B6B56846D2B9935884A88");
+    assert_eq!(
+        url,
+        "https://ftpm.amd.com/pki/aia/D027B3CE6A9B6B56846D2B9935884A88"
+    );
 
     assert!(ek_cert_service_url("https://example.invalid/", &amd_ek).is_err());
 }
@@ -348,8 +376,7 @@ fn without_an_ek_certificate_in_nv_it_is_fetched_from_the_ek_certificate_service
 #[test]
 fn stm_st33_rsa_ek_from_padded_nv_still_chains() {
     let nv = read("stm-ek-rsa-nv.bin");
-    let leaf =
-        Certificate::from_der(posture_core::attestation::ek_certificate_der(&nv)).unwrap();
+    let leaf = Certificate::from_der(posture_core::attestation::ek_certificate_der(&nv)).unwrap();
     let ek = ek_public_of(&leaf);
     let roots = vec![pem("globalsign-tpm-root.pem")];
     let chain = vec![der("stm-rsa-intermediate-05.pem"), der("stm-rsa-root.pem")];

@@ -120,7 +120,6 @@ fn der_sequence_len(bytes: &[u8]) -> Option<usize> {
     len.checked_add(2 + count)
 }
 
-
 /// The header length of a DER SEQUENCE at the start of `bytes`.
 fn der_header_len(bytes: &[u8]) -> Option<usize> {
     match bytes {
@@ -271,7 +270,10 @@ pub fn decode_fetched_certificates(
 ) -> Result<Vec<(Certificate, Vec<u8>)>, AttestationError> {
     let bad = |m: String| AttestationError::EkCertificate(m);
     if body.len() > MAX_FETCHED_BYTES {
-        return Err(bad(format!("{} bytes fetched, more than {MAX_FETCHED_BYTES}", body.len())));
+        return Err(bad(format!(
+            "{} bytes fetched, more than {MAX_FETCHED_BYTES}",
+            body.len()
+        )));
     }
     let one = |der: &[u8]| {
         let der = ek_certificate_der(der);
@@ -476,7 +478,13 @@ impl PathBuilder<'_, '_> {
     }
 
     /// Checks that `ca` issued `cert`: signature, validity, CA constraints.
-    fn link(&mut self, cert: &Certificate, cert_der: &[u8], ca: &Certificate, below: usize) -> bool {
+    fn link(
+        &mut self,
+        cert: &Certificate,
+        cert_der: &[u8],
+        ca: &Certificate,
+        below: usize,
+    ) -> bool {
         if self.checks >= MAX_SIGNATURE_CHECKS {
             if self.checks == MAX_SIGNATURE_CHECKS {
                 self.causes.push("too many candidate issuers".into());
@@ -634,7 +642,9 @@ fn check_ek_leaf(leaf: &Certificate) -> Result<(), AttestationError> {
         }
         let rsa = spki_oid(leaf) == RSA_ENCRYPTION;
         if rsa && !ku.key_encipherment() {
-            return Err(bad("the key usage of an RSA EK must include keyEncipherment"));
+            return Err(bad(
+                "the key usage of an RSA EK must include keyEncipherment",
+            ));
         }
         if !rsa && !ku.key_agreement() {
             return Err(bad("the key usage of an ECC EK must include keyAgreement"));
@@ -693,8 +703,11 @@ fn spki_curve(spki: &x509_cert::spki::SubjectPublicKeyInfoOwned) -> Option<Strin
 /// Checks that `cert` certifies exactly the key of `ek`.
 fn check_certifies(cert: &Certificate, ek: &TpmPublic) -> Result<(), AttestationError> {
     let spki = &cert.tbs_certificate.subject_public_key_info;
-    let other =
-        || AttestationError::EkCertificate("EK certificate is for another key than the presented EK".into());
+    let other = || {
+        AttestationError::EkCertificate(
+            "EK certificate is for another key than the presented EK".into(),
+        )
+    };
     match (&ek.key, spki.algorithm.oid.to_string().as_str()) {
         (PublicKey::Rsa { .. }, RSA_ENCRYPTION) => {
             if rsa_from_spki(spki)? != ek.rsa()? {
@@ -730,8 +743,9 @@ fn check_certifies(cert: &Certificate, ek: &TpmPublic) -> Result<(), Attestation
                     )))
                 }
             };
-            let uncompressed = uncompressed
-                .map_err(|_| AttestationError::EkCertificate("EC public key is not valid".into()))?;
+            let uncompressed = uncompressed.map_err(|_| {
+                AttestationError::EkCertificate("EC public key is not valid".into())
+            })?;
             let mut want = vec![0x04];
             want.extend_from_slice(&left_pad(x, size).ok_or_else(other)?);
             want.extend_from_slice(&left_pad(y, size).ok_or_else(other)?);
@@ -839,17 +853,20 @@ fn verify_signed_by(
             let point = spki.subject_public_key.as_bytes().ok_or_else(bad)?;
             match spki_curve(spki).as_deref() {
                 Some(PRIME256V1) => {
-                    let key = p256::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(|_| bad())?;
+                    let key =
+                        p256::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(|_| bad())?;
                     let sig = p256::ecdsa::Signature::from_der(sig).map_err(|_| bad())?;
                     key.verify_prehash(&digest, &sig).map_err(|_| bad())
                 }
                 Some(SECP384R1) => {
-                    let key = p384::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(|_| bad())?;
+                    let key =
+                        p384::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(|_| bad())?;
                     let sig = p384::ecdsa::Signature::from_der(sig).map_err(|_| bad())?;
                     key.verify_prehash(&digest, &sig).map_err(|_| bad())
                 }
                 Some(SECP521R1) => {
-                    let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(|_| bad())?;
+                    let key =
+                        p521::ecdsa::VerifyingKey::from_sec1_bytes(point).map_err(|_| bad())?;
                     let sig = p521::ecdsa::Signature::from_der(sig).map_err(|_| bad())?;
                     key.verify_prehash(&digest, &sig).map_err(|_| bad())
                 }
@@ -877,11 +894,23 @@ mod tests {
     #[test]
     fn p384_and_p521_vendor_ca_links_verify() {
         for (issuer, child) in [
-            ("intel-ondie-root.pem", "intel-odca-ca2-csme-intermediate.pem"),
-            ("microsoft-pluton-root-2021.pem", "microsoft-pluton-policy-ca-a.pem"),
-            ("microsoft-pluton-policy-ca-a.pem", "amd-pluton-device-ek-ica-dfid0001.pem"),
+            (
+                "intel-ondie-root.pem",
+                "intel-odca-ca2-csme-intermediate.pem",
+            ),
+            (
+                "microsoft-pluton-root-2021.pem",
+                "microsoft-pluton-policy-ca-a.pem",
+            ),
+            (
+                "microsoft-pluton-policy-ca-a.pem",
+                "amd-pluton-device-ek-ica-dfid0001.pem",
+            ),
             ("infineon-ecc-root-ca2.pem", "infineon-tpm-ecc-ca052.pem"),
-            ("nuvoton-ecc521-root.pem", "nuvoton-ecc384-leafca-012110.pem"),
+            (
+                "nuvoton-ecc521-root.pem",
+                "nuvoton-ecc384-leafca-012110.pem",
+            ),
             ("stm-ecc-root-01.pem", "stm-ecc-intermediate-01.pem"),
             ("globalsign-tpm-ecc-root.pem", "stm-ecc-root-01.pem"),
         ] {
