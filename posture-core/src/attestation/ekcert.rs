@@ -291,7 +291,7 @@ pub fn decode_fetched_certificates(
             let Some(start) = block.find("-----BEGIN CERTIFICATE-----") else {
                 continue;
             };
-            let (_, der) = der::pem::decode_vec(block[start..].as_bytes())
+            let (_, der) = der::pem::decode_vec(&block.as_bytes()[start..])
                 .map_err(|e| bad(format!("fetched PEM: {e}")))?;
             out.extend(one(&der)?);
         }
