@@ -5,19 +5,33 @@
 
 use libfuzzer_sys::fuzz_target;
 use posture_core::attestation::tpm2::TpmPublic;
-use posture_core::attestation::{ek_certificate_der, parse_roots, verify_ek_certificate};
+use posture_core::attestation::{
+    decode_fetched_certificates, ek_certificate_der, parse_roots, split_certificate_chain,
+    verify_ek, verify_ek_certificate, EkPolicy,
+};
 
 // Input: [n][TPMT_PUBLIC: n bytes][certificate or NV contents: rest].
 fuzz_target!(|data: &[u8]| {
     let der = ek_certificate_der(data);
     assert!(der.len() <= data.len());
     let _ = parse_roots(data);
+    let _ = decode_fetched_certificates(data);
+    let chain: Vec<Vec<u8>> = split_certificate_chain(data)
+        .into_iter()
+        .map(<[u8]>::to_vec)
+        .collect();
     if let Some((&n, rest)) = data.split_first() {
         let (public, cert) = rest.split_at(usize::from(n).min(rest.len()));
         if let Ok(ek) = TpmPublic::parse(public) {
             let _ = verify_ek_certificate(cert, &ek, &[], std::time::SystemTime::now());
             if let Ok(roots) = parse_roots(cert) {
                 let _ = verify_ek_certificate(cert, &ek, &roots, std::time::SystemTime::now());
+                // The same bytes as the device's NV chain: path building over them.
+                let policy = EkPolicy {
+                    roots: &roots,
+                    ..EkPolicy::default()
+                };
+                let _ = verify_ek(&ek, Some(cert), &chain, &policy, std::time::SystemTime::now());
             }
         }
     }

@@ -18,8 +18,9 @@ use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use posture_agent::Config;
 use posture_core::attestation::{
-    begin_enrollment, finish_enrollment, parse_roots, EkTrust, EnrolledDevice, EnrollmentChallenge,
-    EnrollmentRequest, EnrollmentResponse, PendingEnrollment, MAX_MESSAGE_BYTES,
+    begin_enrollment, finish_enrollment, parse_roots, CertificateFetcher, EkPolicy, EkTrust,
+    EnrolledDevice, EnrollmentChallenge, EnrollmentRequest, EnrollmentResponse, PendingEnrollment,
+    MAX_MESSAGE_BYTES,
 };
 
 /// `posture enroll ...` (on the device).
@@ -68,6 +69,20 @@ pub enum EnrollmentCommand {
         /// Accept any EK without checking its certificate (trust on first use).
         #[arg(long, conflicts_with = "ek_roots")]
         allow_unverified_ek: bool,
+        /// Fetch missing issuer certificates from the AIA caIssuers URLs of the EK
+        /// certificate and its intermediates (HTTP, cached for this run). They are trusted
+        /// only if they chain to --ek-roots.
+        #[arg(long, requires = "ek_roots")]
+        fetch_issuers: bool,
+        /// When the device sent no EK certificate (Intel PTT, AMD fTPM), fetch it from
+        /// this EK certificate service; {intel} or {amd} is replaced by the EK's id, e.g.
+        /// https://ekop.intel.com/ekcertservice/{intel} or
+        /// https://ftpm.amd.com/pki/aia/{amd}. Repeatable; tried in order.
+        #[arg(long, value_name = "URL_TEMPLATE", requires = "ek_roots")]
+        ek_cert_service: Vec<String>,
+        /// Timeout of each fetch, in seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+        fetch_timeout: u64,
         /// Where to write the challenge for the device.
         #[arg(long, value_name = "FILE")]
         challenge_out: PathBuf,
@@ -149,6 +164,9 @@ pub fn run_enrollment(command: EnrollmentCommand) -> Result<u8> {
             request,
             ek_roots,
             allow_unverified_ek,
+            fetch_issuers,
+            ek_cert_service,
+            fetch_timeout,
             challenge_out,
             pending_out,
         } => {
@@ -163,8 +181,20 @@ pub fn run_enrollment(command: EnrollmentCommand) -> Result<u8> {
                 (None, true) => Vec::new(),
                 (None, false) => bail!("give --ek-roots PEM, or --allow-unverified-ek"),
             };
+            let fetcher = if fetch_issuers || !ek_cert_service.is_empty() {
+                Some(crate::fetch::HttpFetcher::new(
+                    std::time::Duration::from_secs(fetch_timeout.max(1)),
+                )?)
+            } else {
+                None
+            };
             let trust = if ek_roots.is_some() {
-                EkTrust::Roots(&roots)
+                EkTrust::Policy(EkPolicy {
+                    roots: &roots,
+                    fetcher: fetcher.as_ref().map(|f| f as &dyn CertificateFetcher),
+                    fetch_issuers,
+                    ek_cert_services: &ek_cert_service,
+                })
             } else {
                 EkTrust::Unverified
             };

@@ -10,6 +10,7 @@ mod cmd_report;
 mod cmd_status;
 mod cmd_verify;
 mod daemon;
+mod fetch;
 mod input;
 mod output;
 

@@ -687,3 +687,133 @@ fn an_old_quote_in_newly_signed_evidence_is_refused_issue_10() {
         );
     }
 }
+
+/// Serves `routes` (path to body) over HTTP/1.1 on 127.0.0.1 only; records the paths asked.
+fn serve_on_localhost(
+    routes: Vec<(String, Vec<u8>)>,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = std::sync::Arc::clone(&asked);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut request = String::new();
+            reader.read_line(&mut request).unwrap();
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap() > 2 {
+                line.clear();
+            }
+            let path = request.split(' ').nth(1).unwrap_or("").to_owned();
+            log.lock().unwrap().push(path.clone());
+            let (status, body) = match routes.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => ("200 OK", body.clone()),
+                None => ("404 Not Found", Vec::new()),
+            };
+            let head = format!(
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&body);
+        }
+    });
+    (base, asked)
+}
+
+fn ek_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../posture-core/tests/fixtures/ek/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn pem_to_der(pem: &[u8]) -> Vec<u8> {
+    let text: String = String::from_utf8(pem.to_vec())
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    <base64ct::Base64 as base64ct::Encoding>::decode_vec(&text).unwrap()
+}
+
+/// Intel PTT keeps no EK certificate in NV: the verifier fetches it from the EK certificate
+/// service (here a server on 127.0.0.1 serving Intel's real certificate at the path Intel
+/// derives from this EK), with the intermediate from the device's NV chain.
+#[test]
+fn enrollment_fetches_the_ek_certificate_from_the_ek_certificate_service() {
+    use base64ct::Encoding as _;
+    let dir = tempfile::tempdir().unwrap();
+    let intel_pem = ek_fixture("intel-ek-rsa.pem");
+    let intel_der = pem_to_der(&intel_pem);
+    // The EK as the TPM reports it: TCG default RSA template, Intel's modulus.
+    let at = intel_der
+        .windows(5)
+        .position(|w| w == [0x02, 0x82, 0x01, 0x01, 0x00])
+        .unwrap();
+    let modulus = &intel_der[at + 5..at + 5 + 256];
+    let mut ek = hex_bytes("0001000b000300b20020837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa00060080004300100800000000000100");
+    ek.extend_from_slice(modulus);
+    let ak = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../fuzz/seeds/tpm_structures/swtpm-ak.tpmt_public"
+    ))
+    .unwrap();
+    let request = serde_json::json!({
+        "version": 1,
+        "ek_public": base64ct::Base64::encode_string(&ek),
+        "ek_chain": [base64ct::Base64::encode_string(&pem_to_der(&ek_fixture("intel-ek-intermediate-spth.pem")))],
+        "ak_public": base64ct::Base64::encode_string(&ak),
+    });
+    let req = dir.path().join("req.json");
+    std::fs::write(&req, request.to_string()).unwrap();
+    let roots = dir.path().join("intel-root.pem");
+    std::fs::write(&roots, ek_fixture("intel-ek-root.pem")).unwrap();
+    std::fs::write(dir.path().join("config.toml"), "").unwrap();
+
+    let path = "/ekcertservice/WVEG2rRwkQ7m3RpXlUphgo6Y2HLxl18h6ZZkkOAdnBE%3D".to_owned();
+    let (base, asked) = serve_on_localhost(vec![(path.clone(), intel_pem)]);
+    let begin = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_posture"))
+            .args(["enrollment", "begin", s(&req), "--ek-roots", s(&roots)])
+            .args(extra)
+            .arg("--challenge-out")
+            .arg(dir.path().join("ch.json"))
+            .arg("--pending-out")
+            .arg(dir.path().join("pending.json"))
+            .arg("--config")
+            .arg(dir.path().join("config.toml"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+
+    let out = begin(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no EK certificate"),
+        "{}",
+        stderr(&out)
+    );
+
+    let template = format!("{base}/ekcertservice/{{intel}}");
+    let out = begin(&["--ek-cert-service", &template, "--fetch-timeout", "5"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(*asked.lock().unwrap(), vec![path]);
+    let pending: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("pending.json")).unwrap()).unwrap();
+    assert_eq!(pending["ek_trust"], "ca");
+    assert!(dir.path().join("ch.json").exists());
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}

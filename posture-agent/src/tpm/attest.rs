@@ -36,6 +36,11 @@ use posture_core::keys::KeyError;
 /// ECC P-256, ECC P-384.
 pub const EK_CERT_NV_INDICES: [u32; 3] = [0x01c0_0002, 0x01c0_000a, 0x01c0_0016];
 
+/// EK certificate chain NV indices (TCG EK Credential Profile 2.3, 2.2.1.5.2): the
+/// intermediates of the EK certificate as concatenated DER, overflowing from one index to
+/// the next (Intel PTT keeps its On-Die CA chain here).
+pub const EK_CERT_CHAIN_NV_INDICES: std::ops::RangeInclusive<u32> = 0x01c0_0100..=0x01c0_01ff;
+
 /// Where the kernel exposes the firmware's TCG event log.
 const EVENT_LOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
 /// Event logs larger than this are left out of the quote (real ones are tens of KiB).
@@ -85,8 +90,8 @@ impl AttestationKey {
         &self.public
     }
 
-    /// Builds the enrollment request: EK public part, EK certificate (RSA 2048) where
-    /// present, AK public part.
+    /// Builds the enrollment request: EK public part, EK certificate (RSA 2048) and the EK
+    /// certificate chain where present, AK public part.
     pub fn enrollment_request(&self) -> Result<EnrollmentRequest, KeyError> {
         let ek_public = self.tpm.with_context(|ctx| {
             let handle = create_ek(ctx)?;
@@ -98,10 +103,17 @@ impl AttestationKey {
             .into_iter()
             .find(|c| c.nv_index == EK_CERT_NV_INDICES[0])
             .map(|c| c.der);
+        let chain = read_ek_certificate_chain(&self.tpm)?;
+        let ek_chain = posture_core::attestation::split_certificate_chain(&chain)
+            .into_iter()
+            .take(posture_core::attestation::MAX_EK_CHAIN_CERTIFICATES)
+            .map(<[u8]>::to_vec)
+            .collect();
         Ok(EnrollmentRequest {
             version: PROTOCOL_VERSION,
             ek_public,
             ek_certificate,
+            ek_chain,
             ak_public: self.public.clone(),
         })
     }
@@ -394,6 +406,42 @@ pub(crate) fn read_ek_certificates(tpm: &Tpm) -> Result<Vec<EkCertificate>, KeyE
                 nv_index: index,
                 der,
             });
+        }
+        Ok(out)
+    })
+}
+
+/// Reads the EK certificate chain NV indices ([`EK_CERT_CHAIN_NV_INDICES`]) that are
+/// defined, in ascending order, and concatenates their contents (a certificate may span
+/// two indices). Empty when the TPM has none.
+pub(crate) fn read_ek_certificate_chain(tpm: &Tpm) -> Result<Vec<u8>, KeyError> {
+    tpm.with_context(|ctx| {
+        let first = *EK_CERT_CHAIN_NV_INDICES.start();
+        let (data, _) = ctx
+            .execute_without_session(|ctx| ctx.get_capability(CapabilityType::Handles, first, 256))
+            .map_err(tss_err("listing NV indices"))?;
+        let mut defined: Vec<u32> = match data {
+            CapabilityData::Handles(handles) => handles
+                .into_inner()
+                .into_iter()
+                .map(u32::from)
+                .filter(|h| EK_CERT_CHAIN_NV_INDICES.contains(h))
+                .collect(),
+            _ => Vec::new(),
+        };
+        defined.sort_unstable();
+        let mut out = Vec::new();
+        for index in defined {
+            let nv_index = NvIndexTpmHandle::new(index).map_err(tss_err("NV index"))?;
+            let object = ctx
+                .execute_without_session(|ctx| ctx.tr_from_tpm_public(TpmHandle::NvIndex(nv_index)))
+                .map_err(tss_err("opening an EK certificate chain NV index"))?;
+            let part = ctx
+                .execute_with_session(Some(AuthSession::Password), |ctx| {
+                    nv::read_full(ctx, NvAuth::NvIndex(object.into()), nv_index)
+                })
+                .map_err(tss_err("reading the EK certificate chain from NV"))?;
+            out.extend_from_slice(&part);
         }
         Ok(out)
     })

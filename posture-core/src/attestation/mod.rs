@@ -30,7 +30,11 @@ mod verify;
 mod wire;
 
 pub use credential::{kdfa_sha256, kdfe_sha256, make_credential, MadeCredential};
-pub use ekcert::{ek_certificate_der, parse_roots, verify_ek_certificate, EkCertificateInfo};
+pub use ekcert::{
+    decode_fetched_certificates, ek_cert_service_url, ek_certificate_der, parse_roots,
+    split_certificate_chain, verify_ek, verify_ek_certificate, CertificateFetcher,
+    EkCertificateInfo, EkPolicy, FetchError, MAX_EK_CHAIN_CERTIFICATES, MAX_FETCHED_BYTES,
+};
 pub use tools::{p256_public_key_pem, tpm2_tools_pcrs, write_tpm2_tools_files};
 pub use verify::{
     begin_enrollment, check_pcr_values, finish_enrollment, qualifying_data, verify_certify,

@@ -8,7 +8,7 @@ use subtle::ConstantTimeEq;
 use x509_cert::Certificate;
 
 use super::credential::{make_credential, os_random};
-use super::ekcert::verify_ek_certificate;
+use super::ekcert::{verify_ek, EkPolicy};
 use super::tpm2::{
     alg, attr, verify_signature, Attest, Attested, TpmPublic, TpmSignature, TPM_GENERATED_VALUE,
     TPM_ST_ATTEST_CERTIFY, TPM_ST_ATTEST_QUOTE,
@@ -33,6 +33,9 @@ pub enum EkTrust<'a> {
     /// The EK certificate must chain to one of these CAs (TPM vendor roots and
     /// intermediates, or swtpm's local CA in tests).
     Roots(&'a [Certificate]),
+    /// The EK certificate must chain to the policy's CAs, with intermediates from the
+    /// device and, where the policy allows, fetched issuers and EK certificates.
+    Policy(EkPolicy<'a>),
     /// Accept any EK (trust on first use). Recorded as `unverified` in the enrollment.
     Unverified,
 }
@@ -67,12 +70,27 @@ pub fn begin_enrollment(
 
     let ek_trust = match trust {
         EkTrust::Roots(roots) => {
-            let cert = request.ek_certificate.as_deref().ok_or_else(|| {
-                AttestationError::EkCertificate(
-                    "the device sent no EK certificate and CAs are configured".into(),
-                )
-            })?;
-            verify_ek_certificate(cert, &ek, roots, now)?;
+            let policy = EkPolicy {
+                roots,
+                ..EkPolicy::default()
+            };
+            verify_ek(
+                &ek,
+                request.ek_certificate.as_deref(),
+                &request.ek_chain,
+                &policy,
+                now,
+            )?;
+            super::wire::EK_TRUST_CA
+        }
+        EkTrust::Policy(policy) => {
+            verify_ek(
+                &ek,
+                request.ek_certificate.as_deref(),
+                &request.ek_chain,
+                &policy,
+                now,
+            )?;
             super::wire::EK_TRUST_CA
         }
         EkTrust::Unverified => super::wire::EK_TRUST_UNVERIFIED,

@@ -50,6 +50,31 @@ mod b64 {
             .transpose()
         }
     }
+
+    pub mod vec {
+        use super::*;
+
+        pub fn serialize<S: Serializer>(v: &[Vec<u8>], s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeSeq;
+            let mut seq = s.serialize_seq(Some(v.len()))?;
+            for item in v {
+                seq.serialize_element(&base64::engine::general_purpose::STANDARD.encode(item))?;
+            }
+            seq.end()
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Vec<u8>>, D::Error> {
+            let texts: Vec<String> = Vec::deserialize(d)?;
+            texts
+                .iter()
+                .map(|t| {
+                    base64::engine::general_purpose::STANDARD
+                        .decode(t.as_bytes())
+                        .map_err(serde::de::Error::custom)
+                })
+                .collect()
+        }
+    }
 }
 
 /// Parses a message after checking its size.
@@ -120,12 +145,19 @@ pub struct SignedAttest {
 pub struct EnrollmentRequest {
     /// [`PROTOCOL_VERSION`].
     pub version: u32,
-    /// The RSA 2048 EK (TCG default template), marshalled `TPMT_PUBLIC`.
+    /// The EK (TCG default template: RSA 2048, or ECC NIST P-256/P-384), marshalled
+    /// `TPMT_PUBLIC`.
     #[serde(with = "b64")]
     pub ek_public: Vec<u8>,
-    /// The EK certificate (DER) from NV index 0x01c00002, where present.
+    /// The EK certificate (DER, or the raw NV contents) from NV index 0x01c00002 (RSA
+    /// 2048), 0x01c0000a (P-256) or 0x01c00016 (P-384), where present.
     #[serde(with = "b64::option", default, skip_serializing_if = "Option::is_none")]
     pub ek_certificate: Option<Vec<u8>>,
+    /// Intermediate CA certificates (DER) from the TPM's EK certificate chain NV indices
+    /// 0x01c00100-0x01c001ff, where present. Untrusted: they only help build a path to a
+    /// configured CA. At most [`super::MAX_EK_CHAIN_CERTIFICATES`].
+    #[serde(with = "b64::vec", default, skip_serializing_if = "Vec::is_empty")]
+    pub ek_chain: Vec<Vec<u8>>,
     /// The AK, marshalled `TPMT_PUBLIC`.
     #[serde(with = "b64")]
     pub ak_public: Vec<u8>,
