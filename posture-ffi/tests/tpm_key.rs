@@ -43,10 +43,8 @@ fn the_c_agent_signs_with_the_tpm_key_and_quotes() {
 
     let mut jwk = std::ptr::null_mut();
     // SAFETY: a live key and a valid out-pointer.
-    assert_eq!(
-        unsafe { posture_key_public_jwk(key, &mut jwk) },
-        posture_status::Ok
-    );
+    let status = unsafe { posture_key_public_jwk(key, &mut jwk) };
+    assert_eq!(status, posture_status::Ok);
     let jwk_text = buf_text(jwk);
     // SAFETY: freed once.
     unsafe { posture_buf_free(jwk) };
