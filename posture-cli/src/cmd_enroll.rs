@@ -139,7 +139,7 @@ pub fn run_enroll(config: Config, command: EnrollCommand) -> Result<u8> {
     match command {
         EnrollCommand::Request { out, key_dir } => {
             let dir = self::key_dir(&config, key_dir.as_deref())?;
-            let request = device::request(&dir)?;
+            let request = device::request(&dir, config.key.ek)?;
             write_output(out.as_deref(), &request.to_json()?)?;
         }
         EnrollCommand::Complete {
@@ -294,11 +294,11 @@ mod device {
         EnrollmentChallenge, EnrollmentRequest, EnrollmentResponse, Quote,
     };
 
-    use posture_agent::key::open_tpm_for_attestation;
+    use posture_agent::key::{open_tpm_for_attestation, EkPreference};
 
-    pub fn request(dir: &Path) -> Result<EnrollmentRequest> {
+    pub fn request(dir: &Path, ek: EkPreference) -> Result<EnrollmentRequest> {
         let (_, ak) = open_tpm_for_attestation(dir, false)?;
-        ak.enrollment_request()
+        ak.enrollment_request_with(ek)
             .context("cannot build the enrollment request")
     }
 
@@ -325,9 +325,11 @@ mod device {
         EnrollmentChallenge, EnrollmentRequest, EnrollmentResponse, Quote,
     };
 
+    use posture_agent::key::EkPreference;
+
     const UNSUPPORTED: &str = "this build of posture has no TPM support (Linux, feature `tpm`)";
 
-    pub fn request(_dir: &Path) -> Result<EnrollmentRequest> {
+    pub fn request(_dir: &Path, _ek: EkPreference) -> Result<EnrollmentRequest> {
         bail!(UNSUPPORTED)
     }
 
