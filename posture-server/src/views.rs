@@ -372,13 +372,13 @@ fn session_cookie(server: &Server, secret: &str) -> String {
     )
 }
 
-async fn start_session(server: &Server) -> Response {
+async fn start_session(server: &Server, next: &str) -> Response {
     match domain::create_session(server.store.as_ref(), Role::Admin).await {
         Ok(secret) => (
             StatusCode::SEE_OTHER,
             [
                 (header::SET_COOKIE, session_cookie(server, &secret)),
-                (header::LOCATION, "/ui".to_owned()),
+                (header::LOCATION, next.to_owned()),
             ],
         )
             .into_response(),
@@ -397,7 +397,7 @@ pub async fn login(State(server): State<Arc<Server>>, Form(form): Form<LoginForm
         )
         .await;
     match role {
-        Ok(Some(Role::Admin)) => start_session(&server).await,
+        Ok(Some(Role::Admin)) => start_session(&server, "/ui").await,
         Ok(_) => html_response(
             StatusCode::UNAUTHORIZED,
             login_markup(Some("That is not a valid admin token.")),
@@ -406,14 +406,28 @@ pub async fn login(State(server): State<Arc<Server>>, Form(form): Form<LoginForm
     }
 }
 
-/// `GET /ui/login/{code}`: a one-time link starts a session.
-pub async fn login_link(State(server): State<Arc<Server>>, Path(code): Path<String>) -> Response {
+/// Where to go after a login link: `?next=/ui/...` (only dashboard paths).
+#[derive(Debug, Deserialize)]
+pub struct Next {
+    next: Option<String>,
+}
+
+/// `GET /ui/login/{code}[?next=/ui/...]`: a one-time link starts a session.
+pub async fn login_link(
+    State(server): State<Arc<Server>>,
+    Path(code): Path<String>,
+    axum::extract::Query(next): axum::extract::Query<Next>,
+) -> Response {
+    let next = next
+        .next
+        .filter(|n| n.starts_with("/ui") && !n.contains("//") && !n.contains('\\'))
+        .unwrap_or_else(|| "/ui".to_owned());
     match server
         .store
         .take_login(&crate::secret::hash(&code), crate::now())
         .await
     {
-        Ok(Some(Role::Admin)) => start_session(&server).await,
+        Ok(Some(Role::Admin)) => start_session(&server, &next).await,
         Ok(_) => html_response(
             StatusCode::UNAUTHORIZED,
             login_markup(Some("This link is unknown, expired or already used.")),
