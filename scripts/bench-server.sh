@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p posture-server --bin posture-server --example loadgen
 bin=${CARGO_TARGET_DIR:-target}/release
-work=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+work=$(mktemp -d); chmod 755 "$work"; trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 run() { # $1 = name, $2 = extra config
   mkdir -p "$work/$1"
   printf 'listen = "127.0.0.1:0"\nstate_dir = "%s"\n%s\n[enrollment]\nallow_software_keys = true\n[limits]\ndevice_requests_per_minute = 1000000\n' "$work/$1" "$2" > "$work/$1/config.toml"
