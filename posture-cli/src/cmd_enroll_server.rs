@@ -40,7 +40,8 @@ pub fn run(
         key.assurance() != KeyAssurance::Software
     };
     let enrolled = if tpm {
-        let request = crate::cmd_enroll::device::request(&agent.paths.key_dir, agent.config.key.ek)?;
+        let request =
+            crate::cmd_enroll::device::request(&agent.paths.key_dir, agent.config.key.ek)?;
         let begun = runtime.block_on(server_client::post_json(
             &client,
             &format!("{base}/v1/enroll/tpm/begin"),
