@@ -31,7 +31,7 @@ pub struct EnrollArgs {
     /// A manual step (without posture-server).
     #[command(subcommand)]
     command: Option<EnrollCommand>,
-    /// The posture-server to enrol with (e.g. https://posture.example.com).
+    /// The posture-server to enrol with (e.g. `https://posture.example.com`).
     #[arg(long, value_name = "URL", requires = "token")]
     server: Option<String>,
     /// The single-use enrollment token an admin created (`posture-server token create`).
@@ -99,8 +99,8 @@ pub enum EnrollmentCommand {
         fetch_issuers: bool,
         /// When the device sent no EK certificate (Intel PTT, AMD fTPM), fetch it from
         /// this EK certificate service; {intel} or {amd} is replaced by the EK's id, e.g.
-        /// https://ekop.intel.com/ekcertservice/{intel} or
-        /// https://ftpm.amd.com/pki/aia/{amd}. Repeatable; tried in order.
+        /// `https://ekop.intel.com/ekcertservice/{intel}` or
+        /// `https://ftpm.amd.com/pki/aia/{amd}`. Repeatable; tried in order.
         #[arg(long, value_name = "URL_TEMPLATE", requires = "ek_roots")]
         ek_cert_service: Vec<String>,
         /// Timeout of each fetch, in seconds.
