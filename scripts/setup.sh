@@ -12,7 +12,7 @@ packages=(
   valgrind                        # leak checking of the C test programs
   hyperfine time                  # benchmarks (hyperfine, /usr/bin/time -v)
   python3 python3-venv            # interop tests with independent JOSE / ctypes
-  nftables iptables              # firewall check: nft -j, iptables-save; netns tests
+  nftables iptables              # firewall netns tests load rulesets with nft / iptables-nft / -legacy (the check itself reads netlink)
   python3-jwcrypto                # independent JOSE verifier/signer for evidence interop tests
   ca-certificates curl             # curl: daemon tests talk to the socket as another user
   util-linux                      # setpriv: tests start processes as `nobody`
