@@ -17,6 +17,8 @@ packages=(
   ca-certificates curl             # curl: daemon tests talk to the socket as another user
   util-linux                      # setpriv: tests start processes as `nobody`
   dbus-daemon                     # private bus for the daemon's resume-from-suspend test
+  btrfs-progs                     # disk_encryption live test: btrfs raid1 on loop devices
+  cryptsetup-bin                  # regenerates the LUKS header fixtures (tests/fixtures/disk_encryption)
 )
 # Node.js and npm run Ajv 8, the strict JSON Schema validator of the schema tests. A
 # machine may already have Node.js from another source (e.g. NodeSource's nodejs, which
