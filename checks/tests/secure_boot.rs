@@ -203,3 +203,172 @@ fn live_machine_agrees_with_its_efivars() {
         _ => assert_ne!(finding.status, Status::Pass, "{finding:?}"),
     }
 }
+
+// ---- signature databases (Microsoft's published certificates and dbx updates) ----------
+
+use posture_checks::secure_boot::{eventlog, siglist};
+
+const IMAGE_SECURITY_GUID: &str = "d719b2cb-3d3a-4596-a3bc-dad00e67656f";
+
+impl Tree {
+    fn var(self, name: &str, guid: &str, fixture_name: &str) -> Self {
+        let efivars = self.path("sys/firmware/efi/efivars");
+        std::fs::write(efivars.join(format!("{name}-{guid}")), fixture(fixture_name)).unwrap();
+        self
+    }
+
+    fn event_log(self, fixture_name: &str) -> Self {
+        let dir = self.path("sys/kernel/security/tpm0");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("binary_bios_measurements"), fixture(fixture_name)).unwrap();
+        self
+    }
+}
+
+fn common_names(db: &siglist::SignatureDb) -> Vec<String> {
+    db.certificates
+        .iter()
+        .map(|c| c.common_name.clone().unwrap())
+        .collect()
+}
+
+#[test]
+fn db_and_kek_list_the_microsoft_2011_and_2023_cas_with_expiry() {
+    let db = siglist::parse_efivar_db(&fixture("db-2011-2023")).unwrap();
+    assert_eq!(
+        common_names(&db),
+        [
+            "Microsoft Corporation UEFI CA 2011",
+            "Microsoft Windows Production PCA 2011",
+            "Microsoft UEFI CA 2023",
+            "Windows UEFI CA 2023",
+            "Microsoft Option ROM UEFI CA 2023",
+        ]
+    );
+    let uefi_ca_2011 = &db.certificates[0];
+    assert!(uefi_ca_2011.issuer.contains("Microsoft Corporation Third Party Marketplace Root"));
+    assert!(uefi_ca_2011.not_after.starts_with("2026-06-27"), "{}", uefi_ca_2011.not_after);
+    assert_eq!(uefi_ca_2011.owner, "77fa9abd-0359-4d32-bd60-28f4e78f784b");
+    let kek = siglist::parse_efivar_db(&fixture("KEK-2011-2023")).unwrap();
+    assert_eq!(
+        common_names(&kek),
+        ["Microsoft Corporation KEK CA 2011", "Microsoft Corporation KEK 2K CA 2023"]
+    );
+}
+
+#[test]
+fn dbx_is_compared_with_microsofts_current_revocations() {
+    let current = siglist::assess_dbx(&siglist::parse_efivar_db(&fixture("dbx-current")).unwrap());
+    assert_eq!((current.reference_entries, current.missing), (443, 0));
+    assert!(!current.windows_pca_2011_revoked);
+    let with_2024 =
+        siglist::assess_dbx(&siglist::parse_efivar_db(&fixture("dbx-current-2024")).unwrap());
+    assert_eq!(with_2024.missing, 0);
+    assert!(with_2024.windows_pca_2011_revoked, "CVE-2023-24932 revocation");
+    let old = siglist::assess_dbx(&siglist::parse_efivar_db(&fixture("dbx-2024-only")).unwrap());
+    assert!(old.missing > 400, "{old:?}");
+}
+
+#[test]
+fn truncated_signature_list_is_an_error() {
+    let bytes = fixture("db-2011");
+    assert!(siglist::parse_efivar_db(&bytes[..bytes.len() - 10]).is_err());
+}
+
+fn enabled_tree() -> Tree {
+    Tree::uefi(Some("SecureBoot-enabled"), Some("SetupMode-user"))
+        .var("db", IMAGE_SECURITY_GUID, "db-2011-2023")
+        .var("KEK", GUID, "KEK-2011-2023")
+}
+
+#[test]
+fn enabled_with_current_dbx_passes_and_reports_the_2023_cas() {
+    let finding = enabled_tree()
+        .var("dbx", IMAGE_SECURITY_GUID, "dbx-current-2024")
+        .check();
+    assert_eq!(finding.status, Status::Pass, "{}", finding.summary);
+    let cas = &finding.observed["signature_databases"]["microsoft_cas"];
+    assert_eq!(cas["ca_2023_present"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        cas["ca_2011_revoked"],
+        json!(["Microsoft Windows Production PCA 2011"])
+    );
+    assert_eq!(
+        finding.observed["signature_databases"]["db"]["certificates"][2]["common_name"],
+        "Microsoft UEFI CA 2023"
+    );
+}
+
+#[test]
+fn enabled_with_outdated_dbx_fails_with_the_update_to_apply() {
+    let finding = enabled_tree()
+        .var("dbx", IMAGE_SECURITY_GUID, "dbx-2024-only")
+        .check();
+    assert_eq!(finding.status, Status::Fail, "{}", finding.summary);
+    assert!(finding.summary.contains("dbx) is outdated"), "{}", finding.summary);
+    assert!(finding.remediation.unwrap().text.contains("fwupdmgr"));
+    assert_eq!(finding.observed["enabled"], json!(true));
+}
+
+// ---- TCG event logs (google/go-attestation test data, real machines) -------------------
+
+#[test]
+fn event_log_replays_to_the_pcrs_quoted_with_it() {
+    // A GCP Shielded VM running Windows: the raw log and the SHA-1 PCRs read with it.
+    // This log is in the SHA-1 (TCG 1.2) format; the others below are crypto-agile.
+    let log = eventlog::parse(&fixture("windows_gcp_shielded_vm_eventlog")).unwrap();
+    assert!(!log.crypto_agile);
+    let quoted: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&fixture("windows_gcp_shielded_vm_pcrs_sha1.json")).unwrap();
+    let replayed = eventlog::replay(&log, eventlog::ALG_SHA1).unwrap();
+    assert!(replayed.len() >= 8, "{replayed:?}");
+    for (pcr, value) in &replayed {
+        assert_eq!(
+            &siglist::hex(value),
+            &quoted[&pcr.to_string()],
+            "PCR {pcr} replays to the quoted value"
+        );
+    }
+    // A log with one event altered no longer replays to the quote.
+    let mut tampered = log.clone();
+    let event = tampered.events.iter_mut().find(|e| e.pcr == 4 && e.kind != 3).unwrap();
+    event.digests.iter_mut().for_each(|(_, d)| d[0] ^= 1);
+    let replayed = eventlog::replay(&tampered, eventlog::ALG_SHA1).unwrap();
+    assert_ne!(siglist::hex(&replayed[&4]), quoted["4"]);
+}
+
+#[test]
+fn event_log_reports_secure_boot_state_boot_loader_and_authority() {
+    let log = eventlog::parse(&fixture("sb_cert_eventlog")).unwrap();
+    assert!(log.crypto_agile);
+    let facts = eventlog::facts(&log);
+    assert_eq!(facts.secure_boot, Some(true), "{facts:#?}");
+    assert!(facts.measured_variables.iter().any(|v| v == "db"));
+    assert!(!facts.boot_applications.is_empty());
+    assert!(!facts.authorities.is_empty(), "{facts:#?}");
+
+    let ubuntu = eventlog::facts(
+        &eventlog::parse(&fixture("ubuntu_2104_shielded_vm_no_secure_boot_eventlog")).unwrap(),
+    );
+    assert_eq!(ubuntu.secure_boot, Some(false), "{ubuntu:#?}");
+    assert!(ubuntu.ipl.iter().any(|l| l.contains("vmlinuz")), "{:#?}", ubuntu.ipl);
+    assert!(!ubuntu.pcr9_digests.is_empty());
+}
+
+#[test]
+fn event_log_in_the_check_gives_replayed_pcrs_and_facts() {
+    let finding = enabled_tree()
+        .var("dbx", IMAGE_SECURITY_GUID, "dbx-current")
+        .event_log("sb_cert_eventlog")
+        .check();
+    let measured = &finding.observed["measured_boot"];
+    assert_eq!(measured["facts"]["secure_boot"], json!(true), "{measured:#}");
+    assert_eq!(measured["replay_bank"], "0x000b");
+    assert_eq!(measured["replayed_pcrs"]["7"].as_str().unwrap().len(), 64);
+}
+
+#[test]
+fn truncated_event_log_is_an_error() {
+    let bytes = fixture("sb_cert_eventlog");
+    assert!(eventlog::parse(&bytes[..bytes.len() - 7]).is_err());
+}
