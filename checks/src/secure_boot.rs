@@ -199,7 +199,9 @@ fn setup_mode_remediation() -> Remediation {
 }
 
 /// The signature databases as efivarfs shows them, parsed: `(name, file, result)`.
-fn read_databases(ctx: &Context) -> Vec<(&'static str, String, Result<siglist::SignatureDb, String>)> {
+fn read_databases(
+    ctx: &Context,
+) -> Vec<(&'static str, String, Result<siglist::SignatureDb, String>)> {
     [
         ("PK", EFI_GLOBAL_GUID),
         ("KEK", EFI_GLOBAL_GUID),
@@ -244,7 +246,10 @@ fn databases_json(
     }
     let present = |cas: &[&str]| -> Vec<String> {
         cas.iter()
-            .filter(|cn| get("db").is_some_and(|db| db.has_cn(cn)) || get("KEK").is_some_and(|k| k.has_cn(cn)))
+            .filter(|cn| {
+                get("db").is_some_and(|db| db.has_cn(cn))
+                    || get("KEK").is_some_and(|k| k.has_cn(cn))
+            })
             .map(|cn| (*cn).to_owned())
             .collect()
     };
@@ -278,7 +283,11 @@ fn measured_boot(ctx: &Context) -> Value {
         Ok(log) => log,
         Err(reason) => return json!({ "error": reason }),
     };
-    let bank = if log.algorithms.iter().any(|(a, _)| *a == eventlog::ALG_SHA256) {
+    let bank = if log
+        .algorithms
+        .iter()
+        .any(|(a, _)| *a == eventlog::ALG_SHA256)
+    {
         eventlog::ALG_SHA256
     } else {
         eventlog::ALG_SHA1

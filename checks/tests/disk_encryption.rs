@@ -852,7 +852,10 @@ fn luks_root(uuid_kind: &str, header: &[u8]) -> Tree {
     let mut tree = Tree::new();
     tree.mount_pseudo();
     let p3 = nvme_with_boot(&mut tree);
-    let uuid = format!("CRYPT-{uuid_kind}-{}-root_crypt", LUKS_UUID.replace('-', ""));
+    let uuid = format!(
+        "CRYPT-{uuid_kind}-{}-root_crypt",
+        LUKS_UUID.replace('-', "")
+    );
     tree.dm(0, "root_crypt", &uuid, &[&p3]);
     tree.mount("253:0", "/", "/", "ext4", "/dev/mapper/root_crypt");
     std::fs::create_dir_all(tree.root().join("dev")).unwrap();
@@ -884,7 +887,10 @@ fn luks1_aes_128_xts_is_a_weak_cipher_finding() {
     assert_eq!(finding.status, Status::Fail, "{finding:#?}");
     assert_eq!(finding.summary, "encrypted with a weak cipher: /");
     let layer = crypt_layer(&finding, "/");
-    assert_eq!((layer["cipher"].as_str(), layer["key_bits"].as_u64()), (Some("aes-xts-plain64"), Some(256)));
+    assert_eq!(
+        (layer["cipher"].as_str(), layer["key_bits"].as_u64()),
+        (Some("aes-xts-plain64"), Some(256))
+    );
     assert!(layer["weakness"].as_str().unwrap().contains("AES-128"));
     assert_eq!(volume(&finding, "/")["status"], "fail");
     assert!(remediation(&finding).contains("cryptsetup reencrypt"));
@@ -913,7 +919,10 @@ fn luks_with_a_detached_header_is_encrypted_with_cipher_unknown() {
     let finding = luks_root("LUKS2", &[0x5a; 16384]).run();
     assert_eq!(finding.status, Status::Pass, "{finding:#?}");
     let layer = crypt_layer(&finding, "/");
-    assert!(layer["header"].as_str().unwrap().starts_with("detached"), "{layer}");
+    assert!(
+        layer["header"].as_str().unwrap().starts_with("detached"),
+        "{layer}"
+    );
     assert!(layer.get("cipher").is_none());
 }
 
@@ -935,7 +944,10 @@ fn luks2_json_dump_and_on_disk_header_agree() {
     // `cryptsetup luksDump --dump-json-metadata` of the same volumes.
     for (hdr, dump) in [
         ("luks2-aes-xts-512.hdr", "luks2-aes-xts-512.dump.json"),
-        ("luks2-detached-header.hdr", "luks2-detached-header.dump.json"),
+        (
+            "luks2-detached-header.hdr",
+            "luks2-detached-header.dump.json",
+        ),
     ] {
         let from_header = disk_encryption::parse_header(&header_fixture(hdr)).unwrap();
         let text = String::from_utf8(header_fixture(dump)).unwrap();
@@ -987,7 +999,11 @@ fn plain_loop_file_is_as_protected_as_the_filesystem_it_is_on() {
         tree.loop_dev(0, image);
         tree.mount("7:0", "/", "/mnt/data", "ext4", "/dev/loop0");
         let finding = tree.run();
-        assert_eq!(volume(&finding, "/mnt/data")["status"], expected, "{image}: {finding:#?}");
+        assert_eq!(
+            volume(&finding, "/mnt/data")["status"],
+            expected,
+            "{image}: {finding:#?}"
+        );
     }
 }
 
@@ -1001,7 +1017,10 @@ fn hibernation_resuming_from_an_unencrypted_swap_partition_fails() {
     tree.write("sys/power/resume", "8:2\n");
     let finding = tree.run();
     assert_eq!(finding.status, Status::Fail, "{finding:#?}");
-    assert_eq!(finding.observed["hibernation"]["resume_device"], "/dev/sda2");
+    assert_eq!(
+        finding.observed["hibernation"]["resume_device"],
+        "/dev/sda2"
+    );
     assert_eq!(finding.observed["hibernation"]["encrypted"], false);
     assert!(remediation(&finding).contains("Hibernation resumes from /dev/sda2"));
 }
@@ -1135,7 +1154,16 @@ fn live_btrfs_raid1_on_loop_files() {
         "$2" --exact live_child --ignored --nocapture >/dev/null
     "#;
     let output = std::process::Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "sh", "-c", script, "sh"])
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
         .arg(dir.path())
         .arg(&exe)
         .env(LIVE_OUT, &out)
@@ -1169,6 +1197,10 @@ fn live_btrfs_raid1_on_loop_files() {
     }
     // The image files are on this machine's root filesystem: the btrfs volume is exactly
     // as protected as `/`, never `unknown` and never better.
-    assert_eq!(btrfs["status"], volume(&finding, "/")["status"], "{finding:#?}");
+    assert_eq!(
+        btrfs["status"],
+        volume(&finding, "/")["status"],
+        "{finding:#?}"
+    );
     assert_eq!(btrfs["encryption"], volume(&finding, "/")["encryption"]);
 }

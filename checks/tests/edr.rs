@@ -71,7 +71,10 @@ fn catalogue_has_twenty_linux_agents_with_processes_units_paths_and_dirs() {
             "{id}: services are systemd units"
         );
         assert!(!entry.paths.is_empty(), "{id}: no install paths");
-        assert!(!entry.exe_dirs.is_empty(), "{id}: no executable directories");
+        assert!(
+            !entry.exe_dirs.is_empty(),
+            "{id}: no executable directories"
+        );
         for path in entry.paths.iter().chain(&entry.exe_dirs) {
             assert!(path.starts_with('/'), "{id}: {path} is not absolute");
         }
@@ -94,7 +97,10 @@ fn catalogue_has_twenty_linux_agents_with_processes_units_paths_and_dirs() {
         "tanium",
         "huntress",
     ] {
-        assert!(catalogue.products.iter().any(|p| p.id == id), "{id} missing");
+        assert!(
+            catalogue.products.iter().any(|p| p.id == id),
+            "{id} missing"
+        );
     }
 }
 

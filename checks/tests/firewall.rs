@@ -192,8 +192,16 @@ fn netlink_dump_of_nixos_iptables_firewall_restricts_through_its_chains() {
     assert_eq!(
         input,
         vec![
-            ("ip", "accept", "catch-all drop rule in chain nixos-fw-refuse"),
-            ("ip6", "accept", "catch-all drop rule in chain nixos-fw-refuse"),
+            (
+                "ip",
+                "accept",
+                "catch-all drop rule in chain nixos-fw-refuse"
+            ),
+            (
+                "ip6",
+                "accept",
+                "catch-all drop rule in chain nixos-fw-refuse"
+            ),
         ]
     );
 }
@@ -222,11 +230,16 @@ fn docker_chains_open_and_are_reported_never_counted_as_a_firewall() {
     // Docker with a published port on a host with an input drop policy: pass, and the
     // finding says the port bypasses the input chain.
     let published = assess(&parse_nlmsg("docker-published"));
-    assert_eq!(published.docker.as_ref().map(|d| d.published_ports), Some(1));
+    assert_eq!(
+        published.docker.as_ref().map(|d| d.published_ports),
+        Some(1)
+    );
     let finding = firewall::decide(&published, true, &FrontendConfig::default());
     assert_eq!(finding.status, Status::Pass);
     assert!(
-        finding.summary.contains("Docker publishes 1 container port"),
+        finding
+            .summary
+            .contains("Docker publishes 1 container port"),
         "{}",
         finding.summary
     );
@@ -418,7 +431,10 @@ fn live_netns_without_nft_or_iptables_binaries_still_reads_the_ruleset() {
     };
     assert_eq!(finding.status, Status::Pass, "{finding:?}");
     assert!(finding.source.iter().any(|s| s == firewall::NETLINK_SOURCE));
-    assert!(finding.source.iter().all(|s| !s.contains("nft -j") && !s.contains("-save")));
+    assert!(finding
+        .source
+        .iter()
+        .all(|s| !s.contains("nft -j") && !s.contains("-save")));
 }
 
 #[test]

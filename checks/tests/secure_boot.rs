@@ -213,7 +213,11 @@ const IMAGE_SECURITY_GUID: &str = "d719b2cb-3d3a-4596-a3bc-dad00e67656f";
 impl Tree {
     fn var(self, name: &str, guid: &str, fixture_name: &str) -> Self {
         let efivars = self.path("sys/firmware/efi/efivars");
-        std::fs::write(efivars.join(format!("{name}-{guid}")), fixture(fixture_name)).unwrap();
+        std::fs::write(
+            efivars.join(format!("{name}-{guid}")),
+            fixture(fixture_name),
+        )
+        .unwrap();
         self
     }
 
@@ -246,13 +250,22 @@ fn db_and_kek_list_the_microsoft_2011_and_2023_cas_with_expiry() {
         ]
     );
     let uefi_ca_2011 = &db.certificates[0];
-    assert!(uefi_ca_2011.issuer.contains("Microsoft Corporation Third Party Marketplace Root"));
-    assert!(uefi_ca_2011.not_after.starts_with("2026-06-27"), "{}", uefi_ca_2011.not_after);
+    assert!(uefi_ca_2011
+        .issuer
+        .contains("Microsoft Corporation Third Party Marketplace Root"));
+    assert!(
+        uefi_ca_2011.not_after.starts_with("2026-06-27"),
+        "{}",
+        uefi_ca_2011.not_after
+    );
     assert_eq!(uefi_ca_2011.owner, "77fa9abd-0359-4d32-bd60-28f4e78f784b");
     let kek = siglist::parse_efivar_db(&fixture("KEK-2011-2023")).unwrap();
     assert_eq!(
         common_names(&kek),
-        ["Microsoft Corporation KEK CA 2011", "Microsoft Corporation KEK 2K CA 2023"]
+        [
+            "Microsoft Corporation KEK CA 2011",
+            "Microsoft Corporation KEK 2K CA 2023"
+        ]
     );
 }
 
@@ -264,7 +277,10 @@ fn dbx_is_compared_with_microsofts_current_revocations() {
     let with_2024 =
         siglist::assess_dbx(&siglist::parse_efivar_db(&fixture("dbx-current-2024")).unwrap());
     assert_eq!(with_2024.missing, 0);
-    assert!(with_2024.windows_pca_2011_revoked, "CVE-2023-24932 revocation");
+    assert!(
+        with_2024.windows_pca_2011_revoked,
+        "CVE-2023-24932 revocation"
+    );
     let old = siglist::assess_dbx(&siglist::parse_efivar_db(&fixture("dbx-2024-only")).unwrap());
     assert!(old.missing > 400, "{old:?}");
 }
@@ -305,7 +321,11 @@ fn enabled_with_outdated_dbx_fails_with_the_update_to_apply() {
         .var("dbx", IMAGE_SECURITY_GUID, "dbx-2024-only")
         .check();
     assert_eq!(finding.status, Status::Fail, "{}", finding.summary);
-    assert!(finding.summary.contains("dbx) is outdated"), "{}", finding.summary);
+    assert!(
+        finding.summary.contains("dbx) is outdated"),
+        "{}",
+        finding.summary
+    );
     assert!(finding.remediation.unwrap().text.contains("fwupdmgr"));
     assert_eq!(finding.observed["enabled"], json!(true));
 }
@@ -331,7 +351,11 @@ fn event_log_replays_to_the_pcrs_quoted_with_it() {
     }
     // A log with one event altered no longer replays to the quote.
     let mut tampered = log.clone();
-    let event = tampered.events.iter_mut().find(|e| e.pcr == 4 && e.kind != 3).unwrap();
+    let event = tampered
+        .events
+        .iter_mut()
+        .find(|e| e.pcr == 4 && e.kind != 3)
+        .unwrap();
     event.digests.iter_mut().for_each(|(_, d)| d[0] ^= 1);
     let replayed = eventlog::replay(&tampered, eventlog::ALG_SHA1).unwrap();
     assert_ne!(siglist::hex(&replayed[&4]), quoted["4"]);
@@ -351,7 +375,11 @@ fn event_log_reports_secure_boot_state_boot_loader_and_authority() {
         &eventlog::parse(&fixture("ubuntu_2104_shielded_vm_no_secure_boot_eventlog")).unwrap(),
     );
     assert_eq!(ubuntu.secure_boot, Some(false), "{ubuntu:#?}");
-    assert!(ubuntu.ipl.iter().any(|l| l.contains("vmlinuz")), "{:#?}", ubuntu.ipl);
+    assert!(
+        ubuntu.ipl.iter().any(|l| l.contains("vmlinuz")),
+        "{:#?}",
+        ubuntu.ipl
+    );
     assert!(!ubuntu.pcr9_digests.is_empty());
 }
 
@@ -362,7 +390,11 @@ fn event_log_in_the_check_gives_replayed_pcrs_and_facts() {
         .event_log("sb_cert_eventlog")
         .check();
     let measured = &finding.observed["measured_boot"];
-    assert_eq!(measured["facts"]["secure_boot"], json!(true), "{measured:#}");
+    assert_eq!(
+        measured["facts"]["secure_boot"],
+        json!(true),
+        "{measured:#}"
+    );
     assert_eq!(measured["replay_bank"], "0x000b");
     assert_eq!(measured["replayed_pcrs"]["7"].as_str().unwrap().len(), 64);
 }

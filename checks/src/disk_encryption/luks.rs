@@ -194,7 +194,12 @@ pub fn parse_luks2_json(text: &str) -> Result<LuksParams, HeaderError> {
                 .and_then(Value::as_array)
                 .is_some_and(|s| s.iter().any(|s| s.as_str() == Some(segment_id)))
         })
-        .flat_map(|d| d.get("keyslots").and_then(Value::as_array).into_iter().flatten())
+        .flat_map(|d| {
+            d.get("keyslots")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+        })
         .filter_map(Value::as_str)
         .collect();
     let key_bytes = json
@@ -224,12 +229,18 @@ mod tests {
     #[test]
     fn weak_ciphers() {
         assert!(weakness("aes-xts-plain64", 512, false).is_none());
-        assert!(weakness("aes-xts-plain64", 256, false).unwrap().contains("AES-128"));
-        assert!(weakness("aes-cbc-plain", 256, false).unwrap().contains("watermarking"));
+        assert!(weakness("aes-xts-plain64", 256, false)
+            .unwrap()
+            .contains("AES-128"));
+        assert!(weakness("aes-cbc-plain", 256, false)
+            .unwrap()
+            .contains("watermarking"));
         assert!(weakness("aes-cbc-plain64", 256, false).is_some());
         assert!(weakness("aes-cbc-essiv:sha256", 256, false).is_none());
         assert!(weakness("aes-ecb", 256, false).is_some());
-        assert!(weakness("cipher_null-ecb", 0, false).unwrap().contains("not encrypt"));
+        assert!(weakness("cipher_null-ecb", 0, false)
+            .unwrap()
+            .contains("not encrypt"));
         assert!(weakness("aes-xts-random", 768, true).is_none());
     }
 

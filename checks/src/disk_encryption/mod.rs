@@ -87,7 +87,10 @@ pub fn protection(node: &BlockNode) -> Protection {
 
 /// Judges a device stack; `backing` judges the filesystem a loop device's backing file
 /// lives on (`None`: not resolved, the loop device is then `unknown`).
-pub fn protection_with(node: &BlockNode, backing: &dyn Fn(&str) -> Option<Protection>) -> Protection {
+pub fn protection_with(
+    node: &BlockNode,
+    backing: &dyn Fn(&str) -> Option<Protection>,
+) -> Protection {
     match &node.layer {
         Layer::Dm {
             kind: DmKind::Crypt(kind),
@@ -369,7 +372,8 @@ fn backing_file_protection(
 
 fn block_volume(ctx: &Context, mount: &Mount, mounts: &[Mount], depth: usize) -> Outcome {
     let is_root = mount.mount_point == "/";
-    let backing = |file: &str| backing_file_protection(ctx, file, mounts, &mount.mount_point, depth);
+    let backing =
+        |file: &str| backing_file_protection(ctx, file, mounts, &mount.mount_point, depth);
     let nodes: Result<Vec<BlockNode>, String> = if mount.major != 0 {
         sysfs::read_devnum(ctx, mount.major, mount.minor).map(|n| vec![n])
     } else if mount.source.starts_with("/dev/") {
@@ -863,7 +867,10 @@ pub fn check(ctx: &Context) -> Finding {
         let url = problems.first().map_or(DEBIAN_ENCRYPTION_URL, |p| p.url);
         let (weak, clear): (Vec<&str>, Vec<&str>) =
             what.iter().partition(|w| w.ends_with(WEAK_SUFFIX));
-        let weak: Vec<&str> = weak.iter().map(|w| w.trim_end_matches(WEAK_SUFFIX)).collect();
+        let weak: Vec<&str> = weak
+            .iter()
+            .map(|w| w.trim_end_matches(WEAK_SUFFIX))
+            .collect();
         let summary = match (clear.is_empty(), weak.is_empty()) {
             (false, true) => format!("not encrypted: {}", clear.join(", ")),
             (true, _) => format!("encrypted with a weak cipher: {}", weak.join(", ")),
@@ -873,11 +880,7 @@ pub fn check(ctx: &Context) -> Finding {
                 weak.join(", ")
             ),
         };
-        Finding::fail(
-            ID,
-            summary,
-            Remediation::new(fix.join(" ")).with_url(url),
-        )
+        Finding::fail(ID, summary, Remediation::new(fix.join(" ")).with_url(url))
     };
 
     let mut finding = finding
@@ -896,7 +899,8 @@ pub fn check(ctx: &Context) -> Finding {
         .source(SWAPS)
         .source(RESUME);
     if volumes.iter().any(|v| !v.crypt_layers.is_empty()) {
-        finding = finding.source("LUKS header at the start of the device under each dm-crypt mapping");
+        finding =
+            finding.source("LUKS header at the start of the device under each dm-crypt mapping");
     }
     if volumes.iter().any(|v| v.fscrypt_policies > 0) {
         finding = finding.source("<mount point>/.fscrypt/policies");

@@ -225,8 +225,7 @@ fn managed_by(ruleset: &Ruleset) -> Option<String> {
         Some("firewalld".to_owned())
     } else if has_chain("ufw-") || has_chain("ufw6-") {
         Some("ufw".to_owned())
-    } else if ruleset.tables.iter().any(|(_, name)| name == "nixos-fw") || has_chain("nixos-fw")
-    {
+    } else if ruleset.tables.iter().any(|(_, name)| name == "nixos-fw") || has_chain("nixos-fw") {
         Some("nixos".to_owned())
     } else if ruleset.chains.iter().any(is_input_filter_chain) {
         Some("nftables".to_owned())

@@ -216,7 +216,9 @@ pub fn read_loaded(ctx: &Context) -> Result<Loaded, String> {
     #[cfg(not(target_os = "linux"))]
     let dumped: Result<Vec<u8>, netlink::NetlinkError> = {
         let _ = cancelled;
-        Err(netlink::NetlinkError::Io(std::io::Error::other("unsupported on this OS")))
+        Err(netlink::NetlinkError::Io(std::io::Error::other(
+            "unsupported on this OS",
+        )))
     };
     match dumped.and_then(|bytes| netlink::parse_dump(&bytes)) {
         Ok(ruleset) => {
@@ -282,7 +284,9 @@ fn read_iptables(ctx: &Context) -> Result<Loaded, String> {
         source.push(program.to_owned());
     }
     if source.is_empty() {
-        return Err("nftables is not available over netlink and iptables-save is not installed".to_owned());
+        return Err(
+            "nftables is not available over netlink and iptables-save is not installed".to_owned(),
+        );
     }
     Ok(Loaded { ruleset, source })
 }

@@ -10,7 +10,7 @@
 //! maps the decoded objects to the model. Dumps captured from real rulesets are the test
 //! fixtures (`tests/fixtures/firewall/*.nlmsg`).
 
-use netlink_packet_core::{Nla, NetlinkBuffer, NetlinkMessage, NetlinkPayload, Parseable};
+use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload, Nla, Parseable};
 use netlink_packet_netfilter::nftables::{
     ChainAttribute, DataAttribute, ExpressionAttribute, Expressions, Hook, HookNumber, Immediate,
     InetHookNumber, ListAttribute, NfTablesMessage, RuleAttribute, TableAttribute, Verdict,

@@ -15,6 +15,7 @@
 pub mod gnome;
 pub mod gvdb;
 pub mod kde;
+pub mod logind;
 pub mod sessions;
 pub mod xfce;
 
@@ -167,47 +168,83 @@ fn evaluate_session(
     }
 }
 
-/// Runs the check.
-pub fn check(ctx: &Context) -> Finding {
-    let max = ctx.config.screen_lock.max_idle_minutes;
+/// Graphical sessions (with logind's hints when they came over D-Bus) and their source.
+type Found = (Vec<(Session, Option<logind::Hints>)>, &'static str);
+
+/// The graphical user sessions and where they came from: logind over D-Bus on the live
+/// system; logind's session files below a fixture root. `Err` is a finished finding.
+fn graphical_sessions(ctx: &Context, max: u32) -> Result<Found, Box<Finding>> {
+    if ctx.live {
+        return match logind::sessions() {
+            Ok(all) => Ok((
+                all.into_iter()
+                    .filter(|(s, _)| s.is_graphical_user())
+                    .map(|(s, h)| (s, Some(h)))
+                    .collect(),
+                logind::SOURCE,
+            )),
+            Err(reason) => Err(Box::new(
+                Finding::unknown(ID, reason)
+                    .observe("sessions", json!([]))
+                    .observe("max_idle_minutes", max)
+                    .source(logind::SOURCE),
+            )),
+        };
+    }
     let names = match list_dir(ctx, SESSIONS_DIR) {
         Ok(names) => names,
         Err(e) if e.is_not_found() => {
-            return Finding::unknown(
-                ID,
-                "no graphical user session (systemd-logind keeps no sessions here)",
-            )
-            .observe("sessions", json!([]))
-            .observe("max_idle_minutes", max)
-            .source(SESSIONS_DIR)
+            return Err(Box::new(
+                Finding::unknown(
+                    ID,
+                    "no graphical user session (systemd-logind keeps no sessions here)",
+                )
+                .observe("sessions", json!([]))
+                .observe("max_idle_minutes", max)
+                .source(SESSIONS_DIR),
+            ))
         }
-        Err(e) => return Finding::unknown(ID, e.to_string()).source(SESSIONS_DIR),
+        Err(e) => {
+            return Err(Box::new(
+                Finding::unknown(ID, e.to_string()).source(SESSIONS_DIR),
+            ))
+        }
     };
     let mut graphical = Vec::new();
     for name in names.iter().filter(|n| !n.ends_with(".ref")) {
         if let Ok(text) = read_text(ctx, format!("{SESSIONS_DIR}/{name}")) {
             let session = sessions::parse_session(name, &text);
             if session.is_graphical_user() {
-                graphical.push(session);
+                graphical.push((session, None));
             }
         }
     }
+    Ok((graphical, SESSIONS_DIR))
+}
+
+/// Runs the check.
+pub fn check(ctx: &Context) -> Finding {
+    let max = ctx.config.screen_lock.max_idle_minutes;
+    let (graphical, sessions_source) = match graphical_sessions(ctx, max) {
+        Ok(found) => found,
+        Err(finding) => return *finding,
+    };
     if graphical.is_empty() {
         return Finding::unknown(ID, "no graphical user session")
             .observe("sessions", json!([]))
             .observe("max_idle_minutes", max)
-            .source(SESSIONS_DIR);
+            .source(sessions_source);
     }
     let passwd = match read_text(ctx, "/etc/passwd") {
         Ok(text) => sessions::parse_passwd(&text),
         Err(e) => return Finding::unknown(ID, e.to_string()).source("/etc/passwd"),
     };
 
-    let mut sources = vec![SESSIONS_DIR.to_owned(), "/etc/passwd".to_owned()];
+    let mut sources = vec![sessions_source.to_owned(), "/etc/passwd".to_owned()];
     let mut facts = Vec::new();
     let mut failed: Vec<(Desktop, Vec<String>, String)> = Vec::new();
     let mut unknown: Vec<String> = Vec::new();
-    for session in &graphical {
+    for (session, hints) in &graphical {
         let (outcome, fact) = evaluate_session(ctx, session, &passwd, &mut sources);
         let who = session.user.clone().unwrap_or_else(|| session.id.clone());
         let status = match outcome {
@@ -224,6 +261,9 @@ pub fn check(ctx: &Context) -> Finding {
         let mut fact = fact;
         if let Value::Object(map) = &mut fact {
             map.insert("status".into(), json!(status.as_str()));
+            if let Some(hints) = hints {
+                map.insert("logind".into(), json!(hints));
+            }
         }
         facts.push(fact);
     }
@@ -248,7 +288,7 @@ pub fn check(ctx: &Context) -> Finding {
     } else {
         let users = graphical
             .iter()
-            .filter_map(|s| s.user.clone())
+            .filter_map(|(s, _)| s.user.clone())
             .collect::<Vec<_>>()
             .join(", ");
         Finding::pass(

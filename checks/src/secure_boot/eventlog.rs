@@ -167,8 +167,7 @@ pub fn parse(bytes: &[u8]) -> Result<EventLog, String> {
             vec![(ALG_SHA1, r.take(20)?.to_vec())]
         };
         let data = r.data()?.to_vec();
-        if kind == event_type::EV_NO_ACTION && pcr == 0 && data.starts_with(b"StartupLocality\0")
-        {
+        if kind == event_type::EV_NO_ACTION && pcr == 0 && data.starts_with(b"StartupLocality\0") {
             log.startup_locality = data.get(16).copied();
         }
         log.events.push(Event {
@@ -184,7 +183,10 @@ pub fn parse(bytes: &[u8]) -> Result<EventLog, String> {
 /// `TCG_EfiSpecIdEvent`: signature[16], platformClass u32, versions (4 bytes),
 /// uintnSize u8, numberOfAlgorithms u32, then (algorithmId u16, digestSize u16) each.
 fn parse_spec_id(data: &[u8]) -> Result<Vec<(u16, u16)>, String> {
-    let mut r = Reader { bytes: data, at: 24 };
+    let mut r = Reader {
+        bytes: data,
+        at: 24,
+    };
     let count = r.u32()?;
     if count == 0 || count > 16 {
         return Err(format!("Spec ID event lists {count} algorithms"));

@@ -106,8 +106,16 @@ pub fn summarise_cert(der: &[u8], owner: String) -> Option<CertSummary> {
             value
                 .decode_as::<Utf8StringRef<'_>>()
                 .map(|s| s.as_str().to_owned())
-                .or_else(|_| value.decode_as::<PrintableStringRef<'_>>().map(|s| s.as_str().to_owned()))
-                .or_else(|_| value.decode_as::<Ia5StringRef<'_>>().map(|s| s.as_str().to_owned()))
+                .or_else(|_| {
+                    value
+                        .decode_as::<PrintableStringRef<'_>>()
+                        .map(|s| s.as_str().to_owned())
+                })
+                .or_else(|_| {
+                    value
+                        .decode_as::<Ia5StringRef<'_>>()
+                        .map(|s| s.as_str().to_owned())
+                })
                 .ok()
         })
     });
