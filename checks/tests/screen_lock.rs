@@ -189,7 +189,7 @@ fn gvdb_fixtures_match_their_keyfiles() {
         );
         compared += 1;
     }
-    assert_eq!(compared, 7);
+    assert_eq!(compared, 10);
 }
 
 /// The reader takes untrusted bytes: every truncation, every byte overwritten, and
@@ -382,9 +382,129 @@ fn the_greeter_and_ssh_sessions_are_not_judged() {
 
 #[test]
 fn unsupported_desktop_is_unknown() {
-    let finding = Tree::new().session("2", "sway-wayland").check();
+    let finding = Tree::new().session("2", "labwc-wayland").check();
     assert_eq!(finding.status, Status::Unknown);
-    assert!(finding.reason.unwrap().contains("sway"));
+    assert!(finding.reason.unwrap().contains("labwc"));
+}
+
+// ---- Cinnamon, MATE, sway, Hyprland, i3 / X11 lockers ------------------------------------
+
+fn session_of(kind: &str) -> Tree {
+    Tree::new().session("2", kind)
+}
+
+fn one(finding: &Finding) -> &serde_json::Value {
+    &finding.observed["sessions"][0]
+}
+
+#[test]
+fn cinnamon_settings_pass_and_its_900_s_default_is_the_limit() {
+    let finding = session_of("cinnamon-x11")
+        .with(USER_DB, "gnome/cinnamon-ok")
+        .check();
+    assert_eq!(finding.status, Status::Pass, "{finding:#?}");
+    assert_eq!(one(&finding)["lock_after_seconds"], json!(300));
+    // No user database: Cinnamon's schema default idle-delay is 900 s (15 min).
+    let finding = session_of("cinnamon-x11").check();
+    assert_eq!(one(&finding)["lock_after_seconds"], json!(900));
+}
+
+#[test]
+fn mate_with_lock_disabled_fails_with_mate_remediation() {
+    let finding = session_of("mate-x11")
+        .with(USER_DB, "gnome/mate-lock-disabled")
+        .check();
+    assert_eq!(finding.status, Status::Fail, "{finding:#?}");
+    assert!(finding.summary.contains("does not lock automatically"));
+    assert!(finding.remediation.as_ref().unwrap().text.contains("MATE"));
+    // MATE's idle-delay is in minutes.
+    assert_eq!(one(&finding)["settings"]["idle_delay_minutes"], json!(10));
+}
+
+#[test]
+fn sway_default_config_never_locks_and_a_swayidle_config_does() {
+    // Debian 12's /etc/sway/config only has swayidle commented out.
+    let finding = session_of("sway-wayland")
+        .with("etc/sway/config", "lockers/sway-config-debian12")
+        .check();
+    assert_eq!(finding.status, Status::Fail, "{finding:#?}");
+    assert!(finding.remediation.unwrap().text.contains("swayidle"));
+    let finding = session_of("sway-wayland")
+        .with("etc/sway/config", "lockers/sway-config-debian12")
+        .with(
+            "home/alice/.config/swayidle/config",
+            "lockers/swayidle-config",
+        )
+        .check();
+    assert_eq!(finding.status, Status::Pass, "{finding:#?}");
+    assert_eq!(one(&finding)["lock_after_seconds"], json!(300));
+}
+
+#[test]
+fn sway_without_any_config_is_unknown() {
+    let finding = session_of("sway-wayland").check();
+    assert_eq!(finding.status, Status::Unknown, "{finding:#?}");
+}
+
+#[test]
+fn hypridle_locks_through_lock_session_when_hyprland_starts_it() {
+    let tree = session_of("hyprland-wayland").with(
+        "home/alice/.config/hypr/hypridle.conf",
+        "lockers/hypridle.conf",
+    );
+    // hypridle.conf alone: nothing starts hypridle, so nothing locks.
+    let finding = tree.check();
+    assert_eq!(finding.status, Status::Fail, "{finding:#?}");
+    let finding = tree
+        .with(
+            "home/alice/.config/hypr/hyprland.conf",
+            "lockers/hyprland.conf",
+        )
+        .check();
+    assert_eq!(finding.status, Status::Pass, "{finding:#?}");
+    assert_eq!(one(&finding)["lock_after_seconds"], json!(300));
+}
+
+#[test]
+fn i3_default_config_locks_through_xss_lock_at_the_x_default() {
+    // Debian 12's /etc/i3/config as the user's config: xss-lock + i3lock, no `xset s`.
+    let finding = session_of("i3-x11")
+        .with("home/alice/.config/i3/config", "lockers/i3-config-debian12")
+        .check();
+    assert_eq!(finding.status, Status::Pass, "{finding:#?}");
+    assert_eq!(one(&finding)["lock_after_seconds"], json!(600));
+    assert_eq!(one(&finding)["settings"]["tool"], json!("xss-lock"));
+}
+
+#[test]
+fn xscreensaver_locking_after_20_minutes_fails_the_15_minute_limit() {
+    let finding = session_of("openbox-x11")
+        .with("home/alice/.xscreensaver", "lockers/xscreensaver")
+        .check();
+    assert_eq!(finding.status, Status::Fail, "{finding:#?}");
+    assert_eq!(one(&finding)["lock_after_seconds"], json!(1200));
+    assert_eq!(one(&finding)["desktop"], json!("openbox"));
+}
+
+#[test]
+fn light_locker_not_locking_on_suspend_fails() {
+    let finding = session_of("openbox-x11")
+        .with("etc/xdg/autostart/light-locker.desktop", "passwd")
+        .with(USER_DB, "gnome/light-locker-no-suspend")
+        .check();
+    assert_eq!(finding.status, Status::Fail, "{finding:#?}");
+    assert!(
+        finding.summary.contains("waking from sleep"),
+        "{}",
+        finding.summary
+    );
+}
+
+#[test]
+fn x11_session_without_any_locker_is_unknown() {
+    let finding = session_of("openbox-x11").check();
+    assert_eq!(finding.status, Status::Unknown, "{finding:#?}");
+    assert!(finding.reason.unwrap().contains("no screen locker found"));
 }
 
 #[test]
