@@ -181,7 +181,10 @@ mod tests {
         assert_eq!(Desktop::from_session("KDE"), Some(Desktop::Kde));
         assert_eq!(Desktop::from_session("plasma"), Some(Desktop::Kde));
         assert_eq!(Desktop::from_session("xfce"), Some(Desktop::Xfce));
-        assert_eq!(Desktop::from_session("i3"), None);
+        assert_eq!(Desktop::from_session("i3"), Some(Desktop::I3));
+        assert_eq!(Desktop::from_session("X-Cinnamon"), Some(Desktop::Cinnamon));
+        assert_eq!(Desktop::from_session("Hyprland"), Some(Desktop::Hyprland));
+        assert_eq!(Desktop::from_session("labwc"), None);
         assert_eq!(Desktop::from_session(""), None);
     }
 
