@@ -325,7 +325,8 @@ fn dbx_remediation(dbx: &siglist::DbxAssessment) -> Remediation {
 /// Runs the check.
 pub fn check(ctx: &Context) -> Finding {
     let finding = check_variables(ctx);
-    if !finding.observed["uefi"].as_bool().unwrap_or(false) {
+    let uefi = finding.observed.get("uefi").and_then(Value::as_bool);
+    if uefi != Some(true) {
         return finding.observe("module_sig_enforce", module_sig_enforce(ctx));
     }
     let databases = read_databases(ctx);

@@ -397,6 +397,11 @@ fn event_log_in_the_check_gives_replayed_pcrs_and_facts() {
     );
     assert_eq!(measured["replay_bank"], "0x000b");
     assert_eq!(measured["replayed_pcrs"]["7"].as_str().unwrap().len(), 64);
+    // The verifier side (posture-core) reads exactly this shape.
+    let boot = posture_core::measured_boot::MeasuredBoot::from_finding(&finding).unwrap();
+    assert!(boot.replayed.contains_key(&7) && boot.replayed.contains_key(&4));
+    assert_eq!(boot.secure_boot_enabled(), Some(true));
+    assert!(!boot.authorities().is_empty());
 }
 
 #[test]
