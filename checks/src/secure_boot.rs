@@ -17,6 +17,7 @@
 //!   line) are observed, so a verifier that has a quote can check the replay and then
 //!   write policy on events. (The replay-versus-quote comparison itself is verifier work.)
 //! - `/sys/module/module/parameters/sig_enforce`: module signature enforcement.
+//! - [`fwupd`]: fwupd's Host Security ID (`HostSecurityId` over D-Bus) when fwupd runs.
 //!
 //! Pass: `SecureBoot` is 1 and `SetupMode` is 0 (platform keys enrolled, so the firmware
 //! really verifies what it boots). A machine booted by legacy BIOS is `unknown`: Secure
@@ -24,6 +25,7 @@
 //! truncated or holds anything but 0 or 1 is `unknown`, never a pass.
 
 pub mod eventlog;
+pub mod fwupd;
 pub mod siglist;
 
 use posture_core::{Finding, Remediation};
@@ -306,6 +308,17 @@ fn measured_boot(ctx: &Context) -> Value {
     })
 }
 
+/// fwupd's Host Security ID, live only (D-Bus); null with the reason otherwise.
+fn fwupd_hsi(ctx: &Context) -> Value {
+    if !ctx.live {
+        return Value::Null;
+    }
+    match fwupd::read_hsi() {
+        Ok(hsi) => json!(hsi),
+        Err(reason) => json!({ "unavailable": reason }),
+    }
+}
+
 fn module_sig_enforce(ctx: &Context) -> Value {
     match read_attr(ctx, SIG_ENFORCE) {
         Ok(v) if v == "Y" || v == "1" => Value::Bool(true),
@@ -316,7 +329,10 @@ fn module_sig_enforce(ctx: &Context) -> Value {
 
 fn dbx_remediation(dbx: &siglist::DbxAssessment) -> Remediation {
     Remediation::new(format!(
-        "The firmware's revocation list (dbx) lacks {} of the {} revocations for known-vulnerable          boot loaders, so one of those could still be started with Secure Boot on. Apply the          UEFI dbx update: `sudo fwupdmgr refresh && sudo fwupdmgr update` (fwupd ships it as          a firmware update), or install the vendor's latest firmware.",
+        "The firmware's revocation list (dbx) lacks {} of the {} revocations for known-vulnerable \
+         boot loaders, so one of those could still be started with Secure Boot on. Apply the \
+         UEFI dbx update: `sudo fwupdmgr refresh && sudo fwupdmgr update` (fwupd ships it as \
+         a firmware update), or install the vendor's latest firmware.",
         dbx.missing, dbx.reference_entries
     ))
     .with_url(DBX_URL)
@@ -335,6 +351,7 @@ pub fn check(ctx: &Context) -> Finding {
         .observe("signature_databases", databases_value)
         .observe("measured_boot", measured_boot(ctx))
         .observe("module_sig_enforce", module_sig_enforce(ctx))
+        .observe("fwupd_hsi", fwupd_hsi(ctx))
         .source(EVENT_LOG)
         .source(SIG_ENFORCE);
     for (_, path, _) in &databases {

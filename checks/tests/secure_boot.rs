@@ -409,3 +409,114 @@ fn truncated_event_log_is_an_error() {
     let bytes = fixture("sb_cert_eventlog");
     assert!(eventlog::parse(&bytes[..bytes.len() - 7]).is_err());
 }
+
+// ---- fwupd's HSI over a real (private) D-Bus, fwupd's side played by the test -----------
+
+const FWUPD_ROOT: &str = "POSTURE_TEST_FWUPD_ROOT";
+const FWUPD_OUT: &str = "POSTURE_TEST_FWUPD_OUT";
+
+/// Helper run by `fwupd_hsi_is_read_over_dbus` with `DBUS_SYSTEM_BUS_ADDRESS` set.
+#[test]
+#[ignore = "helper: run by fwupd_hsi_is_read_over_dbus with a private system bus"]
+fn fwupd_child() {
+    let mut ctx = Context::fixture(
+        std::env::var(FWUPD_ROOT).unwrap(),
+        ChecksConfig::default(),
+        SystemTime::now(),
+    );
+    ctx.live = true;
+    let finding = secure_boot::check(&ctx);
+    std::fs::write(
+        std::env::var(FWUPD_OUT).unwrap(),
+        serde_json::to_vec(&finding).unwrap(),
+    )
+    .unwrap();
+}
+
+struct FakeFwupd;
+
+#[zbus::interface(name = "org.freedesktop.fwupd")]
+impl FakeFwupd {
+    #[zbus(property)]
+    fn host_security_id(&self) -> String {
+        "HSI:2! (v1.9.16)".to_owned()
+    }
+}
+
+fn run_fwupd_child(tree: &Tree, serve: bool) -> Finding {
+    let bus_dir = tempfile::tempdir().unwrap();
+    let socket = bus_dir.path().join("bus");
+    let address = format!("unix:path={}", socket.display());
+    let mut bus = std::process::Command::new("dbus-daemon")
+        .args(["--session", "--nofork", "--nopidfile"])
+        .arg(format!("--address={address}"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect(
+            "dbus-daemon is not installed: run scripts/setup.sh (this test must not be skipped)",
+        );
+    let started = std::time::Instant::now();
+    while !socket.exists() {
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "dbus-daemon did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _fwupd = serve.then(|| {
+        runtime.block_on(async {
+            zbus::connection::Builder::address(address.as_str())
+                .unwrap()
+                .name("org.freedesktop.fwupd")
+                .unwrap()
+                .serve_at("/", FakeFwupd)
+                .unwrap()
+                .build()
+                .await
+                .unwrap()
+        })
+    });
+    let out = bus_dir.path().join("finding.json");
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "fwupd_child", "--ignored", "--nocapture"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+        .env(FWUPD_ROOT, tree.dir.path())
+        .env(FWUPD_OUT, &out)
+        .output()
+        .unwrap();
+    bus.kill().unwrap();
+    bus.wait().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap()
+}
+
+#[test]
+fn fwupd_hsi_is_read_over_dbus() {
+    let tree = enabled_tree().var("dbx", IMAGE_SECURITY_GUID, "dbx-current");
+    let finding = run_fwupd_child(&tree, true);
+    assert_eq!(
+        finding.observed["fwupd_hsi"],
+        json!({ "id": "HSI:2! (v1.9.16)", "level": 2, "runtime_issues": true })
+    );
+    assert_eq!(
+        finding.status,
+        Status::Pass,
+        "HSI is evidence, not a verdict"
+    );
+    // No fwupd on the bus: the fact is missing with the reason, nothing else changes.
+    let finding = run_fwupd_child(&tree, false);
+    assert!(finding.observed["fwupd_hsi"]["unavailable"]
+        .as_str()
+        .unwrap()
+        .contains("fwupd"));
+    assert_eq!(finding.status, Status::Pass);
+}
