@@ -1,0 +1,34 @@
+//! What issue 17's checks parse from sources an attacker can shape: a LUKS header (the
+//! first bytes of a disk), the TCG event log and UEFI signature lists (firmware data),
+//! nftables netlink dumps, and lock configs in users' home directories (swayidle,
+//! hypridle, i3, xscreensaver).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use posture_checks::disk_encryption;
+use posture_checks::firewall::netlink;
+use posture_checks::screen_lock::lockers;
+use posture_checks::secure_boot::{eventlog, siglist};
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(params) = disk_encryption::parse_header(data) {
+        let _ = params.weakness();
+    }
+    if let Ok(log) = eventlog::parse(data) {
+        let _ = eventlog::replay(&log, eventlog::ALG_SHA256);
+        let _ = eventlog::replay(&log, eventlog::ALG_SHA1);
+        let _ = eventlog::facts(&log);
+    }
+    if let Ok(db) = siglist::parse_signature_lists(data) {
+        let _ = siglist::assess_dbx(&db);
+    }
+    let _ = netlink::parse_dump(data);
+    if let Ok(text) = std::str::from_utf8(data) {
+        let _ = disk_encryption::parse_luks2_json(text);
+        let _ = lockers::parse_swayidle(text, true);
+        let _ = lockers::parse_swayidle(text, false);
+        let _ = lockers::parse_hypridle(text);
+        let _ = lockers::parse_i3_xss_lock(text);
+        let _ = lockers::parse_xscreensaver(text);
+    }
+});
