@@ -7,7 +7,7 @@
 //! `/sys/kernel/security/lockdown` (`none [integrity] confidentiality`).
 //!
 //! Beyond the flag, the boot chain as evidence:
-//! - [`siglist`]: `PK`, `KEK`, `db`, `dbx` and shim's `MokListRT` parsed from efivarfs:
+//! - [`siglist`]: `PK`, `KEK`, `db`, `dbx` and shim's `MokListRT`/`MokListXRT` parsed from efivarfs:
 //!   the certificates trusted (subject, issuer, expiry), whether Microsoft's 2023 UEFI CAs
 //!   are present and the 2011 ones revoked, and `dbx` compared with Microsoft's current
 //!   revocation list. An outdated `dbx` fails even with Secure Boot on.
@@ -47,7 +47,8 @@ const LOCKDOWN: &str = "/sys/kernel/security/lockdown";
 const HELP_URL: &str = "https://wiki.debian.org/SecureBoot";
 /// The EFI image security database GUID that `db` and `dbx` live under.
 pub const EFI_IMAGE_SECURITY_GUID: &str = "d719b2cb-3d3a-4596-a3bc-dad00e67656f";
-/// shim's GUID (`MokListRT`, the runtime copy of the Machine Owner Key list).
+/// shim's GUID (`MokListRT` and `MokListXRT`: the runtime copies of the Machine Owner
+/// Key list and of its revocations).
 pub const SHIM_GUID: &str = "605dab50-e046-4300-abb6-3dd810dd8b23";
 const EVENT_LOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
 const SIG_ENFORCE: &str = "/sys/module/module/parameters/sig_enforce";
@@ -210,6 +211,7 @@ fn read_databases(
         ("db", EFI_IMAGE_SECURITY_GUID),
         ("dbx", EFI_IMAGE_SECURITY_GUID),
         ("MokListRT", SHIM_GUID),
+        ("MokListXRT", SHIM_GUID),
     ]
     .into_iter()
     .filter_map(|(name, guid)| {

@@ -520,3 +520,26 @@ fn fwupd_hsi_is_read_over_dbus() {
         .contains("fwupd"));
     assert_eq!(finding.status, Status::Pass);
 }
+
+#[test]
+fn shim_mok_lists_are_reported_with_their_certificates() {
+    // MokListRT holds whatever the machine owner enrolled (a DKMS signing key, a vendor
+    // key); here a real certificate list stands in for it.
+    let finding = enabled_tree()
+        .var(
+            "MokListRT",
+            "605dab50-e046-4300-abb6-3dd810dd8b23",
+            "KEK-2011",
+        )
+        .var("dbx", IMAGE_SECURITY_GUID, "dbx-current")
+        .check();
+    let mok = &finding.observed["signature_databases"]["MokListRT"];
+    assert_eq!(
+        mok["certificates"][0]["common_name"],
+        "Microsoft Corporation KEK CA 2011"
+    );
+    assert!(finding
+        .source
+        .iter()
+        .any(|s| s.ends_with("MokListRT-605dab50-e046-4300-abb6-3dd810dd8b23")));
+}
