@@ -255,6 +255,15 @@ fn netlink_error_reply_is_an_error_not_an_empty_ruleset() {
     assert!(err.is_permission(), "{err}");
 }
 
+/// Regression: a rule whose bitwise mask attribute claims more bytes than it has made the
+/// netlink decoder panic (found by the boot_and_disk fuzz target).
+#[test]
+fn fuzz_crash_malformed_bitwise_mask_is_a_decode_error_not_a_panic() {
+    let bytes = std::fs::read(fixture("fuzz-crash-bitwise-mask.nlmsg")).unwrap();
+    let err = netlink::parse_dump(&bytes).unwrap_err();
+    assert!(err.to_string().contains("malformed"), "{err}");
+}
+
 #[test]
 fn truncated_netlink_dump_is_an_error() {
     let bytes = std::fs::read(fixture("nft-drop-policy.nlmsg")).unwrap();

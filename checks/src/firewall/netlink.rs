@@ -66,8 +66,7 @@ pub fn parse_dump(bytes: &[u8]) -> Result<Ruleset, NetlinkError> {
                 "message of {length} bytes at byte {offset}"
             )));
         }
-        let message = NetlinkMessage::<NetfilterMessage>::parse(&buffer)
-            .map_err(|e| NetlinkError::Decode(format!("at byte {offset}: {e}")))?;
+        let message = decode(&buffer, offset)?;
         match message.payload {
             NetlinkPayload::InnerMessage(inner) => add_object(&mut ruleset, inner),
             NetlinkPayload::Error(error) => {
@@ -81,6 +80,25 @@ pub fn parse_dump(bytes: &[u8]) -> Result<Ruleset, NetlinkError> {
         offset += (length + 3) & !3;
     }
     Ok(ruleset)
+}
+
+/// Decodes one message. netlink-packet-netfilter 0.4 slices some nested attributes
+/// without checking their length (`NFTA_BITWISE_MASK`/`XOR` via an unchecked
+/// `NlaBuffer::new`) and panics on a malformed one — found by this crate's fuzz target
+/// (`fuzz/fuzz_targets/boot_and_disk.rs`, input kept as
+/// `tests/fixtures/firewall/fuzz-crash-bitwise-mask.nlmsg`). The kernel never sends such
+/// messages, but a panic must not take the check down: it becomes a decode error.
+fn decode(
+    buffer: &NetlinkBuffer<&&[u8]>,
+    offset: usize,
+) -> Result<NetlinkMessage<NetfilterMessage>, NetlinkError> {
+    match std::panic::catch_unwind(|| NetlinkMessage::<NetfilterMessage>::parse(buffer)) {
+        Ok(Ok(message)) => Ok(message),
+        Ok(Err(e)) => Err(NetlinkError::Decode(format!("at byte {offset}: {e}"))),
+        Err(_) => Err(NetlinkError::Decode(format!(
+            "at byte {offset}: malformed nested attribute"
+        ))),
+    }
 }
 
 fn family_name(family: NetfilterProtoFamily) -> String {
