@@ -1204,3 +1204,36 @@ fn live_btrfs_raid1_on_loop_files() {
     );
     assert_eq!(btrfs["encryption"], volume(&finding, "/")["encryption"]);
 }
+
+#[test]
+fn dm_integrity_under_dm_crypt_is_encrypted_and_the_header_is_read_below_it() {
+    // `cryptsetup luksFormat --integrity hmac-sha256`: dm-crypt (CRYPT-LUKS2) over a
+    // dm-integrity device (CRYPT-SUBDEV, `<name>_dif`) over the partition, whose start
+    // holds the LUKS2 header.
+    let mut tree = Tree::new();
+    tree.mount_pseudo();
+    let p3 = nvme_with_boot(&mut tree);
+    let dif = tree.dm(
+        0,
+        "root_crypt_dif",
+        &format!("CRYPT-SUBDEV-{}-root_crypt_dif", LUKS_UUID.replace('-', "")),
+        &[&p3],
+    );
+    tree.dm(1, "root_crypt", &luks2_uuid("root_crypt"), &[&dif]);
+    tree.mount("253:1", "/", "/", "ext4", "/dev/mapper/root_crypt");
+    std::fs::create_dir_all(tree.root().join("dev")).unwrap();
+    std::fs::write(
+        tree.root().join("dev/nvme0n1p3"),
+        header_fixture("luks2-aes-xts-512.hdr"),
+    )
+    .unwrap();
+    let finding = tree.run();
+    assert_eq!(finding.status, Status::Pass, "{finding:#?}");
+    assert_eq!(
+        chain(&finding, "/"),
+        ["dm-1 (LUKS2)", "dm-0 (dm-crypt SUBDEV)", "nvme0n1p3"]
+    );
+    let layer = crypt_layer(&finding, "/");
+    assert_eq!(layer["header_device"], "nvme0n1p3");
+    assert_eq!(layer["cipher"], "aes-xts-plain64");
+}

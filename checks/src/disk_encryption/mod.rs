@@ -215,7 +215,21 @@ fn crypt_layers(ctx: &Context, node: &BlockNode, out: &mut Vec<CryptLayer>) {
 }
 
 fn read_crypt_layer(ctx: &Context, node: &BlockNode, kind: CryptKind) -> CryptLayer {
-    let header_device = node.below.first().map(|b| b.name.clone());
+    // With LUKS2 authenticated encryption, cryptsetup puts a dm-integrity device
+    // (`CRYPT-SUBDEV-…`, `<name>_dif`) between dm-crypt and the disk; the header is on the
+    // disk, below it.
+    let mut below = node.below.first();
+    while let Some(Layer::Dm {
+        kind: DmKind::PassThrough(what),
+        ..
+    }) = below.map(|b| &b.layer)
+    {
+        if !what.starts_with("dm-crypt ") {
+            break;
+        }
+        below = below.and_then(|b| b.below.first());
+    }
+    let header_device = below.map(|b| b.name.clone());
     let mut layer = CryptLayer {
         device: node.name.clone(),
         format: kind.as_str().to_owned(),
