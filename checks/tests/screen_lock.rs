@@ -753,25 +753,8 @@ impl FakeSession {
 /// Starts a private dbus-daemon, serves a logind with these sessions on it, runs the
 /// check in a child process against it, and returns the finding.
 fn check_with_fake_logind(tree: &Tree, sessions: Vec<(&str, u32, &str, FakeSession)>) -> Finding {
-    let bus_dir = tempfile::tempdir().unwrap();
-    let socket = bus_dir.path().join("system_bus_socket");
-    let address = format!("unix:path={}", socket.display());
-    let mut bus = Command::new("dbus-daemon")
-        .args(["--session", "--nofork", "--nopidfile"])
-        .arg(format!("--address={address}"))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect(
-            "dbus-daemon is not installed: run scripts/setup.sh (this test must not be skipped)",
-        );
-    let started = std::time::Instant::now();
-    while !socket.exists() {
-        assert!(
-            started.elapsed().as_secs() < 10,
-            "dbus-daemon did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let bus = posture_test_support::PrivateBus::start();
+    let address = bus.address.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -806,7 +789,7 @@ fn check_with_fake_logind(tree: &Tree, sessions: Vec<(&str, u32, &str, FakeSessi
         }
         builder.build().await.unwrap()
     });
-    let out = bus_dir.path().join("finding.json");
+    let out = bus.path("finding.json");
     let output = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "logind_child", "--ignored", "--nocapture"])
         .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
@@ -814,8 +797,6 @@ fn check_with_fake_logind(tree: &Tree, sessions: Vec<(&str, u32, &str, FakeSessi
         .env(LOGIND_OUT, &out)
         .output()
         .unwrap();
-    bus.kill().unwrap();
-    bus.wait().unwrap();
     assert!(
         output.status.success(),
         "{}\n{}",
@@ -886,19 +867,9 @@ fn no_logind_on_the_bus_is_unknown_never_pass() {
 
 fn check_with_fake_logind_absent() -> Finding {
     let tree = Tree::new();
-    let bus_dir = tempfile::tempdir().unwrap();
-    let socket = bus_dir.path().join("bus");
-    let address = format!("unix:path={}", socket.display());
-    let mut bus = Command::new("dbus-daemon")
-        .args(["--session", "--nofork", "--nopidfile"])
-        .arg(format!("--address={address}"))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("dbus-daemon is not installed: run scripts/setup.sh");
-    while !socket.exists() {
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let out = bus_dir.path().join("finding.json");
+    let bus = posture_test_support::PrivateBus::start();
+    let address = bus.address.clone();
+    let out = bus.path("finding.json");
     let output = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "logind_child", "--ignored", "--nocapture"])
         .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
@@ -906,8 +877,6 @@ fn check_with_fake_logind_absent() -> Finding {
         .env(LOGIND_OUT, &out)
         .output()
         .unwrap();
-    bus.kill().unwrap();
-    bus.wait().unwrap();
     assert!(output.status.success());
     serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap()
 }

@@ -444,25 +444,8 @@ impl FakeFwupd {
 }
 
 fn run_fwupd_child(tree: &Tree, serve: bool) -> Finding {
-    let bus_dir = tempfile::tempdir().unwrap();
-    let socket = bus_dir.path().join("bus");
-    let address = format!("unix:path={}", socket.display());
-    let mut bus = std::process::Command::new("dbus-daemon")
-        .args(["--session", "--nofork", "--nopidfile"])
-        .arg(format!("--address={address}"))
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect(
-            "dbus-daemon is not installed: run scripts/setup.sh (this test must not be skipped)",
-        );
-    let started = std::time::Instant::now();
-    while !socket.exists() {
-        assert!(
-            started.elapsed().as_secs() < 10,
-            "dbus-daemon did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let bus = posture_test_support::PrivateBus::start();
+    let address = bus.address.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -481,7 +464,7 @@ fn run_fwupd_child(tree: &Tree, serve: bool) -> Finding {
                 .unwrap()
         })
     });
-    let out = bus_dir.path().join("finding.json");
+    let out = bus.path("finding.json");
     let output = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "fwupd_child", "--ignored", "--nocapture"])
         .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
@@ -489,8 +472,6 @@ fn run_fwupd_child(tree: &Tree, serve: bool) -> Finding {
         .env(FWUPD_OUT, &out)
         .output()
         .unwrap();
-    bus.kill().unwrap();
-    bus.wait().unwrap();
     assert!(
         output.status.success(),
         "{}",
