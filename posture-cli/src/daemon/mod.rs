@@ -5,8 +5,9 @@
 //! One current-thread tokio runtime. Tasks: the local API ([`api`]), the schedule
 //! ([`scheduler`]), delivery of the durable outbox ([`delivery`], [`outbox`]), system-change
 //! watchers ([`watch`], [`sleep`]) and, under systemd with `WatchdogSec=`, the watchdog
-//! ([`notify`]). Collection (blocking, one thread per check) runs on the blocking pool,
-//! whose threads exit after a few idle seconds.
+//! ([`notify`]). Collection (one thread per check) runs in a short-lived child process
+//! ([`collector`]); file I/O runs on the blocking pool, whose threads exit after a few
+//! idle seconds.
 //!
 //! Idle means idle: between scheduled collections the process waits on one timer, the
 //! inotify fd, the D-Bus socket, the API socket and signals. The only other timer is the
@@ -19,6 +20,7 @@
 
 pub mod activity;
 pub mod api;
+pub mod collector;
 pub mod delivery;
 pub mod evidence_port;
 pub mod memory;
@@ -138,6 +140,8 @@ pub struct Shared {
     pub state_dir: PathBuf,
     /// What the daemon has done since start (reported by `/v1/health`).
     pub activity: activity::Recorder,
+    /// Runs collections in child processes.
+    pub collector: collector::Collector,
     /// Kept so the trigger channel never closes.
     pub triggers: mpsc::Sender<Trigger>,
 }
@@ -219,6 +223,7 @@ async fn main_loop(config_path: Option<PathBuf>, config: Config) -> Result<(), D
         outbox: Arc::new(outbox),
         outbox_wake: Notify::new(),
         compliance: Mutex::new(scheduler::load_compliance(&state_dir)),
+        collector: collector::Collector::new(state_dir.clone()),
         state_dir,
         activity: activity::Recorder::default(),
         triggers: triggers.clone(),
