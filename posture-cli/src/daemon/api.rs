@@ -189,6 +189,7 @@ pub async fn serve(
             },
             () = stopped(&mut shutdown) => break,
         };
+        shared.api_activity.notify_one();
         let cred = match stream.peer_cred() {
             Ok(cred) => cred,
             Err(e) => {

@@ -140,6 +140,8 @@ pub struct Shared {
     pub state_dir: PathBuf,
     /// What the daemon has done since start (reported by `/v1/health`).
     pub activity: activity::Recorder,
+    /// Notified on every local API connection (memory is released when it goes quiet).
+    pub api_activity: Arc<Notify>,
     /// Runs collections in child processes.
     pub collector: collector::Collector,
     /// Kept so the trigger channel never closes.
@@ -223,6 +225,7 @@ async fn main_loop(config_path: Option<PathBuf>, config: Config) -> Result<(), D
         outbox: Arc::new(outbox),
         outbox_wake: Notify::new(),
         compliance: Mutex::new(scheduler::load_compliance(&state_dir)),
+        api_activity: Arc::new(Notify::new()),
         collector: collector::Collector::new(state_dir.clone()),
         state_dir,
         activity: activity::Recorder::default(),
@@ -232,6 +235,10 @@ async fn main_loop(config_path: Option<PathBuf>, config: Config) -> Result<(), D
     let api = tokio::spawn(api::serve(
         listener,
         Arc::clone(&shared),
+        shutdown_rx.clone(),
+    ));
+    tokio::spawn(memory::release_when_api_is_quiet(
+        Arc::clone(&shared.api_activity),
         shutdown_rx.clone(),
     ));
     if watching {

@@ -140,7 +140,7 @@ pub async fn collect(shared: &Arc<Shared>, only: Option<Vec<&'static str>>, caus
     after_collection(shared, &config, &report).await;
     shared.activity.collected(cause, &ids);
     // Freed heap (the report's JSON, the events) goes back to the OS.
-    super::memory::release_after_collection();
+    super::memory::release_unused();
 }
 
 /// The previous report with the re-collected findings replacing theirs.
