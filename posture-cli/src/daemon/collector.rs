@@ -187,3 +187,106 @@ fn own_executable() -> PathBuf {
         std::env::current_exe().unwrap_or_else(|_| PathBuf::from("posture"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A collector whose "child" is `script` (a real process that misbehaves on purpose).
+    fn collector_running(dir: &std::path::Path, script: &str) -> Collector {
+        let exe = dir.join("child.sh");
+        std::fs::write(&exe, format!("#!/bin/sh\ncat >/dev/null\n{script}\n")).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Collector {
+            exe,
+            state_dir: dir.join("state"),
+            lingering: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    async fn lingering_drops_to_zero(collector: &Collector) {
+        for _ in 0..500 {
+            if collector.lingering.load(Ordering::Relaxed) == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the child was not reaped");
+    }
+
+    #[tokio::test]
+    async fn a_report_line_is_the_report_and_the_child_is_reaped() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = posture_test_support::laptop_report();
+        let json = serde_json::to_string(&report).unwrap();
+        std::fs::write(dir.path().join("report.json"), format!("{json}\n")).unwrap();
+        let collector = collector_running(
+            dir.path(),
+            &format!("cat {:?}", dir.path().join("report.json")),
+        );
+        let got = collector
+            .collect("", &[], Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(got, report);
+        lingering_drops_to_zero(&collector).await;
+    }
+
+    #[tokio::test]
+    async fn a_child_that_fails_gives_its_exit_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let collector = collector_running(dir.path(), "echo 'posture: error: broken' >&2; exit 3");
+        let err = collector
+            .collect("", &[], Duration::from_secs(30))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, CollectError::NoReport(s) if s == "exit status 3"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn garbage_is_not_a_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let collector = collector_running(dir.path(), "echo '{\"findings\": 1}'");
+        let err = collector
+            .collect("", &[], Duration::from_secs(30))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CollectError::Invalid(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_hung_child_is_killed_at_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let collector = collector_running(dir.path(), "exec sleep 600");
+        let err = collector
+            .collect("", &[], Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CollectError::TimedOut(_)), "{err}");
+        // Killed and reaped: nothing lingers, so the next collection may start.
+        lingering_drops_to_zero(&collector).await;
+    }
+
+    #[tokio::test]
+    async fn the_config_text_reaches_the_child_on_stdin() {
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("child.sh");
+        let seen = dir.path().join("seen.toml");
+        std::fs::write(&exe, format!("#!/bin/sh\ncat >{seen:?}\nexit 1\n")).unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let collector = Collector {
+            exe,
+            state_dir: dir.path().join("state"),
+            lingering: Arc::new(AtomicUsize::new(0)),
+        };
+        let config = "[checks]\ntimeout = \"3s\"\n";
+        let _ = collector
+            .collect(config, &[], Duration::from_secs(30))
+            .await;
+        assert_eq!(std::fs::read_to_string(seen).unwrap(), config);
+    }
+}
