@@ -26,6 +26,7 @@ pub mod evidence_port;
 pub mod memory;
 pub mod notify;
 pub mod outbox;
+pub mod peer;
 pub mod scheduler;
 pub mod sleep;
 pub mod watch;
@@ -36,7 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use posture_agent::config::Config;
-use posture_agent::daemon_config::{self as settings, DaemonConfig, SettingsError};
+use posture_agent::daemon_config::{DaemonConfig, SettingsError};
 use posture_agent::{Assessment, Compliance};
 use posture_core::Report;
 use tokio::net::UnixListener;
@@ -330,9 +331,7 @@ fn bind(daemon: &DaemonConfig, path: PathBuf) -> Result<(UnixListener, PathBuf),
         source,
     };
     let group = match &daemon.socket_group {
-        Some(name) => {
-            Some(settings::group_id(name).ok_or_else(|| DaemonError::NoGroup(name.clone()))?)
-        }
+        Some(name) => Some(peer::group_id(name).ok_or_else(|| DaemonError::NoGroup(name.clone()))?),
         None => None,
     };
     if let Some(parent) = path.parent() {
