@@ -13,6 +13,8 @@ for target in $targets; do
   echo "== fuzz $target (${seconds}s)"
   mkdir -p "corpus/$target"
   # corpus/ (git-ignored) collects what the fuzzer finds; seeds/ are committed examples.
+  # -timeout: an input that runs for 10 s is a hang and fails the run (libFuzzer's
+  # default, 20 minutes, once stalled a run on a der PEM-reader loop).
   cargo fuzz run -O "$target" "corpus/$target" "seeds/$target" -- \
-    -max_total_time="$seconds" -rss_limit_mb=2048
+    -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10
 done

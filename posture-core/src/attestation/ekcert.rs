@@ -48,14 +48,39 @@ const MAX_SIGNATURE_CHECKS: usize = 64;
 
 /// Parses a PEM bundle of CA certificates.
 pub fn parse_roots(pem: &[u8]) -> Result<Vec<Certificate>, AttestationError> {
-    let certs = Certificate::load_pem_chain(pem)
-        .map_err(|e| AttestationError::EkCertificate(format!("CA bundle: {e}")))?;
+    let bad = |e: String| AttestationError::EkCertificate(format!("CA bundle: {e}"));
+    let text = std::str::from_utf8(pem).map_err(|_| bad("not UTF-8 PEM".into()))?;
+    let certs = pem_certificate_blocks(text)
+        .map_err(bad)?
+        .iter()
+        .map(|der| Certificate::from_der(der).map_err(|e| bad(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
     if certs.is_empty() {
         return Err(AttestationError::EkCertificate(
             "CA bundle holds no certificate".into(),
         ));
     }
     Ok(certs)
+}
+
+/// The DER of each `CERTIFICATE` block of a PEM text, in order; text outside the blocks
+/// (comments, as in CA bundles) is ignored.
+///
+/// Each block is decoded whole (`der::pem::decode_vec`) and the caller decodes the DER
+/// from a slice. Not `Certificate::load_pem_chain`: der 0.7's streaming PEM reader loops
+/// forever on some malformed input (found by the `ek_certificate` fuzz target).
+fn pem_certificate_blocks(text: &str) -> Result<Vec<Vec<u8>>, String> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    let mut out = Vec::new();
+    for block in text.split_inclusive("-----END CERTIFICATE-----") {
+        let Some(start) = block.find(BEGIN) else {
+            continue;
+        };
+        let (_, der) =
+            der::pem::decode_vec(&block.as_bytes()[start..]).map_err(|e| e.to_string())?;
+        out.push(der);
+    }
+    Ok(out)
 }
 
 /// What was established about an EK certificate.
@@ -287,12 +312,7 @@ pub fn decode_fetched_certificates(
     if memchr_pem(body) {
         let text = std::str::from_utf8(body).map_err(|_| bad("PEM is not UTF-8".into()))?;
         let mut out = Vec::new();
-        for block in text.split_inclusive("-----END CERTIFICATE-----") {
-            let Some(start) = block.find("-----BEGIN CERTIFICATE-----") else {
-                continue;
-            };
-            let (_, der) = der::pem::decode_vec(&block.as_bytes()[start..])
-                .map_err(|e| bad(format!("fetched PEM: {e}")))?;
+        for der in pem_certificate_blocks(text).map_err(|e| bad(format!("fetched PEM: {e}")))? {
             out.extend(one(&der)?);
         }
         if out.is_empty() {
@@ -882,6 +902,18 @@ fn verify_signed_by(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn regression_malformed_pem_bundle_is_an_error_not_a_hang() {
+        // Found by the ek_certificate fuzz target: der 0.7's streaming PEM reader (behind
+        // `Certificate::load_pem_chain`) looped forever on this CA bundle.
+        let input = b"-----BEGIN CERTIFICATE-----\nMIID\r-----END CERTIFICATE-------BEgIN- \0\0\r----END CERTIFICATE---IBBjATBgNVHSU";
+        assert!(parse_roots(input).is_err());
+        assert!(parse_roots(b"").is_err());
+        assert!(parse_roots(b"# a comment, no certificate\n").is_err());
+        let truncated = b"-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIU\n";
+        assert!(parse_roots(truncated).is_err());
+    }
 
     fn fixture(name: &str) -> (Certificate, Vec<u8>) {
         let path = format!("{}/tests/fixtures/ek/{name}", env!("CARGO_MANIFEST_DIR"));
