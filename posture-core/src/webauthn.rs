@@ -331,7 +331,6 @@ pub fn registration_response_json(
     attestation_object: &[u8],
     cose_alg: i64,
     authenticator_data: &[u8],
-    spki_der: &[u8],
 ) -> serde_json::Value {
     let id = b64url_encode(credential_id);
     serde_json::json!({
@@ -344,7 +343,6 @@ pub fn registration_response_json(
             "clientDataJSON": b64url_encode(client_data_json.as_bytes()),
             "attestationObject": b64url_encode(attestation_object),
             "authenticatorData": b64url_encode(authenticator_data),
-            "publicKey": b64url_encode(spki_der),
             "publicKeyAlgorithm": cose_alg,
             "transports": ["internal"],
         },

@@ -48,6 +48,13 @@ const MAX_SIGNATURE_CHECKS: usize = 64;
 
 /// Parses a PEM bundle of CA certificates.
 pub fn parse_roots(pem: &[u8]) -> Result<Vec<Certificate>, AttestationError> {
+    // x509-cert 0.2's load_pem_chain underflows (a panic in debug builds) on input that
+    // holds no PEM block at all: refuse that first.
+    if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
+        return Err(AttestationError::EkCertificate(
+            "CA bundle holds no certificate".into(),
+        ));
+    }
     let certs = Certificate::load_pem_chain(pem)
         .map_err(|e| AttestationError::EkCertificate(format!("CA bundle: {e}")))?;
     if certs.is_empty() {
@@ -891,6 +898,13 @@ mod tests {
 
     /// Real vendor CA links whose signatures are ecdsa-with-SHA384/512 by P-384 and P-521
     /// keys (the Intel, Microsoft Pluton, AMD, Infineon and Nuvoton EK hierarchies).
+    #[test]
+    fn parse_roots_of_empty_input_is_an_error_not_a_panic() {
+        for input in [&b""[..], b"\n", b"not pem"] {
+            assert!(parse_roots(input).is_err());
+        }
+    }
+
     #[test]
     fn p384_and_p521_vendor_ca_links_verify() {
         for (issuer, child) in [

@@ -1,0 +1,84 @@
+"""A WebAuthn relying party built on py_webauthn (PyPI `webauthn`), for posture's tests.
+
+    py_webauthn_rp.py register REQUEST.json   -> prints {"ok": true, ...} or {"ok": false, "error": ...}
+    py_webauthn_rp.py assert REQUEST.json
+
+REQUEST.json holds what a relying party keeps between its challenge and the response:
+  register: {"response": <RegistrationResponseJSON>, "challenge": B64URL, "rp_id": ...,
+             "origin": ..., "root_pem": PEM (the trusted attestation root), "require_attestation": true}
+  assert:   {"response": <AuthenticationResponseJSON>, "challenge": B64URL, "rp_id": ...,
+             "origin": ..., "public_key": B64URL (COSE key from registration), "sign_count": 0}
+
+Exit 0 with ok=true when the library accepted, exit 1 with ok=false and the library's error
+message when it refused.
+"""
+
+import base64
+import json
+import sys
+
+from webauthn import verify_authentication_response, verify_registration_response
+from webauthn.helpers.structs import AttestationFormat
+
+
+def b64url_decode(text):
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def b64url_encode(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def register(req):
+    verified = verify_registration_response(
+        credential=req["response"],
+        expected_challenge=b64url_decode(req["challenge"]),
+        expected_rp_id=req["rp_id"],
+        expected_origin=req["origin"],
+        require_user_verification=False,
+        # Without a configured root py_webauthn does not check the chain at all.
+        pem_root_certs_bytes_by_fmt={AttestationFormat.TPM: [req["root_pem"].encode()]},
+    )
+    if req.get("require_attestation", True) and verified.fmt != AttestationFormat.TPM:
+        raise ValueError(f"attestation format {verified.fmt}, expected tpm")
+    return {
+        "fmt": str(getattr(verified.fmt, "value", verified.fmt)),
+        "credential_id": b64url_encode(verified.credential_id),
+        "public_key": b64url_encode(verified.credential_public_key),
+        "aaguid": verified.aaguid,
+        "sign_count": verified.sign_count,
+        "user_verified": verified.user_verified,
+    }
+
+
+def authenticate(req):
+    verified = verify_authentication_response(
+        credential=req["response"],
+        expected_challenge=b64url_decode(req["challenge"]),
+        expected_rp_id=req["rp_id"],
+        expected_origin=req["origin"],
+        credential_public_key=b64url_decode(req["public_key"]),
+        credential_current_sign_count=req.get("sign_count", 0),
+        require_user_verification=False,
+    )
+    return {
+        "credential_id": b64url_encode(verified.credential_id),
+        "new_sign_count": verified.new_sign_count,
+    }
+
+
+def main():
+    command, path = sys.argv[1], sys.argv[2]
+    with open(path, encoding="utf-8") as f:
+        req = json.load(f)
+    try:
+        result = register(req) if command == "register" else authenticate(req)
+    except Exception as e:  # the library's refusal is the result
+        print(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}"}))
+        return 1
+    print(json.dumps({"ok": True, **result}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
