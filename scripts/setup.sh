@@ -58,3 +58,14 @@ ajv_dir="$(dirname "$0")/../posture-core/tests/ajv"
 if [ ! -d "$ajv_dir/node_modules/ajv" ] || [ ! -d "$ajv_dir/node_modules/ajv-formats" ]; then
   npm ci --prefix "$ajv_dir" --no-audit --no-fund
 fi
+
+# py_webauthn, the independent WebAuthn relying party of the `tpm` attestation tests,
+# pinned by tests/rp/requirements.txt, into the project (not globally). Re-installed when
+# the requirements change.
+rp_dir="$(dirname "$0")/../tests/rp"
+if ! cmp -s "$rp_dir/requirements.txt" "$rp_dir/.venv/requirements.installed" 2>/dev/null; then
+  rm -rf "$rp_dir/.venv"
+  python3 -m venv "$rp_dir/.venv"
+  "$rp_dir/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$rp_dir/requirements.txt"
+  cp "$rp_dir/requirements.txt" "$rp_dir/.venv/requirements.installed"
+fi

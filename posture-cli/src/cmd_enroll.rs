@@ -18,9 +18,9 @@ use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use posture_agent::Config;
 use posture_core::attestation::{
-    aikca, begin_enrollment, finish_enrollment, parse_roots, tpm_identity, AttestationCa, CertificateFetcher, EkPolicy, EkTrust,
-    EnrolledDevice, EnrollmentChallenge, EnrollmentRequest, EnrollmentResponse, PendingEnrollment,
-    MAX_MESSAGE_BYTES,
+    aikca, begin_enrollment, finish_enrollment, parse_roots, tpm_identity, AttestationCa,
+    CertificateFetcher, EkPolicy, EkTrust, EnrolledDevice, EnrollmentChallenge, EnrollmentRequest,
+    EnrollmentResponse, PendingEnrollment, MAX_MESSAGE_BYTES,
 };
 
 /// `posture enroll`: with `--server URL --token T`, the whole enrollment against a

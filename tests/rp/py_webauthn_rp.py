@@ -9,6 +9,10 @@ REQUEST.json holds what a relying party keeps between its challenge and the resp
   assert:   {"response": <AuthenticationResponseJSON>, "challenge": B64URL, "rp_id": ...,
              "origin": ..., "public_key": B64URL (COSE key from registration), "sign_count": 0}
 
+A register request may name one part of the attestation to corrupt first ("tamper":
+"certInfo", "pubArea", "extraData" or "authData"), as an attacker between the TPM and the
+relying party would, to show that the library refuses it.
+
 Exit 0 with ok=true when the library accepted, exit 1 with ok=false and the library's error
 message when it refused.
 """
@@ -29,7 +33,43 @@ def b64url_encode(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def tamper(response, part):
+    """Flips one bit of the named part of the attestation object (re-encoded with cbor2)."""
+    import cbor2
+
+    response = json.loads(json.dumps(response))
+    obj = cbor2.loads(b64url_decode(response["response"]["attestationObject"]))
+    stmt = obj["attStmt"]
+    if part == "certInfo":
+        # clockInfo.clock, after magic, type, qualifiedSigner and extraData.
+        info = bytearray(stmt["certInfo"])
+        signer_len = int.from_bytes(info[6:8], "big")
+        extra_at = 8 + signer_len
+        extra_len = int.from_bytes(info[extra_at : extra_at + 2], "big")
+        info[extra_at + 2 + extra_len + 3] ^= 1
+        stmt["certInfo"] = bytes(info)
+    elif part == "extraData":
+        info = bytearray(stmt["certInfo"])
+        signer_len = int.from_bytes(info[6:8], "big")
+        info[8 + signer_len + 2] ^= 1
+        stmt["certInfo"] = bytes(info)
+    elif part == "pubArea":
+        area = bytearray(stmt["pubArea"])
+        area[-5] ^= 1  # inside the key's unique field (modulus or y)
+        stmt["pubArea"] = bytes(area)
+    elif part == "authData":
+        data = bytearray(obj["authData"])
+        data[32] |= 0x04  # claim user verification the TPM never attested
+        obj["authData"] = bytes(data)
+    else:
+        raise ValueError(f"unknown part {part}")
+    response["response"]["attestationObject"] = b64url_encode(cbor2.dumps(obj))
+    return response
+
+
 def register(req):
+    if "tamper" in req:
+        req["response"] = tamper(req["response"], req["tamper"])
     verified = verify_registration_response(
         credential=req["response"],
         expected_challenge=b64url_decode(req["challenge"]),

@@ -269,14 +269,7 @@ impl AttestationKey {
                     Some(AuthSession::Password),
                     None,
                 ),
-                |ctx| {
-                    ctx.certify(
-                        key.into(),
-                        self.handle,
-                        data,
-                        SignatureScheme::Null,
-                    )
-                },
+                |ctx| ctx.certify(key.into(), self.handle, data, SignatureScheme::Null),
             )
             .map_err(tss_err("certifying the device key"))
         })?;

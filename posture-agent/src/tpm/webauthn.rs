@@ -25,8 +25,8 @@ use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::key_bits::RsaKeyBits;
 use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
-    Digest, EccPoint, EccScheme, HashScheme, HashcheckTicket, KeyDerivationFunctionScheme,
-    Public, PublicBuilder, PublicEccParametersBuilder, PublicKeyRsa, PublicRsaParametersBuilder,
+    Digest, EccPoint, EccScheme, HashScheme, HashcheckTicket, KeyDerivationFunctionScheme, Public,
+    PublicBuilder, PublicEccParametersBuilder, PublicKeyRsa, PublicRsaParametersBuilder,
     RsaExponent, RsaScheme, SignatureScheme, SymmetricDefinitionObject,
 };
 use tss_esapi::traits::Marshall;
@@ -162,16 +162,18 @@ pub fn register(
 ) -> Result<Registration, KeyError> {
     let dir = rp_dir(state_dir, rp_id)?;
     check_challenge(challenge_b64url)?;
-    let created = srk.create_from_template(template(alg)?).map_err(|e| match e {
-        KeyError::Tpm(t) => KeyError::Unsupported(format!(
-            "this TPM cannot create the {} credential key: {t}",
-            match alg {
-                CredentialAlgorithm::Rs256 => "RSA 2048",
-                CredentialAlgorithm::Es256 => "ECC P-256",
-            }
-        )),
-        other => other,
-    })?;
+    let created = srk
+        .create_from_template(template(alg)?)
+        .map_err(|e| match e {
+            KeyError::Tpm(t) => KeyError::Unsupported(format!(
+                "this TPM cannot create the {} credential key: {t}",
+                match alg {
+                    CredentialAlgorithm::Rs256 => "RSA 2048",
+                    CredentialAlgorithm::Es256 => "ECC P-256",
+                }
+            )),
+            other => other,
+        })?;
     let public = TpmPublic::parse(&created.public)
         .map_err(|e| bad_input(format!("the TPM returned an unusable public area: {e}")))?;
     wa::check_credential_key(&public).map_err(|e| bad_input(e.to_string()))?;
