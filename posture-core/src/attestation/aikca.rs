@@ -251,6 +251,11 @@ fn spki(key: &p256::PublicKey) -> Result<SubjectPublicKeyInfoOwned, AttestationE
         .map_err(|e| ca_err("public key")(e.to_string()))
 }
 
+/// A DER certificate as PEM.
+pub fn certificate_pem(der: &[u8]) -> Result<String, AttestationError> {
+    pem(der)
+}
+
 fn pem(der: &[u8]) -> Result<String, AttestationError> {
     use der::EncodePem as _;
     Certificate::from_der(der)
