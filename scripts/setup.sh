@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential pkg-config      # C compiler for the C ABI tests and -sys crates
   libtss2-dev                     # tss-esapi links Debian's tpm2-tss
+  libssl-dev                      # webauthn-rs (dev-dependency of the WebAuthn tests) links OpenSSL
   swtpm swtpm-tools               # TPM 2.0 simulator used by the TPM tests
   tpm2-tools                      # independent verifier (tpm2_checkquote) and benchmarks
   dconf-cli                       # `dconf compile` builds the GVDB fixtures of the screen_lock tests

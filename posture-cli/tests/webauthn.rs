@@ -735,3 +735,75 @@ fn a_registration_for_another_rp_or_origin_is_refused_by_the_relying_party() {
         "{refused}"
     );
 }
+
+/// webauthn-rs (0.4 to 0.6, every release) refuses every `tpm` attestation whose `alg` is
+/// not the insecure RS1: its `only_hash_from_type` hashes attToBeSigned for RS1 only and
+/// answers `COSEKeyInvalidType` for ES256 and RS256 (kanidm/webauthn-rs#535), and RS1
+/// signatures are then refused as insecure. This pins that refusal, on a registration
+/// py_webauthn accepts above, so the day webauthn-rs verifies SHA-256 TPM attestations
+/// this test fails and becomes the acceptance test. Everything webauthn-rs checks before
+/// the hash (CBOR, authenticator data, client data, challenge, origin, pubArea against the
+/// credential key) passes.
+#[test]
+fn webauthn_rs_refuses_every_sha256_tpm_attestation_kanidm_webauthn_rs_535() {
+    use webauthn_rs_core::error::WebauthnError;
+    use webauthn_rs_core::proto::{
+        AttestationCaListBuilder, AttestationConveyancePreference, RegisterPublicKeyCredential,
+        UserVerificationPolicy,
+    };
+    use webauthn_rs_core::WebauthnCore;
+
+    let device = Device::new();
+    let ca = new_ca(&device, "ca");
+    let chain = device.enroll_with_ca(&ca, "first");
+
+    let rp = WebauthnCore::new_unsafe_experts_only(
+        "Example",
+        RP,
+        vec![url::Url::parse(ORIGIN).unwrap()],
+        std::time::Duration::from_secs(60),
+        None,
+        None,
+    );
+    let mut cas = AttestationCaListBuilder::new();
+    cas.insert_device_pem(
+        root_pem(&ca).as_bytes(),
+        uuid::Uuid::from_bytes(POSTURE_AAGUID),
+        "posture (TPM)".into(),
+        Default::default(),
+    )
+    .unwrap();
+    let cas = cas.build();
+    let builder = rp
+        .new_challenge_register_builder(b"user-1", "alice", "Alice")
+        .unwrap()
+        .attestation(AttestationConveyancePreference::Direct)
+        .user_verification_policy(UserVerificationPolicy::Discouraged_DO_NOT_USE);
+    let (creation, state) = rp.generate_challenge_register(builder).unwrap();
+    let challenge = b64url_encode(creation.public_key.challenge.as_ref());
+
+    let reg = device.register(&chain, &challenge, &[]);
+    let reg: RegisterPublicKeyCredential = serde_json::from_value(reg).unwrap();
+    let result = rp.register_credential(&reg, &state, Some(&cas));
+    assert!(
+        matches!(result, Err(WebauthnError::COSEKeyInvalidType)),
+        "webauthn-rs changed its answer to a SHA-256 tpm attestation (see \
+         kanidm/webauthn-rs#535): {result:?}"
+    );
+
+    // The statement is read up to that step: webauthn-rs parses it, checks the client
+    // data, and compares pubArea with the credential key before it hashes; a registration
+    // answering another challenge is refused earlier, for that.
+    let (_, other_state) = rp
+        .generate_challenge_register(
+            rp.new_challenge_register_builder(b"user-1", "alice", "Alice")
+                .unwrap()
+                .attestation(AttestationConveyancePreference::Direct),
+        )
+        .unwrap();
+    let result = rp.register_credential(&reg, &other_state, Some(&cas));
+    assert!(
+        matches!(result, Err(WebauthnError::MismatchedChallenge)),
+        "{result:?}"
+    );
+}
