@@ -70,3 +70,10 @@ if ! cmp -s "$rp_dir/requirements.txt" "$rp_dir/.venv/requirements.installed" 2>
   "$rp_dir/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$rp_dir/requirements.txt"
   cp "$rp_dir/requirements.txt" "$rp_dir/.venv/requirements.installed"
 fi
+
+# SimpleWebAuthn, the second independent relying party of those tests, pinned by its
+# package-lock.json, into the project.
+swa_dir="$(dirname "$0")/../tests/rp/simplewebauthn"
+if [ ! -d "$swa_dir/node_modules/@simplewebauthn/server" ]; then
+  npm ci --prefix "$swa_dir" --no-audit --no-fund
+fi

@@ -38,8 +38,9 @@ pub enum WebauthnCommand {
         /// The relying party id (a domain, e.g. `login.example.com`).
         #[arg(long, value_name = "ID")]
         rp_id: String,
-        /// The relying party's challenge, base64url without padding.
-        #[arg(long, value_name = "B64URL")]
+        /// The relying party's challenge, base64url without padding (it may start
+        /// with `-`).
+        #[arg(long, value_name = "B64URL", allow_hyphen_values = true)]
         challenge: String,
         /// The origin written into clientDataJSON (default: `https://` + the rp id).
         #[arg(long, value_name = "URL")]
@@ -64,11 +65,12 @@ pub enum WebauthnCommand {
         /// The relying party id the credential was registered for.
         #[arg(long, value_name = "ID")]
         rp_id: String,
-        /// The relying party's challenge, base64url without padding.
-        #[arg(long, value_name = "B64URL")]
+        /// The relying party's challenge, base64url without padding (it may start
+        /// with `-`).
+        #[arg(long, value_name = "B64URL", allow_hyphen_values = true)]
         challenge: String,
         /// The credential id (base64url), as `register` printed it.
-        #[arg(long, value_name = "B64URL")]
+        #[arg(long, value_name = "B64URL", allow_hyphen_values = true)]
         credential_id: String,
         /// The origin written into clientDataJSON (default: `https://` + the rp id).
         #[arg(long, value_name = "URL")]

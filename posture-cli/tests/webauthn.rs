@@ -203,6 +203,66 @@ fn rp_python() -> Option<PathBuf> {
     posture_test_support::can_run(found).then_some(python)
 }
 
+/// SimpleWebAuthn's verifier script, or None where it is not installed outside CI.
+fn simplewebauthn() -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/rp/simplewebauthn");
+    let found = if dir.join("node_modules/@simplewebauthn/server").exists() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}/node_modules is missing (scripts/setup.sh installs it)",
+            dir.display()
+        ))
+    };
+    posture_test_support::can_run(found).then(|| dir.join("verify.mjs"))
+}
+
+/// SimpleWebAuthn's verdict on a registration request (as for [`rp`]).
+fn swa(script: &Path, request: &Value) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("request.json");
+    std::fs::write(&path, request.to_string()).unwrap();
+    let out = Command::new("node")
+        .arg(script)
+        .arg("register")
+        .arg(&path)
+        .output()
+        .expect("node (scripts/setup.sh installs nodejs)");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            stderr(&out),
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert_eq!(out.status.code() == Some(0), v["ok"] == true, "{v}");
+    v
+}
+
+/// `request` with its response corrupted in `part` (by the Python helper, with cbor2).
+fn tampered(python: &Path, request: &Value, part: &str) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("request.json");
+    std::fs::write(
+        &path,
+        with(request, "tamper", Value::String(part.into())).to_string(),
+    )
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/rp/py_webauthn_rp.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg("tamper")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    with(
+        request,
+        "response",
+        serde_json::from_slice(&out.stdout).unwrap(),
+    )
+}
+
 /// Runs the relying party's `command` (register or assert) on `request`.
 fn rp(python: &Path, command: &str, request: &Value) -> Value {
     let dir = tempfile::tempdir().unwrap();
@@ -247,6 +307,9 @@ fn pem_chain(path: &Path) -> Vec<Certificate> {
 #[test]
 fn a_registration_and_its_assertion_are_accepted_by_an_independent_relying_party() {
     let Some(python) = rp_python() else { return };
+    let Some(simplewebauthn) = simplewebauthn() else {
+        return;
+    };
     let device = Device::new();
     let ca = new_ca(&device, "ca");
     let chain = device.enroll_with_ca(&ca, "first");
@@ -255,11 +318,15 @@ fn a_registration_and_its_assertion_are_accepted_by_an_independent_relying_party
     for alg in ["rs256", "es256"] {
         let challenge = new_challenge();
         let reg = device.register(&chain, &challenge, &["--alg", alg]);
-        let verified = rp(
-            &python,
-            "register",
-            &registration_request(&reg, &challenge, &root),
+        let request = registration_request(&reg, &challenge, &root);
+        let by_swa = swa(&simplewebauthn, &request);
+        assert_eq!(by_swa["ok"], true, "{alg}: {by_swa}");
+        assert_eq!(by_swa["fmt"], "tpm");
+        assert_eq!(
+            by_swa["aaguid"],
+            posture_core::webauthn::POSTURE_AAGUID_TEXT
         );
+        let verified = rp(&python, "register", &request);
         assert_eq!(verified["ok"], true, "{alg}: {verified}");
         assert_eq!(verified["fmt"], "tpm");
         assert_eq!(
@@ -427,16 +494,47 @@ fn verify_signed_by(cert: &Certificate, issuer: &Certificate) {
 #[test]
 fn tampered_attestations_and_foreign_or_incomplete_aik_certificates_are_refused() {
     let Some(python) = rp_python() else { return };
+    let Some(simplewebauthn) = simplewebauthn() else {
+        return;
+    };
     let device = Device::new();
     let ca = new_ca(&device, "ca");
     let chain = device.enroll_with_ca(&ca, "first");
     let root = root_pem(&ca);
 
-    // Untouched, accepted (so every refusal below is the tampering's doing).
+    // Untouched, accepted by both (so every refusal below is the tampering's doing).
     let challenge = new_challenge();
     let reg = device.register(&chain, &challenge, &[]);
     let request = registration_request(&reg, &challenge, &root);
     assert_eq!(rp(&python, "register", &request)["ok"], true);
+    assert_eq!(swa(&simplewebauthn, &request)["ok"], true);
+    // SimpleWebAuthn refuses every tampered statement too (a bad signature is a plain
+    // `verified: false`, without a message).
+    for (part, why) in [
+        ("certInfo", None),
+        (
+            "pubArea",
+            Some("PubArea unique is not same as credentialPublicKey"),
+        ),
+        (
+            "extraData",
+            Some("extra data did not equal hashed attestation"),
+        ),
+        (
+            "authData",
+            Some("extra data did not equal hashed attestation"),
+        ),
+    ] {
+        let refused = swa(&simplewebauthn, &tampered(&python, &request, part));
+        assert_eq!(refused["ok"], false, "{part}: {refused}");
+        match why {
+            Some(why) => assert!(
+                refused["error"].as_str().unwrap_or("").contains(why),
+                "{part}: {refused}"
+            ),
+            None => assert!(refused["error"].is_null(), "{part}: {refused}"),
+        }
+    }
 
     for (part, why) in [
         ("certInfo", "signature"),
@@ -469,6 +567,15 @@ fn tampered_attestations_and_foreign_or_incomplete_aik_certificates_are_refused(
             .contains("Certificate chain could not be validated"),
         "{refused}"
     );
+    let refused = swa(
+        &simplewebauthn,
+        &registration_request(&reg, &challenge, &root),
+    );
+    assert_eq!(refused["ok"], false, "{refused}");
+    eprintln!(
+        "SimpleWebAuthn, AIK certificate of another CA: {}",
+        refused["error"]
+    );
 
     // A certificate from the trusted CA's key, but without the AIK purpose.
     let no_eku = device.path("no-eku.pem");
@@ -487,6 +594,15 @@ fn tampered_attestations_and_foreign_or_incomplete_aik_certificates_are_refused(
             .unwrap()
             .contains("missing extension <ObjectIdentifier(oid=2.5.29.37"),
         "{refused}"
+    );
+    let refused = swa(
+        &simplewebauthn,
+        &registration_request(&reg, &challenge, &root),
+    );
+    assert_eq!(refused["ok"], false, "{refused}");
+    eprintln!(
+        "SimpleWebAuthn, AIK certificate without the EKU: {}",
+        refused["error"]
     );
 }
 
@@ -652,6 +768,14 @@ fn an_aik_certificate_for_another_ak_an_unknown_rp_and_bad_challenges_are_clear_
         "{}",
         stderr(&out)
     );
+
+    // Base64url starts with `-` one time in 64: such ids and challenges are values, not
+    // options (regression: clap took `--credential-id -i...` for an unknown option).
+    let hyphen = format!("-{}", &new_challenge()[1..]);
+    let reg = a.register(&chain_a, &hyphen, &[]);
+    assert!(reg["id"].is_string());
+    let out = a.assert(RP, &format!("-{}", &id[1..]), &hyphen);
+    assert!(stderr(&out).contains("no credential"), "{}", stderr(&out));
 
     // Challenges and relying party ids a browser would refuse.
     for (rp, challenge, why) in [

@@ -2,6 +2,7 @@
 
     py_webauthn_rp.py register REQUEST.json   -> prints {"ok": true, ...} or {"ok": false, "error": ...}
     py_webauthn_rp.py assert REQUEST.json
+    py_webauthn_rp.py tamper REQUEST.json     -> prints the response with "tamper" applied
 
 REQUEST.json holds what a relying party keeps between its challenge and the response:
   register: {"response": <RegistrationResponseJSON>, "challenge": B64URL, "rp_id": ...,
@@ -111,6 +112,10 @@ def main():
     command, path = sys.argv[1], sys.argv[2]
     with open(path, encoding="utf-8") as f:
         req = json.load(f)
+    if command == "tamper":
+        # Prints the request's response with its "tamper" part corrupted, for other RPs.
+        print(json.dumps(tamper(req["response"], req["tamper"])))
+        return 0
     try:
         result = register(req) if command == "register" else authenticate(req)
     except Exception as e:  # the library's refusal is the result
