@@ -48,6 +48,11 @@ pub enum WebauthnCommand {
         /// The credential key algorithm.
         #[arg(long, value_enum, default_value_t = Alg::Rs256)]
         alg: Alg,
+        /// Bind the credential key to the current values of these sha256 PCRs (a TPM
+        /// policy): the TPM signs assertions only while they are unchanged. E.g.
+        /// `--bind-pcrs 0,2,4,7` (firmware, option ROMs, boot loader, Secure Boot).
+        #[arg(long, value_name = "N,N,...", value_delimiter = ',')]
+        bind_pcrs: Vec<u32>,
         /// The AIK certificate and its intermediate (PEM), as the attestation CA issued
         /// them (default: aik-chain.pem in the key directory).
         #[arg(long, value_name = "PEM")]
@@ -104,6 +109,7 @@ pub fn run(config: Config, command: WebauthnCommand) -> Result<u8> {
             challenge,
             origin,
             alg,
+            bind_pcrs,
             aik_chain,
             out,
             key_dir,
@@ -124,7 +130,8 @@ pub fn run(config: Config, command: WebauthnCommand) -> Result<u8> {
                 .collect::<Result<Vec<_>, _>>()
                 .context("cannot encode the AIK certificate chain")?;
             let origin = origin.unwrap_or_else(|| format!("https://{rp_id}"));
-            let response = device::register(&dir, &rp_id, &challenge, &origin, alg, &x5c)?;
+            let bind = (!bind_pcrs.is_empty()).then_some(bind_pcrs.as_slice());
+            let response = device::register(&dir, &rp_id, &challenge, &origin, alg, bind, &x5c)?;
             write_json(out.as_deref(), &response)?;
         }
         WebauthnCommand::Assert {
@@ -185,9 +192,12 @@ mod device {
         challenge: &str,
         origin: &str,
         alg: Alg,
+        bind_pcrs: Option<&[u32]>,
         x5c: &[Vec<u8>],
     ) -> Result<serde_json::Value> {
         let aik = x5c.first().context("the AIK certificate chain is empty")?;
+        // libtss2 would log the TPM's refusals over our own message.
+        posture_agent::key::quiet_tss_logging();
         let tpm = Tpm::shared()?;
         let srk = Srk::create(&tpm)?;
         let ak = AttestationKey::load(&srk, dir)?;
@@ -196,7 +206,7 @@ mod device {
             Alg::Rs256 => CredentialAlgorithm::Rs256,
             Alg::Es256 => CredentialAlgorithm::Es256,
         };
-        let reg = tw::register(&srk, &ak, dir, rp_id, challenge, origin, alg)
+        let reg = tw::register(&srk, &ak, dir, rp_id, challenge, origin, alg, bind_pcrs)
             .context("cannot register the credential")?;
         let statement = wa::TpmStatement {
             signature: &reg.certify.signature,
@@ -226,6 +236,8 @@ mod device {
         challenge: &str,
         origin: &str,
     ) -> Result<serde_json::Value> {
+        // libtss2 would log the TPM's refusals over our own message.
+        posture_agent::key::quiet_tss_logging();
         let tpm = Tpm::shared()?;
         let srk = Srk::create(&tpm)?;
         let a = tw::assert(&srk, dir, rp_id, credential_id, challenge, origin)
@@ -257,6 +269,7 @@ mod device {
         _challenge: &str,
         _origin: &str,
         _alg: Alg,
+        _bind_pcrs: Option<&[u32]>,
         _x5c: &[Vec<u8>],
     ) -> Result<serde_json::Value> {
         bail!(UNSUPPORTED)

@@ -931,3 +931,56 @@ fn webauthn_rs_refuses_every_sha256_tpm_attestation_kanidm_webauthn_rs_535() {
         "{result:?}"
     );
 }
+
+/// `--bind-pcrs`: the credential key's TPM policy requires the PCR values of registration.
+/// PCR 16 (debug) and 23 (application) can be extended by anyone, so the test changes one.
+#[test]
+fn a_credential_bound_to_pcrs_signs_only_while_they_are_unchanged() {
+    let Some(python) = rp_python() else { return };
+    let device = Device::new();
+    let ca = new_ca(&device, "ca");
+    let chain = device.enroll_with_ca(&ca, "first");
+    let challenge = new_challenge();
+    let reg = device.register(&chain, &challenge, &["--bind-pcrs", "16,23"]);
+    let verified = rp(
+        &python,
+        "register",
+        &registration_request(&reg, &challenge, &root_pem(&ca)),
+    );
+    assert_eq!(verified["ok"], true, "{verified}");
+    let id = reg["id"].as_str().unwrap();
+
+    let fresh = new_challenge();
+    let out = device.assert(RP, id, &fresh);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let request = json!({
+        "response": serde_json::from_slice::<Value>(&out.stdout).unwrap(),
+        "challenge": fresh,
+        "rp_id": RP,
+        "origin": ORIGIN,
+        "public_key": verified["public_key"],
+    });
+    assert_eq!(rp(&python, "assert", &request)["ok"], true);
+
+    let extend = Command::new("tpm2_pcrextend")
+        .arg(format!("23:sha256={}", "11".repeat(32)))
+        .env("TPM2TOOLS_TCTI", device.swtpm.tcti())
+        .output()
+        .expect("tpm2_pcrextend (scripts/setup.sh installs tpm2-tools)");
+    assert!(extend.status.success(), "{}", stderr(&extend));
+    let out = device.assert(RP, id, &new_challenge());
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("bound to the values of PCRs [16, 23]") && err.contains("register"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("ERROR:esys"),
+        "libtss2's log is kept quiet: {err}"
+    );
+    // An unbound credential on the same TPM still signs.
+    let unbound = device.register(&chain, &new_challenge(), &[]);
+    let out = device.assert(RP, unbound["id"].as_str().unwrap(), &new_challenge());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

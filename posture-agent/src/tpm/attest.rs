@@ -396,7 +396,7 @@ impl AttestationKey {
     }
 }
 
-fn pcr_slot(pcr: u32) -> Result<PcrSlot, KeyError> {
+pub(crate) fn pcr_slot(pcr: u32) -> Result<PcrSlot, KeyError> {
     1u32.checked_shl(pcr)
         .and_then(|bit| PcrSlot::try_from(bit).ok())
         .ok_or_else(|| protocol_err("reading PCRs", format!("PCR {pcr} does not exist")))

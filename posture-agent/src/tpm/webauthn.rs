@@ -11,6 +11,12 @@
 //! (0600, owner-only directories): a credential is found only under the relying party it
 //! was registered for. The credential id is the SHA-256 of the key's public area.
 //!
+//! With `bind_pcrs`, the key's authorization policy is TPM2_PolicyPCR over the sha256 values
+//! those PCRs have at registration (`userWithAuth` clear): the TPM signs assertions only
+//! while they are unchanged, so a device booted into other firmware, boot loader or
+//! Secure Boot state cannot use the credential (register again after an update). The
+//! selection is kept beside the blob (`<credential id>.pcrs.json`).
+//!
 //! This authenticator keeps no signature counter (always 0, which WebAuthn allows) and
 //! sets user present (UP) because a local user ran the command; it never sets user
 //! verified (UV).
@@ -20,22 +26,26 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest as _, Sha256};
 use tss_esapi::attributes::ObjectAttributesBuilder;
 use tss_esapi::constants::tss::{TPM2_RH_NULL, TPM2_ST_HASHCHECK};
+use tss_esapi::constants::SessionType;
+use tss_esapi::handles::SessionHandle;
 use tss_esapi::interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm};
 use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::key_bits::RsaKeyBits;
-use tss_esapi::interface_types::session_handles::AuthSession;
+use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
 use tss_esapi::structures::{
-    Digest, EccPoint, EccScheme, HashScheme, HashcheckTicket, KeyDerivationFunctionScheme, Public,
-    PublicBuilder, PublicEccParametersBuilder, PublicKeyRsa, PublicRsaParametersBuilder,
-    RsaExponent, RsaScheme, SignatureScheme, SymmetricDefinitionObject,
+    Digest, EccPoint, EccScheme, HashScheme, HashcheckTicket, KeyDerivationFunctionScheme,
+    PcrSelectionList, PcrSelectionListBuilder, Public, PublicBuilder, PublicEccParametersBuilder,
+    PublicKeyRsa, PublicRsaParametersBuilder, RsaExponent, RsaScheme, SignatureScheme,
+    SymmetricDefinition, SymmetricDefinitionObject,
 };
 use tss_esapi::traits::Marshall;
 use tss_esapi::tss2_esys::TPMT_TK_HASHCHECK;
+use tss_esapi::Context;
 
 use super::attest::AttestationKey;
 use super::blob;
 use super::signer::{flush, Srk};
-use super::tss_err;
+use super::{protocol_err, tss_err};
 use posture_core::attestation::tpm2::{PublicKey as TpmKey, TpmPublic};
 use posture_core::attestation::SignedAttest;
 use posture_core::jose::b64url_encode;
@@ -90,12 +100,13 @@ fn bad_input(message: impl Into<String>) -> KeyError {
     KeyError::Signing(message.into())
 }
 
-fn template(alg: CredentialAlgorithm) -> Result<Public, KeyError> {
+fn template(alg: CredentialAlgorithm, policy: Option<Digest>) -> Result<Public, KeyError> {
     let attributes = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
         .with_sensitive_data_origin(true)
-        .with_user_with_auth(true)
+        // With a PCR policy, the policy is the only way to use the key.
+        .with_user_with_auth(policy.is_none())
         .with_no_da(true)
         .with_sign_encrypt(true)
         .build()
@@ -103,6 +114,10 @@ fn template(alg: CredentialAlgorithm) -> Result<Public, KeyError> {
     let builder = PublicBuilder::new()
         .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
         .with_object_attributes(attributes);
+    let builder = match policy {
+        Some(digest) => builder.with_auth_policy(digest),
+        None => builder,
+    };
     let builder = match alg {
         CredentialAlgorithm::Rs256 => builder
             .with_public_algorithm(PublicAlgorithm::Rsa)
@@ -150,7 +165,9 @@ pub fn rp_dir(state_dir: &Path, rp_id: &str) -> Result<PathBuf, KeyError> {
 }
 
 /// Creates a credential key for `rp_id` in the TPM, has `ak` certify it over this
-/// registration's authenticator data and client data, and saves its blob.
+/// registration's authenticator data and client data, and saves its blob. With
+/// `bind_pcrs`, the key can sign only while those sha256 PCRs keep their current values.
+#[allow(clippy::too_many_arguments)]
 pub fn register(
     srk: &Srk,
     ak: &AttestationKey,
@@ -159,11 +176,16 @@ pub fn register(
     challenge_b64url: &str,
     origin: &str,
     alg: CredentialAlgorithm,
+    bind_pcrs: Option<&[u32]>,
 ) -> Result<Registration, KeyError> {
     let dir = rp_dir(state_dir, rp_id)?;
     check_challenge(challenge_b64url)?;
+    let policy = match bind_pcrs {
+        Some(pcrs) => Some(srk.tpm().with_context(|ctx| pcr_policy_digest(ctx, pcrs))?),
+        None => None,
+    };
     let created = srk
-        .create_from_template(template(alg)?)
+        .create_from_template(template(alg, policy)?)
         .map_err(|e| match e {
             KeyError::Tpm(t) => KeyError::Unsupported(format!(
                 "this TPM cannot create the {} credential key: {t}",
@@ -196,6 +218,15 @@ pub fn register(
         &format!("posture WebAuthn credential key for {rp_id} (TPM-wrapped)"),
         &created,
     )?;
+    if let Some(pcrs) = bind_pcrs {
+        let sidecar = pcrs_path(&path);
+        let text = serde_json::to_vec(&serde_json::json!({ "sha256": pcrs }))
+            .map_err(|e| bad_input(e.to_string()))?;
+        posture_core::files::write_private(&sidecar, &text).map_err(|source| KeyError::Io {
+            path: sidecar.clone(),
+            source,
+        })?;
+    }
     Ok(Registration {
         credential_id,
         pub_area: created.public,
@@ -256,12 +287,43 @@ pub fn assert(
         digest: Default::default(),
     })
     .map_err(tss_err("preparing the hashcheck ticket"))?;
+    let bound = read_bound_pcrs(&path)?;
     let handle = srk.load(&blob, &path)?;
-    let signature = srk.tpm().with_context(|ctx| {
-        ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
-            ctx.sign(handle, digest, scheme, ticket)
-        })
-        .map_err(tss_err("signing the assertion with the credential key"))
+    let signature = srk.tpm().with_context(|ctx| match &bound {
+        None => ctx
+            .execute_with_session(Some(AuthSession::Password), |ctx| {
+                ctx.sign(handle, digest, scheme, ticket)
+            })
+            .map_err(tss_err("signing the assertion with the credential key")),
+        Some(pcrs) => {
+            let session = start_session(ctx, SessionType::Policy)?;
+            let signed = (|| {
+                let policy = PolicySession::try_from(session).map_err(tss_err("policy session"))?;
+                ctx.policy_pcr(policy, Digest::default(), pcr_selection(pcrs)?)
+                    .map_err(tss_err("PolicyPCR"))?;
+                ctx.execute_with_session(Some(session), |ctx| {
+                    ctx.sign(handle, digest, scheme, ticket)
+                })
+                .map_err(|e| match super::failure_of(e) {
+                    posture_core::keys::TpmFailure::Response { code, .. }
+                        if code & 0x3f == 0x1d =>
+                    {
+                        // TPM_RC_POLICY_FAIL.
+                        bad_input(format!(
+                            "the credential is bound to the values of PCRs {pcrs:?} at \
+                             registration, and they have changed (firmware, boot loader or \
+                             Secure Boot state): register the credential again"
+                        ))
+                    }
+                    failure => KeyError::Tpm(posture_core::keys::TpmError::new(
+                        "signing the assertion with the PCR-bound credential key",
+                        failure,
+                    )),
+                })
+            })();
+            let _ = ctx.flush_context(SessionHandle::from(session).into());
+            signed
+        }
     });
     flush(srk.tpm(), handle);
     let signature = signature?
@@ -287,4 +349,75 @@ fn check_challenge(challenge: &str) -> Result<(), KeyError> {
         ))),
         Err(_) => Err(bad_input("the challenge is not base64url without padding")),
     }
+}
+
+fn pcrs_path(blob_path: &Path) -> PathBuf {
+    blob_path.with_extension("pcrs.json")
+}
+
+/// The PCRs a credential is bound to, from its sidecar; `None` when it is not bound.
+fn read_bound_pcrs(blob_path: &Path) -> Result<Option<Vec<u32>>, KeyError> {
+    let path = pcrs_path(blob_path);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(KeyError::Io { path, source }),
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| KeyError::InvalidKey {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+    let pcrs: Vec<u32> =
+        serde_json::from_value(value["sha256"].clone()).map_err(|e| KeyError::InvalidKey {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+    Ok(Some(pcrs))
+}
+
+fn pcr_selection(pcrs: &[u32]) -> Result<PcrSelectionList, KeyError> {
+    if pcrs.is_empty() {
+        return Err(bad_input("no PCR selected to bind the credential to"));
+    }
+    let slots = pcrs
+        .iter()
+        .map(|p| super::attest::pcr_slot(*p))
+        .collect::<Result<Vec<_>, _>>()?;
+    PcrSelectionListBuilder::new()
+        .with_selection(HashingAlgorithm::Sha256, &slots)
+        .build()
+        .map_err(tss_err("PCR selection"))
+}
+
+fn start_session(
+    ctx: &mut Context,
+    kind: SessionType,
+) -> Result<tss_esapi::interface_types::session_handles::AuthSession, KeyError> {
+    ctx.start_auth_session(
+        None,
+        None,
+        None,
+        kind,
+        SymmetricDefinition::AES_128_CFB,
+        HashingAlgorithm::Sha256,
+    )
+    .map_err(tss_err("starting a policy session"))?
+    .ok_or_else(|| protocol_err("starting a policy session", "none returned"))
+}
+
+/// The policy digest of TPM2_PolicyPCR over the current sha256 values of `pcrs`, from a
+/// trial session (the TPM computes it; nothing is authorised).
+fn pcr_policy_digest(ctx: &mut Context, pcrs: &[u32]) -> Result<Digest, KeyError> {
+    let selection = pcr_selection(pcrs)?;
+    let session = start_session(ctx, SessionType::Trial)?;
+    let digest = (|| {
+        let policy = PolicySession::try_from(session).map_err(tss_err("trial session"))?;
+        ctx.policy_pcr(policy, Digest::default(), selection)
+            .map_err(tss_err("PolicyPCR (trial)"))?;
+        ctx.policy_get_digest(policy)
+            .map_err(tss_err("PolicyGetDigest"))
+    })();
+    let _ = ctx.flush_context(SessionHandle::from(session).into());
+    digest
 }
