@@ -421,6 +421,23 @@ fn the_aik_certificate_meets_webauthn_8_3_1() {
             ("2.23.133.2.3".to_owned(), "id:20191023".to_owned()),
         ]
     );
+    // The second entry names the device (its enrolled device key's id), for relying
+    // parties that ask the posture server about it.
+    let GeneralName::UniformResourceIdentifier(uri) = &san.0[1] else {
+        panic!("second SAN entry is not a URI: {san:?}");
+    };
+    let enrolled = posture_core::attestation::EnrolledDevice::from_json(
+        &std::fs::read(device.path("first-device.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        uri.as_str(),
+        format!(
+            "urn:posture:device:{}",
+            posture_core::keys::key_id(&enrolled.device_key().unwrap())
+        )
+    );
+    assert_eq!(san.0.len(), 2);
     // "The Extended Key Usage extension MUST contain the OID 2.23.133.8.3" (first: some
     // relying parties read only the first purpose).
     let eku = ext("2.5.29.37");

@@ -933,6 +933,10 @@ fn check_aik_certificate(server: &Server, device: &PostureDevice, ca: &Path, std
         .find_map(|l| l.strip_prefix("AIK certificate for WebAuthn written to "))
         .unwrap_or_else(|| panic!("no AIK certificate: {stderr}"));
     let chain = std::fs::read_to_string(written).unwrap();
+    // The certificate names the device as the server does: a relying party can ask for its
+    // decision.
+    let id = aik_device_id(&chain);
+    assert_eq!(server.decision(&id)["device_id"], id.as_str());
     let served = |file: &str| {
         let out = Command::new("curl")
             .args(["-sfS", &format!("{}/v1/attestation-ca/{file}", server.url)])
@@ -977,6 +981,30 @@ fn check_aik_certificate(server: &Server, device: &PostureDevice, ca: &Path, std
     );
     let reg: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(reg["response"]["attestationObject"].as_str().unwrap().len() > 1000);
+}
+
+/// The device id the AIK certificate names (its second SubjectAltName entry), as a
+/// relying party reads it to ask `/v1/devices/{id}/decision`.
+fn aik_device_id(chain_pem: &str) -> String {
+    use x509_cert::der::Decode as _;
+    let certs = x509_cert::Certificate::load_pem_chain(chain_pem.as_bytes()).unwrap();
+    let ext = certs[0]
+        .tbs_certificate
+        .extensions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|e| e.extn_id.to_string() == "2.5.29.17")
+        .unwrap()
+        .clone();
+    let san = x509_cert::ext::pkix::SubjectAltName::from_der(ext.extn_value.as_bytes()).unwrap();
+    let x509_cert::ext::pkix::name::GeneralName::UniformResourceIdentifier(uri) = &san.0[1] else {
+        panic!("{san:?}")
+    };
+    uri.as_str()
+        .strip_prefix("urn:posture:device:")
+        .unwrap()
+        .to_owned()
 }
 
 #[test]

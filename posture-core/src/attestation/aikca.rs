@@ -12,8 +12,8 @@
 //! only the intermediate: move it offline after `init`. Keys are zeroized when dropped.
 //!
 //! The AIK certificate has: version 3, an empty subject, a critical SubjectAltName whose
-//! first (only) entry is a directoryName with tcg-at-tpmManufacturer,
-//! tcg-at-tpmModel and tcg-at-tpmVersion, extended key usage tcg-kp-AIKCertificate
+//! first entry is a directoryName with tcg-at-tpmManufacturer, tcg-at-tpmModel and
+//! tcg-at-tpmVersion (the second a URI naming the device, [`DEVICE_URI_PREFIX`]), extended key usage tcg-kp-AIKCertificate
 //! (2.23.133.8.3, its only purpose, so critical), basicConstraints CA=false, key usage
 //! digitalSignature, and the FIDO `id-fido-gen-ce-aaguid` extension with posture's AAGUID.
 //! No CRL distribution point and no AIA (relying-party libraries would try to fetch
@@ -54,6 +54,10 @@ pub const OID_AIK_CERTIFICATE: ObjectIdentifier = ObjectIdentifier::new_unwrap("
 /// id-fido-gen-ce-aaguid.
 pub const OID_FIDO_AAGUID: ObjectIdentifier =
     ObjectIdentifier::new_unwrap("1.3.6.1.4.1.45724.1.1.4");
+
+/// The second SubjectAltName entry of an AIK certificate: this prefix and the device id
+/// (the RFC 7638 thumbprint of the enrolled device key, as posture-server names devices).
+pub const DEVICE_URI_PREFIX: &str = "urn:posture:device:";
 
 /// Root certificate file in a CA directory.
 pub const ROOT_CERT: &str = "root.pem";
@@ -449,9 +453,22 @@ impl AttestationCa {
             &self.key,
         )
         .map_err(|e| ca_err("AIK certificate")(e.to_string()))?;
-        let san = SubjectAltName(vec![GeneralName::DirectoryName(
-            tpm_name(tpm).map_err(|e| ca_err("SubjectAltName")(e.to_string()))?,
-        )]);
+        // The TPM first (relying-party libraries read only the first entry), then the
+        // device: a relying party holding the attestation can ask the posture server
+        // about this device (`/v1/devices/{id}/decision`).
+        let device_uri = format!(
+            "{DEVICE_URI_PREFIX}{}",
+            crate::keys::key_id(&device.device_key()?)
+        );
+        let san = SubjectAltName(vec![
+            GeneralName::DirectoryName(
+                tpm_name(tpm).map_err(|e| ca_err("SubjectAltName")(e.to_string()))?,
+            ),
+            GeneralName::UniformResourceIdentifier(
+                der::asn1::Ia5String::new(&device_uri)
+                    .map_err(|e| ca_err("SubjectAltName")(e.to_string()))?,
+            ),
+        ]);
         builder
             .add_extension(&san)
             .and_then(|()| builder.add_extension(&ExtendedKeyUsage(vec![OID_AIK_CERTIFICATE])))
