@@ -164,7 +164,7 @@ fn ek_san(der: &[u8]) -> Result<SanTriple, AttestationError> {
     let extensions = cert.tbs_certificate.extensions.unwrap_or_default();
     let Some(ext) = extensions
         .iter()
-        .find(|e| e.extn_id == SubjectAltName::OID_CONST)
+        .find(|e| e.extn_id == <SubjectAltName as der::oid::AssociatedOid>::OID)
     else {
         return Ok(out);
     };
@@ -188,15 +188,6 @@ fn ek_san(der: &[u8]) -> Result<SanTriple, AttestationError> {
         }
     }
     Ok(out)
-}
-
-/// `AssociatedOid` for the SubjectAltName OID without importing `const_oid` traits at
-/// every use.
-trait SanOid {
-    const OID_CONST: ObjectIdentifier;
-}
-impl SanOid for SubjectAltName {
-    const OID_CONST: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.5.29.17");
 }
 
 /// The `id-fido-gen-ce-aaguid` extension: the AAGUID as an OCTET STRING, not critical.
