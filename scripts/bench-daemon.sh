@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks `posture daemon` (release build) on this machine:
-#   - resident memory (VmRSS) after start-up and after 100 local evidence requests;
+#   - resident memory (VmRSS) after start-up and right after and idle after 100 local
+#     evidence requests;
 #   - CPU time and wake-ups (context switches) over a quiet period with nothing scheduled;
 #   - local evidence request latency p50/p99 (software key), measured by curl's time_total.
 # The daemon collects this machine's real posture (root /), with the default 15 min interval.
@@ -10,6 +11,7 @@
 # loaded the machine. The script prints both with the table.
 #
 # Usage: scripts/bench-daemon.sh            (quiet period: 60 s)
+#        POSTURE_BIN=/path/to/posture scripts/bench-daemon.sh   (no build)
 #        QUIET_SECONDS=10 scripts/bench-daemon.sh
 # Prints a Markdown table for BENCHMARKS.md.
 set -euo pipefail
@@ -19,8 +21,14 @@ quiet=${QUIET_SECONDS:-60}
 requests=${REQUESTS:-100}
 
 command -v curl >/dev/null || { echo "bench-daemon: needs curl (scripts/setup.sh installs it)" >&2; exit 2; }
-cargo build --release --locked -q -p posture-cli
-bin=target/release/posture
+# POSTURE_BIN: an already built binary (e.g. to run this script as an ordinary user,
+# who has no cargo: `runuser -u nobody -- env POSTURE_BIN=/tmp/posture scripts/bench-daemon.sh`).
+if [ -n "${POSTURE_BIN:-}" ]; then
+  bin=$POSTURE_BIN
+else
+  cargo build --release --locked -q -p posture-cli
+  bin=target/release/posture
+fi
 
 work=$(mktemp -d)
 pid=
@@ -79,6 +87,12 @@ percentile() { sort -n "$work/latency" | awk -v p="$1" '{ v[NR] = $1 } END { i =
 p50=$(percentile 50)
 p99=$(percentile 99)
 
+# The daemon gives back what serving used once the API has been quiet for 5 s.
+sleep 7
+rss_settled=$(status_field VmRSS)
+anon_settled=$(status_field RssAnon)
+file_settled=$(status_field RssFile)
+
 ticks_before=$(cpu_ticks)
 switches_before=$(switches)
 sleep "$quiet"
@@ -89,13 +103,14 @@ cpu_ms=$(( (ticks_after - ticks_before) * 1000 / hz ))
 wakeups=$(( switches_after - switches_before ))
 threads_idle=$(status_field Threads)
 
-lists_mb=$(du -sm /var/lib/apt/lists 2>/dev/null | cut -f1)
+lists_mb=$(du -sm /var/lib/apt/lists 2>/dev/null | cut -f1 || true)  # partial/ is root-only
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), apt lists ${lists_mb:-0} MB, uid $(id -u)"
 cat <<EOF
 | measure | result | target |
 | --- | --- | --- |
 | resident memory idle after the first full collection (VmRSS) | $(( rss_start / 1024 )).$(( (rss_start % 1024) * 10 / 1024 )) MiB ($rss_start KiB: $anon_start anonymous, $file_start file), $threads_start threads | ≤ 10 MB |
-| resident memory after $requests evidence requests | $(( rss_after / 1024 )).$(( (rss_after % 1024) * 10 / 1024 )) MiB ($rss_after KiB: $anon_after anonymous, $file_after file) | ≤ 10 MB |
+| resident memory right after $requests evidence requests | $(( rss_after / 1024 )).$(( (rss_after % 1024) * 10 / 1024 )) MiB ($rss_after KiB: $anon_after anonymous, $file_after file) | — |
+| resident memory idle after $requests evidence requests (7 s later) | $(( rss_settled / 1024 )).$(( (rss_settled % 1024) * 10 / 1024 )) MiB ($rss_settled KiB: $anon_settled anonymous, $file_settled file) | ≤ 10 MB |
 | CPU time over a quiet ${quiet} s (utime+stime) | ${cpu_ms} ms | none beyond scheduled work |
 | context switches (wake-ups) over the quiet ${quiet} s | $wakeups, $threads_idle threads | none |
 | evidence request latency p50 / p99 ($requests sequential, software key) | ${p50} ms / ${p99} ms | — |

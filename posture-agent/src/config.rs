@@ -26,6 +26,10 @@ pub struct Config {
     pub daemon: DaemonConfig,
     /// `[key]`: which device key signs evidence (TPM, software, fallback), quoted PCRs.
     pub key: KeyConfig,
+    /// The text this config was parsed from (empty for defaults), so that a process can
+    /// hand a child exactly the configuration it runs with (`--config -`).
+    #[serde(skip)]
+    text: String,
 }
 
 /// The `[compliance]` table.
@@ -66,7 +70,8 @@ impl Config {
             path: path.to_owned(),
             message,
         };
-        let config: Config = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        let mut config: Config = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        config.text = text.to_owned();
         config
             .checks
             .validate()
@@ -85,8 +90,19 @@ impl Config {
         Ok(config)
     }
 
-    /// Loads `explicit`, or the default location if it exists, or defaults.
+    /// Loads `explicit` (`-`: standard input), or the default location if it exists, or
+    /// defaults.
     pub fn load(explicit: Option<&Path>) -> Result<Self, ConfigError> {
+        if explicit == Some(Path::new("-")) {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut text).map_err(
+                |source| ConfigError::Read {
+                    path: PathBuf::from("<stdin>"),
+                    source,
+                },
+            )?;
+            return Self::parse(&text, Path::new("<stdin>"));
+        }
         let path = match explicit {
             Some(path) => path.to_owned(),
             None => match crate::paths::default_config_file() {
@@ -99,6 +115,11 @@ impl Config {
             source,
         })?;
         Self::parse(&text, &path)
+    }
+
+    /// The text this config was parsed from; empty for defaults (no file).
+    pub fn text(&self) -> &str {
+        &self.text
     }
 
     /// The policy file that decides compliance (`[compliance] policy`, or the older

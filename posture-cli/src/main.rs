@@ -3,6 +3,7 @@
 //! Exit codes: 0 compliant / allowed, 1 non-compliant / denied, 2 error.
 
 mod cmd_check;
+mod cmd_collect;
 mod cmd_enroll;
 mod cmd_enroll_server;
 mod cmd_export;
@@ -37,7 +38,7 @@ const EXIT_ERROR: u8 = 2;
     about = "Device posture: check, report, verify"
 )]
 struct Cli {
-    /// Config file (default: /etc/posture/config.toml as root, else ~/.config/posture/config.toml).
+    /// Config file, `-` for standard input (default: /etc/posture/config.toml as root, else ~/.config/posture/config.toml).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
 
@@ -93,6 +94,9 @@ enum Command {
     },
     /// Print the man page (roff), e.g. `posture man > /usr/share/man/man1/posture.1`.
     Man,
+    /// Collect and print the unsigned report as one line of JSON (run by the daemon).
+    #[command(hide = true)]
+    Collect(cmd_collect::CollectArgs),
 }
 
 fn main() -> ExitCode {
@@ -164,6 +168,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Status(args) => cmd_status::run(config, args),
+        Command::Collect(args) => cmd_collect::run(config, args),
         Command::Completions { .. } | Command::Man => Ok(EXIT_OK),
     }
 }

@@ -692,6 +692,34 @@ fn watched_file_change_recollects_and_pushes_a_caep_event() {
 }
 
 #[test]
+fn collections_use_the_loaded_config_until_reload_even_when_the_file_is_broken() {
+    // Collections run in a child process (`posture --config - collect`); it must get
+    // the configuration the daemon runs with, not whatever the file says now.
+    let fixture = Fixture::new();
+    let daemon = fixture.start();
+    let socket = fixture.socket();
+    assert_eq!(os_status(&socket), "pass");
+    let collections = |socket: &Path| activity(socket)["collections"].clone();
+
+    std::fs::write(fixture.path("config.toml"), "[checks]\ntypo = 1\n").unwrap();
+    fixture.set_os_release(DEBIAN_10);
+    wait_until("os re-collected with the loaded config", || {
+        os_status(&socket) == "fail"
+    });
+
+    // A reload of the broken file keeps the previous config, and collections go on.
+    daemon.signal("HUP");
+    let before = collections(&socket);
+    fixture.set_os_release(DEBIAN_12);
+    wait_until("os re-collected after the failed reload", || {
+        os_status(&socket) == "pass"
+    });
+    assert_ne!(collections(&socket), before);
+    let (status, _) = request(&socket, "GET", "/v1/health", None);
+    assert_eq!(status, 200);
+}
+
+#[test]
 fn receiver_down_then_up_gets_every_queued_item() {
     let fixture = Fixture::new();
     let port = free_port();

@@ -422,3 +422,54 @@ fn verify_without_a_policy_fails_closed_issue_10() {
         stderr(&out)
     );
 }
+
+/// Runs `posture --config - collect` with `config` on stdin.
+fn collect_with_stdin_config(config: &str, state_dir: &Path) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_posture"))
+        .args(["--config", "-", "collect", "--state-dir"])
+        .arg(state_dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(config.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn collect_reads_its_config_from_stdin_and_prints_one_report_line() {
+    // What the daemon runs for every collection.
+    let env = Env::new();
+    let root = env.path("root");
+    posture_test_support::write_device_root(&root);
+    let config = format!(
+        "[checks]\ndisabled = [\"patch_level\", \"auto_updates\", \"disk_encryption\", \"edr\", \"firewall\", \"secure_boot\", \"tpm\", \"screen_lock\"]\n\n[daemon]\nroot = {root:?}\n"
+    );
+    let output = collect_with_stdin_config(&config, &env.path("state"));
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let ids: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["os"]);
+    assert_eq!(report["findings"][0]["status"], "pass");
+
+    let output = collect_with_stdin_config("[checks]\ntypo = 1\n", &env.path("state"));
+    assert_eq!(output.status.code(), Some(2));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("<stdin>"), "{stderr}");
+    assert!(stderr.contains("line 2"), "{stderr}");
+}

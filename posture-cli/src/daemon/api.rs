@@ -38,7 +38,7 @@ use tokio::sync::{watch, Semaphore};
 
 use posture_core::evidence::Requester;
 
-use super::{settings, stopped, Shared};
+use super::{stopped, Shared};
 
 /// hyper's read buffer (and so the largest request head). hyper requires at least 8192.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
@@ -189,6 +189,7 @@ pub async fn serve(
             },
             () = stopped(&mut shutdown) => break,
         };
+        shared.api_activity.notify_one();
         let cred = match stream.peer_cred() {
             Ok(cred) => cred,
             Err(e) => {
@@ -211,8 +212,8 @@ pub async fn serve(
         // The uid is the kernel's; the groups come from the account database, not from
         // /proc/PID (whose pid may already be another process's).
         let mut groups = vec![cred.gid()];
-        groups.extend(settings::account_groups(cred.uid()));
-        let allowed = shared.settings.borrow().daemon.allows(cred.uid(), &groups);
+        groups.extend(super::peer::account_groups(cred.uid()));
+        let allowed = super::peer::allows(&shared.settings.borrow().daemon, cred.uid(), &groups);
         let exe = match (allowed, cred.pid()) {
             (true, Some(pid)) => peer_exe(&stream, pid),
             _ => None,
@@ -428,7 +429,8 @@ async fn evidence(
     {
         return error(StatusCode::BAD_REQUEST, "audience is too long");
     }
-    let may = shared.settings.borrow().daemon.client_may_request(
+    let may = super::peer::client_may_request(
+        &shared.settings.borrow().daemon,
         caller.uid,
         caller.exe.as_deref(),
         request.audience.as_deref(),

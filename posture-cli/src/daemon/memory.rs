@@ -1,20 +1,49 @@
-//! Giving memory back after a collection, so an idle daemon holds only what idling needs.
+//! Giving memory back once work is done, so an idle daemon holds only what idling needs.
 //!
-//! A collection parses tens of megabytes of apt lists and runs every check's code. Two
-//! kinds of memory stay resident afterwards although nothing idle uses them:
-//! - freed heap that glibc keeps in its arenas (the main one and each check thread's):
-//!   `malloc_trim` returns it;
+//! Collections run in a child process (see `collector`), but serving the API and handling
+//! a collection's result still leave two kinds of memory resident that nothing idle uses:
+//! - freed heap that glibc keeps in its arenas: `malloc_trim` returns it;
 //! - the code pages of the daemon's executable and of the libraries it loaded (libc,
-//!   tpm2-tss, libcrypto) that the collection ran: about 6 MiB of the executable alone,
-//!   with the kernel's fault-around. They are clean, file-backed pages, so
-//!   `MADV_DONTNEED` drops them from this process, and what runs next faults back in from
-//!   the page cache (minor faults, no disk I/O). Only read-only mappings of files with no
-//!   private (written) page are dropped, so no data can be lost: relocated, writable and
-//!   anonymous mappings stay.
+//!   libcrypto, NSS modules) that the work ran: several MiB, because the kernel maps
+//!   large folios and fault-around neighbours on every fault. They are file-backed pages
+//!   of the page cache, so `MADV_DONTNEED` drops them from this process, and what runs
+//!   next faults back in from the page cache (minor faults, no disk I/O). Only read-only
+//!   mappings of files with no copied-on-write page are dropped, so no data can be lost:
+//!   relocated, writable and anonymous mappings stay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
+
+use super::stopped;
+
+/// How long the local API must be quiet before the daemon gives back what serving it used.
+pub const API_QUIET: Duration = Duration::from_secs(5);
+
+/// Waits for local API activity (`activity` is notified per connection), then for the
+/// API to be quiet for [`API_QUIET`], and releases memory: one wake-up after a burst of
+/// requests, none while nothing happens.
+pub async fn release_when_api_is_quiet(activity: Arc<Notify>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = activity.notified() => {}
+            () = stopped(&mut shutdown) => return,
+        }
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(API_QUIET) => break,
+                () = activity.notified() => {}
+                () = stopped(&mut shutdown) => return,
+            }
+        }
+        release_unused();
+    }
+}
 
 /// Returns freed heap and clean code pages to the OS. Best effort: failures change
 /// nothing but the resident size.
-pub fn release_after_collection() {
+pub fn release_unused() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists; it has no
     // preconditions and is safe to call from any thread at any time.
@@ -33,9 +62,9 @@ fn drop_clean_executable_pages() {
     let mappings = clean_read_only_mappings(&smaps);
     let mut refused = 0;
     for mapping in &mappings {
-        // SAFETY: the range is a whole read-only mapping of a file with no private
-        // (copied-on-write) or anonymous page: dropping it discards nothing that cannot be
-        // read back from the file, and the kernel faults pages in again on the next
+        // SAFETY: the range is a whole read-only mapping of a file with no copied-on-write
+        // (anonymous) or swapped page: every page in it is the file's page-cache page, so
+        // dropping it discards nothing that cannot be read back from the file, and the kernel faults pages in again on the next
         // access with identical contents, so no reference into it is invalidated.
         unsafe {
             let (start, len) = (
@@ -61,8 +90,12 @@ struct Mapping {
     end: usize,
 }
 
-/// The mappings of files that are readable, not writable, and have no anonymous or
-/// privately dirty page (so their contents are exactly the file's).
+/// The mappings of files that are readable, not writable, and have no anonymous (copied on
+/// write) or swapped page, so every page in them is the file's own page-cache page.
+///
+/// Dirty page-cache pages (`Private_Dirty` without `Anonymous`: an executable the linker
+/// or dpkg has just written and the kernel has not written back yet) belong to the file:
+/// unmapping them loses nothing, the page cache keeps and writes them.
 fn clean_read_only_mappings(smaps: &str) -> Vec<Mapping> {
     let mut found = Vec::new();
     let mut current: Option<(Mapping, bool)> = None;
@@ -82,7 +115,7 @@ fn clean_read_only_mappings(smaps: &str) -> Vec<Mapping> {
                 name.starts_with('/') && perms.starts_with('r') && perms.get(1..2) == Some("-");
             current = Some((mapping, candidate));
         } else if let Some((key, kib)) = field(line) {
-            if matches!(key, "Private_Dirty" | "Anonymous" | "Swap") && kib != 0 {
+            if matches!(key, "Anonymous" | "Swap") && kib != 0 {
                 dirty = true;
             }
         }
@@ -142,6 +175,11 @@ Rss:                1672 kB
 Private_Dirty:         0 kB
 Anonymous:             0 kB
 Swap:                  0 kB
+7f0000200000-7f0000300000 r-xp 00000000 fe:00 778                        /usr/lib/just-written.so
+Rss:                 512 kB
+Private_Dirty:       512 kB
+Anonymous:             0 kB
+Swap:                  0 kB
 7ffc65293000-7ffc652b4000 rw-p 00000000 00:00 0                          [stack]
 Rss:                  24 kB
 Private_Dirty:        24 kB
@@ -166,8 +204,13 @@ Anonymous:            24 kB
                     start: 0x7f00_0000_0000,
                     end: 0x7f00_0010_0000
                 },
+                Mapping {
+                    start: 0x7f00_0020_0000,
+                    end: 0x7f00_0030_0000
+                },
             ],
-            "not the relocated (dirty) read-only mapping, not the data, not the stack"
+            "not the relocated (copied-on-write) read-only mapping, not the data, not the \
+             stack; the just-written file's dirty page-cache pages are the file's"
         );
         assert!(clean_read_only_mappings("garbage\n").is_empty());
     }
@@ -175,7 +218,7 @@ Anonymous:            24 kB
     #[test]
     fn the_running_daemon_survives_dropping_its_code_pages() {
         // Drops this test binary's clean pages, then runs code and reads constants again.
-        release_after_collection();
+        release_unused();
         let text: String = ["still", "running"].join(" ");
         assert_eq!(text, "still running");
         assert_eq!(

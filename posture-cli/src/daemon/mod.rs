@@ -5,8 +5,9 @@
 //! One current-thread tokio runtime. Tasks: the local API ([`api`]), the schedule
 //! ([`scheduler`]), delivery of the durable outbox ([`delivery`], [`outbox`]), system-change
 //! watchers ([`watch`], [`sleep`]) and, under systemd with `WatchdogSec=`, the watchdog
-//! ([`notify`]). Collection (blocking, one thread per check) runs on the blocking pool,
-//! whose threads exit after a few idle seconds.
+//! ([`notify`]). Collection (one thread per check) runs in a short-lived child process
+//! ([`collector`]); file I/O runs on the blocking pool, whose threads exit after a few
+//! idle seconds.
 //!
 //! Idle means idle: between scheduled collections the process waits on one timer, the
 //! inotify fd, the D-Bus socket, the API socket and signals. The only other timer is the
@@ -19,11 +20,13 @@
 
 pub mod activity;
 pub mod api;
+pub mod collector;
 pub mod delivery;
 pub mod evidence_port;
 pub mod memory;
 pub mod notify;
 pub mod outbox;
+pub mod peer;
 pub mod scheduler;
 pub mod sleep;
 pub mod watch;
@@ -34,7 +37,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use posture_agent::config::Config;
-use posture_agent::daemon_config::{self as settings, DaemonConfig, SettingsError};
+use posture_agent::daemon_config::{DaemonConfig, SettingsError};
 use posture_agent::{Assessment, Compliance};
 use posture_core::Report;
 use tokio::net::UnixListener;
@@ -138,6 +141,10 @@ pub struct Shared {
     pub state_dir: PathBuf,
     /// What the daemon has done since start (reported by `/v1/health`).
     pub activity: activity::Recorder,
+    /// Notified on every local API connection (memory is released when it goes quiet).
+    pub api_activity: Arc<Notify>,
+    /// Runs collections in child processes.
+    pub collector: collector::Collector,
     /// Kept so the trigger channel never closes.
     pub triggers: mpsc::Sender<Trigger>,
 }
@@ -219,6 +226,8 @@ async fn main_loop(config_path: Option<PathBuf>, config: Config) -> Result<(), D
         outbox: Arc::new(outbox),
         outbox_wake: Notify::new(),
         compliance: Mutex::new(scheduler::load_compliance(&state_dir)),
+        api_activity: Arc::new(Notify::new()),
+        collector: collector::Collector::new(state_dir.clone()),
         state_dir,
         activity: activity::Recorder::default(),
         triggers: triggers.clone(),
@@ -227,6 +236,10 @@ async fn main_loop(config_path: Option<PathBuf>, config: Config) -> Result<(), D
     let api = tokio::spawn(api::serve(
         listener,
         Arc::clone(&shared),
+        shutdown_rx.clone(),
+    ));
+    tokio::spawn(memory::release_when_api_is_quiet(
+        Arc::clone(&shared.api_activity),
         shutdown_rx.clone(),
     ));
     if watching {
@@ -318,9 +331,7 @@ fn bind(daemon: &DaemonConfig, path: PathBuf) -> Result<(UnixListener, PathBuf),
         source,
     };
     let group = match &daemon.socket_group {
-        Some(name) => {
-            Some(settings::group_id(name).ok_or_else(|| DaemonError::NoGroup(name.clone()))?)
-        }
+        Some(name) => Some(peer::group_id(name).ok_or_else(|| DaemonError::NoGroup(name.clone()))?),
         None => None,
     };
     if let Some(parent) = path.parent() {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use posture_agent::config::Config;
 use posture_core::Report;
@@ -15,6 +15,9 @@ use tokio::time::Instant;
 
 use super::outbox::{write_atomically, Item};
 use super::{blocking, random_below, stopped, Shared};
+
+/// Time a collection may take beyond the checks' own timeout.
+const COLLECTION_MARGIN: Duration = Duration::from_secs(30);
 
 /// A reason to collect again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,19 +104,20 @@ pub async fn collect(shared: &Arc<Shared>, only: Option<Vec<&'static str>>, caus
     let ids: Vec<String> = only.iter().flatten().map(|id| (*id).to_owned()).collect();
     // The same options as `posture check`, with the state directory: patch_level keeps
     // its memory of pending updates and its apt list cache.
-    let options = posture_agent::collect::options(&config, &shared.state_dir, &ids);
     let started = std::time::Instant::now();
-    // The runner blocks (one thread per check, each with a timeout); keep it off the
-    // runtime thread. The blocking pool's threads exit when idle.
-    let report = match tokio::task::spawn_blocking(move || posture_checks::collect(&options)).await
+    // In a child process (see `collector`), with the same options as `posture check`
+    // and the state directory: patch_level keeps its memory of pending updates and its
+    // apt list cache. The runner bounds each check by the timeout; the margin covers
+    // starting the child and reading the package lists.
+    let deadline = config.checks.timeout + COLLECTION_MARGIN;
+    let report = match shared
+        .collector
+        .collect(config.text(), &ids, deadline)
+        .await
     {
-        Ok(Ok(report)) => report,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, %cause, "collection failed");
-            return;
-        }
+        Ok(report) => report,
         Err(e) => {
-            tracing::error!(error = %e, %cause, "collection task failed");
+            tracing::error!(error = %e, %cause, "collection failed");
             return;
         }
     };
@@ -135,9 +139,8 @@ pub async fn collect(shared: &Arc<Shared>, only: Option<Vec<&'static str>>, caus
     shared.report.send_replace(Some(Arc::clone(&report)));
     after_collection(shared, &config, &report).await;
     shared.activity.collected(cause, &ids);
-    // What the collection used and the idle daemon does not need goes back to the OS
-    // (procfs reads and madvise: no disk I/O, quick on the runtime thread).
-    super::memory::release_after_collection();
+    // Freed heap (the report's JSON, the events) goes back to the OS.
+    super::memory::release_unused();
 }
 
 /// The previous report with the re-collected findings replacing theirs.
