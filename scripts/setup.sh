@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential pkg-config      # C compiler for the C ABI tests and -sys crates
   libtss2-dev                     # tss-esapi links Debian's tpm2-tss
+  libssl-dev                      # webauthn-rs (dev-dependency of the WebAuthn tests) links OpenSSL
   swtpm swtpm-tools               # TPM 2.0 simulator used by the TPM tests
   tpm2-tools                      # independent verifier (tpm2_checkquote) and benchmarks
   dconf-cli                       # `dconf compile` builds the GVDB fixtures of the screen_lock tests
@@ -57,4 +58,22 @@ fi
 ajv_dir="$(dirname "$0")/../posture-core/tests/ajv"
 if [ ! -d "$ajv_dir/node_modules/ajv" ] || [ ! -d "$ajv_dir/node_modules/ajv-formats" ]; then
   npm ci --prefix "$ajv_dir" --no-audit --no-fund
+fi
+
+# py_webauthn, the independent WebAuthn relying party of the `tpm` attestation tests,
+# pinned by tests/rp/requirements.txt, into the project (not globally). Re-installed when
+# the requirements change.
+rp_dir="$(dirname "$0")/../tests/rp"
+if ! cmp -s "$rp_dir/requirements.txt" "$rp_dir/.venv/requirements.installed" 2>/dev/null; then
+  rm -rf "$rp_dir/.venv"
+  python3 -m venv "$rp_dir/.venv"
+  "$rp_dir/.venv/bin/pip" install --quiet --disable-pip-version-check -r "$rp_dir/requirements.txt"
+  cp "$rp_dir/requirements.txt" "$rp_dir/.venv/requirements.installed"
+fi
+
+# SimpleWebAuthn, the second independent relying party of those tests, pinned by its
+# package-lock.json, into the project.
+swa_dir="$(dirname "$0")/../tests/rp/simplewebauthn"
+if [ ! -d "$swa_dir/node_modules/@simplewebauthn/server" ]; then
+  npm ci --prefix "$swa_dir" --no-audit --no-fund
 fi

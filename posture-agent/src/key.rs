@@ -322,7 +322,7 @@ fn open_tpm(_key_dir: &Path, _with_ak: bool) -> Result<DeviceKey, KeyError> {
 /// libtss2 logs every failed ESYS call to stderr, which would bury our own message when
 /// we fall back. Keep it quiet unless the user asked for logging.
 #[cfg(all(feature = "tpm", target_os = "linux"))]
-fn quiet_tss_logging() {
+pub fn quiet_tss_logging() {
     if std::env::var_os("TSS2_LOG").is_none() {
         // Edition 2021: set_var is safe; posture runs single-threaded at this point (no
         // thread has been started that could read the environment concurrently).

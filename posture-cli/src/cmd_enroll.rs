@@ -18,9 +18,9 @@ use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use posture_agent::Config;
 use posture_core::attestation::{
-    begin_enrollment, finish_enrollment, parse_roots, CertificateFetcher, EkPolicy, EkTrust,
-    EnrolledDevice, EnrollmentChallenge, EnrollmentRequest, EnrollmentResponse, PendingEnrollment,
-    MAX_MESSAGE_BYTES,
+    aikca, begin_enrollment, finish_enrollment, parse_roots, tpm_identity, AttestationCa,
+    CertificateFetcher, EkPolicy, EkTrust, EnrolledDevice, EnrollmentChallenge, EnrollmentRequest,
+    EnrollmentResponse, PendingEnrollment, MAX_MESSAGE_BYTES,
 };
 
 /// `posture enroll`: with `--server URL --token T`, the whole enrollment against a
@@ -124,6 +124,25 @@ pub enum EnrollmentCommand {
         /// Where to write the enrolled device (use it with `posture verify --enrolled`).
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
+        /// Also issue the AIK certificate from this attestation CA (see `ca-init`), for
+        /// WebAuthn `tpm` attestation. Only for an EK verified against --ek-roots at
+        /// `begin`; otherwise nothing is written and the pending file is kept.
+        #[arg(long, value_name = "CA_DIR", requires = "aik_cert_out")]
+        ca: Option<PathBuf>,
+        /// Where to write the AIK certificate and its intermediate (PEM) for the device
+        /// (`posture webauthn register --aik-chain`).
+        #[arg(long, value_name = "FILE", requires = "ca")]
+        aik_cert_out: Option<PathBuf>,
+    },
+    /// Create an attestation CA (a P-256 root and intermediate) in a new owner-only
+    /// directory. Relying parties trust its root.pem; move root-key.pem offline.
+    CaInit {
+        /// The CA directory (created 0700; must not hold a CA yet).
+        #[arg(value_name = "CA_DIR")]
+        ca: PathBuf,
+        /// The organization named in the CA certificates.
+        #[arg(long, value_name = "NAME")]
+        organization: String,
     },
 }
 
@@ -254,6 +273,8 @@ pub fn run_enrollment(command: EnrollmentCommand) -> Result<u8> {
             pending: pending_path,
             response,
             out,
+            ca,
+            aik_cert_out,
         } => {
             let pending = PendingEnrollment::from_json(&read_message(&pending_path)?)
                 .context("invalid pending enrollment")?;
@@ -261,7 +282,18 @@ pub fn run_enrollment(command: EnrollmentCommand) -> Result<u8> {
                 .context("invalid enrollment response")?;
             let device: EnrolledDevice =
                 finish_enrollment(&pending, &response).context("enrollment rejected")?;
+            // The AIK certificate before anything is written: when it cannot be issued,
+            // nothing is, and the enrollment can be finished again without --ca.
+            let aik_chain = match (&ca, &aik_cert_out) {
+                (Some(ca), Some(_)) => Some(issue_aik_chain(ca, &pending, &response, &device)?),
+                _ => None,
+            };
             write_private(&out, &device.to_json()?)?;
+            if let (Some(chain), Some(path)) = (aik_chain, &aik_cert_out) {
+                posture_core::files::write_private(path, chain.as_bytes())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                eprintln!("AIK certificate written to {}", path.display());
+            }
             // The pending file holds the secret; it has served its purpose.
             std::fs::remove_file(&pending_path)
                 .with_context(|| format!("cannot remove {}", pending_path.display()))?;
@@ -272,8 +304,46 @@ pub fn run_enrollment(command: EnrollmentCommand) -> Result<u8> {
                 out.display()
             );
         }
+        EnrollmentCommand::CaInit { ca, organization } => {
+            let created = AttestationCa::init(&ca, &organization)
+                .with_context(|| format!("cannot create the attestation CA in {}", ca.display()))?;
+            eprintln!(
+                "attestation CA created in {}; relying parties trust {}; move {} offline",
+                ca.display(),
+                ca.join(aikca::ROOT_CERT).display(),
+                ca.join(aikca::ROOT_KEY).display()
+            );
+            print!("{}", created.root_pem()?);
+        }
     }
     Ok(crate::EXIT_OK)
+}
+
+/// Issues the AIK certificate for a finished enrollment; returns the AIK certificate and
+/// the intermediate as PEM (the device's `x5c`).
+fn issue_aik_chain(
+    ca_dir: &Path,
+    pending: &PendingEnrollment,
+    response: &EnrollmentResponse,
+    device: &EnrolledDevice,
+) -> Result<String> {
+    let ca = AttestationCa::load(ca_dir)
+        .with_context(|| format!("cannot load the attestation CA {}", ca_dir.display()))?;
+    let tpm = tpm_identity(&pending.request, &response.certify.attest)
+        .context("no AIK certificate issued")?;
+    let aik = ca
+        .issue_aik_certificate(device, &tpm, SystemTime::now())
+        .context("no AIK certificate issued")?;
+    let mut pem = String::new();
+    for der in ca.x5c(&aik) {
+        pem.push_str(&pem_certificate(&der)?);
+    }
+    Ok(pem)
+}
+
+fn pem_certificate(der: &[u8]) -> Result<String> {
+    use der::{Decode as _, EncodePem as _};
+    Ok(x509_cert::Certificate::from_der(der)?.to_pem(der::pem::LineEnding::LF)?)
 }
 
 /// Loads an enrolled device record.

@@ -93,6 +93,19 @@ pub fn run(
         field("key_assurance"),
         field("ek_trust")
     );
+    // The AIK certificate the server's attestation CA issued (CA-verified TPMs only): what
+    // `posture webauthn register` puts in its `tpm` attestation statements.
+    if let Some(chain) = enrolled.get("aik_chain").and_then(|v| v.as_str()) {
+        let path = agent
+            .paths
+            .key_dir
+            .join(crate::cmd_webauthn::AIK_CHAIN_FILE);
+        posture_core::files::write_private(&path, chain.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("AIK certificate for WebAuthn written to {}", path.display());
+    } else if let Some(why) = enrolled.get("aik_refused").and_then(|v| v.as_str()) {
+        eprintln!("posture: no AIK certificate for WebAuthn: {why}");
+    }
     // The first evidence, so the server knows this device's state right away.
     let key = agent.open_key(tpm)?;
     let accepted = runtime.block_on(async {

@@ -11,6 +11,7 @@ mod cmd_key;
 mod cmd_report;
 mod cmd_status;
 mod cmd_verify;
+mod cmd_webauthn;
 mod daemon;
 mod fetch;
 mod input;
@@ -69,6 +70,10 @@ enum Command {
     /// TPM enrollment, on the verifier: begin (challenge) and finish (enrolled device).
     #[command(subcommand)]
     Enrollment(cmd_enroll::EnrollmentCommand),
+    /// WebAuthn credentials in the TPM with `tpm` attestation under the posture
+    /// attestation CA: register, assert.
+    #[command(subcommand)]
+    Webauthn(cmd_webauthn::WebauthnCommand),
     /// Quote the TPM's PCRs with a nonce and write files for tpm2_checkquote.
     Attest(cmd_enroll::AttestArgs),
     /// Export posture for other systems: caep, intune or opa.
@@ -156,6 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Enroll(command) => cmd_enroll::run_enroll(config, command),
         Command::Enrollment(command) => cmd_enroll::run_enrollment(command),
         Command::Attest(args) => cmd_enroll::run_attest(config, args),
+        Command::Webauthn(command) => cmd_webauthn::run(config, command),
         Command::Export(command) => cmd_export::run(config, command),
         Command::Daemon(args) => {
             daemon::run(cli.config, config, args)?;

@@ -13,6 +13,7 @@
 //! - [`verify`]: the consumer's [`verify::Verifier`] (pinned keys and algorithm, size and
 //!   nesting caps, freshness, nonce, audience).
 //! - [`policy`]: declarative rules turning verified posture into allow/deny with reasons.
+//! - [`webauthn`]: WebAuthn `tpm` attestation statements and assertions from TPM keys.
 //! - [`exports`]: CAEP Security Event Tokens, Intune custom compliance, OPA input.
 //!
 //! The evidence format is documented in `docs/evidence.md`.
@@ -46,6 +47,7 @@ pub mod policy;
 pub mod process;
 mod time;
 pub mod verify;
+pub mod webauthn;
 
 pub use model::{
     Agent, Device, Finding, InvariantError, OsFacts, Privilege, Remediation, Report, Status,

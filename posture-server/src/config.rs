@@ -17,6 +17,7 @@
 //! ek_roots = ["/etc/posture-server/tpm-vendor-cas.pem"]
 //! allow_unverified_ek = false
 //! allow_software_keys = false
+//! attestation_ca = "/var/lib/posture-server/attestation-ca" # AIK certificates (WebAuthn `tpm`)
 //!
 //! [retention]
 //! history = "90d"
@@ -100,6 +101,10 @@ pub struct EnrollmentConfig {
     pub allow_unverified_ek: bool,
     /// Enrol devices without a TPM, with a software key (marked `software`).
     pub allow_software_keys: bool,
+    /// An attestation CA directory (`posture enrollment ca-init`): TPM enrollments whose
+    /// EK chained to `ek_roots` get an AIK certificate for WebAuthn `tpm` attestation, and
+    /// `/v1/attestation-ca/{root,intermediate}.pem` serve its certificates.
+    pub attestation_ca: Option<PathBuf>,
     /// Default lifetime of enrollment tokens.
     #[serde(deserialize_with = "de_duration")]
     pub token_ttl: Duration,
@@ -111,6 +116,7 @@ impl Default for EnrollmentConfig {
             ek_roots: Vec::new(),
             allow_unverified_ek: false,
             allow_software_keys: false,
+            attestation_ca: None,
             token_ttl: Duration::from_secs(24 * 3600),
         }
     }

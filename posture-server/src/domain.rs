@@ -46,6 +46,8 @@ pub struct Server {
     pub policy: Option<Policy>,
     /// EK CAs.
     pub ek_roots: Vec<Certificate>,
+    /// The attestation CA that certifies AKs of CA-verified TPMs, where configured.
+    pub attestation_ca: Option<posture_core::attestation::AttestationCa>,
     /// `aud` evidence must name: `urn:posture-server:<server id>`.
     pub audience: String,
     /// Per device key.
@@ -85,6 +87,13 @@ impl Server {
                     .with_context(|| format!("invalid EK CAs {}", path.display()))?,
             );
         }
+        let attestation_ca = match &config.enrollment.attestation_ca {
+            Some(dir) => Some(
+                posture_core::attestation::AttestationCa::load(dir)
+                    .with_context(|| format!("cannot load the attestation CA {}", dir.display()))?,
+            ),
+            None => None,
+        };
         let server_id = store.server_id().await?;
         let minute = Duration::from_secs(60);
         Ok(Self {
@@ -96,6 +105,7 @@ impl Server {
             store,
             policy,
             ek_roots,
+            attestation_ca,
             audience: format!("urn:posture-server:{server_id}"),
             config,
         })
@@ -252,6 +262,14 @@ pub struct Enrolled {
     pub ek_trust: String,
     /// `aud` for its evidence.
     pub audience: String,
+    /// The AIK certificate and its intermediate (PEM), for WebAuthn `tpm` attestation:
+    /// only for a TPM whose EK chained to a configured CA, where the server has an
+    /// attestation CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aik_chain: Option<String>,
+    /// Why no AIK certificate was issued for a CA-verified TPM (the enrollment stands).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aik_refused: Option<String>,
 }
 
 /// The answer to the first TPM step.
@@ -352,7 +370,14 @@ pub async fn tpm_finish(
     let record = device
         .to_json()
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    record_device(
+    // Only a verified EK earns an AIK certificate; the rest enrol without one.
+    let aik = match &server.attestation_ca {
+        Some(ca) if device.ek_trust == posture_core::attestation::EK_TRUST_CA => {
+            Some(issue_aik_chain(ca, &pending, response, &device))
+        }
+        _ => None,
+    };
+    let mut enrolled = record_device(
         server,
         NewDevice {
             id: posture_core::keys::key_id(&key),
@@ -364,7 +389,32 @@ pub async fn tpm_finish(
             enrolled_at: crate::now(),
         },
     )
-    .await
+    .await?;
+    match aik {
+        Some(Ok(chain)) => enrolled.aik_chain = Some(chain),
+        Some(Err(e)) => {
+            tracing::warn!(device = %enrolled.device_id, error = %e, "no AIK certificate");
+            enrolled.aik_refused = Some(e.to_string());
+        }
+        None => {}
+    }
+    Ok(enrolled)
+}
+
+/// The AIK certificate and the intermediate, PEM.
+fn issue_aik_chain(
+    ca: &posture_core::attestation::AttestationCa,
+    pending: &PendingEnrollment,
+    response: &EnrollmentResponse,
+    device: &EnrolledDevice,
+) -> Result<String, posture_core::attestation::AttestationError> {
+    let tpm = posture_core::attestation::tpm_identity(&pending.request, &response.certify.attest)?;
+    let aik = ca.issue_aik_certificate(device, &tpm, SystemTime::now())?;
+    let mut pem = String::new();
+    for der in ca.x5c(&aik) {
+        pem.push_str(&posture_core::attestation::aikca::certificate_pem(&der)?);
+    }
+    Ok(pem)
 }
 
 async fn record_device(server: &Server, device: NewDevice) -> Result<Enrolled, ApiError> {
@@ -386,6 +436,8 @@ async fn record_device(server: &Server, device: NewDevice) -> Result<Enrolled, A
         key_assurance: device.key_assurance,
         ek_trust: device.ek_trust,
         audience: server.audience.clone(),
+        aik_chain: None,
+        aik_refused: None,
     })
 }
 

@@ -8,6 +8,7 @@
 //! | `POST /v1/enroll/tpm/begin` | devices | `{token, request}` → `{enrollment_id, challenge}` |
 //! | `POST /v1/enroll/tpm/finish` | devices | `{enrollment_id, response}` → the enrolled device |
 //! | `POST /v1/enroll/software` | devices | `{token, jwk, proof}` → the enrolled device |
+//! | `GET /v1/attestation-ca/root.pem`, `/intermediate.pem` | anyone | the attestation CA's certificates (relying parties trust the root) |
 //! | `GET /v1/devices` | reader | every device |
 //! | `GET /v1/devices/{id}` | reader | one device: findings, history, changes |
 //! | `GET /v1/devices/{id}/decision` | reader | allow/deny with reasons |
@@ -172,6 +173,34 @@ pub async fn tpm_finish(
     let finish: TpmFinish = read_json(&server, body).await?;
     let enrolled = domain::tpm_finish(&server, &finish.enrollment_id, &finish.response).await?;
     Ok((StatusCode::CREATED, Json(enrolled)))
+}
+
+/// `GET /v1/attestation-ca/{file}`: `root.pem` or `intermediate.pem`.
+pub async fn attestation_ca(
+    State(server): Shared,
+    Path(file): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let ca = server.attestation_ca.as_ref().ok_or_else(|| {
+        ApiError::not_found(
+            "no_attestation_ca",
+            "this server has no attestation CA ([enrollment] attestation_ca)",
+        )
+    })?;
+    let pem = match file.as_str() {
+        "root.pem" => ca.root_pem(),
+        "intermediate.pem" => ca.intermediate_pem(),
+        _ => {
+            return Err(ApiError::not_found(
+                "not_found",
+                "root.pem or intermediate.pem",
+            ))
+        }
+    }
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],
+        pem,
+    ))
 }
 
 #[derive(Deserialize)]

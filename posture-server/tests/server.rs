@@ -851,9 +851,26 @@ fn tpm_end_to_end(db: Db) {
     let mut bundle = device.swtpm.as_ref().unwrap().ca_bundle();
     bundle.extend(second.swtpm.as_ref().unwrap().ca_bundle());
     std::fs::write(ca.path(), bundle).unwrap();
+    // An attestation CA: CA-verified TPMs get an AIK certificate at enrollment.
+    let attestation = tempfile::tempdir().unwrap();
+    let attestation_ca = attestation.path().join("ca");
+    let out = Command::new(posture_bin())
+        .args(["enrollment", "ca-init", "--organization", "Example Corp"])
+        .arg(&attestation_ca)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let server = Server::start(
         &database,
-        &format!("[enrollment]\nek_roots = [{:?}]\n", ca.path()),
+        &format!(
+            "[enrollment]\nek_roots = [{:?}]\nattestation_ca = {:?}\nallow_software_keys = true\n",
+            ca.path(),
+            attestation_ca
+        ),
     );
     device.configure(&server, "");
 
@@ -865,6 +882,17 @@ fn tpm_end_to_end(db: Db) {
         String::from_utf8_lossy(&out.stderr)
     );
     let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    check_aik_certificate(
+        &server,
+        &device,
+        &attestation_ca,
+        &String::from_utf8_lossy(&out.stderr),
+    );
+    // A software device gets none.
+    let soft = SoftDevice::new();
+    let (status, enrolled) = soft.enroll(&server, &server.enrollment_token("sam@example.com"));
+    assert_eq!(status, 201, "{enrolled}");
+    assert!(enrolled.get("aik_chain").is_none(), "{enrolled}");
     let shown = server.device(&id);
     assert_eq!(shown["device"]["key_kind"], "tpm");
     assert_eq!(shown["device"]["ek_trust"], "ca");
@@ -894,6 +922,89 @@ fn tpm_end_to_end(db: Db) {
     let decision = server.decision(&id);
     assert_eq!(decision["key_assurance"], "tpm");
     assert_eq!(decision["decision"] == "allow", status == "compliant");
+}
+
+/// The enrolled TPM device got its AIK certificate from the server's attestation CA, the
+/// server serves that CA's certificates, and the device registers a WebAuthn credential
+/// with it.
+fn check_aik_certificate(server: &Server, device: &PostureDevice, ca: &Path, stderr: &str) {
+    let written = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("AIK certificate for WebAuthn written to "))
+        .unwrap_or_else(|| panic!("no AIK certificate: {stderr}"));
+    let chain = std::fs::read_to_string(written).unwrap();
+    // The certificate names the device as the server does: a relying party can ask for its
+    // decision.
+    let id = aik_device_id(&chain);
+    assert_eq!(server.decision(&id)["device_id"], id.as_str());
+    let served = |file: &str| {
+        let out = Command::new("curl")
+            .args(["-sfS", &format!("{}/v1/attestation-ca/{file}", server.url)])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        served("root.pem"),
+        std::fs::read_to_string(ca.join("root.pem")).unwrap()
+    );
+    let intermediate = served("intermediate.pem");
+    assert!(
+        chain.ends_with(&intermediate),
+        "the chain is AIK certificate then intermediate"
+    );
+    assert_eq!(
+        chain.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "no root in the chain"
+    );
+    let out = device
+        .command(&[
+            "webauthn",
+            "register",
+            "--rp-id",
+            "login.example.com",
+            "--challenge",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reg: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(reg["response"]["attestationObject"].as_str().unwrap().len() > 1000);
+}
+
+/// The device id the AIK certificate names (its second SubjectAltName entry), as a
+/// relying party reads it to ask `/v1/devices/{id}/decision`.
+fn aik_device_id(chain_pem: &str) -> String {
+    use x509_cert::der::Decode as _;
+    let certs = x509_cert::Certificate::load_pem_chain(chain_pem.as_bytes()).unwrap();
+    let ext = certs[0]
+        .tbs_certificate
+        .extensions
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|e| e.extn_id.to_string() == "2.5.29.17")
+        .unwrap()
+        .clone();
+    let san = x509_cert::ext::pkix::SubjectAltName::from_der(ext.extn_value.as_bytes()).unwrap();
+    let x509_cert::ext::pkix::name::GeneralName::UniformResourceIdentifier(uri) = &san.0[1] else {
+        panic!("{san:?}")
+    };
+    uri.as_str()
+        .strip_prefix("urn:posture:device:")
+        .unwrap()
+        .to_owned()
 }
 
 #[test]

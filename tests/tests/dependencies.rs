@@ -63,3 +63,23 @@ fn verifier_only_libposture_has_no_tss_and_no_agent() {
     let full = tree(&["-p", "posture-ffi"]);
     assert!(crates(&full).contains(&"tss-esapi"), "{full}");
 }
+
+/// webauthn-rs (and through it OpenSSL) is a dev-dependency of the WebAuthn tests only:
+/// nothing shipped links OpenSSL.
+#[test]
+fn shipped_crates_do_not_link_openssl() {
+    for package in [
+        "posture-cli",
+        "posture-server",
+        "posture-ffi",
+        "posture-core",
+    ] {
+        let tree = tree(&["-p", package]);
+        for absent in ["openssl", "openssl-sys", "webauthn-rs-core"] {
+            assert!(
+                !crates(&tree).contains(&absent),
+                "{absent} in {package}:\n{tree}"
+            );
+        }
+    }
+}

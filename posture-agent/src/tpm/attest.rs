@@ -124,12 +124,23 @@ impl AttestationKey {
             .take(posture_core::attestation::MAX_EK_CHAIN_CERTIFICATES)
             .map(<[u8]>::to_vec)
             .collect();
+        // What the attestation CA falls back to when the EK certificate does not name
+        // the TPM in the TCG vendor id form; a TPM that cannot say is no reason to fail.
+        let (tpm_manufacturer, tpm_model) = match self.tpm.manufacturer_id() {
+            Ok(id) => (
+                Some(format!("{id:08X}")),
+                self.tpm.info().ok().map(|i| i.vendor),
+            ),
+            Err(_) => (None, None),
+        };
         Ok(EnrollmentRequest {
             version: PROTOCOL_VERSION,
             ek_public,
             ek_certificate,
             ek_chain,
             ak_public: self.public.clone(),
+            tpm_manufacturer,
+            tpm_model,
         })
     }
 
@@ -241,6 +252,15 @@ impl AttestationKey {
         key: &TpmSigner,
         qualifying_data: &[u8],
     ) -> Result<SignedAttest, KeyError> {
+        self.certify_handle(key.handle(), qualifying_data)
+    }
+
+    /// TPM2_Certify of the loaded object `key` by this AK.
+    pub(crate) fn certify_handle(
+        &self,
+        key: KeyHandle,
+        qualifying_data: &[u8],
+    ) -> Result<SignedAttest, KeyError> {
         let data = Data::try_from(qualifying_data.to_vec()).map_err(tss_err("qualifying data"))?;
         let (attest, signature) = self.tpm.with_context(|ctx| {
             ctx.execute_with_sessions(
@@ -249,14 +269,7 @@ impl AttestationKey {
                     Some(AuthSession::Password),
                     None,
                 ),
-                |ctx| {
-                    ctx.certify(
-                        key.handle().into(),
-                        self.handle,
-                        data,
-                        SignatureScheme::Null,
-                    )
-                },
+                |ctx| ctx.certify(key.into(), self.handle, data, SignatureScheme::Null),
             )
             .map_err(tss_err("certifying the device key"))
         })?;
@@ -383,7 +396,7 @@ impl AttestationKey {
     }
 }
 
-fn pcr_slot(pcr: u32) -> Result<PcrSlot, KeyError> {
+pub(crate) fn pcr_slot(pcr: u32) -> Result<PcrSlot, KeyError> {
     1u32.checked_shl(pcr)
         .and_then(|bit| PcrSlot::try_from(bit).ok())
         .ok_or_else(|| protocol_err("reading PCRs", format!("PCR {pcr} does not exist")))

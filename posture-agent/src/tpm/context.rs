@@ -99,6 +99,32 @@ impl Tpm {
         f(&mut ctx)
     }
 
+    /// `TPM_PT_MANUFACTURER` as the TPM reports it (e.g. `0x49424D00`, "IBM"), the value
+    /// of the TCG vendor id registry. One TPM command.
+    pub fn manufacturer_id(&self) -> Result<u32, KeyError> {
+        self.with_context(|ctx| {
+            let (data, _) = ctx
+                .execute_without_session(|ctx| {
+                    ctx.get_capability(
+                        CapabilityType::TpmProperties,
+                        PropertyTag::Manufacturer.into(),
+                        1,
+                    )
+                })
+                .map_err(tss_err("reading TPM_PT_MANUFACTURER"))?;
+            match data {
+                CapabilityData::TpmProperties(list) => list
+                    .find(PropertyTag::Manufacturer)
+                    .map(|p| p.value())
+                    .ok_or_else(|| protocol_err("reading TPM_PT_MANUFACTURER", "not reported")),
+                _ => Err(protocol_err(
+                    "reading TPM_PT_MANUFACTURER",
+                    "the TPM answered with another capability",
+                )),
+            }
+        })
+    }
+
     /// Manufacturer and vendor strings, and whether this is a software TPM. One TPM
     /// command: the fixed properties from `TPM_PT_MANUFACTURER` to
     /// `TPM_PT_FIRMWARE_VERSION_2` are consecutive, so one GetCapability returns them all.

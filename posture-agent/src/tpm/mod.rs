@@ -26,6 +26,7 @@ mod blob;
 mod context;
 mod signer;
 mod templates;
+pub mod webauthn;
 
 pub use attest::{
     AttestationKey, EkCertificate, EkKind, EK_CERT_CHAIN_NV_INDICES, EK_CERT_NV_INDICES,

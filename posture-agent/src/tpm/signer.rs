@@ -70,7 +70,11 @@ impl Srk {
     }
 
     fn create_child(&self, role: Role) -> Result<Blob, KeyError> {
-        let public = template(role)?;
+        self.create_from_template(template(role)?)
+    }
+
+    /// TPM2_Create of a child key from `public` (a template); returns its blob.
+    pub(crate) fn create_from_template(&self, public: Public) -> Result<Blob, KeyError> {
         self.tpm.with_context(|ctx| {
             let created = ctx
                 .execute_with_session(Some(AuthSession::Password), |ctx| {
@@ -87,7 +91,7 @@ impl Srk {
         })
     }
 
-    fn load(&self, blob: &Blob, path: &Path) -> Result<KeyHandle, KeyError> {
+    pub(crate) fn load(&self, blob: &Blob, path: &Path) -> Result<KeyHandle, KeyError> {
         let invalid = |message: String| KeyError::InvalidKey {
             path: path.to_owned(),
             message,

@@ -924,6 +924,13 @@ mod tests {
     /// Real vendor CA links whose signatures are ecdsa-with-SHA384/512 by P-384 and P-521
     /// keys (the Intel, Microsoft Pluton, AMD, Infineon and Nuvoton EK hierarchies).
     #[test]
+    fn parse_roots_of_empty_input_is_an_error_not_a_panic() {
+        for input in [&b""[..], b"\n", b"not pem"] {
+            assert!(parse_roots(input).is_err());
+        }
+    }
+
+    #[test]
     fn p384_and_p521_vendor_ca_links_verify() {
         for (issuer, child) in [
             (

@@ -22,6 +22,7 @@
 //! Raw TPM structures (`TPMS_ATTEST`, `TPMT_SIGNATURE`, `TPMT_PUBLIC`) travel unchanged,
 //! base64 in JSON, so standard TPM tools can check them too.
 
+pub mod aikca;
 mod credential;
 mod ekcert;
 mod tools;
@@ -29,6 +30,7 @@ pub mod tpm2;
 mod verify;
 mod wire;
 
+pub use aikca::{tpm_identity, AttestationCa, TpmIdentity};
 pub use credential::{kdfa_sha256, kdfe_sha256, make_credential, MadeCredential};
 pub use ekcert::{
     decode_fetched_certificates, ek_cert_service_url, ek_certificate_der, parse_roots,

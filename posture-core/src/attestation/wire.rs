@@ -161,6 +161,15 @@ pub struct EnrollmentRequest {
     /// The AK, marshalled `TPMT_PUBLIC`.
     #[serde(with = "b64")]
     pub ak_public: Vec<u8>,
+    /// `TPM_PT_MANUFACTURER` as 8 hex digits (e.g. `49424D00`), as the device reads it.
+    /// The attestation CA uses it only where the EK certificate does not name the
+    /// manufacturer in the TCG vendor id form.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm_manufacturer: Option<String>,
+    /// `TPM_PT_VENDOR_STRING_1..4` (the TPM model), as the device reads it; used by the
+    /// attestation CA only where the EK certificate names no model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm_model: Option<String>,
 }
 json_message!(EnrollmentRequest, "enrollment request");
 
