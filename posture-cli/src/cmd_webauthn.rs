@@ -53,6 +53,10 @@ pub enum WebauthnCommand {
         /// `--bind-pcrs 0,2,4,7` (firmware, option ROMs, boot loader, Secure Boot).
         #[arg(long, value_name = "N,N,...", value_delimiter = ',')]
         bind_pcrs: Vec<u32>,
+        /// The relying party's user handle (`user.id`), base64url, 1 to 64 bytes: kept with
+        /// the credential and returned as `userHandle` in its assertions.
+        #[arg(long, value_name = "B64URL", allow_hyphen_values = true)]
+        user: Option<String>,
         /// The AIK certificate and its intermediate (PEM), as the attestation CA issued
         /// them (default: aik-chain.pem in the key directory).
         #[arg(long, value_name = "PEM")]
@@ -110,10 +114,15 @@ pub fn run(config: Config, command: WebauthnCommand) -> Result<u8> {
             origin,
             alg,
             bind_pcrs,
+            user,
             aik_chain,
             out,
             key_dir,
         } => {
+            let user = user
+                .map(|text| posture_core::jose::b64url_decode(&text).ok())
+                .map(|handle| handle.context("--user is not base64url"))
+                .transpose()?;
             let dir = config.paths(key_dir.as_deref())?.key_dir;
             let chain_path = aik_chain.unwrap_or_else(|| dir.join(AIK_CHAIN_FILE));
             let pem = std::fs::read(&chain_path).with_context(|| {
@@ -131,7 +140,16 @@ pub fn run(config: Config, command: WebauthnCommand) -> Result<u8> {
                 .context("cannot encode the AIK certificate chain")?;
             let origin = origin.unwrap_or_else(|| format!("https://{rp_id}"));
             let bind = (!bind_pcrs.is_empty()).then_some(bind_pcrs.as_slice());
-            let response = device::register(&dir, &rp_id, &challenge, &origin, alg, bind, &x5c)?;
+            let response = device::register(
+                &dir,
+                &rp_id,
+                &challenge,
+                &origin,
+                alg,
+                bind,
+                user.as_deref(),
+                &x5c,
+            )?;
             write_json(out.as_deref(), &response)?;
         }
         WebauthnCommand::Assert {
@@ -186,6 +204,7 @@ mod device {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub fn register(
         dir: &Path,
         rp_id: &str,
@@ -193,6 +212,7 @@ mod device {
         origin: &str,
         alg: Alg,
         bind_pcrs: Option<&[u32]>,
+        user: Option<&[u8]>,
         x5c: &[Vec<u8>],
     ) -> Result<serde_json::Value> {
         let aik = x5c.first().context("the AIK certificate chain is empty")?;
@@ -206,8 +226,10 @@ mod device {
             Alg::Rs256 => CredentialAlgorithm::Rs256,
             Alg::Es256 => CredentialAlgorithm::Es256,
         };
-        let reg = tw::register(&srk, &ak, dir, rp_id, challenge, origin, alg, bind_pcrs)
-            .context("cannot register the credential")?;
+        let reg = tw::register(
+            &srk, &ak, dir, rp_id, challenge, origin, alg, bind_pcrs, user,
+        )
+        .context("cannot register the credential")?;
         let statement = wa::TpmStatement {
             signature: &reg.certify.signature,
             cert_info: &reg.certify.attest,
@@ -247,7 +269,7 @@ mod device {
             &a.client_data_json,
             &a.authenticator_data,
             &a.signature,
-            None,
+            a.user_handle.as_deref(),
         ))
     }
 }
@@ -263,6 +285,7 @@ mod device {
     const UNSUPPORTED: &str =
         "WebAuthn credentials need the TPM: this build of posture has no TPM support (Linux, feature `tpm`)";
 
+    #[allow(clippy::too_many_arguments)]
     pub fn register(
         _dir: &Path,
         _rp_id: &str,
@@ -270,6 +293,7 @@ mod device {
         _origin: &str,
         _alg: Alg,
         _bind_pcrs: Option<&[u32]>,
+        _user: Option<&[u8]>,
         _x5c: &[Vec<u8>],
     ) -> Result<serde_json::Value> {
         bail!(UNSUPPORTED)

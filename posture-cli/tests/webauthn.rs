@@ -315,9 +315,14 @@ fn a_registration_and_its_assertion_are_accepted_by_an_independent_relying_party
     let chain = device.enroll_with_ca(&ca, "first");
     let root = root_pem(&ca);
 
-    for alg in ["rs256", "es256"] {
+    // `--user`: the relying party's user handle, base64url ("user-1").
+    for (alg, user) in [("rs256", Some("dXNlci0x")), ("es256", None)] {
         let challenge = new_challenge();
-        let reg = device.register(&chain, &challenge, &["--alg", alg]);
+        let mut extra = vec!["--alg", alg];
+        if let Some(user) = user {
+            extra.extend(["--user", user]);
+        }
+        let reg = device.register(&chain, &challenge, &extra);
         let request = registration_request(&reg, &challenge, &root);
         let by_swa = swa(&simplewebauthn, &request);
         assert_eq!(by_swa["ok"], true, "{alg}: {by_swa}");
@@ -342,6 +347,12 @@ fn a_registration_and_its_assertion_are_accepted_by_an_independent_relying_party
         let out = device.assert(RP, id, &fresh);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         let assertion: Value = serde_json::from_slice(&out.stdout).unwrap();
+        // A credential registered with a user handle returns it, as a discoverable
+        // credential does; one registered without returns none.
+        match user {
+            Some(user) => assert_eq!(assertion["response"]["userHandle"], user),
+            None => assert!(assertion["response"].get("userHandle").is_none()),
+        }
         let request = json!({
             "response": assertion,
             "challenge": fresh,
@@ -361,6 +372,27 @@ fn a_registration_and_its_assertion_are_accepted_by_an_independent_relying_party
             "{refused}"
         );
     }
+
+    // A user handle longer than WebAuthn allows is refused, and nothing is registered.
+    let long = posture_core::jose::b64url_encode(&[7u8; 65]);
+    let challenge = new_challenge();
+    let kd = device.key_dir();
+    let out = device.posture(&[
+        "webauthn",
+        "register",
+        "--rp-id",
+        RP,
+        "--challenge",
+        &challenge,
+        "--aik-chain",
+        s(&chain),
+        "--key-dir",
+        &kd,
+        "--user",
+        &long,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("user handle"), "{}", stderr(&out));
 }
 
 /// `v` with `key` set to `value`.

@@ -94,7 +94,12 @@ pub struct Assertion {
     pub client_data_json: String,
     /// The signature as WebAuthn carries it (DER for ES256, PKCS#1 v1.5 for RS256).
     pub signature: Vec<u8>,
+    /// The relying party's user handle given at registration, if any (`userHandle`).
+    pub user_handle: Option<Vec<u8>>,
 }
+
+/// The longest user handle WebAuthn allows (`user.id`, §5.4.3).
+pub const MAX_USER_HANDLE: usize = 64;
 
 fn bad_input(message: impl Into<String>) -> KeyError {
     KeyError::Signing(message.into())
@@ -167,6 +172,8 @@ pub fn rp_dir(state_dir: &Path, rp_id: &str) -> Result<PathBuf, KeyError> {
 /// Creates a credential key for `rp_id` in the TPM, has `ak` certify it over this
 /// registration's authenticator data and client data, and saves its blob. With
 /// `bind_pcrs`, the key can sign only while those sha256 PCRs keep their current values.
+/// With `user_handle` (the relying party's `user.id`), assertions carry it as
+/// `userHandle`, as a discoverable credential's do.
 #[allow(clippy::too_many_arguments)]
 pub fn register(
     srk: &Srk,
@@ -177,9 +184,18 @@ pub fn register(
     origin: &str,
     alg: CredentialAlgorithm,
     bind_pcrs: Option<&[u32]>,
+    user_handle: Option<&[u8]>,
 ) -> Result<Registration, KeyError> {
     let dir = rp_dir(state_dir, rp_id)?;
     check_challenge(challenge_b64url)?;
+    if let Some(handle) = user_handle {
+        if handle.is_empty() || handle.len() > MAX_USER_HANDLE {
+            return Err(bad_input(format!(
+                "the user handle must be 1 to {MAX_USER_HANDLE} bytes, not {}",
+                handle.len()
+            )));
+        }
+    }
     let policy = match bind_pcrs {
         Some(pcrs) => Some(srk.tpm().with_context(|ctx| pcr_policy_digest(ctx, pcrs))?),
         None => None,
@@ -218,6 +234,15 @@ pub fn register(
         &format!("posture WebAuthn credential key for {rp_id} (TPM-wrapped)"),
         &created,
     )?;
+    if let Some(handle) = user_handle {
+        let sidecar = user_path(&path);
+        let text = serde_json::to_vec(&serde_json::json!({ "user_handle": b64url_encode(handle) }))
+            .map_err(|e| bad_input(e.to_string()))?;
+        posture_core::files::write_private(&sidecar, &text).map_err(|source| KeyError::Io {
+            path: sidecar.clone(),
+            source,
+        })?;
+    }
     if let Some(pcrs) = bind_pcrs {
         let sidecar = pcrs_path(&path);
         let text = serde_json::to_vec(&serde_json::json!({ "sha256": pcrs }))
@@ -335,6 +360,7 @@ pub fn assert(
         authenticator_data,
         client_data_json,
         signature,
+        user_handle: read_user_handle(&path)?,
     })
 }
 
@@ -353,6 +379,32 @@ fn check_challenge(challenge: &str) -> Result<(), KeyError> {
 
 fn pcrs_path(blob_path: &Path) -> PathBuf {
     blob_path.with_extension("pcrs.json")
+}
+
+fn user_path(blob_path: &Path) -> PathBuf {
+    blob_path.with_extension("user.json")
+}
+
+/// The user handle saved with a credential; `None` when it was registered without one.
+fn read_user_handle(blob_path: &Path) -> Result<Option<Vec<u8>>, KeyError> {
+    let path = user_path(blob_path);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(KeyError::Io { path, source }),
+    };
+    let invalid = |message: String| KeyError::InvalidKey {
+        path: path.clone(),
+        message,
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| invalid(e.to_string()))?;
+    let handle = value["user_handle"]
+        .as_str()
+        .and_then(|text| posture_core::jose::b64url_decode(text).ok())
+        .filter(|h| !h.is_empty() && h.len() <= MAX_USER_HANDLE)
+        .ok_or_else(|| invalid("no valid user_handle".into()))?;
+    Ok(Some(handle))
 }
 
 /// The PCRs a credential is bound to, from its sidecar; `None` when it is not bound.
