@@ -1,29 +1,74 @@
-//! Load generator for BENCHMARKS.md (`scripts/bench-server.sh` runs it).
+//! Load generator for BENCHMARKS.md (`scripts/bench-server.sh` and
+//! `scripts/bench-fleet.sh` run it) against running posture-servers with
+//! `allow_software_keys = true` and a high `device_requests_per_minute` (every simulated
+//! device shares this machine's address).
 //!
-//! `loadgen URL ADMIN_TOKEN` against a running posture-server with
-//! `allow_software_keys = true` and a high `device_requests_per_minute`:
-//! 1. raw ES256 verification of one evidence token (posture-core's verifier), on as many
-//!    threads as cores: verifications/s;
-//! 2. ingestion: N devices enrolled, nonces fetched and evidence signed beforehand, then
-//!    POST /v1/evidence with 16 connections: accepted/s, and the ratio to (1);
-//! 3. decisions: GET /v1/devices/{id}/decision at a fixed rate (default 1000/s) for 10 s:
-//!    p50/p99 latency and achieved rate.
+//! `loadgen bench URL ADMIN_TOKEN [RATE]`:
+//! 1. raw ES256 verification of one piece of evidence (posture-core's `Verifier`, parsing
+//!    included), on as many threads as cores: verifications/s;
+//! 2. ingestion: 50 devices enrolled, 3,000 nonces fetched and evidence signed beforehand,
+//!    then `POST /v1/evidence` over 16 connections: accepted/s and the ratio to (1), plus
+//!    the CPU the server (and this process) spent per accepted piece of evidence;
+//! 3. decisions: `GET /v1/devices/{id}/decision` at a fixed RATE (default 1000/s) for
+//!    10 s, open loop (a request is sent on its tick whether or not earlier ones were
+//!    answered), latency from the tick to the last byte: p50/p99 and achieved rate.
+//!
+//! `loadgen fleet --devices N --rate R --seconds S --server-pids P[,P] [--db-comm C]
+//! URL[,URL] ADMIN_TOKEN`: enrols N software-key devices through the real API
+//! (enrollment token, challenge, `POST /v1/enroll/software`), spread over the URLs, then
+//! holds R deliveries/s (each a `GET /v1/challenge`, signing, `POST /v1/evidence`, devices
+//! taking turns as a fleet's 15-minute slots do) for S seconds, and reports the achieved
+//! rate, delivery latency, the servers' CPU and memory (from `/proc`), and the CPU of
+//! the processes named C (the database) over the same period.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use posture_core::evidence::{sign_evidence, EvidenceOptions};
 use posture_core::jose::Jwk;
-use posture_core::keys::Signer as _;
+use posture_core::keys::{KeyAssurance, KeyError, Signer};
 use posture_core::verify::{Verifier, VerifyOptions};
 use serde_json::{json, Value};
 
-const DEVICES: usize = 50;
-const PER_DEVICE: usize = 60;
+/// A software key held in memory only (50,000 key files would be pointless here).
+#[derive(Debug)]
+struct MemKey {
+    signing: p256::ecdsa::SigningKey,
+    public: p256::PublicKey,
+}
 
-async fn send(client: &reqwest::Client, req: reqwest::RequestBuilder) -> (u16, Value) {
-    let _ = client;
+impl MemKey {
+    fn new() -> MemKey {
+        loop {
+            let mut bytes = [0u8; 32];
+            getrandom::getrandom(&mut bytes).unwrap();
+            if let Ok(signing) = p256::ecdsa::SigningKey::from_bytes(&bytes.into()) {
+                let public = p256::PublicKey::from(signing.verifying_key());
+                return MemKey { signing, public };
+            }
+        }
+    }
+}
+
+impl Signer for MemKey {
+    fn public_key(&self) -> p256::PublicKey {
+        self.public
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<p256::ecdsa::Signature, KeyError> {
+        use p256::ecdsa::signature::Signer as _;
+        let signature: p256::ecdsa::Signature = self.signing.sign(message);
+        Ok(signature.normalize_s().unwrap_or(signature))
+    }
+
+    fn assurance(&self) -> KeyAssurance {
+        KeyAssurance::Software
+    }
+}
+
+async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
     let r = req.send().await.unwrap();
     let status = r.status().as_u16();
     (
@@ -32,49 +77,135 @@ async fn send(client: &reqwest::Client, req: reqwest::RequestBuilder) -> (u16, V
     )
 }
 
+/// Enrols one software-key device through the API; its id.
+async fn enroll(
+    client: &reqwest::Client,
+    url: &str,
+    admin: &str,
+    key: &MemKey,
+    owner: &str,
+    report: &posture_core::Report,
+) -> String {
+    let (status, token) = send(
+        client
+            .post(format!("{url}/v1/admin/enrollment-tokens"))
+            .bearer_auth(admin)
+            .body(json!({ "owner": owner }).to_string()),
+    )
+    .await;
+    assert_eq!(status, 201, "{token}");
+    let (status, ch) = send(client.get(format!("{url}/v1/challenge"))).await;
+    assert_eq!(status, 200, "{ch}");
+    let options = EvidenceOptions {
+        nonce: Some(ch["nonce"].as_str().unwrap().into()),
+        audience: Some(ch["audience"].as_str().unwrap().into()),
+        ..Default::default()
+    };
+    let proof = sign_evidence(report, key, &options).unwrap();
+    let (status, body) = send(client.post(format!("{url}/v1/enroll/software")).body(
+        json!({"token": token["token"], "jwk": Jwk::from_public_key(&key.public_key()), "proof": proof})
+            .to_string(),
+    ))
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body["device_id"].as_str().unwrap().to_owned()
+}
+
+/// User + system CPU seconds of a process so far (0 when it is gone).
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may contain spaces) in parentheses.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+/// Resident memory of a process, MiB.
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Every process whose name is `comm`.
+fn pids_named(comm: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
+        })
+        .collect()
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split(' ')
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() as f64 * q) as usize).min(sorted.len() - 1)]
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let (url, admin) = (args[1].clone(), args[2].clone());
-    let rate: u64 = args.get(3).map_or(1000, |r| r.parse().unwrap());
+    match args.get(1).map(String::as_str) {
+        Some("bench") => bench(&args[2..]).await,
+        Some("fleet") => fleet(&args[2..]).await,
+        _ => {
+            eprintln!("usage: loadgen bench URL ADMIN_TOKEN [RATE] [SERVER_PID]\n       loadgen fleet --devices N --rate R --seconds S --server-pids P[,P] [--db-comm C] URL[,URL] ADMIN_TOKEN");
+            std::process::exit(2);
+        }
+    }
+}
+
+const DEVICES: usize = 50;
+const PER_DEVICE: usize = 60;
+
+async fn bench(args: &[String]) {
+    let (url, admin) = (args[0].clone(), args[1].clone());
+    let rate: u64 = args.get(2).map_or(1000, |r| r.parse().unwrap());
+    let server_pid: Option<u32> = args.get(3).map(|p| p.parse().unwrap());
     let client = reqwest::Client::new();
     let report = posture_test_support::laptop_report();
+    println!("load average at start: {}", load_average());
 
-    // Devices.
     let mut devices = Vec::new();
     for i in 0..DEVICES {
-        let (dir, key) = posture_test_support::software_key();
-        let (_, token) = send(
+        let key = MemKey::new();
+        let id = enroll(
             &client,
-            client
-                .post(format!("{url}/v1/admin/enrollment-tokens"))
-                .bearer_auth(&admin)
-                .body(json!({"owner": format!("bench{i}@example.com")}).to_string()),
+            &url,
+            &admin,
+            &key,
+            &format!("bench{i}@example.com"),
+            &report,
         )
         .await;
-        let (_, ch) = send(&client, client.get(format!("{url}/v1/challenge"))).await;
-        let options = EvidenceOptions {
-            nonce: Some(ch["nonce"].as_str().unwrap().into()),
-            audience: Some(ch["audience"].as_str().unwrap().into()),
-            ..Default::default()
-        };
-        let proof = sign_evidence(&report, &key, &options).unwrap();
-        let (status, body) = send(&client, client.post(format!("{url}/v1/enroll/software"))
-            .body(json!({"token": token["token"], "jwk": Jwk::from_public_key(&key.public_key()), "proof": proof}).to_string())).await;
-        assert_eq!(status, 201, "{body}");
-        devices.push((
-            dir,
-            key,
-            body["device_id"].as_str().unwrap().to_owned(),
-            ch["audience"].as_str().unwrap().to_owned(),
-        ));
+        devices.push((key, id));
     }
+    let (_, ch) = send(client.get(format!("{url}/v1/challenge"))).await;
+    let audience = ch["audience"].as_str().unwrap().to_owned();
 
     // Evidence, signed beforehand (the client's signing is not the server's cost).
     let mut tokens = Vec::new();
-    for (_, key, _, audience) in &devices {
+    for (key, _) in &devices {
         for _ in 0..PER_DEVICE {
-            let (_, ch) = send(&client, client.get(format!("{url}/v1/challenge"))).await;
+            let (_, ch) = send(client.get(format!("{url}/v1/challenge"))).await;
             let options = EvidenceOptions {
                 nonce: Some(ch["nonce"].as_str().unwrap().into()),
                 audience: Some(audience.clone()),
@@ -85,12 +216,12 @@ async fn main() {
     }
 
     // 1. Raw verification, all cores.
-    let (_, key, _, audience) = &devices[0];
     let sample = tokens[0].clone();
     let mut verifier = Verifier::new();
-    verifier.add_key(key.public_key(), None);
+    verifier.add_key(devices[0].0.public_key(), None);
     let verifier = Arc::new(verifier);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let raw_cpu_before = cpu_seconds(std::process::id());
     let start = Instant::now();
     let per_thread = 3000;
     let handles: Vec<_> = (0..cores)
@@ -111,11 +242,21 @@ async fn main() {
         h.join().unwrap();
     }
     let raw = (cores * per_thread) as f64 / start.elapsed().as_secs_f64();
-    println!("raw ES256 verification (posture-core Verifier, {cores} threads): {raw:.0}/s, evidence {} bytes", sample.len());
+    // CPU per verification: what the comparison means on a machine shared with others,
+    // where a process's throughput is its share of the cores.
+    let raw_cpu = (cpu_seconds(std::process::id()) - raw_cpu_before) / (cores * per_thread) as f64;
+    println!(
+        "raw ES256 verification (posture-core Verifier, {cores} threads): {raw:.0}/s, {:.0} µs CPU each, evidence {} bytes, load average {}",
+        raw_cpu * 1e6,
+        sample.len(),
+        load_average()
+    );
 
     // 2. Ingestion.
     let total = tokens.len();
-    let queue = Arc::new(std::sync::Mutex::new(tokens));
+    let queue = Arc::new(Mutex::new(tokens));
+    let server_cpu = server_pid.map(cpu_seconds);
+    let own_cpu = cpu_seconds(std::process::id());
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..16 {
@@ -145,38 +286,62 @@ async fn main() {
     for t in tasks {
         accepted += t.await.unwrap();
     }
-    let rate_ingest = accepted as f64 / start.elapsed().as_secs_f64();
-    println!("ingestion (HTTP, verify, policy, store): {accepted}/{total} accepted, {rate_ingest:.0}/s, ratio to raw verification {:.2}", rate_ingest / raw);
+    let elapsed = start.elapsed().as_secs_f64();
+    let rate_ingest = accepted as f64 / elapsed;
+    println!(
+        "ingestion (HTTP, verify, policy, store): {accepted}/{total} accepted, {rate_ingest:.0}/s, ratio to raw verification {:.2}, load average {}",
+        rate_ingest / raw,
+        load_average()
+    );
+    let own = cpu_seconds(std::process::id()) - own_cpu;
+    if let (Some(pid), Some(before)) = (server_pid, server_cpu) {
+        let server = cpu_seconds(pid) - before;
+        let per_accepted = server / accepted as f64;
+        println!(
+            "  server CPU {:.0} µs per accepted (raw verification {:.0} µs: CPU ratio {:.2}), server used {:.0}% of {cores} cores, load generator {:.0}%",
+            per_accepted * 1e6,
+            raw_cpu * 1e6,
+            raw_cpu / per_accepted,
+            server / elapsed / cores as f64 * 100.0,
+            own / elapsed / cores as f64 * 100.0
+        );
+    }
 
-    // 3. Decisions at a fixed rate.
-    let ids: Vec<String> = devices.iter().map(|d| d.2.clone()).collect();
+    // 3. Decisions at a fixed rate, open loop.
+    let ids: Vec<String> = devices.iter().map(|d| d.1.clone()).collect();
     let interval = Duration::from_nanos(1_000_000_000 / rate);
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let failures = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut n = 0usize;
     let mut inflight = Vec::new();
     while start.elapsed() < Duration::from_secs(10) {
-        ticker.tick().await;
-        let (c, u, a, id, l) = (
+        let scheduled = ticker.tick().await;
+        let (c, u, a, id, l, f) = (
             client.clone(),
             url.clone(),
             admin.clone(),
             ids[n % ids.len()].clone(),
             latencies.clone(),
+            failures.clone(),
         );
         n += 1;
         inflight.push(tokio::spawn(async move {
-            let t = Instant::now();
             let r = c
                 .get(format!("{u}/v1/devices/{id}/decision"))
                 .bearer_auth(a)
                 .send()
                 .await
                 .unwrap();
+            let ok = r.status().as_u16() == 200;
             let _ = r.bytes().await.unwrap();
-            l.lock().unwrap().push(t.elapsed());
+            // From the tick: a request the load generator sent late counts its delay.
+            l.lock().unwrap().push(scheduled.elapsed());
+            if !ok {
+                f.fetch_add(1, Ordering::Relaxed);
+            }
         }));
     }
     for t in inflight {
@@ -185,13 +350,249 @@ async fn main() {
     let elapsed = start.elapsed().as_secs_f64();
     let mut l = latencies.lock().unwrap().clone();
     l.sort();
-    let p = |q: f64| l[((l.len() as f64 * q) as usize).min(l.len() - 1)];
     println!(
-        "decisions: {} in {elapsed:.1}s = {:.0}/s (target {rate}/s), p50 {:?}, p99 {:?}, max {:?}",
+        "decisions: {} in {elapsed:.1}s = {:.0}/s (target {rate}/s), {} failed, p50 {:?}, p99 {:?}, max {:?}, load average {}",
         l.len(),
         l.len() as f64 / elapsed,
-        p(0.5),
-        p(0.99),
-        l[l.len() - 1]
+        failures.load(Ordering::Relaxed),
+        percentile(&l, 0.5),
+        percentile(&l, 0.99),
+        l[l.len() - 1],
+        load_average()
     );
+}
+
+async fn fleet(args: &[String]) {
+    let mut devices_n = 50_000usize;
+    let mut rates = vec![56.0f64];
+    let mut seconds = 120u64;
+    let mut server_pids: Vec<u32> = Vec::new();
+    let mut db_comm: Option<String> = None;
+    let mut positional = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--devices" => {
+                devices_n = args[i + 1].parse().unwrap();
+                i += 1;
+            }
+            "--rate" => {
+                rates = args[i + 1].split(',').map(|r| r.parse().unwrap()).collect();
+                i += 1;
+            }
+            "--seconds" => {
+                seconds = args[i + 1].parse().unwrap();
+                i += 1;
+            }
+            "--server-pids" => {
+                server_pids = args[i + 1].split(',').map(|p| p.parse().unwrap()).collect();
+                i += 1;
+            }
+            "--db-comm" => {
+                db_comm = Some(args[i + 1].clone());
+                i += 1;
+            }
+            other => positional.push(other.to_owned()),
+        }
+        i += 1;
+    }
+    let urls: Vec<String> = positional[0].split(',').map(str::to_owned).collect();
+    let admin = positional[1].clone();
+    let client = reqwest::Client::new();
+    let report = Arc::new(posture_test_support::laptop_report());
+
+    // Enrolment through the API, 32 at a time.
+    println!(
+        "enrolling {devices_n} devices through {} server(s), load average {}",
+        urls.len(),
+        load_average()
+    );
+    let start = Instant::now();
+    let next = Arc::new(AtomicUsize::new(0));
+    let enrolled = Arc::new(Mutex::new(Vec::with_capacity(devices_n)));
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (c, urls, admin, next, enrolled, report) = (
+            client.clone(),
+            urls.clone(),
+            admin.clone(),
+            next.clone(),
+            enrolled.clone(),
+            report.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= devices_n {
+                    break;
+                }
+                let key = MemKey::new();
+                let url = &urls[n % urls.len()];
+                let id = enroll(
+                    &c,
+                    url,
+                    &admin,
+                    &key,
+                    &format!("user{n}@example.com"),
+                    &report,
+                )
+                .await;
+                let mut e = enrolled.lock().unwrap();
+                e.push((Arc::new(key), id));
+                if e.len() % 5000 == 0 {
+                    println!(
+                        "  {} enrolled, {:.0}/s",
+                        e.len(),
+                        e.len() as f64 / start.elapsed().as_secs_f64()
+                    );
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let devices: Vec<(Arc<MemKey>, String)> = std::mem::take(&mut *enrolled.lock().unwrap());
+    let enrol_secs = start.elapsed().as_secs_f64();
+    println!(
+        "enrolled {} devices in {enrol_secs:.0} s ({:.0}/s), load average {}",
+        devices.len(),
+        devices.len() as f64 / enrol_secs,
+        load_average()
+    );
+    let audience = {
+        let (_, ch) = send(client.get(format!("{}/v1/challenge", urls[0]))).await;
+        ch["audience"].as_str().unwrap().to_owned()
+    };
+
+    // Deliveries at each fixed rate in turn, open loop; devices keep taking turns.
+    let mut n = 0usize;
+    for rate in rates {
+        n = deliver(
+            &client,
+            &urls,
+            &audience,
+            &report,
+            &devices,
+            n,
+            rate,
+            seconds,
+            &server_pids,
+            db_comm.as_deref(),
+        )
+        .await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn deliver(
+    client: &reqwest::Client,
+    urls: &[String],
+    audience: &str,
+    report: &Arc<posture_core::Report>,
+    devices: &[(Arc<MemKey>, String)],
+    mut n: usize,
+    rate: f64,
+    seconds: u64,
+    server_pids: &[u32],
+    db_comm: Option<&str>,
+) -> usize {
+    println!(
+        "delivering {rate}/s for {seconds} s, load average {}",
+        load_average()
+    );
+    let db_pids = db_comm.map(pids_named).unwrap_or_default();
+    let server_cpu: Vec<f64> = server_pids.iter().map(|p| cpu_seconds(*p)).collect();
+    let db_cpu: f64 = db_pids.iter().map(|p| cpu_seconds(*p)).sum();
+    let own_cpu = cpu_seconds(std::process::id());
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let failures = Arc::new(AtomicUsize::new(0));
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut rss_samples: Vec<Vec<f64>> = vec![Vec::new(); server_pids.len()];
+    let mut last_sample = Instant::now();
+    let start = Instant::now();
+    let mut inflight = Vec::new();
+    while start.elapsed() < Duration::from_secs(seconds) {
+        let scheduled = ticker.tick().await;
+        if last_sample.elapsed() >= Duration::from_secs(1) {
+            last_sample = Instant::now();
+            for (samples, pid) in rss_samples.iter_mut().zip(server_pids) {
+                samples.push(rss_mib(*pid));
+            }
+        }
+        let (key, _) = devices[n % devices.len()].clone();
+        let url = urls[n % urls.len()].clone();
+        n += 1;
+        let (c, audience, report, l, f) = (
+            client.clone(),
+            audience.to_owned(),
+            report.clone(),
+            latencies.clone(),
+            failures.clone(),
+        );
+        inflight.push(tokio::spawn(async move {
+            let (status, ch) = send(c.get(format!("{url}/v1/challenge"))).await;
+            let ok = if status == 200 {
+                let options = EvidenceOptions {
+                    nonce: Some(ch["nonce"].as_str().unwrap().into()),
+                    audience: Some(audience),
+                    ..Default::default()
+                };
+                let token = sign_evidence(&report, key.as_ref(), &options).unwrap();
+                let (status, body) = send(c.post(format!("{url}/v1/evidence")).body(token)).await;
+                if status != 201 {
+                    eprintln!("{status} {body}");
+                }
+                status == 201
+            } else {
+                eprintln!("challenge: {status} {ch}");
+                false
+            };
+            l.lock().unwrap().push(scheduled.elapsed());
+            if !ok {
+                f.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for t in inflight {
+        t.await.unwrap();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut l = latencies.lock().unwrap().clone();
+    l.sort();
+    let failed = failures.load(Ordering::Relaxed);
+    println!(
+        "deliveries: {} in {elapsed:.1} s = {:.1}/s accepted (target {rate}/s), {failed} failed, latency (challenge + evidence) p50 {:?} p99 {:?}, load average {}",
+        l.len(),
+        (l.len() - failed) as f64 / elapsed,
+        percentile(&l, 0.5),
+        percentile(&l, 0.99),
+        load_average()
+    );
+    for ((pid, before), samples) in server_pids.iter().zip(&server_cpu).zip(&rss_samples) {
+        let cpu = cpu_seconds(*pid) - before;
+        let max = samples.iter().copied().fold(0.0, f64::max);
+        let mean = samples.iter().sum::<f64>() / samples.len().max(1) as f64;
+        println!(
+            "  server {pid}: CPU {:.1}% of one core ({:.0} µs per delivery), RSS mean {mean:.1} MiB, max {max:.1} MiB",
+            cpu / elapsed * 100.0,
+            cpu / (l.len() as f64 / server_pids.len() as f64) * 1e6,
+        );
+    }
+    if !db_pids.is_empty() {
+        let cpu: f64 = db_pids.iter().map(|p| cpu_seconds(*p)).sum::<f64>() - db_cpu;
+        println!(
+            "  database ({} processes): CPU {:.1}% of one core",
+            db_pids.len(),
+            cpu / elapsed * 100.0
+        );
+    }
+    let own = cpu_seconds(std::process::id()) - own_cpu;
+    println!(
+        "  load generator: CPU {:.1}% of one core",
+        own / elapsed * 100.0
+    );
+    n
 }

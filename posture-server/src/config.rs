@@ -26,6 +26,7 @@
 //! max_body_bytes = 131072
 //! device_requests_per_minute = 30
 //! max_connections = 1024
+//! cached_devices = 100000
 //! ```
 
 use std::net::SocketAddr;
@@ -151,6 +152,8 @@ pub struct LimitsConfig {
     pub device_requests_per_minute: u32,
     /// Connections served at once; more wait in the listen backlog.
     pub max_connections: usize,
+    /// Device verifiers this replica keeps parsed in memory (0: none).
+    pub cached_devices: usize,
 }
 
 impl Default for LimitsConfig {
@@ -159,6 +162,7 @@ impl Default for LimitsConfig {
             max_body_bytes: 128 * 1024,
             device_requests_per_minute: 30,
             max_connections: 1024,
+            cached_devices: 100_000,
         }
     }
 }

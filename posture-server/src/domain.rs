@@ -19,11 +19,12 @@ use posture_core::{Report, Status};
 use serde::{Deserialize, Serialize};
 use x509_cert::Certificate;
 
+use crate::cache::{CredentialCache, KeyCache};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::limits::RateLimiter;
 use crate::store::{
-    CredentialKind, Device, Ingest, IngestRefusal, NewCredential, NewDevice, Role, Store,
+    CredentialKind, Device, DeviceKey, Ingest, IngestRefusal, NewCredential, NewDevice, Role, Store,
 };
 
 /// How long a challenge nonce may be used.
@@ -54,6 +55,10 @@ pub struct Server {
     pub device_limiter: RateLimiter,
     /// Per client address, for the unauthenticated endpoints.
     pub client_limiter: RateLimiter,
+    /// This replica's verifiers of enrolled device keys.
+    pub keys: KeyCache,
+    /// This replica's recently checked API tokens.
+    pub credentials: CredentialCache,
 }
 
 /// Seconds since the Unix epoch.
@@ -102,6 +107,8 @@ impl Server {
                 config.limits.device_requests_per_minute.saturating_mul(20),
                 minute,
             ),
+            keys: KeyCache::new(config.limits.cached_devices),
+            credentials: CredentialCache::new(),
             store,
             policy,
             ek_roots,
@@ -387,6 +394,7 @@ pub async fn tpm_finish(
             ek_trust: device.ek_trust.clone(),
             key_assurance: assurance.as_str().into(),
             enrolled_at: crate::now(),
+            enrollment: crate::secret::random_token(12),
         },
     )
     .await?;
@@ -470,7 +478,7 @@ pub async fn software_enroll(
         .eat_nonce
         .as_deref()
         .ok_or_else(|| ApiError::bad_request("nonce", "the proof carries no nonce"))?;
-    if server.store.device(&kid).await?.is_some() {
+    if server.store.device_key(&kid).await?.is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "already_enrolled",
@@ -501,6 +509,7 @@ pub async fn software_enroll(
             ek_trust: "none".into(),
             key_assurance: KeyAssurance::Software.as_str().into(),
             enrolled_at: now,
+            enrollment: crate::secret::random_token(12),
         },
     )
     .await
@@ -559,8 +568,8 @@ pub struct Accepted {
     pub decision: Decision,
 }
 
-/// The verifier for one enrolled device.
-pub fn device_verifier(device: &Device) -> Result<Verifier, ApiError> {
+/// The verifier for one enrolled device's key record.
+pub fn device_verifier(device: &DeviceKey) -> Result<Verifier, ApiError> {
     let corrupt = |m: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", m);
     let mut verifier = Verifier::new();
     match device.key_kind.as_str() {
@@ -580,38 +589,49 @@ pub fn device_verifier(device: &Device) -> Result<Verifier, ApiError> {
     Ok(verifier)
 }
 
-/// Verifies, decides and records one piece of evidence. Nothing is stored unless every
-/// check passed; when this returns `Ok` the evidence is durable.
-pub async fn ingest(server: &Server, token: &[u8]) -> Result<Accepted, ApiError> {
-    if token.len() > MAX_EVIDENCE_BYTES {
-        return Err(evidence_refused(VerifyError::TooLarge {
-            size: token.len(),
-            max: MAX_EVIDENCE_BYTES,
-        }));
+fn unknown_device() -> ApiError {
+    ApiError::forbidden(
+        "unknown_device",
+        "the key that signed this evidence is not enrolled on this server",
+    )
+}
+
+fn device_disabled() -> ApiError {
+    ApiError::forbidden(
+        "device_disabled",
+        "this device was disabled by an administrator",
+    )
+}
+
+/// The verifier of device `kid`: this replica's cached one, else read from the database
+/// (and cached). A cached verifier is only ever used with its enrollment id, which
+/// [`Store::ingest`] compares with the device row in the same transaction, so a device
+/// deleted, disabled or enrolled again on another replica is never accepted with it.
+async fn device_key(server: &Server, kid: &str) -> Result<Arc<crate::cache::CachedKey>, ApiError> {
+    if let Some(key) = server.keys.get(kid) {
+        return Ok(key);
     }
-    let token = trim_ascii(token);
-    let kid = peek_kid(token)?;
-    let device = server.store.device(&kid).await?.ok_or_else(|| {
-        ApiError::forbidden(
-            "unknown_device",
-            "the key that signed this evidence is not enrolled on this server",
-        )
-    })?;
+    let device = server
+        .store
+        .device_key(kid)
+        .await?
+        .ok_or_else(unknown_device)?;
     if device.disabled {
-        return Err(ApiError::forbidden(
-            "device_disabled",
-            "this device was disabled by an administrator",
-        ));
-    }
-    if !server.device_limiter.allow(&kid) {
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many requests from this device",
-        ));
+        return Err(device_disabled());
     }
     let verifier = device_verifier(&device)?;
-    let verified = verifier
+    Ok(server.keys.insert(kid, verifier, device.enrollment))
+}
+
+/// Verifies and decides `token` with `key`: what to record.
+fn verify_and_decide(
+    server: &Server,
+    key: &crate::cache::CachedKey,
+    kid: &str,
+    token: &[u8],
+) -> Result<(Ingest, Decision), ApiError> {
+    let verified = key
+        .verifier
         .verify(token, &verify_options(server))
         .map_err(evidence_refused)?;
     let nonce = verified.claims.eat_nonce.clone().ok_or_else(|| {
@@ -635,7 +655,8 @@ pub async fn ingest(server: &Server, token: &[u8]) -> Result<Accepted, ApiError>
         v.map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
     };
     let ingest = Ingest {
-        device_id: kid.clone(),
+        device_id: kid.to_owned(),
+        enrollment: key.enrollment.clone(),
         nonce,
         jti: verified.claims.jti.clone(),
         iat: i64::try_from(verified.claims.iat).unwrap_or(i64::MAX),
@@ -646,26 +667,73 @@ pub async fn ingest(server: &Server, token: &[u8]) -> Result<Accepted, ApiError>
         decision_json: json(serde_json::to_string(&decision))?,
         report_json: json(serde_json::to_string(report))?,
     };
-    match server.store.ingest(&ingest).await? {
-        Ok(()) => Ok(Accepted {
-            device_id: kid,
-            status: status.into(),
-            decision,
-        }),
-        Err(IngestRefusal::Replay) => Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "replay",
-            "this evidence was already received",
-        )),
-        Err(IngestRefusal::Nonce) => Err(ApiError::bad_request(
-            "nonce",
-            "the nonce is unknown, expired or already used; fetch a new one from GET /v1/challenge",
-        )),
-        Err(IngestRefusal::Device) => Err(ApiError::forbidden(
-            "device_disabled",
-            "this device was disabled or deleted meanwhile",
-        )),
+    Ok((ingest, decision))
+}
+
+/// Verifies, decides and records one piece of evidence. Nothing is stored unless every
+/// check passed; when this returns `Ok` the evidence is durable.
+pub async fn ingest(server: &Server, token: &[u8]) -> Result<Accepted, ApiError> {
+    if token.len() > MAX_EVIDENCE_BYTES {
+        return Err(evidence_refused(VerifyError::TooLarge {
+            size: token.len(),
+            max: MAX_EVIDENCE_BYTES,
+        }));
     }
+    let token = trim_ascii(token);
+    let kid = peek_kid(token)?;
+    if !server.device_limiter.allow(&kid) {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests from this device",
+        ));
+    }
+    let mut key = device_key(server, &kid).await?;
+    // At most twice: a second time only when the device was enrolled again since its
+    // key was cached here.
+    for attempt in 0..2 {
+        let (ingest, decision) = verify_and_decide(server, &key, &kid, token)?;
+        let status = ingest.status.clone();
+        match server.store.ingest(ingest).await? {
+            Ok(()) => {
+                return Ok(Accepted {
+                    device_id: kid,
+                    status,
+                    decision,
+                })
+            }
+            Err(IngestRefusal::Replay) => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "replay",
+                    "this evidence was already received",
+                ))
+            }
+            Err(IngestRefusal::Nonce) => {
+                return Err(ApiError::bad_request(
+                    "nonce",
+                    "the nonce is unknown, expired or already used; fetch a new one from GET /v1/challenge",
+                ))
+            }
+            Err(IngestRefusal::Device) => {
+                server.keys.remove(&kid);
+                return Err(ApiError::forbidden(
+                    "device_disabled",
+                    "this device was disabled or deleted meanwhile",
+                ));
+            }
+            Err(IngestRefusal::Enrollment) if attempt == 0 => {
+                server.keys.remove(&kid);
+                key = device_key(server, &kid).await?;
+            }
+            Err(IngestRefusal::Enrollment) => break,
+        }
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "enrollment_changed",
+        "the device was enrolled again while this evidence was checked; send it again",
+    ))
 }
 
 fn trim_ascii(bytes: &[u8]) -> &[u8] {

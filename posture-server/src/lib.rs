@@ -14,6 +14,7 @@
 //! - [`domain`] is what the server does, as plain async functions over a [`Server`].
 //! - [`store`] is the one storage interface with its SQLite and PostgreSQL backends.
 //! - [`serve`] is the listener (rustls, connection limit).
+//! - [`cache`] holds this replica's caches of device verifiers and API tokens.
 //!
 //! ## Threading
 //! A multi-threaded tokio runtime; [`Server`] is shared read-only (`Arc`) by every
@@ -37,6 +38,7 @@
 //! [`Policy`]: posture_core::policy::Policy
 
 pub mod app;
+pub mod cache;
 pub mod config;
 pub mod domain;
 pub mod error;

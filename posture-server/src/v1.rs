@@ -70,15 +70,20 @@ pub fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Checks the bearer token: `need` Reader accepts reader and admin tokens.
 pub async fn authorize(server: &Server, headers: &HeaderMap, need: Role) -> Result<Role, ApiError> {
     let token = bearer(headers).ok_or_else(ApiError::unauthorized)?;
-    let role = server
-        .store
-        .credential_role(
-            &crate::secret::hash(token),
-            CredentialKind::Api,
-            crate::now(),
-        )
-        .await?
-        .ok_or_else(ApiError::unauthorized)?;
+    let hash = crate::secret::hash(token);
+    let role = match server.credentials.get(&hash) {
+        Some(role) => role,
+        None => {
+            let role = server
+                .store
+                .credential_role(&hash, CredentialKind::Api, crate::now())
+                .await?
+                .ok_or_else(ApiError::unauthorized)?;
+            // API tokens do not expire (see crate::cache).
+            server.credentials.insert(&hash, role, None);
+            role
+        }
+    };
     if need == Role::Admin && role != Role::Admin {
         return Err(ApiError::forbidden(
             "forbidden",
@@ -289,7 +294,11 @@ pub async fn decision(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&server, &headers, Role::Reader).await?;
-    let device = server.store.device(&id).await?.ok_or_else(no_device)?;
+    let device = server
+        .store
+        .device_state(&id)
+        .await?
+        .ok_or_else(no_device)?;
     Ok(Json(domain::decide(&server, &device, crate::now())))
 }
 

@@ -170,6 +170,8 @@ impl Database {
 struct Server {
     dir: tempfile::TempDir,
     child: Child,
+    /// The CA the test's HTTP client trusts (a server with `[tls]`).
+    ca: Option<Vec<u8>>,
     url: String,
     admin: String,
     audience: String,
@@ -232,6 +234,7 @@ impl Server {
         Server {
             dir,
             child,
+            ca: None,
             url: url.expect("server did not start"),
             admin: token.expect("no admin token"),
             audience: audience.unwrap(),
@@ -275,7 +278,7 @@ impl Drop for Server {
 // HTTP
 
 fn http() -> blocking::Client {
-    blocking::Client::new()
+    blocking::Client::new(None)
 }
 
 /// A tiny blocking wrapper over reqwest's async client (reqwest's `blocking` feature is off).
@@ -287,17 +290,35 @@ mod blocking {
         inner: ::reqwest::Client,
     }
 
+    /// An error with its causes (reqwest's own message does not say why TLS failed).
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
     impl Client {
-        pub fn new() -> Client {
+        /// A client; with `ca`, HTTPS servers must have a certificate from that CA (and
+        /// from nothing else: the built-in roots are off).
+        pub fn new(ca: Option<&[u8]>) -> Client {
+            let mut builder =
+                ::reqwest::Client::builder().redirect(::reqwest::redirect::Policy::none());
+            if let Some(pem) = ca {
+                builder = builder
+                    .tls_built_in_root_certs(false)
+                    .add_root_certificate(::reqwest::Certificate::from_pem(pem).unwrap());
+            }
             Client {
                 rt: tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                     .unwrap(),
-                inner: ::reqwest::Client::builder()
-                    .redirect(::reqwest::redirect::Policy::none())
-                    .build()
-                    .unwrap(),
+                inner: builder.build().unwrap(),
             }
         }
 
@@ -319,7 +340,7 @@ mod blocking {
                 if let Some(body) = body {
                     req = req.body(body);
                 }
-                let response = req.send().await.map_err(|e| e.to_string())?;
+                let response = req.send().await.map_err(|e| chain(&e))?;
                 let status = response.status().as_u16();
                 let bytes = response.bytes().await.map_err(|e| e.to_string())?;
                 Ok((
@@ -332,14 +353,18 @@ mod blocking {
 }
 
 impl Server {
+    fn http(&self) -> blocking::Client {
+        blocking::Client::new(self.ca.as_deref())
+    }
+
     fn get(&self, path: &str, bearer: Option<&str>) -> (u16, Value) {
-        http()
+        self.http()
             .send("GET", &format!("{}{path}", self.url), bearer, None)
             .unwrap()
     }
 
     fn post(&self, path: &str, bearer: Option<&str>, body: &Value) -> (u16, Value) {
-        http()
+        self.http()
             .send(
                 "POST",
                 &format!("{}{path}", self.url),
@@ -350,7 +375,7 @@ impl Server {
     }
 
     fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
-        http()
+        self.http()
             .send("POST", &format!("{}{path}", self.url), None, Some(body))
             .unwrap()
     }
@@ -815,6 +840,14 @@ impl PostureDevice {
             .unwrap()
     }
 
+    fn enroll_trusting(&self, server: &Server, token: &str, ca: &Path) -> std::process::Output {
+        self.command(&["enroll", "--server", &server.url, "--token", token])
+            .arg("--ca-cert")
+            .arg(ca)
+            .output()
+            .unwrap()
+    }
+
     fn daemon(&self) -> Child {
         self.command(&["daemon"])
             .stdout(Stdio::null())
@@ -1018,6 +1051,82 @@ fn tpm_device_enrols_with_posture_enroll_and_its_daemon_delivers_postgres() {
 }
 
 #[test]
+fn replicas_sharing_postgres_see_each_others_changes_in_their_decisions() {
+    let database = Database::new(Db::Postgres);
+    let a = Server::start(&database, SOFTWARE);
+    let b = Server::start_in(
+        tempfile::tempdir().unwrap(),
+        &database,
+        SOFTWARE,
+        Some(a.admin.clone()),
+    );
+    let device = SoftDevice::new();
+    assert_eq!(
+        device.enroll(&a, &a.enrollment_token("dana@example.com")).0,
+        201
+    );
+    // B answers (and caches) the state before any evidence.
+    assert_eq!(
+        b.decision(&device.id())["reasons"][0]["rule"],
+        "no_evidence"
+    );
+    // Evidence through A, admin changes through A's API and the admin command: B's
+    // decision follows each (its cache hears PostgreSQL's notifications).
+    let evidence = device.fresh_evidence(&a, &posture_test_support::healthy_report());
+    assert_eq!(a.post_raw("/v1/evidence", evidence.into_bytes()).0, 201);
+    let rule = |server: &Server| {
+        server.decision(&device.id())["reasons"][0]["rule"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    wait_for("B to see the evidence", Duration::from_secs(10), || {
+        b.decision(&device.id())["decision"] == "allow"
+    });
+    let path = format!("/v1/admin/devices/{}/disable", device.id());
+    assert_eq!(a.post(&path, Some(&a.admin), &json!({})).0, 204);
+    wait_for(
+        "B to see the device disabled",
+        Duration::from_secs(10),
+        || rule(&b) == "device_disabled",
+    );
+    assert!(a
+        .admin_cli(&["devices", "enable", &device.id()])
+        .status
+        .success());
+    wait_for(
+        "B to see the device enabled",
+        Duration::from_secs(10),
+        || b.decision(&device.id())["decision"] == "allow",
+    );
+    // Evidence verified on B with its cached key is refused once A deleted the device.
+    let evidence = device.fresh_evidence(&b, &posture_test_support::healthy_report());
+    assert_eq!(b.post_raw("/v1/evidence", evidence.into_bytes()).0, 201);
+    assert!(a
+        .admin_cli(&["devices", "delete", &device.id()])
+        .status
+        .success());
+    let evidence = device.fresh_evidence(&b, &posture_test_support::healthy_report());
+    let (status, refused) = b.post_raw("/v1/evidence", evidence.into_bytes());
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (403, Some("device_disabled")),
+        "{refused}"
+    );
+    wait_for(
+        "B to forget the deleted device",
+        Duration::from_secs(10),
+        || {
+            b.get(
+                &format!("/v1/devices/{}/decision", device.id()),
+                Some(&b.admin),
+            )
+            .0 == 404
+        },
+    );
+}
+
+#[test]
 fn database_down_answers_503_and_the_daemon_keeps_the_evidence_until_it_is_back() {
     let database = Database::new(Db::Postgres);
     let server = Server::start(&database, SOFTWARE);
@@ -1061,6 +1170,104 @@ fn database_down_answers_503_and_the_daemon_keeps_the_evidence_until_it_is_back(
     });
     let _ = daemon.kill();
     let _ = daemon.wait();
+}
+
+// ---------------------------------------------------------------------------------------
+// TLS
+
+/// A CA, and a certificate for 127.0.0.1 and localhost issued by it: `(CA PEM, chain
+/// PEM, key PEM)`.
+fn test_pki(name: &str) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("{name} test CA"));
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    leaf.distinguished_name
+        .push(DnType::CommonName, "posture-server test");
+    let leaf = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    (ca_cert.pem(), leaf.pem(), key.serialize_pem())
+}
+
+#[test]
+fn tls_from_the_config_serves_enrollment_evidence_and_decisions_to_clients_that_verify_it() {
+    let (ca, chain, key) = test_pki("posture");
+    let (other_ca, _, _) = test_pki("other");
+    let pki = tempfile::tempdir().unwrap();
+    let path = |name: &str| pki.path().join(name);
+    std::fs::write(path("ca.pem"), &ca).unwrap();
+    std::fs::write(path("other-ca.pem"), &other_ca).unwrap();
+    std::fs::write(path("cert.pem"), &chain).unwrap();
+    std::fs::write(path("key.pem"), &key).unwrap();
+    let database = Database::new(Db::Sqlite);
+    let mut server = Server::start(
+        &database,
+        &format!(
+            "[tls]\ncert = {:?}\nkey = {:?}\n{SOFTWARE}",
+            path("cert.pem"),
+            path("key.pem")
+        ),
+    );
+    assert!(
+        server.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        server.url
+    );
+
+    // A client that does not trust the server's CA is refused: another CA, or only the
+    // built-in roots.
+    for client in [blocking::Client::new(Some(other_ca.as_bytes())), http()] {
+        let err = client
+            .send("GET", &format!("{}/v1/health", server.url), None, None)
+            .unwrap_err();
+        assert!(
+            err.contains("certificate") || err.contains("UnknownIssuer"),
+            "{err}"
+        );
+    }
+    // Plain HTTP on the HTTPS port gets no answer.
+    let plain = server.url.replace("https://", "http://");
+    assert!(http()
+        .send("GET", &format!("{plain}/v1/health"), None, None)
+        .is_err());
+
+    // Trusting the right CA: the admin API, enrollment, evidence and decisions over HTTPS.
+    server.ca = Some(ca.into_bytes());
+    assert_eq!(server.get("/v1/health", None).0, 200);
+    let device = SoftDevice::new();
+    let (status, enrolled) = device.enroll(&server, &server.enrollment_token("tls@example.com"));
+    assert_eq!(status, 201, "{enrolled}");
+    let evidence = device.fresh_evidence(&server, &posture_test_support::healthy_report());
+    let (status, accepted) = server.post_raw("/v1/evidence", evidence.into_bytes());
+    assert_eq!(
+        (status, accepted["status"].as_str()),
+        (201, Some("compliant"))
+    );
+    assert_eq!(server.decision(&device.id())["decision"], "allow");
+
+    // `posture enroll --server https://...` checks the certificate too: with the wrong
+    // CA it fails and spends nothing; with the right one it enrols.
+    let cli = PostureDevice::new(false);
+    cli.configure(&server, "");
+    let token = server.enrollment_token("cli@example.com");
+    let out = cli.enroll_trusting(&server, &token, &path("other-ca.pem"));
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot reach the server"), "{stderr}");
+    let out = cli.enroll_trusting(&server, &token, &path("ca.pem"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(server.device(&id)["device"]["owner"], "cli@example.com");
 }
 
 // ---------------------------------------------------------------------------------------

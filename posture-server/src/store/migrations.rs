@@ -30,6 +30,15 @@ pub const SQLITE: &[(i64, &[&str])] = &[(
             at INTEGER NOT NULL, from_status TEXT NOT NULL, to_status TEXT NOT NULL)",
         "CREATE INDEX changes_device ON changes (device_id, id)",
     ],
+),
+(
+    2,
+    &[
+        // Which enrollment a device row is (a replica's cached key record must match).
+        "ALTER TABLE devices ADD COLUMN enrollment TEXT NOT NULL DEFAULT ''",
+        // A device's history, newest first, without scanning the (device_id, jti) index.
+        "CREATE INDEX evidence_device ON evidence (device_id, id)",
+    ],
 )];
 
 /// `(version, statements)` for PostgreSQL.
@@ -59,5 +68,59 @@ pub const POSTGRES: &[(i64, &[&str])] = &[(
             device_id TEXT NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
             at BIGINT NOT NULL, from_status TEXT NOT NULL, to_status TEXT NOT NULL)",
         "CREATE INDEX changes_device ON changes (device_id, id)",
+    ],
+),
+(
+    2,
+    &[
+        "ALTER TABLE devices ADD COLUMN enrollment TEXT NOT NULL DEFAULT ''",
+        // Records verified evidence in one round trip, atomically (the statement is its
+        // own transaction): locks the device row (concurrent evidence of one device
+        // records its compliance changes in order), spends the nonce, appends the
+        // history, updates the device, notes a change, and tells every replica
+        // (`posture_devices`) that the device changed. Refusals are raised with their own
+        // SQLSTATE so that nothing of a refused piece of evidence stays, its nonce neither:
+        // PTDEV unknown or disabled device, PTENR enrolled again meanwhile, PTNON nonce
+        // unknown/expired/spent, PTREP `jti` seen (a replay).
+        "CREATE FUNCTION posture_ingest(p_device TEXT, p_enrollment TEXT, p_nonce TEXT,
+            p_jti TEXT, p_iat BIGINT, p_received BIGINT, p_status TEXT, p_failing TEXT,
+            p_host TEXT, p_decision TEXT, p_report TEXT) RETURNS VOID
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            v_status TEXT;
+            v_disabled BIGINT;
+            v_enrollment TEXT;
+        BEGIN
+            SELECT status, disabled, enrollment INTO v_status, v_disabled, v_enrollment
+                FROM devices WHERE id = p_device FOR UPDATE;
+            IF NOT FOUND OR v_disabled <> 0 THEN
+                RAISE EXCEPTION 'device refused' USING ERRCODE = 'PTDEV';
+            END IF;
+            IF v_enrollment <> p_enrollment THEN
+                RAISE EXCEPTION 'enrolled again' USING ERRCODE = 'PTENR';
+            END IF;
+            DELETE FROM nonces WHERE nonce = p_nonce AND expires_at >= p_received;
+            IF NOT FOUND THEN
+                IF EXISTS (SELECT 1 FROM evidence WHERE device_id = p_device AND jti = p_jti) THEN
+                    RAISE EXCEPTION 'replay' USING ERRCODE = 'PTREP';
+                END IF;
+                RAISE EXCEPTION 'nonce refused' USING ERRCODE = 'PTNON';
+            END IF;
+            INSERT INTO evidence (device_id, jti, iat, received_at, status, failing)
+                VALUES (p_device, p_jti, p_iat, p_received, p_status, p_failing)
+                ON CONFLICT (device_id, jti) DO NOTHING;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'replay' USING ERRCODE = 'PTREP';
+            END IF;
+            UPDATE devices SET host = p_host, last_seen = p_received, evidence_iat = p_iat,
+                status = p_status, failing = p_failing, decision = p_decision,
+                report = p_report WHERE id = p_device;
+            IF v_status <> p_status THEN
+                INSERT INTO changes (device_id, at, from_status, to_status)
+                    VALUES (p_device, p_received, v_status, p_status);
+            END IF;
+            PERFORM pg_notify('posture_devices', p_device);
+        END
+        $$",
     ],
 )];

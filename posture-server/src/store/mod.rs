@@ -1,23 +1,32 @@
-//! Storage: one [`Store`] trait, the interface every handler and admin command uses.
+//! Storage: one [`Store`] trait, the interface every handler and admin command uses,
+//! with two implementations chosen by the URL:
 //!
-//! [`SqlStore`] implements it for the two supported databases, chosen by the URL:
-//! SQLite (`sqlite://PATH`, embedded, the default: WAL, `synchronous=FULL`) and
-//! PostgreSQL (`postgres://...`, shared by several stateless replicas). Both run the same
-//! statements through sqlx's driver-neutral layer, with their own versioned migrations
-//! ([`migrations`]) and connection set-up; the same test suite runs against each.
+//! - [`SqliteStore`] (`sqlite://PATH`, embedded, the default): WAL, `synchronous=FULL`,
+//!   and one writer task that commits the evidence and nonces waiting at that moment in
+//!   one `BEGIN IMMEDIATE` transaction (group commit: one fsync for many, each caller
+//!   answered only after the commit).
+//! - [`PostgresStore`] (`postgres://...`, shared by several stateless replicas): evidence
+//!   recorded by one server-side function in one round trip (row lock on the device,
+//!   `ON CONFLICT` on the history), concurrent commits share WAL flushes in PostgreSQL.
+//!
+//! Each has its own versioned migrations ([`migrations`]); what is truly identical (row
+//! decoding) is shared in `rows`. The same test suite runs against both.
 //!
 //! Everything a replica must agree on lives in the database: nonces, pending
 //! enrollments, tokens, sessions. Times are seconds since the Unix epoch.
 
 pub mod migrations;
-mod sql;
+mod postgres;
+mod rows;
+mod sqlite;
 
 use std::future::Future;
 use std::pin::Pin;
 
 use serde::Serialize;
 
-pub use sql::SqlStore;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
 
 /// A boxed future of a store call (the trait stays object-safe).
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -156,6 +165,22 @@ pub struct NewDevice {
     pub key_assurance: String,
     /// Enrollment time.
     pub enrolled_at: i64,
+    /// A random id of this enrollment: a device deleted and enrolled again with the same
+    /// key gets a new one, so a replica's cached key record is never used for it.
+    pub enrollment: String,
+}
+
+/// What verifying a device's evidence needs (no report, no decision).
+#[derive(Debug, Clone)]
+pub struct DeviceKey {
+    /// `tpm` or `software`.
+    pub key_kind: String,
+    /// The enrolled TPM device record (JSON) or the software key's JWK.
+    pub key_record: String,
+    /// The enrollment this key record belongs to ([`NewDevice::enrollment`]).
+    pub enrollment: String,
+    /// Disabled by an admin.
+    pub disabled: bool,
 }
 
 /// A device with its latest state.
@@ -201,6 +226,9 @@ pub struct Device {
 pub struct Ingest {
     /// The device.
     pub device_id: String,
+    /// The enrollment whose key record verified it: refused as [`IngestRefusal::Enrollment`]
+    /// when the device was enrolled again meanwhile.
+    pub enrollment: String,
     /// The nonce it is bound to (spent here).
     pub nonce: String,
     /// Its `jti` (refused when seen before).
@@ -230,6 +258,9 @@ pub enum IngestRefusal {
     Replay,
     /// The device is unknown (deleted meanwhile) or disabled.
     Device,
+    /// The device was deleted and enrolled again since its key record was read: verify
+    /// again with the current one.
+    Enrollment,
 }
 
 /// One piece of evidence in a device's history.
@@ -322,7 +353,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn insert_device<'a>(&'a self, device: &'a NewDevice) -> StoreFuture<'a, ()>;
     /// One device.
     fn device<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Device>>;
-    /// Every device, most recently seen first.
+    /// What verifying a device's evidence needs.
+    fn device_key<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<DeviceKey>>;
+    /// One device without its key record and report (what a decision needs).
+    fn device_state<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Device>>;
+    /// Every device, most recently seen first, without key records, decisions and
+    /// reports (a listing of a large fleet stays small).
     fn devices(&self) -> StoreFuture<'_, Vec<Device>>;
     /// Disables or enables a device; whether it exists.
     fn set_disabled<'a>(&'a self, id: &'a str, disabled: bool) -> StoreFuture<'a, bool>;
@@ -332,7 +368,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Records verified evidence in one transaction: spends the nonce, refuses a seen
     /// `jti`, appends the history, updates the device, notes a compliance change. When
     /// this returns `Ok(Ok(()))` the evidence is durable.
-    fn ingest<'a>(&'a self, ingest: &'a Ingest) -> StoreFuture<'a, Result<(), IngestRefusal>>;
+    fn ingest(&self, ingest: Ingest) -> StoreFuture<'_, Result<(), IngestRefusal>>;
     /// The latest `limit` history entries of a device, newest first.
     fn history<'a>(&'a self, id: &'a str, limit: i64) -> StoreFuture<'a, Vec<HistoryEntry>>;
     /// The latest `limit` compliance changes of a device, newest first.
@@ -342,7 +378,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     fn purge(&self, history_before: i64, now: i64) -> StoreFuture<'_, u64>;
 }
 
-/// Opens the store for `url` and runs its migrations.
+/// Opens the store for `url` (`sqlite://PATH` or `postgres://...`) and runs its
+/// migrations.
 pub async fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
-    Ok(Box::new(SqlStore::open(url).await?))
+    if url.starts_with("sqlite:") {
+        Ok(Box::new(SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Box::new(PostgresStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
 }

@@ -1,0 +1,683 @@
+//! [`Store`] on PostgreSQL, shared by several stateless `posture-server` replicas.
+//!
+//! Evidence is recorded by the `posture_ingest` function (migration 2) in one round trip
+//! and one implicit transaction: it locks the device row (`FOR UPDATE`, so concurrent
+//! evidence of one device records compliance changes in order), spends the nonce,
+//! appends the history (`ON CONFLICT` refuses a seen `jti`), updates the device and
+//! notifies `posture_devices`. A refusal is raised with its own SQLSTATE, which rolls the
+//! whole statement back. Concurrent commits share WAL flushes (PostgreSQL's own group
+//! commit), so no batching is done here.
+//! Device changes made by an admin (disable, enable, delete) notify `posture_devices`
+//! too.
+//!
+//! ## The state cache
+//! Every replica LISTENs on `posture_devices` and keeps the state of the devices it was
+//! asked about ([`Store::device_state`], what a decision needs) until a notification
+//! says the device changed — on whichever replica, or by an admin command. The cache is
+//! used only while the listening connection is up: it is emptied and bypassed when that
+//! connection is lost, and emptied again once it listens anew (notifications sent in
+//! between are lost). A read that raced with a notification is not cached (an epoch
+//! counts notifications). A replica forgets a device it changed itself as soon as its
+//! statement returns, so a client reads its own writes; a decision on another replica
+//! reflects every change committed before the notification reached that replica,
+//! milliseconds after the commit.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use sqlx::{Executor as _, Row as _};
+
+use super::migrations;
+use super::rows::{
+    db_err, device_from_row, split_list, Columns, DEVICE_ALL, DEVICE_LISTING, DEVICE_STATE,
+};
+use super::{
+    Backend, Change, CredentialKind, Device, DeviceKey, EnrollmentToken, HistoryEntry, Ingest,
+    IngestRefusal, NewCredential, NewDevice, Role, Store, StoreError, StoreFuture,
+};
+
+/// History rows deleted per transaction when purging.
+const PURGE_BATCH: i64 = 5000;
+
+/// How long a request waits for a database connection before it is answered 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The channel device changes are announced on.
+const CHANNEL: &str = "posture_devices";
+
+/// Most device states cached per replica (an arbitrary one is dropped beyond).
+pub const CACHED_STATES: usize = 20_000;
+
+/// The PostgreSQL store (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+    states: Arc<StateCache>,
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://...`), migrates, and starts listening for device
+    /// changes (so this must run inside a tokio runtime).
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .max_connections(16)
+            .connect(url)
+            .await
+            .map_err(db_err)?;
+        migrate(&pool).await?;
+        let states = Arc::new(StateCache::default());
+        tokio::spawn(listen(pool.clone(), Arc::clone(&states)));
+        Ok(Self { pool, states })
+    }
+}
+
+/// Device states, valid while `listening` (see the module documentation).
+#[derive(Debug, Default)]
+struct StateCache {
+    inner: Mutex<StateInner>,
+}
+
+#[derive(Debug, Default)]
+struct StateInner {
+    listening: bool,
+    /// Counts notifications and (dis)connections: a read that began in another epoch
+    /// may predate a change and is not cached.
+    epoch: u64,
+    states: HashMap<String, Device>,
+}
+
+impl StateCache {
+    fn get(&self, id: &str) -> Option<Device> {
+        let inner = self.inner.lock().ok()?;
+        if !inner.listening {
+            return None;
+        }
+        inner.states.get(id).cloned()
+    }
+
+    fn epoch(&self) -> Option<u64> {
+        let inner = self.inner.lock().ok()?;
+        inner.listening.then_some(inner.epoch)
+    }
+
+    fn insert(&self, epoch: u64, device: &Device) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        if !inner.listening || inner.epoch != epoch {
+            return;
+        }
+        if inner.states.len() >= CACHED_STATES && !inner.states.contains_key(&device.id) {
+            let victim = inner.states.keys().next().cloned();
+            if let Some(victim) = victim {
+                inner.states.remove(&victim);
+            }
+        }
+        inner.states.insert(device.id.clone(), device.clone());
+    }
+
+    fn changed(&self, id: &str) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.epoch = inner.epoch.wrapping_add(1);
+            inner.states.remove(id);
+        }
+    }
+
+    /// Empties the cache and uses it (`true`: every change is heard from now on) or not.
+    fn reset(&self, listening: bool) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.listening = listening;
+            inner.epoch = inner.epoch.wrapping_add(1);
+            inner.states.clear();
+        }
+    }
+}
+
+/// Listens for device changes for as long as the store lives; reconnects when the
+/// connection is lost, with the cache off in between.
+async fn listen(pool: PgPool, cache: Arc<StateCache>) {
+    loop {
+        let connected = async {
+            let mut listener = PgListener::connect_with(&pool).await?;
+            listener.listen(CHANNEL).await?;
+            Ok::<_, sqlx::Error>(listener)
+        }
+        .await;
+        let mut listener = match connected {
+            Ok(listener) => listener,
+            Err(e) => {
+                if pool.is_closed() {
+                    return;
+                }
+                tracing::debug!(error = %e, "cannot listen for device changes; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        cache.reset(true);
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(notification)) => cache.changed(notification.payload()),
+                // Lost (and perhaps reconnected): changes in between were not heard.
+                Ok(None) | Err(_) => break,
+            }
+        }
+        cache.reset(false);
+        tracing::warn!("lost the connection listening for device changes; reconnecting");
+    }
+}
+
+async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    // Replicas starting together: one migrates, the others wait and then see it done.
+    sqlx::query("SELECT pg_advisory_xact_lock(7027873)")
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    tx.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, \
+         applied_at BIGINT NOT NULL)",
+    )
+    .await
+    .map_err(db_err)?;
+    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+    for (version, statements) in migrations::POSTGRES {
+        if applied.contains(version) {
+            continue;
+        }
+        for statement in *statements {
+            tx.execute(*statement)
+                .await
+                .map_err(|e| StoreError::Migration {
+                    version: *version,
+                    message: e.to_string(),
+                })?;
+        }
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+            .bind(*version)
+            .bind(crate::now())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    }
+    sqlx::query(
+        "INSERT INTO meta (key, value) VALUES ('server_id', $1) ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(crate::secret::random_token(16))
+    .execute(&mut *tx)
+    .await
+    .map_err(db_err)?;
+    tx.commit().await.map_err(db_err)
+}
+
+/// The refusal `posture_ingest` raised, if it raised one.
+fn refusal(e: &sqlx::Error) -> Option<IngestRefusal> {
+    let sqlx::Error::Database(d) = e else {
+        return None;
+    };
+    match d.code().as_deref() {
+        Some("PTDEV") => Some(IngestRefusal::Device),
+        Some("PTENR") => Some(IngestRefusal::Enrollment),
+        Some("PTNON") => Some(IngestRefusal::Nonce),
+        Some("PTREP") => Some(IngestRefusal::Replay),
+        _ => None,
+    }
+}
+
+impl Store for PostgresStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    fn server_id(&self) -> StoreFuture<'_, String> {
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'server_id'")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)
+        })
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            sqlx::query("SELECT 1")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    fn insert_credential<'a>(&'a self, c: &'a NewCredential) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO credentials (hash, kind, role, name, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&c.hash)
+            .bind(c.kind.as_str())
+            .bind(c.role.as_str())
+            .bind(&c.name)
+            .bind(c.created_at)
+            .bind(c.expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    fn credential_role<'a>(
+        &'a self,
+        hash: &'a str,
+        kind: CredentialKind,
+        now: i64,
+    ) -> StoreFuture<'a, Option<Role>> {
+        Box::pin(async move {
+            let role: Option<String> = sqlx::query_scalar(
+                "SELECT role FROM credentials WHERE hash = $1 AND kind = $2 \
+                 AND (expires_at IS NULL OR expires_at > $3)",
+            )
+            .bind(hash)
+            .bind(kind.as_str())
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+            Ok(role.as_deref().and_then(Role::parse))
+        })
+    }
+
+    fn take_login<'a>(&'a self, hash: &'a str, now: i64) -> StoreFuture<'a, Option<Role>> {
+        Box::pin(async move {
+            let role: Option<String> = sqlx::query_scalar(
+                "DELETE FROM credentials WHERE hash = $1 AND kind = 'login' AND expires_at > $2 \
+                 RETURNING role",
+            )
+            .bind(hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+            Ok(role.as_deref().and_then(Role::parse))
+        })
+    }
+
+    fn count_admin_tokens(&self) -> StoreFuture<'_, i64> {
+        Box::pin(async move {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM credentials WHERE kind = 'api' AND role = 'admin'",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)
+        })
+    }
+
+    fn insert_enrollment_token<'a>(
+        &'a self,
+        hash: &'a str,
+        owner: &'a str,
+        created_at: i64,
+        expires_at: i64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO enrollment_tokens (hash, owner, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(hash)
+            .bind(owner)
+            .bind(created_at)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    fn enrollment_tokens(&self) -> StoreFuture<'_, Vec<EnrollmentToken>> {
+        Box::pin(async move {
+            let rows = sqlx::query(
+                "SELECT hash, owner, created_at, expires_at, used_at FROM enrollment_tokens \
+                 ORDER BY created_at DESC",
+            )
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+            rows.iter()
+                .map(|r| {
+                    let hash: String = r.try_get(0)?;
+                    Ok(EnrollmentToken {
+                        id: hash.chars().take(12).collect(),
+                        owner: r.try_get(1)?,
+                        created_at: r.try_get(2)?,
+                        expires_at: r.try_get(3)?,
+                        used_at: r.try_get(4)?,
+                    })
+                })
+                .collect::<Result<_, sqlx::Error>>()
+                .map_err(db_err)
+        })
+    }
+
+    fn spend_enrollment_token<'a>(
+        &'a self,
+        hash: &'a str,
+        now: i64,
+    ) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move {
+            sqlx::query_scalar(
+                "UPDATE enrollment_tokens SET used_at = $2 \
+                 WHERE hash = $1 AND used_at IS NULL AND expires_at > $2 RETURNING owner",
+            )
+            .bind(hash)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)
+        })
+    }
+
+    fn insert_pending<'a>(
+        &'a self,
+        id: &'a str,
+        owner: &'a str,
+        pending_json: &'a str,
+        expires_at: i64,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO pending_enrollments (id, owner, pending, expires_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(pending_json)
+            .bind(expires_at)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    fn take_pending<'a>(
+        &'a self,
+        id: &'a str,
+        now: i64,
+    ) -> StoreFuture<'a, Option<(String, String)>> {
+        Box::pin(async move {
+            sqlx::query_as(
+                "DELETE FROM pending_enrollments WHERE id = $1 AND expires_at > $2 \
+                 RETURNING owner, pending",
+            )
+            .bind(id)
+            .bind(now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)
+        })
+    }
+
+    fn insert_nonce<'a>(&'a self, nonce: &'a str, expires_at: i64) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query("INSERT INTO nonces (nonce, expires_at) VALUES ($1, $2)")
+                .bind(nonce)
+                .bind(expires_at)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    fn take_nonce<'a>(&'a self, nonce: &'a str, now: i64) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let done = sqlx::query("DELETE FROM nonces WHERE nonce = $1 AND expires_at >= $2")
+                .bind(nonce)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    fn insert_device<'a>(&'a self, d: &'a NewDevice) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO devices (id, owner, key_kind, key_record, ek_trust, key_assurance, \
+                 enrolled_at, enrollment) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(&d.id)
+            .bind(&d.owner)
+            .bind(&d.key_kind)
+            .bind(&d.key_record)
+            .bind(&d.ek_trust)
+            .bind(&d.key_assurance)
+            .bind(d.enrolled_at)
+            .bind(&d.enrollment)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+            Ok(())
+        })
+    }
+
+    fn device<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Device>> {
+        Box::pin(async move {
+            let row = sqlx::query(&format!("SELECT {DEVICE_ALL} FROM devices WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+            row.as_ref()
+                .map(|r| device_from_row(r, Columns::All))
+                .transpose()
+        })
+    }
+
+    fn device_key<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<DeviceKey>> {
+        Box::pin(async move {
+            let row: Option<(String, String, String, i64)> = sqlx::query_as(
+                "SELECT key_kind, key_record, enrollment, disabled FROM devices WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+            Ok(
+                row.map(|(key_kind, key_record, enrollment, disabled)| DeviceKey {
+                    key_kind,
+                    key_record,
+                    enrollment,
+                    disabled: disabled != 0,
+                }),
+            )
+        })
+    }
+
+    fn device_state<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Device>> {
+        Box::pin(async move {
+            if let Some(device) = self.states.get(id) {
+                return Ok(Some(device));
+            }
+            let epoch = self.states.epoch();
+            let row = sqlx::query(&format!("SELECT {DEVICE_STATE} FROM devices WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+            let device = row
+                .as_ref()
+                .map(|r| device_from_row(r, Columns::State))
+                .transpose()?;
+            if let (Some(device), Some(epoch)) = (&device, epoch) {
+                self.states.insert(epoch, device);
+            }
+            Ok(device)
+        })
+    }
+
+    fn devices(&self) -> StoreFuture<'_, Vec<Device>> {
+        Box::pin(async move {
+            let rows = sqlx::query(&format!(
+                "SELECT {DEVICE_LISTING} FROM devices ORDER BY last_seen DESC, enrolled_at DESC"
+            ))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+            rows.iter()
+                .map(|r| device_from_row(r, Columns::Listing))
+                .collect()
+        })
+    }
+
+    fn set_disabled<'a>(&'a self, id: &'a str, disabled: bool) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let done = sqlx::query(
+                "WITH d AS (UPDATE devices SET disabled = $2 WHERE id = $1 RETURNING id) \
+                 SELECT pg_notify('posture_devices', id) FROM d",
+            )
+            .bind(id)
+            .bind(i64::from(disabled))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+            self.states.changed(id);
+            Ok(done.is_some())
+        })
+    }
+
+    fn delete_device<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            // History and changes go with it (ON DELETE CASCADE).
+            let done = sqlx::query(
+                "WITH d AS (DELETE FROM devices WHERE id = $1 RETURNING id) \
+                 SELECT pg_notify('posture_devices', id) FROM d",
+            )
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+            self.states.changed(id);
+            Ok(done.is_some())
+        })
+    }
+
+    fn ingest(&self, ingest: Ingest) -> StoreFuture<'_, Result<(), IngestRefusal>> {
+        Box::pin(async move {
+            let done =
+                sqlx::query("SELECT posture_ingest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+                    .bind(&ingest.device_id)
+                    .bind(&ingest.enrollment)
+                    .bind(&ingest.nonce)
+                    .bind(&ingest.jti)
+                    .bind(ingest.iat)
+                    .bind(ingest.received_at)
+                    .bind(&ingest.status)
+                    .bind(ingest.failing.join(","))
+                    .bind(&ingest.host)
+                    .bind(&ingest.decision_json)
+                    .bind(&ingest.report_json)
+                    .execute(&self.pool)
+                    .await;
+            // This replica's own change is seen at once (read your writes); the others
+            // hear it from the notification.
+            self.states.changed(&ingest.device_id);
+            match done {
+                Ok(_) => Ok(Ok(())),
+                Err(e) => match refusal(&e) {
+                    Some(refused) => Ok(Err(refused)),
+                    None => Err(db_err(e)),
+                },
+            }
+        })
+    }
+
+    fn history<'a>(&'a self, id: &'a str, limit: i64) -> StoreFuture<'a, Vec<HistoryEntry>> {
+        Box::pin(async move {
+            let rows: Vec<(i64, i64, String, String, String)> = sqlx::query_as(
+                "SELECT received_at, iat, jti, status, failing FROM evidence WHERE device_id = $1 \
+                 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+            Ok(rows
+                .into_iter()
+                .map(|(received_at, iat, jti, status, failing)| HistoryEntry {
+                    received_at,
+                    iat,
+                    jti,
+                    status,
+                    failing: split_list(&failing),
+                })
+                .collect())
+        })
+    }
+
+    fn changes<'a>(&'a self, id: &'a str, limit: i64) -> StoreFuture<'a, Vec<Change>> {
+        Box::pin(async move {
+            let rows: Vec<(i64, String, String)> = sqlx::query_as(
+                "SELECT at, from_status, to_status FROM changes WHERE device_id = $1 \
+                 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(id)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+            Ok(rows
+                .into_iter()
+                .map(|(at, from, to)| Change { at, from, to })
+                .collect())
+        })
+    }
+
+    fn purge(&self, history_before: i64, now: i64) -> StoreFuture<'_, u64> {
+        Box::pin(async move {
+            // In batches, each its own short transaction; replicas purging at the same
+            // time skip each other's rows instead of waiting for them.
+            let mut removed = 0;
+            loop {
+                let batch = sqlx::query(
+                    "DELETE FROM evidence WHERE id IN (SELECT id FROM evidence \
+                     WHERE received_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                )
+                .bind(history_before)
+                .bind(PURGE_BATCH)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?
+                .rows_affected();
+                removed += batch;
+                if batch < PURGE_BATCH as u64 {
+                    break;
+                }
+            }
+            for statement in [
+                "DELETE FROM nonces WHERE expires_at < $1",
+                "DELETE FROM pending_enrollments WHERE expires_at < $1",
+                "DELETE FROM credentials WHERE expires_at IS NOT NULL AND expires_at < $1",
+            ] {
+                sqlx::query(statement)
+                    .bind(now)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(db_err)?;
+            }
+            Ok(removed)
+        })
+    }
+}
