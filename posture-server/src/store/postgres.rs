@@ -158,12 +158,10 @@ async fn listen(pool: PgPool, cache: Arc<StateCache>) {
             }
         };
         cache.reset(true);
-        loop {
-            match listener.try_recv().await {
-                Ok(Some(notification)) => cache.changed(notification.payload()),
-                // Lost (and perhaps reconnected): changes in between were not heard.
-                Ok(None) | Err(_) => break,
-            }
+        // Until the connection is lost (`Ok(None)`, perhaps reconnected already) or
+        // fails: changes in between were not heard.
+        while let Ok(Some(notification)) = listener.try_recv().await {
+            cache.changed(notification.payload());
         }
         cache.reset(false);
         tracing::warn!("lost the connection listening for device changes; reconnecting");
