@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p posture-server --bin posture-server --example loadgen
 bin=${CARGO_TARGET_DIR:-target}/release
-work=$(mktemp -d); chmod 755 "$work"; trap 'kill $(jobs -p) 2>/dev/null || true; if [ -d "$work/pg/data" ]; then pg_stop "$work/pg" || true; fi; rm -rf "$work"' EXIT
+work=$(mktemp -d); chmod 755 "$work"; trap 'kill $(jobs -p) 2>/dev/null || true; if [ -f "$work/pg/data/postmaster.pid" ]; then pg_stop "$work/pg" || true; fi; rm -rf "$work"' EXIT
 devices=${DEVICES:-50000} seconds=${SECONDS_EACH:-120}
 echo "$(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 start_server() { # $1 = name, $2 = extra config; sets pid, url, token

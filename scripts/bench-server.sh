@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 cargo build --release -p posture-server --bin posture-server --example loadgen
 bin=${CARGO_TARGET_DIR:-target}/release
 server=${SERVER_BIN:-$bin/posture-server} # SERVER_BIN: measure another build (e.g. before a change)
-work=$(mktemp -d); chmod 755 "$work"; trap 'kill $(jobs -p) 2>/dev/null || true; if [ -d "$work/pg/data" ]; then pg_stop "$work/pg" || true; fi; rm -rf "$work"' EXIT
+work=$(mktemp -d); chmod 755 "$work"; trap 'kill $(jobs -p) 2>/dev/null || true; if [ -f "$work/pg/data/postmaster.pid" ]; then pg_stop "$work/pg" || true; fi; rm -rf "$work"' EXIT
 echo "$(nproc) cores, $(uname -r), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 run() { # $1 = name, $2 = extra config
   mkdir -p "$work/$1"
