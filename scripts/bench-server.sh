@@ -3,7 +3,9 @@
 # ratio to raw ES256 verification, and decision latency at a fixed rate, with SQLite and
 # (when PostgreSQL is installed) PostgreSQL. Release build; the server, the load
 # generator (posture-server/examples/loadgen.rs, `loadgen bench`) and the database share
-# the machine. RATE=decisions per second (default 1000).
+# the machine. RATE=decisions per second (default 1000); CONNECTIONS=the ingestion
+# concurrencies, one full loadgen run each on the same server (default "16 64": 16 leaves
+# the server waiting on commits, 64 saturates it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p posture-server --bin posture-server --example loadgen
@@ -21,7 +23,9 @@ run() { # $1 = name, $2 = extra config
   url=$(sed -n 's/^posture-server listening on \([^ ]*\).*/\1/p' "$work/$1/out")
   token=$(sed -n 's/^admin token (shown once, keep it): //p' "$work/$1/out")
   echo "== $1"
-  "$bin/examples/loadgen" bench "$url" "$token" "${RATE:-1000}" "$pid"
+  for connections in ${CONNECTIONS:-16 64}; do
+    "$bin/examples/loadgen" bench "$url" "$token" "${RATE:-1000}" "$pid" "$connections"
+  done
   ps -o rss=,time= -p "$pid" | awk '{print "server RSS " $1/1024 " MiB, CPU time " $2}'
   kill "$pid"; wait "$pid" 2>/dev/null || true
 }

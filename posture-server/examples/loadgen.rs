@@ -7,7 +7,8 @@
 //! 1. raw ES256 verification of one piece of evidence (posture-core's `Verifier`, parsing
 //!    included), on as many threads as cores: verifications/s;
 //! 2. ingestion: 50 devices enrolled, 3,000 nonces fetched and evidence signed beforehand,
-//!    then `POST /v1/evidence` over 16 connections: accepted/s and the ratio to (1), plus
+//!    then `POST /v1/evidence` over CONNECTIONS (default 16) connections: accepted/s and
+//!    the ratio to (1), plus
 //!    the CPU the server (and this process) spent per accepted piece of evidence;
 //! 3. decisions: `GET /v1/devices/{id}/decision` at a fixed RATE (default 1000/s) for
 //!    10 s, open loop (a request is sent on its tick whether or not earlier ones were
@@ -169,7 +170,7 @@ async fn main() {
         Some("bench") => bench(&args[2..]).await,
         Some("fleet") => fleet(&args[2..]).await,
         _ => {
-            eprintln!("usage: loadgen bench URL ADMIN_TOKEN [RATE] [SERVER_PID]\n       loadgen fleet --devices N --rate R --seconds S --server-pids P[,P] [--db-comm C] URL[,URL] ADMIN_TOKEN");
+            eprintln!("usage: loadgen bench URL ADMIN_TOKEN [RATE] [SERVER_PID] [CONNECTIONS]\n       loadgen fleet --devices N --rate R --seconds S --server-pids P[,P] [--db-comm C] URL[,URL] ADMIN_TOKEN");
             std::process::exit(2);
         }
     }
@@ -185,6 +186,7 @@ async fn bench(args: &[String]) {
     let (url, admin) = (args[0].clone(), args[1].clone());
     let rate: u64 = args.get(2).map_or(1000, |r| r.parse().unwrap());
     let server_pid: Option<u32> = args.get(3).map(|p| p.parse().unwrap());
+    let connections: usize = args.get(4).map_or(16, |c| c.parse().unwrap());
     let client = reqwest::Client::new();
     let report = posture_test_support::laptop_report();
     println!("load average at start: {}", load_average());
@@ -264,7 +266,7 @@ async fn bench(args: &[String]) {
     let own_cpu = cpu_seconds(std::process::id());
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..16 {
+    for _ in 0..connections {
         let (q, c, u) = (queue.clone(), client.clone(), url.clone());
         tasks.push(tokio::spawn(async move {
             let mut ok = 0usize;
@@ -294,7 +296,7 @@ async fn bench(args: &[String]) {
     let elapsed = start.elapsed().as_secs_f64();
     let rate_ingest = accepted as f64 / elapsed;
     println!(
-        "ingestion (HTTP, verify, policy, store): {accepted}/{total} accepted, {rate_ingest:.0}/s, ratio to raw verification {:.2}, load average {}",
+        "ingestion (HTTP, verify, policy, store) over {connections} connections: {accepted}/{total} accepted, {rate_ingest:.0}/s, ratio to raw verification {:.2}, load average {}",
         rate_ingest / raw,
         load_average()
     );
