@@ -247,7 +247,7 @@ where
     let ek_x = left_pad(ek_x, x.len())?;
     let seed = kdfe(hash, &z, "IDENTITY", x, &ek_x, hash.bits())?;
     let mut point = Vec::with_capacity(4 + 2 * x.len());
-    for coordinate in [x.as_slice(), y.as_slice()] {
+    for coordinate in [&x[..], &y[..]] {
         let len = u16::try_from(coordinate.len())
             .map_err(|_| AttestationError::Unsupported("ECC coordinate size".into()))?;
         point.extend_from_slice(&len.to_be_bytes());
