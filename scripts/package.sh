@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Builds posture's packages into $CARGO_TARGET_DIR/packages (default target/packages):
+#   posture_VERSION-1_amd64.deb, posture-VERSION-1.x86_64.rpm   the agent (binary, unit,
+#       sysusers.d, tmpfiles.d, config, example policy, man page, completions)
+#   libposture0_*.deb, libposture-dev_*.deb, libposture-*.rpm, libposture-devel-*.rpm
+#   posture.cdx.json   CycloneDX SBOM of the agent, from Cargo.lock
+# The binaries are built with cargo-auditable (the dependency list is embedded in a
+# `.dep-v0` section: `cargo audit bin`, syft and trivy read it). The man page and
+# completions are generated here from the clap definition, never committed.
+# Usage: scripts/package.sh [--deb-revision N]   (N > 1 makes a "newer build" of the same
+# version, used by the upgrade test in tests/vm/run.sh)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+revision=1
+if [ "${1:-}" = "--deb-revision" ]; then revision=${2:?}; fi
+target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+export CARGO_TARGET_DIR=$target
+out=$target/packages
+gen=$target/release/generated
+mkdir -p "$out" "$gen"
+# Reproducible archives: file times from the commit, not from the build.
+SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
+export SOURCE_DATE_EPOCH
+
+if [ "$revision" = 1 ]; then
+  echo "== package: build posture (cargo auditable, release)"
+  cargo auditable build --release --locked -p posture-cli
+  echo "== package: build libposture (release, LTO, SONAME libposture.so.0)"
+  # As scripts/install-ffi.sh, plus the SONAME a shared library package needs.
+  cargo auditable rustc --release --locked -p posture-ffi --lib --crate-type cdylib,staticlib \
+    -- -C link-arg=-Wl,-soname,libposture.so.0
+
+  # Generated from clap by the binary just built.
+  "$target/release/posture" man | gzip -9n >"$gen/posture.1.gz"
+  "$target/release/posture" completions bash >"$gen/posture.bash"
+  "$target/release/posture" completions zsh >"$gen/_posture"
+  "$target/release/posture" completions fish >"$gen/posture.fish"
+  # libposture's pkg-config file, for the Debian/Fedora multiarch library directory.
+  version=$(cargo pkgid -p posture-ffi); version=${version##*[#@]}
+  for flavour in deb rpm; do
+    if [ $flavour = deb ]; then libdir=/usr/lib/x86_64-linux-gnu; else libdir=/usr/lib64; fi
+    sed -e "s|@PREFIX@|/usr|" -e "s|@LIBDIR@|$libdir|" -e "s|@INCLUDEDIR@|/usr/include|" \
+      -e "s|@VERSION@|$version|" -e "s|@REQUIRES_PRIVATE@|Requires.private: tss2-esys tss2-mu tss2-tctildr|" \
+      posture-ffi/posture.pc.in >"$gen/posture-$flavour.pc"
+  done
+  ln -sfn libposture.so.0 "$gen/libposture.so"   # the -dev link to the SONAME
+fi
+
+echo "== package: .deb (cargo-deb)"
+cargo deb --no-build --locked -p posture-cli --deb-revision "$revision" -o "$out/"
+if [ "$revision" = 1 ]; then
+  cargo deb --no-build --locked -p posture-ffi --variant lib -o "$out/"
+  cargo deb --no-build --locked -p posture-ffi --variant dev -o "$out/"
+  echo "== package: .rpm (cargo-generate-rpm)"
+  cargo generate-rpm -p posture-cli -o "$out/"
+  cargo generate-rpm -p posture-ffi --variant lib -o "$out/"
+  cargo generate-rpm -p posture-ffi --variant devel -o "$out/"
+  # posture-server: its crate is not on main yet; when it is, its metadata beside it
+  # makes these two lines build its packages (packaging/README.md).
+  if [ -f posture-server/Cargo.toml ]; then
+    cargo deb --no-build --locked -p posture-server -o "$out/"
+    cargo generate-rpm -p posture-server -o "$out/"
+  else
+    echo "package: posture-server is not in this workspace yet: no posture-server package"
+  fi
+  echo "== package: SBOM (CycloneDX, from Cargo.lock)"
+  cargo cyclonedx --format json --spec-version 1.5 -p posture-cli --target x86_64-unknown-linux-gnu >/dev/null 2>&1 ||
+    cargo cyclonedx --format json --manifest-path posture-cli/Cargo.toml
+  mv posture-cli/*.cdx.json "$out/posture.cdx.json" 2>/dev/null || true
+fi
+ls -l "$out"

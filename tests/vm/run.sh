@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The real-systemd install test: boots a Debian 12 guest (systemd as PID 1, Debian's
+# kernel) under QEMU, installs the posture .deb in it and checks what a user and an
+# administrator see (tests/vm/guest-install.sh). KVM when /dev/kvm is usable, else TCG.
+#
+# Usage: tests/vm/run.sh DEB_V1 DEB_V2   (DEB_V2: a newer build, for the upgrade test)
+#
+# The guest image (tests/vm/build-image.sh) is cached in $POSTURE_VM_CACHE (default
+# /var/cache/posture-test/), keyed by the hash of build-image.sh; the guest boots with
+# -snapshot, so the cached image is never written. The whole run is bounded
+# (POSTURE_VM_TIMEOUT, default 1200 s): the guest powers itself off when its test ends,
+# and QEMU is killed if it has not by then. Missing QEMU is a failure, never a skip.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+deb1=$(realpath "${1:?usage: tests/vm/run.sh DEB_V1 DEB_V2}")
+deb2=$(realpath "${2:?usage: tests/vm/run.sh DEB_V1 DEB_V2}")
+cache=${POSTURE_VM_CACHE:-/var/cache/posture-test}
+timeout_s=${POSTURE_VM_TIMEOUT:-1200}
+
+for tool in qemu-system-x86_64 debootstrap mkfs.ext4 dpkg-deb; do
+  command -v "$tool" >/dev/null || { echo "vm: FAIL: $tool is missing (scripts/setup.sh installs it)" >&2; exit 1; }
+done
+
+key=$(sha256sum "$here/build-image.sh" | cut -c1-16)
+image=$cache/vm-$key
+mkdir -p "$cache"
+(
+  flock 9
+  if [ ! -f "$image/rootfs.img" ]; then
+    start=$(date +%s)
+    rm -rf "$image.tmp"
+    "$here/build-image.sh" "$image.tmp"
+    mv "$image.tmp" "$image"
+    echo "vm: built the guest image in $(($(date +%s) - start)) s ($image)"
+    # Older images (other keys) are no longer used.
+    find "$cache" -maxdepth 1 -name 'vm-*' ! -name "vm-$key" -exec rm -rf {} +
+  else
+    echo "vm: cached guest image $image"
+  fi
+) 9>"$cache/.lock"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/posture-vm-run.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+share=$work/share
+mkdir -p "$share"
+cp "$deb1" "$share/posture_1.deb"
+cp "$deb2" "$share/posture_2.deb"
+cp "$here/guest-install.sh" "$share/guest.sh"
+dpkg-deb -f "$deb2" Version >"$share/version-2"
+# The score the README records for the unit (packaging/systemd/README.md).
+sed -n 's/.*Overall exposure level for posture.service: \([0-9.]*\).*/\1/p' \
+  "$repo/packaging/systemd/README.md" | head -1 >"$share/expected-exposure"
+
+accel=(-accel tcg,thread=multi)
+if [ -w /dev/kvm ]; then accel=(-accel kvm -cpu host); fi
+echo "vm: booting the guest (${accel[1]%%,*}), at most ${timeout_s}s"
+start=$(date +%s)
+rc=0
+timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 "${accel[@]}" -m 1536 -smp 2 \
+  -nodefaults -display none -no-reboot -serial "file:$work/console.log" \
+  -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
+  -append "root=/dev/vda rw console=ttyS0 quiet loglevel=3 systemd.show_status=error panic=-1" \
+  -drive "file=$image/rootfs.img,format=raw,if=virtio,snapshot=on" \
+  -virtfs "local,path=$share,mount_tag=host,security_model=none,id=host" \
+  -device virtio-rng-pci -nic none || rc=$?
+echo "vm: guest ran $(($(date +%s) - start)) s"
+# The test's output (everything after the kernel's boot messages).
+sed -n '/^guest: /,$p' "$work/console.log" | tr -d '\r'
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+  echo "vm: FAIL: the guest did not finish within ${timeout_s}s; last console lines:" >&2
+  tail -30 "$work/console.log" >&2
+  exit 1
+fi
+if ! grep -q '^posture-vmtest: exit 0' "$work/console.log"; then
+  echo "vm: FAIL (qemu exit $rc)" >&2
+  grep -q '^guest: ' "$work/console.log" || tail -40 "$work/console.log" >&2
+  exit 1
+fi
