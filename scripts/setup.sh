@@ -17,6 +17,9 @@ packages=(
   ca-certificates curl             # curl: daemon tests talk to the socket as another user
   util-linux                      # setpriv: tests start processes as `nobody`
   dbus-daemon                     # private bus for the daemon's resume-from-suspend test
+  lintian rpmlint rpm             # package lints (scripts/lint-packages.sh)
+  qemu-system-x86 debootstrap     # the real-systemd install test (tests/vm/run.sh)
+  e2fsprogs binutils              # mkfs.ext4 -d builds the guest image; objcopy reads .dep-v0
 )
 # Node.js and npm run Ajv 8, the strict JSON Schema validator of the schema tests. A
 # machine may already have Node.js from another source (e.g. NodeSource's nodejs, which
@@ -48,6 +51,15 @@ fi
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz   # fuzz targets (scripts/fuzz.sh)
 fi
+
+# Packaging and release hygiene (scripts/package.sh, scripts/release-check.sh), pinned.
+cargo_tools=(cargo-deb@3.8.0 cargo-generate-rpm@0.20.0 cargo-auditable@0.7.2 cargo-cyclonedx@0.5.7 cargo-deny@0.18.9)
+for tool in "${cargo_tools[@]}"; do
+  name=${tool%@*}
+  if ! "$name" --version 2>/dev/null | grep -q "${tool#*@}"; then
+    cargo install --locked "$tool"
+  fi
+done
 
 # Ajv 8 for the schema tests, pinned by package-lock.json, into the project (not globally).
 ajv_dir="$(dirname "$0")/../posture-core/tests/ajv"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up and runs every test: lints, docs, unit and integration tests
-# (including the swtpm-backed TPM tests and the C programs), and brief fuzzing.
+# (including the swtpm-backed TPM tests and the C programs), brief fuzzing, then the
+# packages: build (.deb, .rpm), lint, release checks, and the install test in a systemd guest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,3 +13,10 @@ echo "== doc";    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --l
 echo "== tests";  cargo nextest run --workspace --locked --no-fail-fast
 echo "== doctests"; cargo test --workspace --doc --locked
 echo "== fuzz";  ./scripts/fuzz.sh
+echo "== packages"; ./scripts/package.sh && ./scripts/package.sh --deb-revision 2
+echo "== package lints"; ./scripts/lint-packages.sh
+echo "== release checks"; ./scripts/release-check.sh
+echo "== install test in a systemd guest"
+packages=$(realpath -m "${CARGO_TARGET_DIR:-target}")/packages
+version=$(cargo pkgid -p posture-cli); version=${version##*[#@]}
+./tests/vm/run.sh "$packages/posture_${version}-1_amd64.deb" "$packages/posture_${version}-2_amd64.deb"
