@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-30}
 
 cargo build --release --locked --bin posture >/dev/null
-bin=target/release/posture
+bin="${CARGO_TARGET_DIR:-target}/release/posture"
 
 echo "== hyperfine: $runs runs of '$bin check --json'"
 hyperfine --warmup 3 --runs "$runs" -N -i --export-json /tmp/posture-bench-check.json "$bin check --json" >/dev/null 2>&1

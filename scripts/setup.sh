@@ -12,7 +12,7 @@ packages=(
   valgrind                        # leak checking of the C test programs
   hyperfine time                  # benchmarks (hyperfine, /usr/bin/time -v)
   python3 python3-venv            # interop tests with independent JOSE / ctypes
-  nftables iptables              # firewall check: nft -j, iptables-save; netns tests
+  nftables iptables              # firewall netns tests load rulesets with nft / iptables-nft / -legacy (the check itself reads netlink)
   python3-jwcrypto                # independent JOSE verifier/signer for evidence interop tests
   ca-certificates curl             # curl: daemon tests talk to the socket as another user
   util-linux                      # setpriv: tests start processes as `nobody`
@@ -20,6 +20,10 @@ packages=(
   lintian rpmlint rpm             # package lints (scripts/lint-packages.sh)
   qemu-system-x86 debootstrap     # the real-systemd install test (tests/vm/run.sh)
   e2fsprogs binutils              # mkfs.ext4 -d builds the guest image; objcopy reads .dep-v0
+  postgresql                      # posture-server tests: a real PostgreSQL (initdb/pg_ctl in a temp dir)
+  chromium fonts-dejavu-core      # posture-server dashboard tests in headless Chromium (with screenshots)
+  btrfs-progs                     # disk_encryption live test: btrfs raid1 on loop devices
+  cryptsetup-bin                  # regenerates the LUKS header fixtures (tests/fixtures/disk_encryption)
 )
 # Node.js and npm run Ajv 8, the strict JSON Schema validator of the schema tests. A
 # machine may already have Node.js from another source (e.g. NodeSource's nodejs, which

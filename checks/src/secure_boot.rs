@@ -6,13 +6,30 @@
 //! the legacy sysfs-efivars `…/vars/<name>-<guid>/data` (data only) on old kernels, and
 //! `/sys/kernel/security/lockdown` (`none [integrity] confidentiality`).
 //!
+//! Beyond the flag, the boot chain as evidence:
+//! - [`siglist`]: `PK`, `KEK`, `db`, `dbx` and shim's `MokListRT`/`MokListXRT` parsed from efivarfs:
+//!   the certificates trusted (subject, issuer, expiry), whether Microsoft's 2023 UEFI CAs
+//!   are present and the 2011 ones revoked, and `dbx` compared with Microsoft's current
+//!   revocation list. An outdated `dbx` fails even with Secure Boot on.
+//! - [`eventlog`]: the TCG event log (`/sys/kernel/security/tpm0/binary_bios_measurements`,
+//!   root only) parsed and replayed; the replayed PCRs and the boot facts (Secure Boot
+//!   state as measured, boot applications, `db` authorities, grub's kernel and command
+//!   line) are observed, so a verifier that has a quote can check the replay and then
+//!   write policy on events. (The replay-versus-quote comparison itself is verifier work.)
+//! - `/sys/module/module/parameters/sig_enforce`: module signature enforcement.
+//! - [`fwupd`]: fwupd's Host Security ID (`HostSecurityId` over D-Bus) when fwupd runs.
+//!
 //! Pass: `SecureBoot` is 1 and `SetupMode` is 0 (platform keys enrolled, so the firmware
 //! really verifies what it boots). A machine booted by legacy BIOS is `unknown`: Secure
 //! Boot does not apply there, and a policy decides what that means. A variable that is
 //! truncated or holds anything but 0 or 1 is `unknown`, never a pass.
 
+pub mod eventlog;
+pub mod fwupd;
+pub mod siglist;
+
 use posture_core::{Finding, Remediation};
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::source::{exists, list_dir, read_attr, read_bytes};
 use crate::Context;
@@ -28,6 +45,14 @@ const EFIVARS_DIR: &str = "/sys/firmware/efi/efivars";
 const LEGACY_VARS_DIR: &str = "/sys/firmware/efi/vars";
 const LOCKDOWN: &str = "/sys/kernel/security/lockdown";
 const HELP_URL: &str = "https://wiki.debian.org/SecureBoot";
+/// The EFI image security database GUID that `db` and `dbx` live under.
+pub const EFI_IMAGE_SECURITY_GUID: &str = "d719b2cb-3d3a-4596-a3bc-dad00e67656f";
+/// shim's GUID (`MokListRT` and `MokListXRT`: the runtime copies of the Machine Owner
+/// Key list and of its revocations).
+pub const SHIM_GUID: &str = "605dab50-e046-4300-abb6-3dd810dd8b23";
+const EVENT_LOG: &str = "/sys/kernel/security/tpm0/binary_bios_measurements";
+const SIG_ENFORCE: &str = "/sys/module/module/parameters/sig_enforce";
+const DBX_URL: &str = "https://fwupd.github.io/libfwupdplugin/uefi-dbx.html";
 
 /// Why an EFI variable's bytes are not a usable boolean.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -176,8 +201,185 @@ fn setup_mode_remediation() -> Remediation {
     .with_url(HELP_URL)
 }
 
+/// The signature databases as efivarfs shows them, parsed: `(name, file, result)`.
+fn read_databases(
+    ctx: &Context,
+) -> Vec<(&'static str, String, Result<siglist::SignatureDb, String>)> {
+    [
+        ("PK", EFI_GLOBAL_GUID),
+        ("KEK", EFI_GLOBAL_GUID),
+        ("db", EFI_IMAGE_SECURITY_GUID),
+        ("dbx", EFI_IMAGE_SECURITY_GUID),
+        ("MokListRT", SHIM_GUID),
+        ("MokListXRT", SHIM_GUID),
+    ]
+    .into_iter()
+    .filter_map(|(name, guid)| {
+        let path = format!("{EFIVARS_DIR}/{name}-{guid}");
+        match read_bytes(ctx, &path) {
+            Ok(bytes) => Some((name, path, siglist::parse_efivar_db(&bytes))),
+            Err(e) if e.is_not_found() => None,
+            Err(e) => Some((name, path, Err(e.to_string()))),
+        }
+    })
+    .collect()
+}
+
+/// What the databases say: certificates per database, the Microsoft CA generations, and
+/// how current `dbx` is. `None` for the dbx assessment when `dbx` was not read.
+fn databases_json(
+    databases: &[(&'static str, String, Result<siglist::SignatureDb, String>)],
+) -> (Value, Option<siglist::DbxAssessment>) {
+    let mut out = serde_json::Map::new();
+    let get = |name: &str| {
+        databases
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .and_then(|(_, _, r)| r.as_ref().ok())
+    };
+    for (name, _, result) in databases {
+        let value = match result {
+            Ok(db) => json!({
+                "certificates": db.certificates,
+                "sha256_entries": db.sha256.len(),
+                "other_entries": db.other,
+            }),
+            Err(reason) => json!({ "error": reason }),
+        };
+        out.insert((*name).to_owned(), value);
+    }
+    let present = |cas: &[&str]| -> Vec<String> {
+        cas.iter()
+            .filter(|cn| {
+                get("db").is_some_and(|db| db.has_cn(cn))
+                    || get("KEK").is_some_and(|k| k.has_cn(cn))
+            })
+            .map(|cn| (*cn).to_owned())
+            .collect()
+    };
+    let dbx = get("dbx").map(siglist::assess_dbx);
+    let revoked_2011: Vec<String> = siglist::MICROSOFT_2011_CAS
+        .iter()
+        .filter(|cn| get("dbx").is_some_and(|dbx| dbx.has_cn(cn)))
+        .map(|cn| (*cn).to_owned())
+        .collect();
+    out.insert(
+        "microsoft_cas".to_owned(),
+        json!({
+            "ca_2023_present": present(siglist::MICROSOFT_2023_CAS),
+            "ca_2011_present": present(siglist::MICROSOFT_2011_CAS),
+            "ca_2011_revoked": revoked_2011,
+        }),
+    );
+    out.insert("dbx_assessment".to_owned(), json!(dbx));
+    (Value::Object(out), dbx)
+}
+
+/// The TCG event log: boot facts and the replayed PCRs (SHA-256 bank, else the first),
+/// for the verifier to compare with a quote. Null when there is no log (no TPM, not root).
+fn measured_boot(ctx: &Context) -> Value {
+    let bytes = match read_bytes(ctx, EVENT_LOG) {
+        Ok(bytes) => bytes,
+        Err(e) if e.is_not_found() => return Value::Null,
+        Err(e) => return json!({ "error": e.to_string() }),
+    };
+    let log = match eventlog::parse(&bytes) {
+        Ok(log) => log,
+        Err(reason) => return json!({ "error": reason }),
+    };
+    let bank = if log
+        .algorithms
+        .iter()
+        .any(|(a, _)| *a == eventlog::ALG_SHA256)
+    {
+        eventlog::ALG_SHA256
+    } else {
+        eventlog::ALG_SHA1
+    };
+    let replayed: serde_json::Map<String, Value> = eventlog::replay(&log, bank)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(pcr, value)| (pcr.to_string(), Value::String(siglist::hex(&value))))
+        .collect();
+    json!({
+        "events": log.events.len(),
+        "banks": log.algorithms.iter().map(|(a, _)| format!("{a:#06x}")).collect::<Vec<_>>(),
+        "replay_bank": format!("{bank:#06x}"),
+        "replayed_pcrs": replayed,
+        "facts": eventlog::facts(&log),
+    })
+}
+
+/// fwupd's Host Security ID, live only (D-Bus); null with the reason otherwise.
+fn fwupd_hsi(ctx: &Context) -> Value {
+    if !ctx.live {
+        return Value::Null;
+    }
+    match fwupd::read_hsi() {
+        Ok(hsi) => json!(hsi),
+        Err(reason) => json!({ "unavailable": reason }),
+    }
+}
+
+fn module_sig_enforce(ctx: &Context) -> Value {
+    match read_attr(ctx, SIG_ENFORCE) {
+        Ok(v) if v == "Y" || v == "1" => Value::Bool(true),
+        Ok(v) if v == "N" || v == "0" => Value::Bool(false),
+        _ => Value::Null,
+    }
+}
+
+fn dbx_remediation(dbx: &siglist::DbxAssessment) -> Remediation {
+    Remediation::new(format!(
+        "The firmware's revocation list (dbx) lacks {} of the {} revocations for known-vulnerable \
+         boot loaders, so one of those could still be started with Secure Boot on. Apply the \
+         UEFI dbx update: `sudo fwupdmgr refresh && sudo fwupdmgr update` (fwupd ships it as \
+         a firmware update), or install the vendor's latest firmware.",
+        dbx.missing, dbx.reference_entries
+    ))
+    .with_url(DBX_URL)
+}
+
 /// Runs the check.
 pub fn check(ctx: &Context) -> Finding {
+    let finding = check_variables(ctx);
+    let uefi = finding.observed.get("uefi").and_then(Value::as_bool);
+    if uefi != Some(true) {
+        return finding.observe("module_sig_enforce", module_sig_enforce(ctx));
+    }
+    let databases = read_databases(ctx);
+    let (databases_value, dbx) = databases_json(&databases);
+    let mut finding = finding
+        .observe("signature_databases", databases_value)
+        .observe("measured_boot", measured_boot(ctx))
+        .observe("module_sig_enforce", module_sig_enforce(ctx))
+        .observe("fwupd_hsi", fwupd_hsi(ctx))
+        .source(EVENT_LOG)
+        .source(SIG_ENFORCE);
+    for (_, path, _) in &databases {
+        finding = finding.source(path.clone());
+    }
+    // An outdated dbx is a finding of its own weight: Secure Boot "on" while a revoked
+    // boot loader can still start.
+    match dbx {
+        Some(dbx) if dbx.missing > 0 && finding.status == posture_core::Status::Pass => {
+            let mut failed = Finding::fail(
+                ID,
+                format!(
+                    "Secure Boot is enabled but its revocation list (dbx) is outdated: {} of {} known boot loader revocations are missing",
+                    dbx.missing, dbx.reference_entries
+                ),
+                dbx_remediation(&dbx),
+            );
+            failed.observed = finding.observed;
+            failed.source = finding.source;
+            failed
+        }
+        _ => finding,
+    }
+}
+
+fn check_variables(ctx: &Context) -> Finding {
     let lockdown = lockdown(ctx);
     // Every finding carries the same facts; null where they are not known.
     let facts = |finding: Finding, uefi: bool, enabled: Value, setup_mode: Value| {

@@ -102,6 +102,23 @@ pub fn read_bytes(ctx: &Context, absolute: impl AsRef<Path>) -> Result<Vec<u8>, 
     Ok(bytes)
 }
 
+/// Reads at most `len` bytes from the start of a file or block device below the context
+/// root (e.g. the LUKS header at the start of `/dev/nvme0n1p3`). Fewer bytes come back
+/// when the file is shorter.
+pub fn read_prefix(
+    ctx: &Context,
+    absolute: impl AsRef<Path>,
+    len: u64,
+) -> Result<Vec<u8>, SourceError> {
+    let path = ctx.path(absolute);
+    let file = std::fs::File::open(&path).map_err(|e| SourceError::from_io(&path, e))?;
+    let mut bytes = Vec::new();
+    file.take(len.min(MAX_FILE_BYTES))
+        .read_to_end(&mut bytes)
+        .map_err(|e| SourceError::from_io(&path, e))?;
+    Ok(bytes)
+}
+
 /// Largest file read from a directory that a user controls (a home directory). The
 /// settings files the checks read there are a few KiB.
 pub const MAX_USER_FILE_BYTES: u64 = 4 * 1024 * 1024;

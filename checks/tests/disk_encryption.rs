@@ -835,3 +835,405 @@ fn live_system_root_verdict_matches_an_independent_reading() {
         None => assert_ne!(root["status"], "fail", "{finding:#?}"),
     }
 }
+
+// ---- cipher and key size from real LUKS headers (tests/fixtures/disk_encryption) --------
+
+fn header_fixture(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/disk_encryption")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// A single LUKS volume on nvme0n1p3 holding `/`, whose device node carries `header`.
+fn luks_root(uuid_kind: &str, header: &[u8]) -> Tree {
+    let mut tree = Tree::new();
+    tree.mount_pseudo();
+    let p3 = nvme_with_boot(&mut tree);
+    let uuid = format!(
+        "CRYPT-{uuid_kind}-{}-root_crypt",
+        LUKS_UUID.replace('-', "")
+    );
+    tree.dm(0, "root_crypt", &uuid, &[&p3]);
+    tree.mount("253:0", "/", "/", "ext4", "/dev/mapper/root_crypt");
+    std::fs::create_dir_all(tree.root().join("dev")).unwrap();
+    std::fs::write(tree.root().join("dev/nvme0n1p3"), header).unwrap();
+    tree
+}
+
+fn crypt_layer(finding: &Finding, mount_point: &str) -> Value {
+    volume(finding, mount_point)["crypt_layers"][0].clone()
+}
+
+#[test]
+fn luks2_header_gives_cipher_and_key_size() {
+    let finding = luks_root("LUKS2", &header_fixture("luks2-aes-xts-512.hdr")).run();
+    assert_eq!(finding.status, Status::Pass, "{finding:#?}");
+    let layer = crypt_layer(&finding, "/");
+    assert_eq!(layer["device"], "dm-0");
+    assert_eq!(layer["format"], "luks2");
+    assert_eq!(layer["header_device"], "nvme0n1p3");
+    assert_eq!(layer["cipher"], "aes-xts-plain64");
+    assert_eq!(layer["key_bits"], 512);
+    assert_eq!(layer["header"], "on device");
+}
+
+#[test]
+fn luks1_aes_128_xts_is_a_weak_cipher_finding() {
+    // cryptsetup 1.x's default: aes-xts-plain64 with a 256-bit key, i.e. AES-128.
+    let finding = luks_root("LUKS1", &header_fixture("luks1-aes-xts-256.hdr")).run();
+    assert_eq!(finding.status, Status::Fail, "{finding:#?}");
+    assert_eq!(finding.summary, "encrypted with a weak cipher: /");
+    let layer = crypt_layer(&finding, "/");
+    assert_eq!(
+        (layer["cipher"].as_str(), layer["key_bits"].as_u64()),
+        (Some("aes-xts-plain64"), Some(256))
+    );
+    assert!(layer["weakness"].as_str().unwrap().contains("AES-128"));
+    assert_eq!(volume(&finding, "/")["status"], "fail");
+    assert!(remediation(&finding).contains("cryptsetup reencrypt"));
+}
+
+#[test]
+fn luks1_aes_cbc_plain_is_a_weak_cipher_finding() {
+    let finding = luks_root("LUKS1", &header_fixture("luks1-aes-cbc-plain.hdr")).run();
+    assert_eq!(finding.status, Status::Fail, "{finding:#?}");
+    assert!(crypt_layer(&finding, "/")["weakness"]
+        .as_str()
+        .unwrap()
+        .contains("watermarking"));
+}
+
+#[test]
+fn luks2_aes_cbc_essiv_256_is_not_weak() {
+    let finding = luks_root("LUKS2", &header_fixture("luks2-aes-cbc-essiv-256.hdr")).run();
+    assert_eq!(finding.status, Status::Pass, "{finding:#?}");
+    assert_eq!(crypt_layer(&finding, "/")["cipher"], "aes-cbc-essiv:sha256");
+}
+
+#[test]
+fn luks_with_a_detached_header_is_encrypted_with_cipher_unknown() {
+    // `cryptsetup luksFormat --header`: the data device starts with ciphertext, not LUKS.
+    let finding = luks_root("LUKS2", &[0x5a; 16384]).run();
+    assert_eq!(finding.status, Status::Pass, "{finding:#?}");
+    let layer = crypt_layer(&finding, "/");
+    assert!(
+        layer["header"].as_str().unwrap().starts_with("detached"),
+        "{layer}"
+    );
+    assert!(layer.get("cipher").is_none());
+}
+
+#[test]
+fn unreadable_header_device_keeps_the_volume_encrypted() {
+    let mut tree = luks_root("LUKS2", b"");
+    std::fs::remove_file(tree.root().join("dev/nvme0n1p3")).unwrap();
+    tree.swaps.clear();
+    let finding = tree.run();
+    assert_eq!(finding.status, Status::Pass, "{finding:#?}");
+    assert!(crypt_layer(&finding, "/")["header"]
+        .as_str()
+        .unwrap()
+        .starts_with("not read"));
+}
+
+#[test]
+fn luks2_json_dump_and_on_disk_header_agree() {
+    // `cryptsetup luksDump --dump-json-metadata` of the same volumes.
+    for (hdr, dump) in [
+        ("luks2-aes-xts-512.hdr", "luks2-aes-xts-512.dump.json"),
+        (
+            "luks2-detached-header.hdr",
+            "luks2-detached-header.dump.json",
+        ),
+    ] {
+        let from_header = disk_encryption::parse_header(&header_fixture(hdr)).unwrap();
+        let text = String::from_utf8(header_fixture(dump)).unwrap();
+        let from_dump = disk_encryption::parse_luks2_json(&text).unwrap();
+        assert_eq!(from_header, from_dump, "{hdr}");
+        assert_eq!(from_header.cipher, "aes-xts-plain64");
+        assert_eq!(from_header.key_bits, 512);
+    }
+}
+
+// ---- loop devices, hibernation, file-level encryption ----------------------------------
+
+/// Regression (a false pass in another agent): an encrypted container file, opened on a
+/// loop device and mounted, must not make a plain root count as encrypted.
+#[test]
+fn encrypted_loop_file_does_not_make_a_plain_root_encrypted() {
+    let mut tree = Tree::new();
+    tree.mount_pseudo();
+    let disk = tree.disk(SATA, "8:0", false);
+    tree.partition(&disk, "sda1", "8:1", 1);
+    tree.mount("8:1", "/", "/", "ext4", "/dev/sda1");
+    let loop0 = tree.loop_dev(0, "/home/me/vault.img");
+    tree.dm(0, "vault", &luks2_uuid("vault"), &[&loop0]);
+    tree.mount("253:0", "/", "/mnt/vault", "ext4", "/dev/mapper/vault");
+    let finding = tree.run();
+    assert_eq!(finding.status, Status::Fail, "{finding:#?}");
+    assert_eq!(finding.observed["root"], "none");
+    assert_eq!(volume(&finding, "/mnt/vault")["status"], "pass");
+    assert_eq!(
+        chain(&finding, "/mnt/vault"),
+        ["dm-0 (LUKS2)", "loop0 (loop: /home/me/vault.img)"]
+    );
+    assert_eq!(finding.summary, "not encrypted: / (sda1)");
+}
+
+#[test]
+fn plain_loop_file_is_as_protected_as_the_filesystem_it_is_on() {
+    // A plain image file mounted through a loop device: on the encrypted root it is
+    // encrypted (by the root's LUKS), on a plain data disk it is not.
+    for (image, expected) in [
+        ("/var/lib/images/data.img", "pass"),
+        ("/srv/data.img", "fail"),
+    ] {
+        let mut tree = Tree::new();
+        lvm_on_luks(&mut tree);
+        let disk = tree.disk(SATA, "8:0", false);
+        tree.partition(&disk, "sda1", "8:1", 1);
+        tree.mount("8:1", "/", "/srv", "ext4", "/dev/sda1");
+        tree.loop_dev(0, image);
+        tree.mount("7:0", "/", "/mnt/data", "ext4", "/dev/loop0");
+        let finding = tree.run();
+        assert_eq!(
+            volume(&finding, "/mnt/data")["status"],
+            expected,
+            "{image}: {finding:#?}"
+        );
+    }
+}
+
+#[test]
+fn hibernation_resuming_from_an_unencrypted_swap_partition_fails() {
+    // Encrypted root, but `resume=/dev/sda2`: the RAM image (with the LUKS key) is in clear.
+    let mut tree = Tree::new();
+    lvm_on_luks(&mut tree);
+    let disk = tree.disk(SATA, "8:0", false);
+    tree.partition(&disk, "sda2", "8:2", 2);
+    tree.write("sys/power/resume", "8:2\n");
+    let finding = tree.run();
+    assert_eq!(finding.status, Status::Fail, "{finding:#?}");
+    assert_eq!(
+        finding.observed["hibernation"]["resume_device"],
+        "/dev/sda2"
+    );
+    assert_eq!(finding.observed["hibernation"]["encrypted"], false);
+    assert!(remediation(&finding).contains("Hibernation resumes from /dev/sda2"));
+}
+
+#[test]
+fn hibernation_resuming_from_swap_inside_luks_passes() {
+    let mut tree = Tree::new();
+    lvm_on_luks(&mut tree);
+    tree.write("sys/power/resume", "253:2\n");
+    let finding = tree.run();
+    assert_eq!(finding.status, Status::Pass, "{finding:#?}");
+    assert_eq!(finding.observed["hibernation"]["encrypted"], true);
+    // No resume device configured.
+    let mut tree = Tree::new();
+    lvm_on_luks(&mut tree);
+    tree.write("sys/power/resume", "0:0\n");
+    assert!(tree.run().observed["hibernation"]["resume_device"].is_null());
+}
+
+#[test]
+fn ecryptfs_home_is_file_level_and_does_not_pass_a_plain_root() {
+    // Ubuntu's old "encrypt my home folder": eCryptfs over /home/.ecryptfs/alice/.Private.
+    let mut tree = Tree::new();
+    tree.mount_pseudo();
+    let disk = tree.disk(SATA, "8:0", false);
+    tree.partition(&disk, "sda1", "8:1", 1);
+    tree.mount("8:1", "/", "/", "ext4", "/dev/sda1");
+    tree.mount(
+        "0:60",
+        "/",
+        "/home/alice",
+        "ecryptfs",
+        "/home/.ecryptfs/alice/.Private",
+    );
+    let finding = tree.run();
+    assert_eq!(finding.status, Status::Fail, "{finding:#?}");
+    let file_level = &finding.observed["file_level"][0];
+    assert_eq!(file_level["kind"], "ecryptfs");
+    assert_eq!(file_level["mount_point"], "/home/alice");
+    assert_eq!(file_level["full_volume"], false);
+    assert!(!has_volume(&finding, "/home/alice"));
+}
+
+#[test]
+fn btrfs_raid1_on_two_luks_devices_passes() {
+    // btrfs multi-device (raid1) with each member on its own LUKS2 mapping.
+    let mut tree = Tree::new();
+    tree.mount_pseudo();
+    let p3 = nvme_with_boot(&mut tree);
+    let disk = tree.disk(SATA, "8:0", false);
+    let sda1 = tree.partition(&disk, "sda1", "8:1", 1);
+    let a = tree.dm(0, "luks-a", &luks2_uuid("luks-a"), &[&p3]);
+    let b = tree.dm(1, "luks-b", &luks2_uuid("luks-b"), &[&sda1]);
+    let fsid = Path::new("sys/fs/btrfs/7c1d2c3e-8f9a-4b0c-9d1e-2f3a4b5c6d7e/devices");
+    link(tree.root(), fsid, "dm-0", &a.sys);
+    link(tree.root(), fsid, "dm-1", &b.sys);
+    tree.mount("0:34", "/@", "/", "btrfs", "/dev/mapper/luks-a");
+    let finding = tree.run();
+    assert_eq!(finding.status, Status::Pass, "{finding:#?}");
+    assert_eq!(
+        chain(&finding, "/"),
+        ["dm-0 (LUKS2)", "nvme0n1p3", "dm-1 (LUKS2)", "sda1"]
+    );
+}
+
+// ---- on this machine's kernel: loop devices and a real btrfs multi-device filesystem ---
+
+const LIVE_OUT: &str = "POSTURE_DISK_LIVE_OUT";
+
+/// Helper run by `live_btrfs_raid1_on_loop_files` inside a private mount namespace.
+#[test]
+#[ignore = "helper: run by live_btrfs_raid1_on_loop_files in a private mount namespace"]
+fn live_child() {
+    let finding = disk_encryption::check(&Context::system(ChecksConfig::default()));
+    let out = std::env::var(LIVE_OUT).expect("run by the live test");
+    std::fs::write(out, serde_json::to_vec(&finding).unwrap()).unwrap();
+}
+
+fn require_tools(tools: &[&str]) {
+    for tool in tools {
+        let found = std::process::Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(
+            found,
+            "{tool} is not installed: run scripts/setup.sh (this test must not be skipped)"
+        );
+    }
+}
+
+/// A real kernel stack: two loop devices over image files, one btrfs raid1 filesystem on
+/// both, mounted in a private mount namespace; the real check then reads the kernel's own
+/// mountinfo, `/sys/fs/btrfs/<fsid>/devices`, and `loop/backing_file`, and follows the
+/// backing files to the filesystem they are on. Needs root and loop devices (CI runs as
+/// root); fails loudly when a tool is missing.
+///
+/// dm-crypt is not exercised here: this build machine's kernel has no device-mapper
+/// (`/dev/mapper/control` is absent and modules cannot be loaded), so LUKS stacks are
+/// covered by the sysfs trees and the real LUKS headers above.
+#[test]
+fn live_btrfs_raid1_on_loop_files() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let root = status
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+    if !root {
+        eprintln!("NOT RUN: live_btrfs_raid1_on_loop_files needs root (CI runs as root)");
+        return;
+    }
+    require_tools(&["losetup", "mkfs.btrfs", "unshare", "mount"]);
+    assert!(
+        Path::new("/dev/loop-control").exists(),
+        "no /dev/loop-control: the kernel has no loop devices"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("finding.json");
+    let exe = std::env::current_exe().unwrap();
+    let script = r#"
+        set -e
+        cd "$1"
+        truncate -s 160M a.img b.img
+        A=$(losetup -f --show a.img); B=$(losetup -f --show b.img)
+        trap 'umount mnt 2>/dev/null; losetup -d "$A" "$B"' EXIT
+        mkfs.btrfs -q -f -d raid1 -m raid1 "$A" "$B" >/dev/null
+        mkdir mnt
+        mount -t btrfs "$A" mnt
+        echo "$A $B" > loops
+        "$2" --exact live_child --ignored --nocapture >/dev/null
+    "#;
+    let output = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .arg(dir.path())
+        .arg(&exe)
+        .env(LIVE_OUT, &out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "live setup failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let finding: Finding = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let loops = std::fs::read_to_string(dir.path().join("loops")).unwrap();
+    let names: Vec<&str> = loops
+        .split_whitespace()
+        .map(|l| l.trim_start_matches("/dev/"))
+        .collect();
+    let mount_point = dir.path().join("mnt");
+    let mount_point = mount_point.to_str().unwrap();
+    let btrfs = volume(&finding, mount_point);
+    assert_eq!(btrfs["fstype"], "btrfs");
+    let chain: Vec<&str> = btrfs["device_chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(chain.len(), 2, "both raid1 members: {chain:?}");
+    for (label, name) in chain.iter().zip(&names) {
+        assert!(label.starts_with(&format!("{name} (loop: ")), "{label}");
+    }
+    // The image files are on this machine's root filesystem: the btrfs volume is exactly
+    // as protected as `/`, never `unknown` and never better.
+    assert_eq!(
+        btrfs["status"],
+        volume(&finding, "/")["status"],
+        "{finding:#?}"
+    );
+    assert_eq!(btrfs["encryption"], volume(&finding, "/")["encryption"]);
+}
+
+#[test]
+fn dm_integrity_under_dm_crypt_is_encrypted_and_the_header_is_read_below_it() {
+    // `cryptsetup luksFormat --integrity hmac-sha256`: dm-crypt (CRYPT-LUKS2) over a
+    // dm-integrity device (CRYPT-SUBDEV, `<name>_dif`) over the partition, whose start
+    // holds the LUKS2 header.
+    let mut tree = Tree::new();
+    tree.mount_pseudo();
+    let p3 = nvme_with_boot(&mut tree);
+    let dif = tree.dm(
+        0,
+        "root_crypt_dif",
+        &format!("CRYPT-SUBDEV-{}-root_crypt_dif", LUKS_UUID.replace('-', "")),
+        &[&p3],
+    );
+    tree.dm(1, "root_crypt", &luks2_uuid("root_crypt"), &[&dif]);
+    tree.mount("253:1", "/", "/", "ext4", "/dev/mapper/root_crypt");
+    std::fs::create_dir_all(tree.root().join("dev")).unwrap();
+    std::fs::write(
+        tree.root().join("dev/nvme0n1p3"),
+        header_fixture("luks2-aes-xts-512.hdr"),
+    )
+    .unwrap();
+    let finding = tree.run();
+    assert_eq!(finding.status, Status::Pass, "{finding:#?}");
+    assert_eq!(
+        chain(&finding, "/"),
+        ["dm-1 (LUKS2)", "dm-0 (dm-crypt SUBDEV)", "nvme0n1p3"]
+    );
+    let layer = crypt_layer(&finding, "/");
+    assert_eq!(layer["header_device"], "nvme0n1p3");
+    assert_eq!(layer["cipher"], "aes-xts-plain64");
+}

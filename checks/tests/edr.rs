@@ -52,6 +52,58 @@ fn catalogue_parses_and_every_product_has_all_three_oses() {
     }
 }
 
+/// Issue 17: at least 20 products with a Linux agent, each with everything the running
+/// check needs (processes, service units, install paths, executable directories).
+#[test]
+fn catalogue_has_twenty_linux_agents_with_processes_units_paths_and_dirs() {
+    let catalogue = catalogue::builtin().unwrap();
+    let linux: Vec<_> = catalogue
+        .products
+        .iter()
+        .filter_map(|p| p.entry(Os::Linux).map(|e| (p.id.as_str(), e)))
+        .collect();
+    assert!(linux.len() >= 20, "{} Linux agents", linux.len());
+    for (id, entry) in linux {
+        assert!(!entry.processes.is_empty(), "{id}: no processes");
+        assert!(!entry.services.is_empty(), "{id}: no service units");
+        assert!(
+            entry.services.iter().all(|s| s.ends_with(".service")),
+            "{id}: services are systemd units"
+        );
+        assert!(!entry.paths.is_empty(), "{id}: no install paths");
+        assert!(
+            !entry.exe_dirs.is_empty(),
+            "{id}: no executable directories"
+        );
+        for path in entry.paths.iter().chain(&entry.exe_dirs) {
+            assert!(path.starts_with('/'), "{id}: {path} is not absolute");
+        }
+        for dir in &entry.exe_dirs {
+            assert!(
+                !matches!(dir.as_str(), "/" | "/tmp" | "/var/tmp" | "/home"),
+                "{id}: {dir} is not an install directory"
+            );
+        }
+    }
+    for id in [
+        "cortex_xdr",
+        "cybereason",
+        "trellix_ens",
+        "bitdefender_gravityzone",
+        "eset",
+        "kaspersky",
+        "qualys",
+        "rapid7_insight",
+        "tanium",
+        "huntress",
+    ] {
+        assert!(
+            catalogue.products.iter().any(|p| p.id == id),
+            "{id} missing"
+        );
+    }
+}
+
 #[test]
 fn catalogue_rejects_unknown_keys_and_duplicate_ids() {
     let typo = "[[product]]\nid = \"x\"\nname = \"X\"\n[product.linux]\nprocess = [\"x\"]\n";
@@ -59,6 +111,11 @@ fn catalogue_rejects_unknown_keys_and_duplicate_ids() {
         .unwrap_err()
         .to_string()
         .contains("process"));
+    let incomplete = "[[product]]\nid = \"x\"\nname = \"X\"\n[product.linux]\nprocesses = [\"x\"]\nservices = [\"x.service\"]\npaths = [\"/opt/x\"]\n";
+    assert!(catalogue::validate(&catalogue::parse(incomplete).unwrap())
+        .unwrap_err()
+        .to_string()
+        .contains("needs `exe_dirs`"));
     let dup = "[[product]]\nid = \"x\"\nname = \"X\"\n[[product]]\nid = \"x\"\nname = \"Y\"\n";
     assert!(catalogue::parse(dup)
         .unwrap_err()

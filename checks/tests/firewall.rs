@@ -1,4 +1,5 @@
-//! `firewall` check: parsing and deciding on real `nft -j list ruleset` outputs, the
+//! `firewall` check: parsing and deciding on real nftables netlink dumps and
+//! `nft -j list ruleset` outputs of the same rulesets, the
 //! iptables-legacy fallback, the config files, and end to end inside fresh network
 //! namespaces with a real loaded ruleset.
 
@@ -9,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
-use posture_checks::firewall::{self, assess, parse_iptables_save, parse_nft_json, FrontendConfig};
+use posture_checks::firewall::{
+    self, assess, netlink, parse_iptables_save, parse_nft_json, FrontendConfig,
+};
 use posture_checks::{ChecksConfig, Context};
 use posture_core::{Finding, Status};
 
@@ -142,6 +145,131 @@ fn iptables_legacy_save_fallback() {
     assert!(!assessment.ipv4_restricted);
 }
 
+// ---- netlink dumps (what the check reads) -----------------------------------------------
+
+fn parse_nlmsg(name: &str) -> firewall::Ruleset {
+    netlink::parse_dump(&std::fs::read(fixture(&format!("{name}.nlmsg"))).unwrap()).unwrap()
+}
+
+/// Every netlink dump fixture decides exactly as nft's own JSON of the same ruleset does:
+/// same input chains, same verdicts, same reasons.
+#[test]
+fn netlink_dumps_agree_with_nft_json_of_the_same_ruleset() {
+    let names = [
+        ("empty", Status::Fail),
+        ("nft-drop-policy", Status::Pass),
+        ("firewalld-zones", Status::Pass),
+        ("accept-all", Status::Fail),
+        ("unconditional-accept-first", Status::Fail),
+        ("ipv4-only-drop", Status::Fail),
+        ("ufw-like", Status::Pass),
+        ("iptables-nft-docker", Status::Fail),
+        ("nixos-nftables", Status::Pass),
+        ("nixos-iptables", Status::Pass),
+        ("docker-published", Status::Pass),
+    ];
+    for (name, expected) in names {
+        let from_netlink = assess(&parse_nlmsg(name));
+        let from_json = assess(&parse_nft_json(&read_fixture(&format!("{name}.json"))).unwrap());
+        assert_eq!(from_netlink.chains, from_json.chains, "{name}");
+        assert_eq!(from_netlink.managed_by, from_json.managed_by, "{name}");
+        assert_eq!(from_netlink.rule_count, from_json.rule_count, "{name}");
+        assert_eq!(from_netlink.docker, from_json.docker, "{name}");
+        let finding = firewall::decide(&from_netlink, true, &FrontendConfig::default());
+        assert_eq!(finding.status, expected, "{name}: {}", finding.summary);
+    }
+}
+
+#[test]
+fn netlink_dump_of_nixos_iptables_firewall_restricts_through_its_chains() {
+    let assessment = assess(&parse_nlmsg("nixos-iptables"));
+    assert_eq!(assessment.managed_by.as_deref(), Some("nixos"));
+    let input: Vec<_> = assessment
+        .chains
+        .iter()
+        .map(|c| (c.family.as_str(), c.policy.as_str(), c.because.as_str()))
+        .collect();
+    assert_eq!(
+        input,
+        vec![
+            (
+                "ip",
+                "accept",
+                "catch-all drop rule in chain nixos-fw-refuse"
+            ),
+            (
+                "ip6",
+                "accept",
+                "catch-all drop rule in chain nixos-fw-refuse"
+            ),
+        ]
+    );
+}
+
+#[test]
+fn netlink_dump_of_nixos_nftables_firewall_passes_on_its_drop_policy() {
+    let assessment = assess(&parse_nlmsg("nixos-nftables"));
+    assert_eq!(assessment.managed_by.as_deref(), Some("nixos"));
+    assert_eq!(assessment.chains.len(), 1, "rpfilter is a prerouting chain");
+    assert_eq!(assessment.chains[0].because, "policy drop");
+}
+
+#[test]
+fn netlink_dump_of_firewalld_names_the_active_zone() {
+    let assessment = assess(&parse_nlmsg("firewalld-zones"));
+    assert_eq!(assessment.managed_by.as_deref(), Some("firewalld"));
+    assert_eq!(assessment.firewalld_zones, vec!["public".to_owned()]);
+}
+
+#[test]
+fn docker_chains_open_and_are_reported_never_counted_as_a_firewall() {
+    // Docker alone: its FORWARD policy drop is not an input restriction.
+    let alone = assess(&parse_nlmsg("iptables-nft-docker"));
+    assert!(!alone.ipv4_restricted);
+    assert_eq!(alone.docker.as_ref().map(|d| d.published_ports), Some(0));
+    // Docker with a published port on a host with an input drop policy: pass, and the
+    // finding says the port bypasses the input chain.
+    let published = assess(&parse_nlmsg("docker-published"));
+    assert_eq!(
+        published.docker.as_ref().map(|d| d.published_ports),
+        Some(1)
+    );
+    let finding = firewall::decide(&published, true, &FrontendConfig::default());
+    assert_eq!(finding.status, Status::Pass);
+    assert!(
+        finding
+            .summary
+            .contains("Docker publishes 1 container port"),
+        "{}",
+        finding.summary
+    );
+}
+
+#[test]
+fn netlink_error_reply_is_an_error_not_an_empty_ruleset() {
+    // An NLMSG_ERROR carrying -EPERM, as the kernel answers a dump without CAP_NET_ADMIN.
+    let mut message = vec![36, 0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0];
+    message.extend_from_slice(&(-1i32).to_ne_bytes());
+    message.extend_from_slice(&[20, 0, 0, 0, 1, 10, 1, 3, 1, 0, 0, 0, 0, 0, 0, 0]);
+    let err = netlink::parse_dump(&message).unwrap_err();
+    assert!(err.is_permission(), "{err}");
+}
+
+/// Regression: a rule whose bitwise mask attribute claims more bytes than it has made the
+/// netlink decoder panic (found by the boot_and_disk fuzz target).
+#[test]
+fn fuzz_crash_malformed_bitwise_mask_is_a_decode_error_not_a_panic() {
+    let bytes = std::fs::read(fixture("fuzz-crash-bitwise-mask.nlmsg")).unwrap();
+    let err = netlink::parse_dump(&bytes).unwrap_err();
+    assert!(err.to_string().contains("malformed"), "{err}");
+}
+
+#[test]
+fn truncated_netlink_dump_is_an_error() {
+    let bytes = std::fs::read(fixture("nft-drop-policy.nlmsg")).unwrap();
+    assert!(netlink::parse_dump(&bytes[..bytes.len() / 2 + 3]).is_err());
+}
+
 fn write(root: &Path, path: &str, text: &str) {
     let path = root.join(path.trim_start_matches('/'));
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -239,6 +367,15 @@ fn can_unshare() -> Result<(), String> {
 /// Runs the real check in a new network namespace after `setup` (a shell command run in
 /// that namespace, in a directory holding `files`) has loaded its ruleset.
 fn check_in_netns(setup: &str, files: &[(&str, String)]) -> Option<Finding> {
+    check_in_namespaces(&["--net"], setup, files)
+}
+
+/// As [`check_in_netns`], in the extra namespaces `unshare` is given.
+fn check_in_namespaces(
+    namespaces: &[&str],
+    setup: &str,
+    files: &[(&str, String)],
+) -> Option<Finding> {
     if !posture_test_support::can_run(can_unshare()) {
         return None;
     }
@@ -252,7 +389,8 @@ fn check_in_netns(setup: &str, files: &[(&str, String)]) -> Option<Finding> {
         r#"cd "$1" && {{ {setup}; }} || exit 97; exec "$2" --exact netns_child --ignored --nocapture"#
     );
     let output = Command::new("unshare")
-        .args(["--net", "--", "sh", "-c", &script, "sh"])
+        .args(namespaces)
+        .args(["--", "sh", "-c", &script, "sh"])
         .arg(dir.path())
         .arg(&exe)
         .env(CHILD_OUT, &out)
@@ -276,7 +414,31 @@ fn live_netns_with_drop_policy_passes() {
     assert_eq!(finding.status, Status::Pass, "{finding:?}");
     assert_eq!(finding.observed["managed_by"], "nftables");
     assert_eq!(finding.observed["loaded"]["ipv4_restricted"], true);
-    assert!(finding.source.iter().any(|s| s == "nft -j list ruleset"));
+    assert!(finding.source.iter().any(|s| s == firewall::NETLINK_SOURCE));
+}
+
+/// Regression: on a minimal install with neither `nft` nor `iptables-save` the answer used
+/// to be `unknown`. The ruleset is now read over netlink: with every sbin/bin directory
+/// hidden (a private mount namespace mounts empty tmpfs over them after loading the rules),
+/// the check still reads it, and no command could have been run.
+#[test]
+fn live_netns_without_nft_or_iptables_binaries_still_reads_the_ruleset() {
+    let rules = read_fixture("nft-drop-policy.nft");
+    let hide = "for d in /usr/sbin /usr/bin /usr/local/sbin /usr/local/bin /sbin /bin; do \
+                [ -L \"$d\" ] || mount -t tmpfs none \"$d\"; done";
+    let Some(finding) = check_in_namespaces(
+        &["--net", "--mount", "--propagation", "private"],
+        &format!("nft -f rules.nft && {hide}"),
+        &[("rules.nft", rules)],
+    ) else {
+        return;
+    };
+    assert_eq!(finding.status, Status::Pass, "{finding:?}");
+    assert!(finding.source.iter().any(|s| s == firewall::NETLINK_SOURCE));
+    assert!(finding
+        .source
+        .iter()
+        .all(|s| !s.contains("nft -j") && !s.contains("-save")));
 }
 
 #[test]

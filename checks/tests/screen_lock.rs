@@ -189,7 +189,7 @@ fn gvdb_fixtures_match_their_keyfiles() {
         );
         compared += 1;
     }
-    assert_eq!(compared, 7);
+    assert_eq!(compared, 10);
 }
 
 /// The reader takes untrusted bytes: every truncation, every byte overwritten, and
@@ -382,9 +382,129 @@ fn the_greeter_and_ssh_sessions_are_not_judged() {
 
 #[test]
 fn unsupported_desktop_is_unknown() {
-    let finding = Tree::new().session("2", "sway-wayland").check();
+    let finding = Tree::new().session("2", "labwc-wayland").check();
     assert_eq!(finding.status, Status::Unknown);
-    assert!(finding.reason.unwrap().contains("sway"));
+    assert!(finding.reason.unwrap().contains("labwc"));
+}
+
+// ---- Cinnamon, MATE, sway, Hyprland, i3 / X11 lockers ------------------------------------
+
+fn session_of(kind: &str) -> Tree {
+    Tree::new().session("2", kind)
+}
+
+fn one(finding: &Finding) -> &serde_json::Value {
+    &finding.observed["sessions"][0]
+}
+
+#[test]
+fn cinnamon_settings_pass_and_its_900_s_default_is_the_limit() {
+    let finding = session_of("cinnamon-x11")
+        .with(USER_DB, "gnome/cinnamon-ok")
+        .check();
+    assert_eq!(finding.status, Status::Pass, "{finding:#?}");
+    assert_eq!(one(&finding)["lock_after_seconds"], json!(300));
+    // No user database: Cinnamon's schema default idle-delay is 900 s (15 min).
+    let finding = session_of("cinnamon-x11").check();
+    assert_eq!(one(&finding)["lock_after_seconds"], json!(900));
+}
+
+#[test]
+fn mate_with_lock_disabled_fails_with_mate_remediation() {
+    let finding = session_of("mate-x11")
+        .with(USER_DB, "gnome/mate-lock-disabled")
+        .check();
+    assert_eq!(finding.status, Status::Fail, "{finding:#?}");
+    assert!(finding.summary.contains("does not lock automatically"));
+    assert!(finding.remediation.as_ref().unwrap().text.contains("MATE"));
+    // MATE's idle-delay is in minutes.
+    assert_eq!(one(&finding)["settings"]["idle_delay_minutes"], json!(10));
+}
+
+#[test]
+fn sway_default_config_never_locks_and_a_swayidle_config_does() {
+    // Debian 12's /etc/sway/config only has swayidle commented out.
+    let finding = session_of("sway-wayland")
+        .with("etc/sway/config", "lockers/sway-config-debian12")
+        .check();
+    assert_eq!(finding.status, Status::Fail, "{finding:#?}");
+    assert!(finding.remediation.unwrap().text.contains("swayidle"));
+    let finding = session_of("sway-wayland")
+        .with("etc/sway/config", "lockers/sway-config-debian12")
+        .with(
+            "home/alice/.config/swayidle/config",
+            "lockers/swayidle-config",
+        )
+        .check();
+    assert_eq!(finding.status, Status::Pass, "{finding:#?}");
+    assert_eq!(one(&finding)["lock_after_seconds"], json!(300));
+}
+
+#[test]
+fn sway_without_any_config_is_unknown() {
+    let finding = session_of("sway-wayland").check();
+    assert_eq!(finding.status, Status::Unknown, "{finding:#?}");
+}
+
+#[test]
+fn hypridle_locks_through_lock_session_when_hyprland_starts_it() {
+    let tree = session_of("hyprland-wayland").with(
+        "home/alice/.config/hypr/hypridle.conf",
+        "lockers/hypridle.conf",
+    );
+    // hypridle.conf alone: nothing starts hypridle, so nothing locks.
+    let finding = tree.check();
+    assert_eq!(finding.status, Status::Fail, "{finding:#?}");
+    let finding = tree
+        .with(
+            "home/alice/.config/hypr/hyprland.conf",
+            "lockers/hyprland.conf",
+        )
+        .check();
+    assert_eq!(finding.status, Status::Pass, "{finding:#?}");
+    assert_eq!(one(&finding)["lock_after_seconds"], json!(300));
+}
+
+#[test]
+fn i3_default_config_locks_through_xss_lock_at_the_x_default() {
+    // Debian 12's /etc/i3/config as the user's config: xss-lock + i3lock, no `xset s`.
+    let finding = session_of("i3-x11")
+        .with("home/alice/.config/i3/config", "lockers/i3-config-debian12")
+        .check();
+    assert_eq!(finding.status, Status::Pass, "{finding:#?}");
+    assert_eq!(one(&finding)["lock_after_seconds"], json!(600));
+    assert_eq!(one(&finding)["settings"]["tool"], json!("xss-lock"));
+}
+
+#[test]
+fn xscreensaver_locking_after_20_minutes_fails_the_15_minute_limit() {
+    let finding = session_of("openbox-x11")
+        .with("home/alice/.xscreensaver", "lockers/xscreensaver")
+        .check();
+    assert_eq!(finding.status, Status::Fail, "{finding:#?}");
+    assert_eq!(one(&finding)["lock_after_seconds"], json!(1200));
+    assert_eq!(one(&finding)["desktop"], json!("openbox"));
+}
+
+#[test]
+fn light_locker_not_locking_on_suspend_fails() {
+    let finding = session_of("openbox-x11")
+        .with("etc/xdg/autostart/light-locker.desktop", "passwd")
+        .with(USER_DB, "gnome/light-locker-no-suspend")
+        .check();
+    assert_eq!(finding.status, Status::Fail, "{finding:#?}");
+    assert!(
+        finding.summary.contains("waking from sleep"),
+        "{}",
+        finding.summary
+    );
+}
+
+#[test]
+fn x11_session_without_any_locker_is_unknown() {
+    let finding = session_of("openbox-x11").check();
+    assert_eq!(finding.status, Status::Unknown, "{finding:#?}");
+    assert!(finding.reason.unwrap().contains("no screen locker found"));
 }
 
 #[test]
@@ -527,40 +647,238 @@ fn xfce_without_xfce4_screensaver_is_unknown() {
 
 // ---------------------------------------------------------------- this machine
 
-/// This machine: which graphical user sessions exist is worked out here from logind's
-/// files; with none, the check must say so rather than pass.
+/// This machine: the live check asks logind over the system bus. This build machine (and
+/// CI) runs no systemd and no system bus, so the answer must be `unknown` naming D-Bus,
+/// never a pass; where a bus and logind run, the sessions it lists are judged.
 #[test]
-fn live_machine_agrees_with_logind() {
+fn live_machine_asks_logind_over_dbus() {
     let finding = screen_lock::check(&Context::system(ChecksConfig::default()));
     finding.check_invariants().unwrap();
-    let graphical = std::fs::read_dir("/run/systemd/sessions")
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter(|e| !e.file_name().to_string_lossy().ends_with(".ref"))
-                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                .filter(|text| {
-                    let has = |line: &str| text.lines().any(|l| l == line);
-                    (has("TYPE=x11") || has("TYPE=wayland") || has("TYPE=mir"))
-                        && has("CLASS=user")
-                        && !has("STATE=closing")
-                })
-                .count()
-        })
-        .unwrap_or(0);
-    if graphical == 0 {
+    assert!(finding
+        .source
+        .iter()
+        .any(|s| s.starts_with("D-Bus org.freedesktop.login1")));
+    let bus = std::env::var("DBUS_SYSTEM_BUS_ADDRESS").is_ok()
+        || Path::new("/run/dbus/system_bus_socket").exists();
+    if !bus {
         assert_eq!(finding.status, Status::Unknown, "{finding:?}");
-        assert!(finding
-            .reason
-            .unwrap()
-            .starts_with("no graphical user session"));
-    } else {
-        assert_eq!(
-            finding.observed["sessions"].as_array().map(Vec::len),
-            Some(graphical),
-            "{finding:?}"
-        );
+        assert!(finding.reason.unwrap().contains("D-Bus"));
     }
+}
+
+// ---- logind over a real (private) D-Bus, with logind's interface served by the test ----
+
+const LOGIND_ROOT: &str = "POSTURE_TEST_LOGIND_ROOT";
+const LOGIND_OUT: &str = "POSTURE_TEST_LOGIND_OUT";
+
+/// Helper run by `logind_over_dbus_*` in a child process whose `DBUS_SYSTEM_BUS_ADDRESS`
+/// names the private bus: the check, live (so it asks D-Bus), over the fixture tree.
+#[test]
+#[ignore = "helper: run by the logind_over_dbus tests with a private system bus"]
+fn logind_child() {
+    let root = std::env::var(LOGIND_ROOT).expect("run by the logind tests");
+    let mut ctx = Context::fixture(root, ChecksConfig::default(), SystemTime::now());
+    ctx.live = true;
+    let finding = screen_lock::check(&ctx);
+    std::fs::write(
+        std::env::var(LOGIND_OUT).unwrap(),
+        serde_json::to_vec(&finding).unwrap(),
+    )
+    .unwrap();
+}
+
+struct FakeManager {
+    sessions: Vec<(String, u32, String, String, zbus::zvariant::OwnedObjectPath)>,
+}
+
+#[zbus::interface(name = "org.freedesktop.login1.Manager")]
+impl FakeManager {
+    fn list_sessions(&self) -> Vec<(String, u32, String, String, zbus::zvariant::OwnedObjectPath)> {
+        self.sessions.clone()
+    }
+}
+
+struct FakeSession {
+    kind: &'static str,
+    class: &'static str,
+    desktop: &'static str,
+    locked: bool,
+    idle: bool,
+}
+
+#[zbus::interface(name = "org.freedesktop.login1.Session")]
+impl FakeSession {
+    #[zbus(property)]
+    fn r#type(&self) -> String {
+        self.kind.to_owned()
+    }
+    #[zbus(property)]
+    fn class(&self) -> String {
+        self.class.to_owned()
+    }
+    #[zbus(property)]
+    fn state(&self) -> String {
+        "active".to_owned()
+    }
+    #[zbus(property)]
+    fn desktop(&self) -> String {
+        self.desktop.to_owned()
+    }
+    #[zbus(property)]
+    fn active(&self) -> bool {
+        true
+    }
+    #[zbus(property)]
+    fn idle_hint(&self) -> bool {
+        self.idle
+    }
+    #[zbus(property)]
+    fn idle_since_hint(&self) -> u64 {
+        if self.idle {
+            1_764_547_200_000_000
+        } else {
+            0
+        }
+    }
+    #[zbus(property)]
+    fn locked_hint(&self) -> bool {
+        self.locked
+    }
+    #[zbus(property)]
+    fn remote(&self) -> bool {
+        false
+    }
+}
+
+/// Starts a private dbus-daemon, serves a logind with these sessions on it, runs the
+/// check in a child process against it, and returns the finding.
+fn check_with_fake_logind(tree: &Tree, sessions: Vec<(&str, u32, &str, FakeSession)>) -> Finding {
+    let bus = posture_test_support::PrivateBus::start();
+    let address = bus.address.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _logind = runtime.block_on(async {
+        let listed = sessions
+            .iter()
+            .map(|(id, uid, user, _)| {
+                (
+                    (*id).to_owned(),
+                    *uid,
+                    (*user).to_owned(),
+                    "seat0".to_owned(),
+                    zbus::zvariant::OwnedObjectPath::try_from(format!(
+                        "/org/freedesktop/login1/session/_3{id}"
+                    ))
+                    .unwrap(),
+                )
+            })
+            .collect();
+        let mut builder = zbus::connection::Builder::address(address.as_str())
+            .unwrap()
+            .name("org.freedesktop.login1")
+            .unwrap()
+            .serve_at("/org/freedesktop/login1", FakeManager { sessions: listed })
+            .unwrap();
+        for (id, _, _, session) in sessions {
+            builder = builder
+                .serve_at(format!("/org/freedesktop/login1/session/_3{id}"), session)
+                .unwrap();
+        }
+        builder.build().await.unwrap()
+    });
+    let out = bus.path("finding.json");
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "logind_child", "--ignored", "--nocapture"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+        .env(LOGIND_ROOT, tree.dir.path())
+        .env(LOGIND_OUT, &out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap()
+}
+
+fn fake(kind: &'static str, class: &'static str, desktop: &'static str) -> FakeSession {
+    FakeSession {
+        kind,
+        class,
+        desktop,
+        locked: false,
+        idle: false,
+    }
+}
+
+#[test]
+fn logind_over_dbus_lists_the_graphical_sessions_with_their_hints() {
+    // The tree has alice's GNOME settings but no session files: the sessions come only
+    // from logind on the bus.
+    let tree = Tree::new().with(USER_DB, "gnome/user-ok");
+    let mut gnome = fake("wayland", "user", "GNOME");
+    gnome.locked = true;
+    gnome.idle = true;
+    let finding = check_with_fake_logind(
+        &tree,
+        vec![
+            ("2", 1000, "alice", gnome),
+            ("c1", 120, "gdm", fake("wayland", "greeter", "GNOME")),
+            ("5", 1000, "alice", fake("tty", "user", "")),
+        ],
+    );
+    assert_eq!(finding.status, Status::Pass, "{finding:#?}");
+    let sessions = finding.observed["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 1, "the greeter and the tty are not judged");
+    assert_eq!(sessions[0]["session"], "2");
+    assert_eq!(sessions[0]["logind"]["locked"], true);
+    assert_eq!(sessions[0]["logind"]["idle"], true);
+    assert!(finding
+        .source
+        .iter()
+        .any(|s| s.starts_with("D-Bus org.freedesktop.login1")));
+}
+
+#[test]
+fn logind_over_dbus_with_no_graphical_session_is_unknown() {
+    let finding = check_with_fake_logind(
+        &Tree::new(),
+        vec![("5", 1000, "alice", fake("tty", "user", ""))],
+    );
+    assert_eq!(finding.status, Status::Unknown, "{finding:#?}");
+    assert_eq!(finding.reason.as_deref(), Some("no graphical user session"));
+}
+
+#[test]
+fn no_logind_on_the_bus_is_unknown_never_pass() {
+    // A bus without logind on it: the call fails, the answer is unknown with the reason.
+    let finding = check_with_fake_logind_absent();
+    assert_eq!(finding.status, Status::Unknown, "{finding:#?}");
+    assert!(
+        finding.reason.unwrap().contains("logind"),
+        "reason names logind"
+    );
+}
+
+fn check_with_fake_logind_absent() -> Finding {
+    let tree = Tree::new();
+    let bus = posture_test_support::PrivateBus::start();
+    let address = bus.address.clone();
+    let out = bus.path("finding.json");
+    let output = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "logind_child", "--ignored", "--nocapture"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+        .env(LOGIND_ROOT, tree.dir.path())
+        .env(LOGIND_OUT, &out)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap()
 }
 
 // ---- files a user controls, read as root (issue 11, item 2) ------------------------------

@@ -62,6 +62,12 @@ pub struct DaemonConfig {
     pub evidence_ttl: Duration,
     /// Where signed evidence is POSTed after each collection (http or https).
     pub server_url: Option<String>,
+    /// posture-server's `GET /v1/challenge`: fetched before each delivery, so evidence is
+    /// signed at delivery time, bound to a fresh single-use nonce and to the server's
+    /// audience (the outbox keeps the report until then). Default: derived from a
+    /// `server_url` ending in `/v1/evidence`; other receivers get evidence signed at
+    /// collection time, as before.
+    pub challenge_url: Option<String>,
     /// RFC 8935 push endpoint for CAEP `device-compliance-change` SETs.
     pub caep_receiver: Option<String>,
     /// `aud` of pushed evidence and events.
@@ -120,6 +126,7 @@ impl Default for DaemonConfig {
             request_timeout: Duration::from_secs(10),
             evidence_ttl: Duration::from_secs(5 * 60),
             server_url: None,
+            challenge_url: None,
             caep_receiver: None,
             audience: None,
             policy: None,
@@ -147,6 +154,18 @@ pub enum SettingsError {
 }
 
 impl DaemonConfig {
+    /// Where to fetch a nonce before each evidence delivery, if the receiver is a
+    /// posture-server (`challenge_url`, else derived from `server_url`).
+    pub fn challenge_url(&self) -> Option<String> {
+        if let Some(url) = &self.challenge_url {
+            return Some(url.clone());
+        }
+        self.server_url
+            .as_deref()?
+            .strip_suffix("/v1/evidence")
+            .map(|base| format!("{base}/v1/challenge"))
+    }
+
     /// Checks ranges and URLs.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |key, problem: &str| {
@@ -193,6 +212,7 @@ impl DaemonConfig {
         }
         for (key, url) in [
             ("server_url", &self.server_url),
+            ("challenge_url", &self.challenge_url),
             ("caep_receiver", &self.caep_receiver),
         ] {
             if let Some(url) = url {

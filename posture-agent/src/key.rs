@@ -6,6 +6,7 @@
 //! backend = "auto"                # "auto" | "tpm" | "software"
 //! allow_software_fallback = true  # auto only: use a software key when the TPM is unusable
 //! quote_pcrs = [0, 1, 2, 3, 4, 5, 6, 7]   # sha256 PCRs quoted by `report --nonce`
+//! ek = "auto"                     # "auto" | "rsa" | "ecc": the EK `enroll request` presents
 //! ```
 //!
 //! The TPM is reached through the `TCTI` environment variable (e.g.
@@ -34,6 +35,20 @@ pub enum Backend {
     Software,
 }
 
+/// Which endorsement key `posture enroll request` presents (the `ek` setting).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EkPreference {
+    /// The RSA 2048 EK when its certificate is in NV (what most verifiers expect), else
+    /// the ECC EK whose certificate is (P-256, then P-384), else the RSA 2048 EK.
+    #[default]
+    Auto,
+    /// Always the RSA 2048 EK.
+    Rsa,
+    /// The ECC EK: NIST P-256 unless only a P-384 EK certificate is in NV.
+    Ecc,
+}
+
 /// The `[key]` table.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -45,6 +60,8 @@ pub struct KeyConfig {
     pub allow_software_fallback: bool,
     /// The sha256 PCRs that `posture report --nonce` quotes.
     pub quote_pcrs: Vec<u32>,
+    /// The EK that `posture enroll request` presents.
+    pub ek: EkPreference,
 }
 
 impl Default for KeyConfig {
@@ -53,6 +70,7 @@ impl Default for KeyConfig {
             backend: Backend::Auto,
             allow_software_fallback: true,
             quote_pcrs: DEFAULT_QUOTE_PCRS.to_vec(),
+            ek: EkPreference::Auto,
         }
     }
 }
@@ -353,6 +371,10 @@ mod tests {
         assert_eq!(c.backend, Backend::Auto);
         assert!(c.allow_software_fallback);
         assert_eq!(c.quote_pcrs, DEFAULT_QUOTE_PCRS);
+        assert_eq!(c.ek, EkPreference::Auto);
+        let ecc: KeyConfig = toml::from_str("ek = \"ecc\"").unwrap();
+        assert_eq!(ecc.ek, EkPreference::Ecc);
+        assert!(toml::from_str::<KeyConfig>("ek = \"dsa\"").is_err());
     }
 
     #[test]

@@ -30,7 +30,10 @@ struct Device {
 
 impl Device {
     fn new() -> Device {
-        let swtpm = Swtpm::start();
+        Device::with(Swtpm::start())
+    }
+
+    fn with(swtpm: Swtpm) -> Device {
         let tpm = swtpm.open();
         Device {
             swtpm,
@@ -632,4 +635,102 @@ fn make_credential_to_an_ecc_p256_ek_is_activated_by_the_tpm() {
         })
         .unwrap();
     assert_eq!(recovered, secret);
+}
+
+/// Enrolls with `request` (made by `ak`) against a verifier trusting swtpm's local CA,
+/// checking that the TPM recovered the secret.
+fn enroll_with_request(
+    device: &Device,
+    request: &EnrollmentRequest,
+    ak: &AttestationKey,
+    signer: &TpmSigner,
+) -> EnrolledDevice {
+    let roots = parse_roots(&device.swtpm.ca_bundle()).unwrap();
+    let (challenge, pending) =
+        begin_enrollment(request, EkTrust::Roots(&roots), SystemTime::now()).unwrap();
+    let response = ak.enrollment_response(&challenge, signer).unwrap();
+    assert_eq!(response.secret, pending.secret);
+    let enrolled = finish_enrollment(&pending, &response).unwrap();
+    assert_eq!(enrolled.ek_trust, "ca");
+    assert_eq!(enrolled.ek_public, request.ek_public);
+    enrolled
+}
+
+/// The EK of a request is swtpm's ECC EK: NIST P-384 from the TCG high-range template
+/// (SHA-384 name, AES-256-CFB), with the certificate from its NV index.
+fn assert_p384_ek(request: &EnrollmentRequest, tpm: &Tpm) {
+    use attestation::tpm2::{alg, PublicKey, TpmPublic, ECC_NIST_P384};
+    let ek = TpmPublic::parse(&request.ek_public).unwrap();
+    assert!(
+        matches!(ek.key, PublicKey::Ecc { curve, .. } if curve == ECC_NIST_P384),
+        "{:?}",
+        ek.key
+    );
+    assert_eq!(ek.name_alg, alg::SHA384);
+    assert_eq!(ek.symmetric, (alg::AES, 256, alg::CFB));
+    let cert = tpm
+        .ek_certificates()
+        .unwrap()
+        .into_iter()
+        .find(|c| c.nv_index == 0x01c0_0016)
+        .unwrap();
+    assert_eq!(request.ek_certificate.as_deref(), Some(cert.der.as_slice()));
+}
+
+/// Issue 10 item 8: a TPM whose only EK certificate is an ECC one (here swtpm's P-384,
+/// with the RSA EK certificate removed) enrolls with its ECC EK: the certificate chains
+/// to swtpm's CA, MakeCredential to the P-384 EK (ECDH + KDFe SHA-384, AES-256-CFB) is
+/// activated by the TPM, and the enrolled device keeps that EK.
+#[test]
+fn a_tpm_with_only_an_ecc_ek_certificate_enrolls_with_its_p384_ek_issue_10() {
+    let swtpm = Swtpm::start();
+    swtpm.undefine_nv_index(0x01c0_0002);
+    let device = Device::with(swtpm);
+    let present: Vec<u32> = device
+        .tpm
+        .ek_certificates()
+        .unwrap()
+        .iter()
+        .map(|c| c.nv_index)
+        .collect();
+    assert_eq!(present, [0x01c0_0016]);
+    let (signer, ak) = device.keys();
+    let request = ak.enrollment_request().unwrap();
+    assert_p384_ek(&request, &device.tpm);
+    let enrolled = enroll_with_request(&device, &request, &ak, &signer);
+    assert_eq!(enrolled.device_key_public, signer.tpm_public());
+
+    // A credential made for another TPM's P-384 EK is not activated here.
+    let other = Device::with({
+        let swtpm = Swtpm::start();
+        swtpm.undefine_nv_index(0x01c0_0002);
+        swtpm
+    });
+    let (_, other_ak) = other.keys();
+    let other_request = other_ak.enrollment_request().unwrap();
+    let forged = EnrollmentRequest {
+        ak_public: request.ak_public.clone(),
+        ..other_request
+    };
+    let (challenge, _) = begin_enrollment(&forged, EkTrust::Unverified, SystemTime::now()).unwrap();
+    assert!(ak.activate_credential(&challenge).is_err());
+}
+
+/// `[key] ek = "ecc"` presents the ECC EK although an RSA EK certificate is there; the
+/// default keeps the RSA EK, which most verifiers expect.
+#[test]
+fn the_ecc_ek_preference_enrolls_with_the_ecc_ek_and_the_default_stays_rsa() {
+    use posture_agent::key::EkPreference;
+    let device = Device::new();
+    let (signer, ak) = device.keys();
+    let default = ak.enrollment_request().unwrap();
+    assert!(matches!(
+        attestation::tpm2::TpmPublic::parse(&default.ek_public)
+            .unwrap()
+            .key,
+        attestation::tpm2::PublicKey::Rsa { .. }
+    ));
+    let request = ak.enrollment_request_with(EkPreference::Ecc).unwrap();
+    assert_p384_ek(&request, &device.tpm);
+    enroll_with_request(&device, &request, &ak, &signer);
 }

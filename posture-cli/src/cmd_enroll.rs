@@ -23,7 +23,30 @@ use posture_core::attestation::{
     MAX_MESSAGE_BYTES,
 };
 
-/// `posture enroll ...` (on the device).
+/// `posture enroll`: with `--server URL --token T`, the whole enrollment against a
+/// posture-server; with a subcommand, one manual step.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct EnrollArgs {
+    /// A manual step (without posture-server).
+    #[command(subcommand)]
+    command: Option<EnrollCommand>,
+    /// The posture-server to enrol with (e.g. `https://posture.example.com`).
+    #[arg(long, value_name = "URL", requires = "token")]
+    server: Option<String>,
+    /// The single-use enrollment token an admin created (`posture-server token create`).
+    #[arg(long, value_name = "TOKEN")]
+    token: Option<String>,
+    /// Trust this CA certificate (PEM) for the server's TLS certificate, besides the
+    /// built-in roots.
+    #[arg(long, value_name = "PEM")]
+    ca_cert: Option<PathBuf>,
+    /// Key directory.
+    #[arg(long, value_name = "DIR")]
+    key_dir: Option<PathBuf>,
+}
+
+/// `posture enroll ...` manual steps (on the device).
 #[derive(Debug, Subcommand)]
 pub enum EnrollCommand {
     /// Print the enrollment request: the TPM's EK (and EK certificate) and the
@@ -76,8 +99,8 @@ pub enum EnrollmentCommand {
         fetch_issuers: bool,
         /// When the device sent no EK certificate (Intel PTT, AMD fTPM), fetch it from
         /// this EK certificate service; {intel} or {amd} is replaced by the EK's id, e.g.
-        /// https://ekop.intel.com/ekcertservice/{intel} or
-        /// https://ftpm.amd.com/pki/aia/{amd}. Repeatable; tried in order.
+        /// `https://ekop.intel.com/ekcertservice/{intel}` or
+        /// `https://ftpm.amd.com/pki/aia/{amd}`. Repeatable; tried in order.
         #[arg(long, value_name = "URL_TEMPLATE", requires = "ek_roots")]
         ek_cert_service: Vec<String>,
         /// Timeout of each fetch, in seconds.
@@ -135,11 +158,31 @@ fn key_dir(config: &Config, key_dir: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// Runs `posture enroll ...`.
-pub fn run_enroll(config: Config, command: EnrollCommand) -> Result<u8> {
+pub fn run_enroll(config: Config, args: EnrollArgs) -> Result<u8> {
+    let command = match (args.command, args.server, args.token) {
+        (Some(command), _, _) => command,
+        (None, Some(server), Some(token)) => {
+            let ca = match &args.ca_cert {
+                Some(path) => Some(
+                    std::fs::read(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?,
+                ),
+                None => None,
+            };
+            return crate::cmd_enroll_server::run(
+                config,
+                &server,
+                &token,
+                ca.as_deref(),
+                args.key_dir.as_deref(),
+            );
+        }
+        _ => bail!("give --server URL --token TOKEN, or a step: posture enroll request|complete"),
+    };
     match command {
         EnrollCommand::Request { out, key_dir } => {
             let dir = self::key_dir(&config, key_dir.as_deref())?;
-            let request = device::request(&dir)?;
+            let request = device::request(&dir, config.key.ek)?;
             write_output(out.as_deref(), &request.to_json()?)?;
         }
         EnrollCommand::Complete {
@@ -286,7 +329,7 @@ pub fn run_attest(config: Config, args: AttestArgs) -> Result<u8> {
 }
 
 #[cfg(all(feature = "tpm", target_os = "linux"))]
-mod device {
+pub(crate) mod device {
     use std::path::Path;
 
     use anyhow::{Context as _, Result};
@@ -294,11 +337,11 @@ mod device {
         EnrollmentChallenge, EnrollmentRequest, EnrollmentResponse, Quote,
     };
 
-    use posture_agent::key::open_tpm_for_attestation;
+    use posture_agent::key::{open_tpm_for_attestation, EkPreference};
 
-    pub fn request(dir: &Path) -> Result<EnrollmentRequest> {
+    pub fn request(dir: &Path, ek: EkPreference) -> Result<EnrollmentRequest> {
         let (_, ak) = open_tpm_for_attestation(dir, false)?;
-        ak.enrollment_request()
+        ak.enrollment_request_with(ek)
             .context("cannot build the enrollment request")
     }
 
@@ -317,7 +360,7 @@ mod device {
 }
 
 #[cfg(not(all(feature = "tpm", target_os = "linux")))]
-mod device {
+pub(crate) mod device {
     use std::path::Path;
 
     use anyhow::{bail, Result};
@@ -325,9 +368,11 @@ mod device {
         EnrollmentChallenge, EnrollmentRequest, EnrollmentResponse, Quote,
     };
 
+    use posture_agent::key::EkPreference;
+
     const UNSUPPORTED: &str = "this build of posture has no TPM support (Linux, feature `tpm`)";
 
-    pub fn request(_dir: &Path) -> Result<EnrollmentRequest> {
+    pub fn request(_dir: &Path, _ek: EkPreference) -> Result<EnrollmentRequest> {
         bail!(UNSUPPORTED)
     }
 

@@ -4,6 +4,7 @@
 
 mod cmd_check;
 mod cmd_enroll;
+mod cmd_enroll_server;
 mod cmd_export;
 mod cmd_key;
 mod cmd_report;
@@ -13,6 +14,7 @@ mod daemon;
 mod fetch;
 mod input;
 mod output;
+mod server_client;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -60,9 +62,9 @@ enum Command {
     ///
     /// Exit status: 0 allowed, 1 denied or invalid evidence, 2 usage or I/O error.
     Verify(cmd_verify::VerifyArgs),
-    /// TPM enrollment, on the device: request, then complete the verifier's challenge.
-    #[command(subcommand)]
-    Enroll(cmd_enroll::EnrollCommand),
+    /// Enrol this device: with a posture-server (`--server URL --token T`), or the manual
+    /// TPM steps (request, then complete the verifier's challenge).
+    Enroll(cmd_enroll::EnrollArgs),
     /// TPM enrollment, on the verifier: begin (challenge) and finish (enrolled device).
     #[command(subcommand)]
     Enrollment(cmd_enroll::EnrollmentCommand),

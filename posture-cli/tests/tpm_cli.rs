@@ -290,6 +290,54 @@ fn enrolled_tpm_evidence_is_allowed_and_the_key_survives_a_restart() {
         .contains("not in the quote"));
 }
 
+/// The EK of `posture enroll request`'s output: its curve (`None` for RSA).
+fn request_ek_curve(device: &Device) -> Option<u16> {
+    use posture_core::attestation::tpm2::{PublicKey, TpmPublic};
+    use posture_core::attestation::EnrollmentRequest;
+    let request =
+        EnrollmentRequest::from_json(&std::fs::read(device.path("request.json")).unwrap()).unwrap();
+    match TpmPublic::parse(&request.ek_public).unwrap().key {
+        PublicKey::Rsa { .. } => None,
+        PublicKey::Ecc { curve, .. } => Some(curve),
+    }
+}
+
+/// Issue 10 item 8: a TPM whose only EK certificate is an ECC one (swtpm's P-384 EK,
+/// with the RSA EK certificate deleted) enrolls with that EK through the CLI, and its
+/// evidence verifies with the enrolled device.
+#[test]
+fn a_tpm_with_only_an_ecc_ek_certificate_enrolls_and_its_evidence_verifies_issue_10() {
+    use posture_core::attestation::tpm2::ECC_NIST_P384;
+    let device = Device::new();
+    device.swtpm.undefine_nv_index(0x01c0_0002);
+    let enrolled = device.enroll();
+    assert_eq!(request_ek_curve(&device), Some(ECC_NIST_P384));
+    let token = device.report(NONCE);
+    let (code, v) = device.verify(&token, &enrolled, NONCE, &tpm_policy());
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["decision"], "allow");
+    assert_eq!(v["key_assurance"], "tpm");
+    assert_eq!(v["ek_trust"], "ca");
+}
+
+/// `[key] ek = "ecc"` makes `posture enroll request` present the ECC EK although the RSA
+/// EK certificate is there; without it the RSA EK is presented.
+#[test]
+fn the_ek_setting_selects_the_ecc_ek() {
+    use posture_core::attestation::tpm2::ECC_NIST_P384;
+    let device = Device::new();
+    let kd = device.key_dir();
+    let req = device.path("request.json");
+    device.ok(&["enroll", "request", "--out", s(&req), "--key-dir", s(&kd)]);
+    assert_eq!(request_ek_curve(&device), None);
+    std::fs::write(device.path("config.toml"), "[key]\nek = \"ecc\"\n").unwrap();
+    let enrolled = device.enroll();
+    assert_eq!(request_ek_curve(&device), Some(ECC_NIST_P384));
+    let token = device.report(NONCE);
+    let (code, v) = device.verify(&token, &enrolled, NONCE, &tpm_policy());
+    assert_eq!(code, 0, "{v:#}");
+}
+
 #[test]
 fn evidence_from_another_tpm_is_not_accepted_for_this_enrollment() {
     let a = Device::new();

@@ -40,6 +40,7 @@ pub mod files;
 pub mod hex;
 pub mod jose;
 pub mod keys;
+pub mod measured_boot;
 mod model;
 pub mod policy;
 pub mod process;

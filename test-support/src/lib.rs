@@ -109,3 +109,57 @@ pub fn write_device_root(root: &std::path::Path) {
         std::fs::write(path, text).unwrap();
     }
 }
+
+/// A private D-Bus daemon on a unix socket in a temp dir, for tests that serve a system
+/// service's interface (logind, fwupd) that this machine does not run. Stopped on drop.
+#[derive(Debug)]
+pub struct PrivateBus {
+    /// The temp dir (the socket, and room for the test's own files).
+    pub dir: tempfile::TempDir,
+    /// The bus address, for `DBUS_SYSTEM_BUS_ADDRESS` or a zbus connection.
+    pub address: String,
+    child: std::process::Child,
+}
+
+impl PrivateBus {
+    /// Starts `dbus-daemon` (Debian package `dbus-daemon`, installed by scripts/setup.sh;
+    /// a test that needs it must not be skipped) and waits until it listens.
+    pub fn start() -> PrivateBus {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("bus");
+        let address = format!("unix:path={}", socket.display());
+        let child = std::process::Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--nopidfile"])
+            .arg(format!("--address={address}"))
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect(
+                "dbus-daemon is not installed: run scripts/setup.sh (this test must not be skipped)",
+            );
+        let started = std::time::Instant::now();
+        while !socket.exists() {
+            assert!(
+                started.elapsed().as_secs() < 10,
+                "dbus-daemon did not start"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        PrivateBus {
+            dir,
+            address,
+            child,
+        }
+    }
+
+    /// A path in the bus's temp dir.
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for PrivateBus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

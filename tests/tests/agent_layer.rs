@@ -127,6 +127,29 @@ fn get(socket: &Path, path: &str) -> (u16, Value) {
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
+/// Where this cargo invocation put libposture.so: beside this test binary in `deps/`
+/// (building posture-ffi's own tests puts it there; cargo copies it one level up only for
+/// `cargo build`), else one level up.
+fn libposture_dir() -> PathBuf {
+    let deps = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_owned();
+    let candidates = [deps.clone(), deps.parent().unwrap().to_owned()];
+    candidates
+        .iter()
+        .find(|dir| dir.join("libposture.so").is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "libposture.so is not built in {} or its parent: run the workspace's tests \
+                 (cargo nextest run --workspace)",
+                deps.display()
+            )
+        })
+}
+
 /// Compiles a C program that asks libposture's agent for the report and its verdict.
 fn c_agent(dir: &Path) -> PathBuf {
     let source = dir.join("agent.c");
@@ -160,7 +183,7 @@ int main(int argc, char **argv) {
 "#,
     )
     .unwrap();
-    let lib_dir = posture_bin().parent().unwrap().to_owned();
+    let lib_dir = libposture_dir();
     let exe = dir.join("agent");
     let output = Command::new("cc")
         .args(["-Wall", "-Wextra", "-Werror", "-o"])

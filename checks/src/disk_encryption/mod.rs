@@ -11,6 +11,16 @@
 //! - `/proc/swaps`: active swap areas.
 //! - `<mount point>/.fscrypt/policies`: fscrypt's metadata, when fscrypt is set up.
 //! - ZFS datasets: `zfs get -H -o value encryption,keystatus <dataset>`, live system only.
+//! - The LUKS header at the start of the device under each dm-crypt mapping (root only):
+//!   which layer encrypts, with which cipher and key size; a weak cipher (`cipher_null`,
+//!   ECB, CBC with a plain IV, AES-128-XTS) fails. A device that does not start with a
+//!   header is a detached-header volume: still encrypted, cipher not known.
+//! - `/sys/power/resume`: hibernation writes all of memory (keys included) to that device;
+//!   an unencrypted resume device fails.
+//! - Loop devices are as protected as the filesystem their backing file is on, so an
+//!   encrypted container file never makes a plain `/` count as encrypted.
+//! - eCryptfs mounts and fscrypt policies are reported under `file_level`: they encrypt
+//!   directories, not volumes, and never make a volume pass.
 //!
 //! Every mount is judged on its own: an encrypted second disk never makes up for an
 //! unencrypted `/`. `/boot`, the EFI partition, removable media, tmpfs, squashfs and
@@ -18,18 +28,21 @@
 //! resolved makes the volume `unknown`, never `pass`.
 
 mod dm;
+mod luks;
 mod mounts;
 mod sysfs;
 mod zfs;
 
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use posture_core::{Finding, Remediation};
 
-use crate::source::{list_dir, read_text};
+use crate::source::{list_dir, read_attr, read_prefix, read_text, SourceError};
 use crate::Context;
 
 pub use dm::{classify_uuid, CryptKind, DmKind};
+pub use luks::{parse_header, parse_luks2_json, weakness, HeaderError, LuksParams};
 pub use mounts::{classify, parse_mountinfo, parse_swaps, Mount, MountClass, SwapArea};
 pub use sysfs::{Attachment, BlockNode, Layer};
 pub use zfs::{parse_zfs_get, ZfsEncryption};
@@ -39,6 +52,10 @@ pub const ID: &str = "disk_encryption";
 
 const MOUNTINFO: &str = "/proc/self/mountinfo";
 const SWAPS: &str = "/proc/swaps";
+/// The device hibernation resumes from (`MAJ:MIN`, `0:0` when none is set).
+const RESUME: &str = "/sys/power/resume";
+/// How deep loop devices backed by files on other loop devices are followed.
+const MAX_LOOP_DEPTH: usize = 4;
 
 /// Where the Debian installer's guided encrypted setup is explained.
 const DEBIAN_ENCRYPTION_URL: &str =
@@ -62,8 +79,18 @@ pub enum Protection {
     Unknown(String),
 }
 
-/// Judges a device stack.
+/// Judges a device stack. A loop device's backing file is not followed (see
+/// [`protection_with`]).
 pub fn protection(node: &BlockNode) -> Protection {
+    protection_with(node, &|_| None)
+}
+
+/// Judges a device stack; `backing` judges the filesystem a loop device's backing file
+/// lives on (`None`: not resolved, the loop device is then `unknown`).
+pub fn protection_with(
+    node: &BlockNode,
+    backing: &dyn Fn(&str) -> Option<Protection>,
+) -> Protection {
     match &node.layer {
         Layer::Dm {
             kind: DmKind::Crypt(kind),
@@ -72,7 +99,7 @@ pub fn protection(node: &BlockNode) -> Protection {
         Layer::Dm {
             kind: DmKind::NoUuid,
             name,
-        } => match combine(&node.below) {
+        } => match combine(&node.below, backing) {
             encrypted @ Protection::Encrypted(_) => encrypted,
             // Without a uuid the target could be dm-crypt set up by hand; its table is
             // only readable by root, so say we cannot tell rather than "clear".
@@ -81,11 +108,19 @@ pub fn protection(node: &BlockNode) -> Protection {
                 node.name
             )),
         },
-        Layer::Loop(file) => Protection::Unknown(format!(
-            "{} is a loop device backed by {}; the file's own filesystem is not followed",
-            node.name,
-            file.as_deref().unwrap_or("an unknown file")
-        )),
+        // A loop device is as protected as the filesystem its backing file is on: an
+        // encrypted container file on a plain disk is encrypted above the loop device (a
+        // dm-crypt layer) and the plain disk is judged as its own mount.
+        Layer::Loop(file) => file
+            .as_deref()
+            .and_then(backing)
+            .unwrap_or_else(|| {
+                Protection::Unknown(format!(
+                    "{} is a loop device backed by {}, on a filesystem that was not resolved",
+                    node.name,
+                    file.as_deref().unwrap_or("an unknown file")
+                ))
+            }),
         Layer::Zram if node.below.is_empty() => Protection::Memory,
         Layer::Partition(_) | Layer::Disk(_) if node.below.is_empty() => {
             Protection::Clear
@@ -94,13 +129,13 @@ pub fn protection(node: &BlockNode) -> Protection {
             "{} lists no underlying devices in sysfs",
             node.name
         )),
-        _ => combine(&node.below),
+        _ => combine(&node.below, backing),
     }
 }
 
 /// Combines the stacks a device is built on: one clear path means data in clear.
-fn combine(nodes: &[BlockNode]) -> Protection {
-    let judged: Vec<Protection> = nodes.iter().map(protection).collect();
+fn combine(nodes: &[BlockNode], backing: &dyn Fn(&str) -> Option<Protection>) -> Protection {
+    let judged: Vec<Protection> = nodes.iter().map(|n| protection_with(n, backing)).collect();
     if judged.is_empty() {
         return Protection::Unknown("no devices".to_owned());
     }
@@ -140,11 +175,128 @@ struct Volume {
     /// Number of fscrypt policies found on the filesystem (directories it encrypts).
     fscrypt_policies: usize,
     zfs: Option<ZfsEncryption>,
+    /// The dm-crypt layers of its stack, with cipher and key size where the header says.
+    crypt_layers: Vec<CryptLayer>,
+}
+
+/// One dm-crypt layer of a device stack: which device encrypts, in which format, with
+/// which cipher and key size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CryptLayer {
+    /// The dm device (`dm-0`).
+    pub device: String,
+    /// `luks1`, `luks2`, `plain`, ...
+    pub format: String,
+    /// The device under the mapping, where a LUKS header is looked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_device: Option<String>,
+    /// What the header says (cipher, key bits, integrity), when it was read.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub params: Option<LuksParams>,
+    /// Where the header is: `on device`, `detached: ...`, `not read: ...`.
+    pub header: String,
+    /// Why the cipher is weak, when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weakness: Option<String>,
+}
+
+/// The dm-crypt layers of a stack, top down, with their LUKS headers read.
+fn crypt_layers(ctx: &Context, node: &BlockNode, out: &mut Vec<CryptLayer>) {
+    if let Layer::Dm {
+        kind: DmKind::Crypt(kind),
+        ..
+    } = &node.layer
+    {
+        out.push(read_crypt_layer(ctx, node, *kind));
+    }
+    for below in &node.below {
+        crypt_layers(ctx, below, out);
+    }
+}
+
+fn read_crypt_layer(ctx: &Context, node: &BlockNode, kind: CryptKind) -> CryptLayer {
+    // With LUKS2 authenticated encryption, cryptsetup puts a dm-integrity device
+    // (`CRYPT-SUBDEV-…`, `<name>_dif`) between dm-crypt and the disk; the header is on the
+    // disk, below it.
+    let mut below = node.below.first();
+    while let Some(Layer::Dm {
+        kind: DmKind::PassThrough(what),
+        ..
+    }) = below.map(|b| &b.layer)
+    {
+        if !what.starts_with("dm-crypt ") {
+            break;
+        }
+        below = below.and_then(|b| b.below.first());
+    }
+    let header_device = below.map(|b| b.name.clone());
+    let mut layer = CryptLayer {
+        device: node.name.clone(),
+        format: kind.as_str().to_owned(),
+        header_device: header_device.clone(),
+        params: None,
+        header: String::new(),
+        weakness: None,
+    };
+    if !matches!(kind, CryptKind::Luks1 | CryptKind::Luks2) {
+        layer.header =
+            "no LUKS header: the cipher is only in the kernel's dm table, which is not read"
+                .to_owned();
+        return layer;
+    }
+    let Some(device) = header_device else {
+        layer.header = "not read: no device below the mapping in sysfs".to_owned();
+        return layer;
+    };
+    match read_luks_header(ctx, &format!("/dev/{device}")) {
+        Ok(params) => {
+            layer.weakness = params.weakness();
+            layer.params = Some(params);
+            layer.header = "on device".to_owned();
+        }
+        Err(HeaderRead::Detached) => {
+            layer.header = format!(
+                "detached: {device} does not start with a LUKS header (it is kept elsewhere, `cryptsetup --header`), so the cipher is not known"
+            )
+        }
+        Err(HeaderRead::Failed(reason)) => layer.header = format!("not read: {reason}"),
+    }
+    layer
+}
+
+enum HeaderRead {
+    Detached,
+    Failed(String),
+}
+
+/// Reads the LUKS header at the start of a block device (needs root).
+fn read_luks_header(ctx: &Context, dev: &str) -> Result<LuksParams, HeaderRead> {
+    let failed = |e: SourceError| HeaderRead::Failed(e.to_string());
+    let first = read_prefix(ctx, dev, luks::BINARY_HEADER_LEN as u64).map_err(failed)?;
+    let header = match luks::luks2_header_len(&first) {
+        Err(HeaderError::NotLuks) => return Err(HeaderRead::Detached),
+        Err(HeaderError::Malformed(why)) => return Err(HeaderRead::Failed(why)),
+        Ok(None) => first,
+        Ok(Some(size)) => read_prefix(ctx, dev, size).map_err(failed)?,
+    };
+    match parse_header(&header) {
+        Ok(params) => Ok(params),
+        Err(HeaderError::NotLuks) => Err(HeaderRead::Detached),
+        Err(HeaderError::Malformed(why)) => Err(HeaderRead::Failed(why)),
+    }
 }
 
 impl Volume {
+    fn weaknesses(&self) -> Vec<String> {
+        self.crypt_layers
+            .iter()
+            .filter_map(|l| l.weakness.as_ref().map(|w| format!("{}: {w}", l.device)))
+            .collect()
+    }
+
     fn status(&self) -> &'static str {
         match self.protection {
+            Protection::Encrypted(_) if !self.weaknesses().is_empty() => "fail",
             Protection::Encrypted(_) => "pass",
             Protection::Clear => "fail",
             Protection::Memory | Protection::Unknown(_) => "unknown",
@@ -170,6 +322,7 @@ impl Volume {
             "encryption": self.encryption(),
             "full_volume": matches!(self.protection, Protection::Encrypted(_)),
             "fscrypt": self.fscrypt_policies > 0,
+            "crypt_layers": self.crypt_layers,
             "status": self.status(),
         });
         if let (Protection::Unknown(reason), Some(map)) = (&self.protection, value.as_object_mut())
@@ -191,12 +344,50 @@ fn fscrypt_policies(ctx: &Context, mount_point: &str) -> usize {
 }
 
 enum Outcome {
-    Volume(Volume),
+    Volume(Box<Volume>),
     Ignored(String),
 }
 
-fn block_volume(ctx: &Context, mount: &Mount) -> Outcome {
+/// The protection of the filesystem holding `file`: the mount with the longest mount
+/// point containing it (other than `exclude`), judged the same way.
+fn backing_file_protection(
+    ctx: &Context,
+    file: &str,
+    mounts: &[Mount],
+    exclude: &str,
+    depth: usize,
+) -> Option<Protection> {
+    if depth >= MAX_LOOP_DEPTH {
+        return None;
+    }
+    let holder = mounts
+        .iter()
+        .filter(|m| m.mount_point != exclude && mounts::is_under(file, &m.mount_point))
+        .max_by_key(|m| m.mount_point.len())?;
+    let outcome = match classify(holder) {
+        MountClass::Pseudo | MountClass::FileLevel(_) => return None,
+        MountClass::Ignored(why) => {
+            return Some(Protection::Unknown(format!(
+                "loop backing file {file} is on {}: {why}",
+                holder.mount_point
+            )))
+        }
+        MountClass::Zfs => Outcome::Volume(Box::new(zfs_volume(ctx, holder))),
+        MountClass::Block => block_volume(ctx, holder, mounts, depth + 1),
+    };
+    match outcome {
+        Outcome::Volume(volume) => Some(volume.protection),
+        Outcome::Ignored(why) => Some(Protection::Unknown(format!(
+            "loop backing file {file} is on {}: {why}",
+            holder.mount_point
+        ))),
+    }
+}
+
+fn block_volume(ctx: &Context, mount: &Mount, mounts: &[Mount], depth: usize) -> Outcome {
     let is_root = mount.mount_point == "/";
+    let backing =
+        |file: &str| backing_file_protection(ctx, file, mounts, &mount.mount_point, depth);
     let nodes: Result<Vec<BlockNode>, String> = if mount.major != 0 {
         sysfs::read_devnum(ctx, mount.major, mount.minor).map(|n| vec![n])
     } else if mount.source.starts_with("/dev/") {
@@ -214,6 +405,7 @@ fn block_volume(ctx: &Context, mount: &Mount) -> Outcome {
             mount.fstype, mount.source
         ));
     };
+    let mut layers = Vec::new();
     let (chain, protection) = match nodes {
         Err(reason) => (Vec::new(), Protection::Unknown(reason)),
         Ok(nodes) => {
@@ -226,7 +418,7 @@ fn block_volume(ctx: &Context, mount: &Mount) -> Outcome {
                 let names: Vec<String> = nodes.iter().flat_map(BlockNode::chain).collect();
                 return Outcome::Ignored(format!("removable media ({})", names.join(", ")));
             }
-            let protection = match combine(&nodes) {
+            let protection = match combine(&nodes, &backing) {
                 Protection::Memory if !is_root => {
                     return Outcome::Ignored("in memory (zram), gone at power-off".to_owned())
                 }
@@ -235,13 +427,16 @@ fn block_volume(ctx: &Context, mount: &Mount) -> Outcome {
                 }
                 other => other,
             };
+            for node in &nodes {
+                crypt_layers(ctx, node, &mut layers);
+            }
             (
                 nodes.iter().flat_map(BlockNode::chain).collect(),
                 protection,
             )
         }
     };
-    Outcome::Volume(Volume {
+    Outcome::Volume(Box::new(Volume {
         mount_point: mount.mount_point.clone(),
         also_mounted_at: Vec::new(),
         fstype: mount.fstype.clone(),
@@ -250,7 +445,8 @@ fn block_volume(ctx: &Context, mount: &Mount) -> Outcome {
         protection,
         fscrypt_policies: fscrypt_policies(ctx, &mount.mount_point),
         zfs: None,
-    })
+        crypt_layers: layers,
+    }))
 }
 
 fn read_source_devices(ctx: &Context, mount: &Mount) -> Result<Vec<BlockNode>, String> {
@@ -290,6 +486,7 @@ fn zfs_volume(ctx: &Context, mount: &Mount) -> Volume {
         protection,
         fscrypt_policies: 0,
         zfs,
+        crypt_layers: Vec::new(),
     }
 }
 
@@ -458,6 +655,53 @@ fn volume_problem(volume: &Volume) -> Problem {
     }
 }
 
+const WEAK_SUFFIX: &str = " (weak cipher)";
+
+fn weak_cipher_problem(volume: &Volume, weak: &[String]) -> Problem {
+    Problem {
+        what: format!("{}{WEAK_SUFFIX}", volume.mount_point),
+        fix: format!(
+            "{} is encrypted with a weak cipher ({}). Re-encrypt it in place with the current default, after a backup: `cryptsetup reencrypt --cipher aes-xts-plain64 --key-size 512 <device>` (LUKS2; convert a LUKS1 header first with `cryptsetup convert --type luks2 <device>`).",
+            volume.mount_point,
+            weak.join("; ")
+        ),
+        url: REENCRYPT_URL,
+    }
+}
+
+/// Where hibernation resumes from.
+struct Hibernation {
+    device: String,
+    chain: Vec<String>,
+    protection: Protection,
+}
+
+/// The kernel's resume device (`/sys/power/resume`, set from `resume=` or by the
+/// initramfs): the hibernation image is written there.
+fn read_hibernation(ctx: &Context, mounts: &[Mount]) -> Option<Hibernation> {
+    let value = read_attr(ctx, RESUME).ok()?;
+    let (major, minor) = value.split_once(':')?;
+    let (major, minor): (u32, u32) = (major.parse().ok()?, minor.parse().ok()?);
+    if (major, minor) == (0, 0) {
+        return None;
+    }
+    let device = format!("{major}:{minor}");
+    Some(match sysfs::read_devnum(ctx, major, minor) {
+        Ok(node) => Hibernation {
+            device: format!("/dev/{}", node.name),
+            chain: node.chain(),
+            protection: protection_with(&node, &|file| {
+                backing_file_protection(ctx, file, mounts, "", 0)
+            }),
+        },
+        Err(reason) => Hibernation {
+            device,
+            chain: Vec::new(),
+            protection: Protection::Unknown(reason),
+        },
+    })
+}
+
 fn swap_problem(swap: &Swap) -> Problem {
     Problem {
         what: format!("swap {}", swap.filename),
@@ -488,6 +732,7 @@ pub fn check(ctx: &Context) -> Finding {
 
     let mut volumes: Vec<(Mount, Volume)> = Vec::new();
     let mut ignored = Vec::new();
+    let mut file_level = Vec::new();
     let mut used_zfs = false;
     for mount in &mounts {
         // Bind mounts and btrfs subvolumes show the same filesystem again: one volume
@@ -509,12 +754,23 @@ pub fn check(ctx: &Context) -> Finding {
             MountClass::Ignored(why) => Outcome::Ignored(why.to_owned()),
             MountClass::Zfs => {
                 used_zfs = true;
-                Outcome::Volume(zfs_volume(ctx, mount))
+                Outcome::Volume(Box::new(zfs_volume(ctx, mount)))
             }
-            MountClass::Block => block_volume(ctx, mount),
+            MountClass::FileLevel(kind) => {
+                // eCryptfs encrypts one directory tree (typically a home directory) on
+                // another mount; that mount is judged on its own.
+                file_level.push(json!({
+                    "mount_point": mount.mount_point,
+                    "kind": kind,
+                    "lower_directory": mount.source,
+                    "full_volume": false,
+                }));
+                continue;
+            }
+            MountClass::Block => block_volume(ctx, mount, &mounts, 0),
         };
         match outcome {
-            Outcome::Volume(volume) => volumes.push((mount.clone(), volume)),
+            Outcome::Volume(volume) => volumes.push((mount.clone(), *volume)),
             Outcome::Ignored(why) => ignored.push(json!({
                 "mount_point": mount.mount_point,
                 "fstype": mount.fstype,
@@ -535,6 +791,18 @@ pub fn check(ctx: &Context) -> Finding {
         unknowns.push(format!("no filesystem is mounted at / in {MOUNTINFO}"));
     }
     for volume in &volumes {
+        if volume.fscrypt_policies > 0 {
+            file_level.push(json!({
+                "mount_point": volume.mount_point,
+                "kind": "fscrypt",
+                "policies": volume.fscrypt_policies,
+                "full_volume": false,
+            }));
+        }
+        let weak = volume.weaknesses();
+        if !weak.is_empty() && matches!(volume.protection, Protection::Encrypted(_)) {
+            problems.push(weak_cipher_problem(volume, &weak));
+        }
         match &volume.protection {
             Protection::Clear => problems.push(volume_problem(volume)),
             Protection::Unknown(reason) => {
@@ -565,6 +833,32 @@ pub fn check(ctx: &Context) -> Finding {
         }
     };
 
+    let hibernation = read_hibernation(ctx, &mounts);
+    let hibernation_json = match &hibernation {
+        None => json!({ "resume_device": null }),
+        Some(h) => {
+            match &h.protection {
+                Protection::Clear => problems.push(Problem {
+                    what: format!("hibernation image on {}", h.device),
+                    fix: format!(
+                        "Hibernation resumes from {} ({}), which is not encrypted: at hibernation the kernel writes all of memory there, including the disk encryption keys, so the encrypted volumes can be opened from this image. Put the resume swap inside the encrypted volume (swap on an LV of the LUKS volume, as the Debian installer's encrypted LVM does, or a swap file on the encrypted root) and update `resume=` / /etc/initramfs-tools/conf.d/resume, or disable hibernation.",
+                        h.device,
+                        h.chain.join(" -> ")
+                    ),
+                    url: CRYPTTAB_URL,
+                }),
+                Protection::Unknown(reason) => {
+                    unknowns.push(format!("hibernation resume device {}: {reason}", h.device))
+                }
+                Protection::Encrypted(_) | Protection::Memory => {}
+            }
+            json!({
+                "resume_device": h.device,
+                "device_chain": h.chain,
+                "encrypted": matches!(h.protection, Protection::Encrypted(_)),
+            })
+        }
+    };
     let root_encryption = root.map_or_else(|| "unknown".to_owned(), Volume::encryption);
     let swap_state_text = swap_json
         .get("state")
@@ -585,11 +879,22 @@ pub fn check(ctx: &Context) -> Finding {
         let what: Vec<&str> = problems.iter().map(|p| p.what.as_str()).collect();
         let fix: Vec<&str> = problems.iter().map(|p| p.fix.as_str()).collect();
         let url = problems.first().map_or(DEBIAN_ENCRYPTION_URL, |p| p.url);
-        Finding::fail(
-            ID,
-            format!("not encrypted: {}", what.join(", ")),
-            Remediation::new(fix.join(" ")).with_url(url),
-        )
+        let (weak, clear): (Vec<&str>, Vec<&str>) =
+            what.iter().partition(|w| w.ends_with(WEAK_SUFFIX));
+        let weak: Vec<&str> = weak
+            .iter()
+            .map(|w| w.trim_end_matches(WEAK_SUFFIX))
+            .collect();
+        let summary = match (clear.is_empty(), weak.is_empty()) {
+            (false, true) => format!("not encrypted: {}", clear.join(", ")),
+            (true, _) => format!("encrypted with a weak cipher: {}", weak.join(", ")),
+            (false, false) => format!(
+                "not encrypted: {}; encrypted with a weak cipher: {}",
+                clear.join(", "),
+                weak.join(", ")
+            ),
+        };
+        Finding::fail(ID, summary, Remediation::new(fix.join(" ")).with_url(url))
     };
 
     let mut finding = finding
@@ -599,11 +904,18 @@ pub fn check(ctx: &Context) -> Finding {
             volumes.iter().map(Volume::to_json).collect::<Vec<_>>(),
         )
         .observe("swap", swap_json)
+        .observe("hibernation", hibernation_json)
+        .observe("file_level", file_level)
         .observe("ignored", ignored)
         .source(MOUNTINFO)
         .source("/sys/dev/block")
         .source("/sys/class/block")
-        .source(SWAPS);
+        .source(SWAPS)
+        .source(RESUME);
+    if volumes.iter().any(|v| !v.crypt_layers.is_empty()) {
+        finding =
+            finding.source("LUKS header at the start of the device under each dm-crypt mapping");
+    }
     if volumes.iter().any(|v| v.fscrypt_policies > 0) {
         finding = finding.source("<mount point>/.fscrypt/policies");
     }

@@ -122,6 +122,9 @@ pub enum MountClass {
     Ignored(&'static str),
     /// A ZFS dataset (the source is the dataset name).
     Zfs,
+    /// A stacked file-level encryption filesystem (eCryptfs): it encrypts the files of
+    /// one directory tree on another mount, never a whole volume.
+    FileLevel(&'static str),
     /// A filesystem on block devices: resolve it.
     Block,
 }
@@ -191,6 +194,9 @@ pub fn classify(mount: &Mount) -> MountClass {
     }
     if point == "/" {
         return MountClass::Block;
+    }
+    if fstype == "ecryptfs" {
+        return MountClass::FileLevel("ecryptfs");
     }
     if NETWORK.contains(&fstype) {
         return MountClass::Ignored("network filesystem: its data is stored on another machine");

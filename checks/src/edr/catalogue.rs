@@ -146,11 +146,36 @@ pub fn parse(text: &str) -> Result<Catalogue, CatalogueError> {
     Ok(catalogue)
 }
 
+/// Checks what the shipped catalogue must hold: every Linux entry lists processes,
+/// service units, install paths and executable directories (the running check verifies a
+/// process by its executable's directory and its unit). Catalogues built for tests may
+/// leave fields out; the built-in one may not.
+pub fn validate(catalogue: &Catalogue) -> Result<(), CatalogueError> {
+    for product in &catalogue.products {
+        if let Some(linux) = &product.linux {
+            for (field, empty) in [
+                ("processes", linux.processes.is_empty()),
+                ("services", linux.services.is_empty()),
+                ("paths", linux.paths.is_empty()),
+                ("exe_dirs", linux.exe_dirs.is_empty()),
+            ] {
+                if empty {
+                    return Err(CatalogueError(format!(
+                        "`{}`: the Linux entry needs `{field}`",
+                        product.id
+                    )));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The built-in catalogue, parsed once.
 pub fn builtin() -> Result<&'static Catalogue, CatalogueError> {
     static CATALOGUE: OnceLock<Result<Catalogue, CatalogueError>> = OnceLock::new();
     CATALOGUE
-        .get_or_init(|| parse(CATALOGUE_TOML))
+        .get_or_init(|| parse(CATALOGUE_TOML).and_then(|c| validate(&c).map(|()| c)))
         .as_ref()
         .map_err(Clone::clone)
 }

@@ -44,6 +44,23 @@ pub struct InputAssessment {
     pub managed_by: Option<String>,
     /// Number of rules in the ruleset (all tables).
     pub rule_count: usize,
+    /// firewalld's zones that the input dispatch chain sends traffic to (from the
+    /// `filter_INPUT_ZONES` chain), when firewalld wrote the rules.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub firewalld_zones: Vec<String>,
+    /// Docker's chains, when present. They open, never close: published container ports
+    /// are DNATed in `nat/DOCKER` and accepted on the forward hook, so the host's input
+    /// chain never sees them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docker: Option<DockerChains>,
+}
+
+/// What Docker's chains do to incoming traffic.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DockerChains {
+    /// Rules in the nat `DOCKER` chain that DNAT to a container: ports reachable from
+    /// outside whatever the input chain says.
+    pub published_ports: usize,
 }
 
 enum Flow {
@@ -71,8 +88,48 @@ pub fn assess(ruleset: &Ruleset) -> InputAssessment {
         ipv6_restricted: restricted(&["ip6", "inet"]),
         managed_by: managed_by(ruleset),
         rule_count: ruleset.rules.len(),
+        firewalld_zones: firewalld_zones(ruleset),
+        docker: docker(ruleset),
         chains,
     }
+}
+
+/// The zones firewalld's `filter_INPUT_ZONES` dispatches to (`goto filter_IN_<zone>`).
+fn firewalld_zones(ruleset: &Ruleset) -> Vec<String> {
+    let mut zones: Vec<String> = ruleset
+        .rules
+        .iter()
+        .filter(|r| r.table == "firewalld" && r.chain == "filter_INPUT_ZONES")
+        .flat_map(|r| r.expr.iter())
+        .filter_map(|s| match s {
+            Statement::Jump(target) | Statement::Goto(target) => {
+                target.strip_prefix("filter_IN_").map(str::to_owned)
+            }
+            _ => None,
+        })
+        .collect();
+    zones.dedup();
+    zones
+}
+
+fn docker(ruleset: &Ruleset) -> Option<DockerChains> {
+    let has_docker = ruleset
+        .chains
+        .iter()
+        .any(|c| c.name == "DOCKER" || c.name == "DOCKER-USER");
+    if !has_docker {
+        return None;
+    }
+    let is_dnat = |s: &Statement| match s {
+        Statement::Condition(what) => what == "xt target DNAT" || what == "dnat" || what == "nat",
+        _ => false,
+    };
+    let published_ports = ruleset
+        .rules
+        .iter()
+        .filter(|r| r.table == "nat" && r.chain == "DOCKER" && r.expr.iter().any(is_dnat))
+        .count();
+    Some(DockerChains { published_ports })
 }
 
 fn is_input_filter_chain(chain: &Chain) -> bool {
@@ -168,6 +225,8 @@ fn managed_by(ruleset: &Ruleset) -> Option<String> {
         Some("firewalld".to_owned())
     } else if has_chain("ufw-") || has_chain("ufw6-") {
         Some("ufw".to_owned())
+    } else if ruleset.tables.iter().any(|(_, name)| name == "nixos-fw") || has_chain("nixos-fw") {
+        Some("nixos".to_owned())
     } else if ruleset.chains.iter().any(is_input_filter_chain) {
         Some("nftables".to_owned())
     } else {

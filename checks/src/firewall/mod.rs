@@ -1,22 +1,25 @@
 //! `firewall`: a host firewall is active and its input policy is not accept-all.
 //!
 //! The decision comes from the ruleset loaded in the kernel, never from config files alone:
-//! - `nft -j list ruleset` (nftables, and iptables-nft, whose tables are nftables tables).
-//!   A subprocess rather than netlink: decoding nftables' netlink messages means
-//!   re-implementing a large part of libnftnl, while JSON is nft's documented, stable
-//!   machine interface (libnftables-json(5)).
-//! - iptables-legacy's tables, which nft cannot see: `iptables-legacy-save` when the kernel
-//!   lists legacy tables in `/proc/net/ip_tables_names`, or `iptables-save` and
-//!   `ip6tables-save` where nft is not installed at all.
+//! - nftables (and iptables-nft, whose tables are nftables tables) is read over netlink
+//!   ([`netlink`]): the table, chain and rule dumps `nft list ruleset` asks for, decoded by
+//!   `netlink-packet-netfilter`. No process is spawned, so the check works on minimal
+//!   installs with neither `nft` nor `iptables-save`.
+//! - iptables-legacy's tables, which nftables cannot see, live in the old xtables modules.
+//!   Only when the kernel lists a legacy `filter` table in `/proc/net/ip_tables_names` (or
+//!   `ip6_`) is `iptables-legacy-save` run and its rules added; on a kernel without
+//!   nf_tables at all, `iptables-save` / `ip6tables-save` are the fallback.
 //!
 //! Reading the loaded ruleset needs root (CAP_NET_ADMIN); without it the check answers
 //! `unknown` and reports what the ufw / firewalld configuration files say.
 //!
-//! Parsing ([`ruleset`]) and deciding ([`assess()`]) are pure and tested on real `nft -j`
-//! outputs captured in throwaway network namespaces.
+//! Parsing ([`netlink::parse_dump`], [`ruleset`]) and deciding ([`assess()`]) are pure and
+//! tested on real netlink dumps and `nft -j` outputs captured in throwaway network
+//! namespaces.
 
 pub mod assess;
 pub mod frontends;
+pub mod netlink;
 pub mod ruleset;
 
 use std::time::Duration;
@@ -27,7 +30,7 @@ use serde_json::json;
 use crate::source::{read_attr, read_text, run_command, SourceError};
 use crate::Context;
 
-pub use assess::{assess, InputAssessment, InputChain};
+pub use assess::{assess, DockerChains, InputAssessment, InputChain};
 pub use frontends::FrontendConfig;
 pub use ruleset::{parse_iptables_save, parse_nft_json, Ruleset};
 
@@ -91,7 +94,6 @@ pub fn check(ctx: &Context) -> Finding {
         .observe(
             "loaded",
             json!({
-                "nft_version": loaded.ruleset.nft_version,
                 "rule_count": assessment.rule_count,
                 "input_chains": assessment.chains,
                 "ipv4_restricted": assessment.ipv4_restricted,
@@ -99,6 +101,8 @@ pub fn check(ctx: &Context) -> Finding {
                 "ipv6_enabled": ipv6_enabled,
             }),
         )
+        .observe("firewalld_zones", json!(assessment.firewalld_zones))
+        .observe("docker", json!(assessment.docker))
         .source("/proc/sys/net/ipv6/conf/all/disable_ipv6");
     for source in loaded.source {
         finding = finding.source(source);
@@ -136,9 +140,18 @@ pub fn decide(
                 .find(|c| c.restricts)
                 .map(|c| format!("{} in {} {} {}", c.because, c.family, c.table, c.chain))
                 .unwrap_or_default();
+            let docker = match &assessment.docker {
+                Some(d) if d.published_ports > 0 => format!(
+                    "; Docker publishes {} container port(s) past it (nat DOCKER chain)",
+                    d.published_ports
+                ),
+                _ => String::new(),
+            };
             Finding::pass(
                 ID,
-                format!("firewall active{managed}: incoming traffic is restricted ({because})"),
+                format!(
+                    "firewall active{managed}: incoming traffic is restricted ({because}){docker}"
+                ),
             )
             .observe("input_policy", "restricted")
         }
@@ -191,22 +204,36 @@ fn remediation(config: &FrontendConfig) -> Remediation {
     }
 }
 
-/// Reads the loaded ruleset: nft's JSON, or iptables-save where nft is not installed.
+/// Where the netlink read is named in a finding's `source`.
+pub const NETLINK_SOURCE: &str = "netlink NETLINK_NETFILTER (nftables dump)";
+
+/// Reads the loaded ruleset: nftables over netlink, plus iptables-legacy tables when the
+/// kernel has any; `iptables-save` only on a kernel without nf_tables.
 pub fn read_loaded(ctx: &Context) -> Result<Loaded, String> {
-    match run_command(ctx, "nft", &["-j", "list", "ruleset"], COMMAND_TIMEOUT) {
-        Ok(output) => {
-            let output = output
-                .success("nft -j list ruleset")
-                .map_err(|e| permission_reason(&e))?;
-            let ruleset = parse_nft_json(&output.stdout).map_err(|e| e.to_string())?;
+    let cancelled = || ctx.cancelled();
+    #[cfg(target_os = "linux")]
+    let dumped = netlink::dump(&cancelled);
+    #[cfg(not(target_os = "linux"))]
+    let dumped: Result<Vec<u8>, netlink::NetlinkError> = {
+        let _ = cancelled;
+        Err(netlink::NetlinkError::Io(std::io::Error::other(
+            "unsupported on this OS",
+        )))
+    };
+    match dumped.and_then(|bytes| netlink::parse_dump(&bytes)) {
+        Ok(ruleset) => {
             let mut loaded = Loaded {
                 ruleset,
-                source: vec!["nft -j list ruleset".to_owned()],
+                source: vec![NETLINK_SOURCE.to_owned()],
             };
             add_legacy_tables(ctx, &mut loaded)?;
             Ok(loaded)
         }
-        Err(e) if e.is_not_found() => read_iptables(ctx),
+        Err(e) if e.is_permission() => Err(NEEDS_ROOT.to_owned()),
+        // EPROTONOSUPPORT / ENOENT-like answers: a kernel without nf_tables.
+        Err(netlink::NetlinkError::Kernel(_)) | Err(netlink::NetlinkError::Io(_)) => {
+            read_iptables(ctx)
+        }
         Err(e) => Err(e.to_string()),
     }
 }
@@ -257,7 +284,9 @@ fn read_iptables(ctx: &Context) -> Result<Loaded, String> {
         source.push(program.to_owned());
     }
     if source.is_empty() {
-        return Err("neither nft nor iptables-save is installed".to_owned());
+        return Err(
+            "nftables is not available over netlink and iptables-save is not installed".to_owned(),
+        );
     }
     Ok(Loaded { ruleset, source })
 }

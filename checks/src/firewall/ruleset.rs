@@ -140,7 +140,7 @@ fn skip<'de, A: MapAccess<'de>>(map: &mut A, statement: Statement) -> Result<Sta
 }
 
 /// An iptables target or match as nft shows it when it has no native translation.
-fn xt_statement(kind: &str, name: &str) -> Statement {
+pub(crate) fn xt_statement(kind: &str, name: &str) -> Statement {
     match (kind, name) {
         ("target", "REJECT") => Statement::Reject,
         ("target", "DROP") => Statement::Drop,

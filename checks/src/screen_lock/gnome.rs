@@ -171,6 +171,14 @@ fn profile(ctx: &Context) -> (Vec<DbRef>, String) {
 /// Reads the user's GNOME lock settings. `home` is the user's home directory (a system
 /// path). An unreadable or corrupt database is a reason, never a guess.
 pub fn read(ctx: &Context, home: &str, sources: &mut Vec<String>) -> Result<LockSettings, String> {
+    let dbs = load(ctx, home, sources)?;
+    let (lock, origins) = resolve(&dbs);
+    Ok(lock.settings(origins))
+}
+
+/// Loads the user's dconf databases in profile order (shared by every desktop that keeps
+/// its settings in dconf: GNOME, Cinnamon, MATE, light-locker).
+pub fn load(ctx: &Context, home: &str, sources: &mut Vec<String>) -> Result<Vec<Db>, String> {
     let (profile, profile_source) = profile(ctx);
     sources.push(profile_source);
     let mut dbs = Vec::new();
@@ -200,8 +208,27 @@ pub fn read(ctx: &Context, home: &str, sources: &mut Vec<String>) -> Result<Lock
             table,
         });
     }
-    let (lock, origins) = resolve(&dbs);
-    Ok(lock.settings(origins))
+    Ok(dbs)
+}
+
+/// A boolean key (wrong types ignored, as GSettings does), with its origin recorded.
+pub fn bool_key(dbs: &[Db], key: &str, default: bool, origins: &mut Map<String, Value>) -> bool {
+    let found = lookup(dbs, key).and_then(|(v, path)| match v {
+        GValue::Bool(b) => Some((*b, path)),
+        _ => None,
+    });
+    origins.insert(key.to_owned(), json!(found.map_or("default", |(_, p)| p)));
+    found.map_or(default, |(b, _)| b)
+}
+
+/// A non-negative integer key (`u` or `i`), with its origin recorded.
+pub fn uint_key(dbs: &[Db], key: &str, default: u64, origins: &mut Map<String, Value>) -> u64 {
+    let found = lookup(dbs, key).and_then(|(v, path)| match v {
+        GValue::Int(i) => u64::try_from(*i).ok().map(|u| (u, path)),
+        _ => None,
+    });
+    origins.insert(key.to_owned(), json!(found.map_or("default", |(_, p)| p)));
+    found.map_or(default, |(u, _)| u)
 }
 
 #[cfg(test)]

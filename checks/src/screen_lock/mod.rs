@@ -4,8 +4,10 @@
 //! Sources: systemd-logind's session files find the graphical user sessions, their
 //! users and desktops ([`sessions`]); `/etc/passwd` gives the home directories; then
 //! each desktop's own settings: GNOME's dconf databases ([`gnome`], read with the
-//! [`gvdb`] reader), KDE's `kscreenlockerrc` ([`kde`]) and xfce4-screensaver's xfconf
-//! channel ([`xfce`]).
+//! [`gvdb`] reader), KDE's `kscreenlockerrc` ([`kde`]), xfce4-screensaver's xfconf
+//! channel ([`xfce`]), and Cinnamon, MATE, swayidle, hypridle, xss-lock, xscreensaver and
+//! light-locker ([`lockers`]). On the live system the sessions come from logind over D-Bus
+//! ([`logind`]), with its idle and locked hints.
 //!
 //! Pass: every graphical session locks on idle within
 //! [`ScreenLockConfig::max_idle_minutes`](crate::ScreenLockConfig) (and, on KDE, locks on
@@ -15,6 +17,8 @@
 pub mod gnome;
 pub mod gvdb;
 pub mod kde;
+pub mod lockers;
+pub mod logind;
 pub mod sessions;
 pub mod xfce;
 
@@ -33,7 +37,7 @@ const SESSIONS_DIR: &str = "/run/systemd/sessions";
 /// One desktop's lock settings, reduced to what the check decides on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LockSettings {
-    /// `gnome`, `kde` or `xfce`.
+    /// `gnome`, `kde`, `xfce`, `cinnamon`, `mate`, `sway`, `hyprland`, `i3`, `x11`.
     pub desktop: &'static str,
     /// Whether the desktop locks at all when it goes idle.
     pub lock_enabled: bool,
@@ -94,6 +98,34 @@ fn remediation_text(desktop: Desktop, max: u32) -> String {
              minutes, and on the Lock Screen tab enable locking with the screensaver so the \
              screen locks within {max} minutes."
         ),
+        Desktop::Cinnamon => format!(
+            "Cinnamon: open System Settings > Screensaver, set \"Delay before starting the \
+             screensaver\" and turn on \"Lock the computer when put to sleep\" and \"Lock the \
+             computer after the screensaver starts\" so it locks within {max} minutes."
+        ),
+        Desktop::Mate => format!(
+            "MATE: open Control Center > Screensaver, turn on \"Activate screensaver when \
+             computer is idle\" after {max} minutes or less and \"Lock screen when screensaver \
+             is active\"."
+        ),
+        Desktop::Sway => format!(
+            "sway: start swayidle with a locker, e.g. in ~/.config/sway/config: `exec swayidle -w \
+             timeout {} 'swaylock -f' before-sleep 'swaylock -f'`.",
+            max * 60
+        ),
+        Desktop::Hyprland => format!(
+            "Hyprland: run hypridle (`exec-once = hypridle` in hyprland.conf) with a listener \
+             that locks within {max} minutes (`timeout = {}`, `on-timeout = loginctl \
+             lock-session`, `lock_cmd = pidof hyprlock || hyprlock`, `before_sleep_cmd = \
+             loginctl lock-session`) in ~/.config/hypr/hypridle.conf.",
+            max * 60
+        ),
+        Desktop::I3 | Desktop::OtherX11 => format!(
+            "X11 window manager: lock on idle and before sleep, e.g. in ~/.config/i3/config: \
+             `exec --no-startup-id xss-lock --transfer-sleep-lock -- i3lock --nofork` and \
+             `exec --no-startup-id xset s {}`; or run xscreensaver with `lock: True`.",
+            max * 60
+        ),
     }
 }
 
@@ -119,12 +151,14 @@ fn evaluate_session(
         "active": session.active,
         "desktop": session.desktop,
     });
-    let Some(desktop) = Desktop::from_session(&session.desktop) else {
+    let desktop = Desktop::from_session(&session.desktop)
+        .or_else(|| (session.kind == "x11").then_some(Desktop::OtherX11));
+    let Some(desktop) = desktop else {
         let reason = if session.desktop.is_empty() {
             format!("session {} does not name its desktop", session.id)
         } else {
             format!(
-                "desktop `{}` is not supported (GNOME, KDE and XFCE are)",
+                "desktop `{}` is not supported (GNOME, KDE, XFCE, Cinnamon, MATE, sway, Hyprland, i3 and X11 lockers are)",
                 session.desktop
             )
         };
@@ -143,6 +177,12 @@ fn evaluate_session(
         Desktop::Gnome => gnome::read(ctx, &user.home, sources),
         Desktop::Kde => kde::read(ctx, &user.home, sources),
         Desktop::Xfce => xfce::read(ctx, &user.home, sources),
+        Desktop::Cinnamon => lockers::read_cinnamon(ctx, &user.home, sources),
+        Desktop::Mate => lockers::read_mate(ctx, &user.home, sources),
+        Desktop::Sway => lockers::read_sway(ctx, &user.home, sources),
+        Desktop::Hyprland => lockers::read_hyprland(ctx, &user.home, sources),
+        Desktop::I3 => lockers::read_x11(ctx, &user.home, "i3", sources),
+        Desktop::OtherX11 => lockers::read_x11(ctx, &user.home, "x11", sources),
     };
     let settings = match settings {
         Ok(settings) => settings,
@@ -167,47 +207,83 @@ fn evaluate_session(
     }
 }
 
-/// Runs the check.
-pub fn check(ctx: &Context) -> Finding {
-    let max = ctx.config.screen_lock.max_idle_minutes;
+/// Graphical sessions (with logind's hints when they came over D-Bus) and their source.
+type Found = (Vec<(Session, Option<logind::Hints>)>, &'static str);
+
+/// The graphical user sessions and where they came from: logind over D-Bus on the live
+/// system; logind's session files below a fixture root. `Err` is a finished finding.
+fn graphical_sessions(ctx: &Context, max: u32) -> Result<Found, Box<Finding>> {
+    if ctx.live {
+        return match logind::sessions() {
+            Ok(all) => Ok((
+                all.into_iter()
+                    .filter(|(s, _)| s.is_graphical_user())
+                    .map(|(s, h)| (s, Some(h)))
+                    .collect(),
+                logind::SOURCE,
+            )),
+            Err(reason) => Err(Box::new(
+                Finding::unknown(ID, reason)
+                    .observe("sessions", json!([]))
+                    .observe("max_idle_minutes", max)
+                    .source(logind::SOURCE),
+            )),
+        };
+    }
     let names = match list_dir(ctx, SESSIONS_DIR) {
         Ok(names) => names,
         Err(e) if e.is_not_found() => {
-            return Finding::unknown(
-                ID,
-                "no graphical user session (systemd-logind keeps no sessions here)",
-            )
-            .observe("sessions", json!([]))
-            .observe("max_idle_minutes", max)
-            .source(SESSIONS_DIR)
+            return Err(Box::new(
+                Finding::unknown(
+                    ID,
+                    "no graphical user session (systemd-logind keeps no sessions here)",
+                )
+                .observe("sessions", json!([]))
+                .observe("max_idle_minutes", max)
+                .source(SESSIONS_DIR),
+            ))
         }
-        Err(e) => return Finding::unknown(ID, e.to_string()).source(SESSIONS_DIR),
+        Err(e) => {
+            return Err(Box::new(
+                Finding::unknown(ID, e.to_string()).source(SESSIONS_DIR),
+            ))
+        }
     };
     let mut graphical = Vec::new();
     for name in names.iter().filter(|n| !n.ends_with(".ref")) {
         if let Ok(text) = read_text(ctx, format!("{SESSIONS_DIR}/{name}")) {
             let session = sessions::parse_session(name, &text);
             if session.is_graphical_user() {
-                graphical.push(session);
+                graphical.push((session, None));
             }
         }
     }
+    Ok((graphical, SESSIONS_DIR))
+}
+
+/// Runs the check.
+pub fn check(ctx: &Context) -> Finding {
+    let max = ctx.config.screen_lock.max_idle_minutes;
+    let (graphical, sessions_source) = match graphical_sessions(ctx, max) {
+        Ok(found) => found,
+        Err(finding) => return *finding,
+    };
     if graphical.is_empty() {
         return Finding::unknown(ID, "no graphical user session")
             .observe("sessions", json!([]))
             .observe("max_idle_minutes", max)
-            .source(SESSIONS_DIR);
+            .source(sessions_source);
     }
     let passwd = match read_text(ctx, "/etc/passwd") {
         Ok(text) => sessions::parse_passwd(&text),
         Err(e) => return Finding::unknown(ID, e.to_string()).source("/etc/passwd"),
     };
 
-    let mut sources = vec![SESSIONS_DIR.to_owned(), "/etc/passwd".to_owned()];
+    let mut sources = vec![sessions_source.to_owned(), "/etc/passwd".to_owned()];
     let mut facts = Vec::new();
     let mut failed: Vec<(Desktop, Vec<String>, String)> = Vec::new();
     let mut unknown: Vec<String> = Vec::new();
-    for session in &graphical {
+    for (session, hints) in &graphical {
         let (outcome, fact) = evaluate_session(ctx, session, &passwd, &mut sources);
         let who = session.user.clone().unwrap_or_else(|| session.id.clone());
         let status = match outcome {
@@ -224,6 +300,9 @@ pub fn check(ctx: &Context) -> Finding {
         let mut fact = fact;
         if let Value::Object(map) = &mut fact {
             map.insert("status".into(), json!(status.as_str()));
+            if let Some(hints) = hints {
+                map.insert("logind".into(), json!(hints));
+            }
         }
         facts.push(fact);
     }
@@ -248,7 +327,7 @@ pub fn check(ctx: &Context) -> Finding {
     } else {
         let users = graphical
             .iter()
-            .filter_map(|s| s.user.clone())
+            .filter_map(|(s, _)| s.user.clone())
             .collect::<Vec<_>>()
             .join(", ");
         Finding::pass(

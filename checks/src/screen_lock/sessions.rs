@@ -16,10 +16,24 @@ pub enum Desktop {
     Kde,
     /// XFCE.
     Xfce,
+    /// Cinnamon.
+    Cinnamon,
+    /// MATE.
+    Mate,
+    /// sway (swayidle + swaylock).
+    Sway,
+    /// Hyprland (hypridle + hyprlock).
+    Hyprland,
+    /// i3 (xss-lock + i3lock, xscreensaver or light-locker).
+    I3,
+    /// Another X11 session: xscreensaver or light-locker.
+    OtherX11,
 }
 
 impl Desktop {
     /// Maps logind's `DESKTOP` (the session's `XDG_SESSION_DESKTOP`) to a desktop.
+    /// (An X11 session whose desktop is not known is [`Desktop::OtherX11`], decided by the
+    /// caller from the session type.)
     pub fn from_session(desktop: &str) -> Option<Desktop> {
         let lower = desktop.to_ascii_lowercase();
         let words: Vec<&str> = lower.split([':', '-', ' ']).collect();
@@ -30,6 +44,16 @@ impl Desktop {
             Some(Desktop::Kde)
         } else if has("xfce") || has("xfce4") {
             Some(Desktop::Xfce)
+        } else if has("cinnamon") {
+            Some(Desktop::Cinnamon)
+        } else if has("mate") {
+            Some(Desktop::Mate)
+        } else if has("sway") {
+            Some(Desktop::Sway)
+        } else if has("hyprland") {
+            Some(Desktop::Hyprland)
+        } else if has("i3") {
+            Some(Desktop::I3)
         } else {
             None
         }
@@ -41,6 +65,12 @@ impl Desktop {
             Desktop::Gnome => "gnome",
             Desktop::Kde => "kde",
             Desktop::Xfce => "xfce",
+            Desktop::Cinnamon => "cinnamon",
+            Desktop::Mate => "mate",
+            Desktop::Sway => "sway",
+            Desktop::Hyprland => "hyprland",
+            Desktop::I3 => "i3",
+            Desktop::OtherX11 => "x11",
         }
     }
 }
@@ -151,7 +181,10 @@ mod tests {
         assert_eq!(Desktop::from_session("KDE"), Some(Desktop::Kde));
         assert_eq!(Desktop::from_session("plasma"), Some(Desktop::Kde));
         assert_eq!(Desktop::from_session("xfce"), Some(Desktop::Xfce));
-        assert_eq!(Desktop::from_session("i3"), None);
+        assert_eq!(Desktop::from_session("i3"), Some(Desktop::I3));
+        assert_eq!(Desktop::from_session("X-Cinnamon"), Some(Desktop::Cinnamon));
+        assert_eq!(Desktop::from_session("Hyprland"), Some(Desktop::Hyprland));
+        assert_eq!(Desktop::from_session("labwc"), None);
         assert_eq!(Desktop::from_session(""), None);
     }
 

@@ -12,6 +12,7 @@ use tss_esapi::constants::{CapabilityType, SessionType};
 use tss_esapi::handles::AuthHandle;
 use tss_esapi::handles::{KeyHandle, NvIndexTpmHandle, TpmHandle};
 use tss_esapi::interface_types::algorithm::HashingAlgorithm;
+use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::key_bits::RsaKeyBits;
 use tss_esapi::interface_types::resource_handles::{Hierarchy, NvAuth};
 use tss_esapi::interface_types::session_handles::{AuthSession, PolicySession};
@@ -25,6 +26,7 @@ use super::blob;
 use super::signer::{flush, Srk, TpmSigner};
 use super::templates::Role;
 use super::{protocol_err, tss_err, Tpm, AK_FILE};
+use crate::key::EkPreference;
 use posture_core::attestation::tpm2::{Attest, Attested};
 use posture_core::attestation::{
     to_hex, EnrollmentChallenge, EnrollmentRequest, EnrollmentResponse, PcrValues, Quote,
@@ -90,18 +92,31 @@ impl AttestationKey {
         &self.public
     }
 
-    /// Builds the enrollment request: EK public part, EK certificate (RSA 2048) and the EK
-    /// certificate chain where present, AK public part.
+    /// Builds the enrollment request with the EK chosen as `[key] ek = "auto"` does: see
+    /// [`AttestationKey::enrollment_request_with`].
     pub fn enrollment_request(&self) -> Result<EnrollmentRequest, KeyError> {
+        self.enrollment_request_with(EkPreference::Auto)
+    }
+
+    /// Builds the enrollment request: the EK's public part and its certificate from NV,
+    /// the EK certificate chain where present, and the AK's public part. The EK is the one
+    /// `preference` picks among those whose certificate is in NV ([`EkKind::choose`]),
+    /// re-created from its TCG template, so the certificate certifies the EK sent.
+    pub fn enrollment_request_with(
+        &self,
+        preference: EkPreference,
+    ) -> Result<EnrollmentRequest, KeyError> {
+        let certificates = read_ek_certificates(&self.tpm)?;
+        let kind = EkKind::choose(preference, &certificates);
         let ek_public = self.tpm.with_context(|ctx| {
-            let handle = create_ek(ctx)?;
+            let handle = create_ek(ctx, kind)?;
             let public = ctx.read_public(handle).map_err(tss_err("reading the EK"));
             let _ = ctx.flush_context(handle.into());
             public?.0.marshall().map_err(tss_err("marshalling the EK"))
         })?;
-        let ek_certificate = read_ek_certificates(&self.tpm)?
+        let ek_certificate = certificates
             .into_iter()
-            .find(|c| c.nv_index == EK_CERT_NV_INDICES[0])
+            .find(|c| c.nv_index == kind.certificate_nv_index())
             .map(|c| c.der);
         let chain = read_ek_certificate_chain(&self.tpm)?;
         let ek_chain = posture_core::attestation::split_certificate_chain(&chain)
@@ -153,10 +168,26 @@ impl AttestationKey {
             .map_err(tss_err("credential blob"))?;
         let secret = EncryptedSecret::try_from(challenge.encrypted_secret.clone())
             .map_err(tss_err("encrypted secret"))?;
+        let kind = EkKind::for_encrypted_secret(&challenge.encrypted_secret);
         self.tpm.with_context(|ctx| {
-            let ek = create_ek(ctx)?;
+            let ek = create_ek(ctx, kind)?;
             let result = (|| {
-                // The EK's policy is PolicySecret(endorsement hierarchy).
+                if kind.user_with_auth() {
+                    // High-range EKs have userWithAuth and an empty authValue.
+                    return ctx
+                        .execute_with_sessions(
+                            (
+                                Some(AuthSession::Password),
+                                Some(AuthSession::Password),
+                                None,
+                            ),
+                            |ctx| ctx.activate_credential(self.handle, ek, blob, secret),
+                        )
+                        .map_err(tss_err(
+                            "activating the credential (was it made for this TPM's EK and AK?)",
+                        ));
+                }
+                // The low-range EKs' policy is PolicySecret(endorsement hierarchy).
                 let session = ctx
                     .start_auth_session(
                         None,
@@ -358,13 +389,102 @@ fn pcr_slot(pcr: u32) -> Result<PcrSlot, KeyError> {
         .ok_or_else(|| protocol_err("reading PCRs", format!("PCR {pcr} does not exist")))
 }
 
-/// Creates the RSA 2048 EK from the TCG default template (flush it after use).
-fn create_ek(ctx: &mut tss_esapi::Context) -> Result<KeyHandle, KeyError> {
-    let template = create_ek_public_from_default_template_2(
-        AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
-        None::<DefaultKey>,
-    )
-    .map_err(tss_err("EK template"))?;
+/// An endorsement key the agent can use: the TCG EK Credential Profile templates whose
+/// certificates it reads from NV.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EkKind {
+    /// RSA 2048, template L-1 (low range): certificate at `0x01c00002`.
+    Rsa2048,
+    /// ECC NIST P-256, template L-2 (low range): certificate at `0x01c0000a`.
+    EccP256,
+    /// ECC NIST P-384, template H-3 (high range: SHA-384 name, AES-256-CFB, userWithAuth,
+    /// empty unique): certificate at `0x01c00016`. swtpm manufactures this one.
+    EccP384,
+}
+
+impl EkKind {
+    /// The NV index of this EK's certificate (TCG EK Credential Profile 2.2.1.4-5).
+    pub fn certificate_nv_index(self) -> u32 {
+        match self {
+            EkKind::Rsa2048 => EK_CERT_NV_INDICES[0],
+            EkKind::EccP256 => EK_CERT_NV_INDICES[1],
+            EkKind::EccP384 => EK_CERT_NV_INDICES[2],
+        }
+    }
+
+    /// Which EK to present, given the EK certificates in NV: `Rsa` always RSA 2048; `Ecc`
+    /// P-256 unless only a P-384 certificate is present; `Auto` the RSA 2048 EK when its
+    /// certificate is present (most verifiers expect it), else the ECC EK whose
+    /// certificate is (P-256 first), else RSA 2048 (the verifier may fetch the
+    /// certificate from the vendor's service).
+    pub fn choose(preference: EkPreference, certificates: &[EkCertificate]) -> EkKind {
+        let has = |kind: EkKind| {
+            certificates
+                .iter()
+                .any(|c| c.nv_index == kind.certificate_nv_index())
+        };
+        let ecc = if !has(EkKind::EccP256) && has(EkKind::EccP384) {
+            EkKind::EccP384
+        } else {
+            EkKind::EccP256
+        };
+        match preference {
+            EkPreference::Rsa => EkKind::Rsa2048,
+            EkPreference::Ecc => ecc,
+            EkPreference::Auto => {
+                if has(EkKind::Rsa2048) {
+                    EkKind::Rsa2048
+                } else if has(EkKind::EccP256) || has(EkKind::EccP384) {
+                    ecc
+                } else {
+                    EkKind::Rsa2048
+                }
+            }
+        }
+    }
+
+    /// The EK a challenge was made for, from the shape of its encrypted secret: an ECC
+    /// EK's is the ephemeral point, a `TPMS_ECC_POINT` with 32-byte (P-256) or 48-byte
+    /// (P-384) coordinates; an RSA 2048 EK's is 256 bytes of RSA-OAEP. So `enroll
+    /// complete` needs no state from `enroll request`.
+    pub fn for_encrypted_secret(secret: &[u8]) -> EkKind {
+        let coordinate = |at: usize| {
+            secret
+                .get(at..at + 2)
+                .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        };
+        match coordinate(0) {
+            Some(n @ (32 | 48)) if secret.len() == 4 + 2 * n && coordinate(2 + n) == Some(n) => {
+                if n == 32 {
+                    EkKind::EccP256
+                } else {
+                    EkKind::EccP384
+                }
+            }
+            _ => EkKind::Rsa2048,
+        }
+    }
+
+    /// Whether the template sets userWithAuth (the high-range templates), so that the EK
+    /// is used with its empty authValue rather than PolicySecret(endorsement).
+    fn user_with_auth(self) -> bool {
+        self == EkKind::EccP384
+    }
+
+    fn template(self) -> Result<tss_esapi::structures::Public, KeyError> {
+        let selection = match self {
+            EkKind::Rsa2048 => AsymmetricAlgorithmSelection::Rsa(RsaKeyBits::Rsa2048),
+            EkKind::EccP256 => AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP256),
+            EkKind::EccP384 => AsymmetricAlgorithmSelection::Ecc(EccCurve::NistP384),
+        };
+        create_ek_public_from_default_template_2(selection, None::<DefaultKey>)
+            .map_err(tss_err("EK template"))
+    }
+}
+
+/// Creates the EK of `kind` from its TCG template (flush it after use).
+fn create_ek(ctx: &mut tss_esapi::Context, kind: EkKind) -> Result<KeyHandle, KeyError> {
+    let template = kind.template()?;
     ctx.execute_with_session(Some(AuthSession::Password), |ctx| {
         ctx.create_primary(Hierarchy::Endorsement, template, None, None, None, None)
     })
@@ -451,5 +571,62 @@ impl Tpm {
     /// The EK certificates stored in NV (RSA 2048, ECC P-256, ECC P-384), where present.
     pub fn ek_certificates(&self) -> Result<Vec<EkCertificate>, KeyError> {
         read_ek_certificates(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certs(indices: &[u32]) -> Vec<EkCertificate> {
+        indices
+            .iter()
+            .map(|i| EkCertificate {
+                nv_index: *i,
+                der: vec![0x30],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rsa_stays_the_default_and_ecc_is_used_when_it_alone_has_a_certificate() {
+        use EkKind::*;
+        use EkPreference::*;
+        let cases: [(&[u32], EkPreference, EkKind); 9] = [
+            (&[0x01c0_0002, 0x01c0_000a, 0x01c0_0016], Auto, Rsa2048),
+            (&[0x01c0_000a], Auto, EccP256),
+            (&[0x01c0_0016], Auto, EccP384),
+            (&[0x01c0_000a, 0x01c0_0016], Auto, EccP256),
+            (&[], Auto, Rsa2048),
+            (&[0x01c0_0002, 0x01c0_0016], Ecc, EccP384),
+            (&[0x01c0_0002], Ecc, EccP256),
+            (&[0x01c0_0016], Rsa, Rsa2048),
+            (&[0x01c0_0002, 0x01c0_000a], Ecc, EccP256),
+        ];
+        for (indices, preference, expected) in cases {
+            assert_eq!(
+                EkKind::choose(preference, &certs(indices)),
+                expected,
+                "{indices:x?} {preference:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_ek_of_a_challenge_is_told_by_its_encrypted_secret() {
+        let point = |n: usize| {
+            let mut p = (n as u16).to_be_bytes().to_vec();
+            p.extend(vec![7; n]);
+            p.extend((n as u16).to_be_bytes());
+            p.extend(vec![9; n]);
+            p
+        };
+        assert_eq!(EkKind::for_encrypted_secret(&point(32)), EkKind::EccP256);
+        assert_eq!(EkKind::for_encrypted_secret(&point(48)), EkKind::EccP384);
+        assert_eq!(EkKind::for_encrypted_secret(&[0xa5; 256]), EkKind::Rsa2048);
+        // An RSA ciphertext that happens to start like a 48-byte coordinate.
+        let mut rsa = vec![0x11; 256];
+        rsa[..2].copy_from_slice(&[0, 48]);
+        assert_eq!(EkKind::for_encrypted_secret(&rsa), EkKind::Rsa2048);
     }
 }

@@ -27,7 +27,9 @@ mod context;
 mod signer;
 mod templates;
 
-pub use attest::{AttestationKey, EkCertificate, EK_CERT_CHAIN_NV_INDICES, EK_CERT_NV_INDICES};
+pub use attest::{
+    AttestationKey, EkCertificate, EkKind, EK_CERT_CHAIN_NV_INDICES, EK_CERT_NV_INDICES,
+};
 pub use context::{Tpm, TpmInfo, DEFAULT_TCTI};
 pub use signer::{open_device_key, Srk, TpmSigner};
 

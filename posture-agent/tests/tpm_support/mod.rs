@@ -93,6 +93,23 @@ impl Swtpm {
         tpm
     }
 
+    /// Undefines NV index `index` with platform authorization (empty on swtpm), e.g. the
+    /// RSA EK certificate `0x01c00002`, to make a TPM that ships only an ECC EK
+    /// certificate. Uses `tpm2_nvundefine` (tpm2-tools); call it while no `Tpm` is open
+    /// (swtpm serves one connection at a time).
+    pub fn undefine_nv_index(&self, index: u32) {
+        let out = Command::new("tpm2_nvundefine")
+            .args(["-C", "p", &format!("0x{index:08x}")])
+            .env("TPM2TOOLS_TCTI", self.tcti())
+            .output()
+            .expect("tpm2_nvundefine (install tpm2-tools: scripts/setup.sh)");
+        assert!(
+            out.status.success(),
+            "tpm2_nvundefine 0x{index:08x}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// The TCTI string for this simulator (the TCTI uses port+1 for control).
     pub fn tcti(&self) -> String {
         format!("swtpm:host=127.0.0.1,port={}", self.port)

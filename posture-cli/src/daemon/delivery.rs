@@ -55,7 +55,52 @@ fn client() -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
-async fn attempt(client: &reqwest::Client, item: &Item) -> Outcome {
+/// A report for a posture-server: fetch a fresh nonce, sign the report bound to it and
+/// to the server's audience, post the evidence. The report stays queued until the server
+/// acknowledged it (or refused it for good).
+async fn attempt_server(shared: &Shared, client: &reqwest::Client, item: &Item) -> Outcome {
+    use crate::server_client::{self, ServerError};
+    let Some(challenge_url) = shared.settings.borrow().daemon.challenge_url() else {
+        return Outcome::Retry("no challenge_url".into());
+    };
+    let report: posture_core::Report = match serde_json::from_str(&item.body) {
+        Ok(report) => report,
+        Err(e) => {
+            tracing::error!(error = %e, "outbox: unreadable report");
+            return Outcome::Rejected(0);
+        }
+    };
+    let result = async {
+        let challenge = server_client::challenge(client, &challenge_url).await?;
+        let signed = shared
+            .evidence
+            .sign(
+                &report,
+                Some(&challenge.nonce),
+                Some(&challenge.audience),
+                None,
+            )
+            .map_err(|e| ServerError::Protocol(format!("cannot sign evidence: {e}")))?;
+        server_client::post_evidence(client, &item.url, &signed.token).await
+    }
+    .await;
+    match result {
+        Ok(_) => Outcome::Delivered(201),
+        Err(e) if e.retryable() => Outcome::Retry(e.to_string()),
+        Err(e) => {
+            tracing::error!(error = %e, "posture-server refused the evidence");
+            match e {
+                ServerError::Refused { status, .. } => Outcome::Rejected(status),
+                _ => Outcome::Rejected(0),
+            }
+        }
+    }
+}
+
+async fn attempt(shared: &Shared, client: &reqwest::Client, item: &Item) -> Outcome {
+    if item.kind == super::scheduler::SERVER_EVIDENCE {
+        return attempt_server(shared, client, item).await;
+    }
     let response = client
         .post(&item.url)
         .header(reqwest::header::CONTENT_TYPE, &item.content_type)
@@ -158,7 +203,7 @@ async fn deliver_oldest(shared: &Shared, client: &reqwest::Client) -> Option<Out
             return Some(Outcome::Retry(e.to_string()));
         }
     };
-    let outcome = attempt(client, &item).await;
+    let outcome = attempt(shared, client, &item).await;
     match &outcome {
         Outcome::Delivered(status) => {
             tracing::info!(jti = %item.jti, kind = %item.kind, status, "delivered")

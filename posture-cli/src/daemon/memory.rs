@@ -30,19 +30,28 @@ fn drop_clean_executable_pages() {
     let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
         return;
     };
-    for mapping in clean_read_only_mappings(&smaps) {
+    let mappings = clean_read_only_mappings(&smaps);
+    let mut refused = 0;
+    for mapping in &mappings {
         // SAFETY: the range is a whole read-only mapping of a file with no private
         // (copied-on-write) or anonymous page: dropping it discards nothing that cannot be
         // read back from the file, and the kernel faults pages in again on the next
         // access with identical contents, so no reference into it is invalidated.
         unsafe {
-            libc::madvise(
+            let (start, len) = (
                 mapping.start as *mut libc::c_void,
                 mapping.end - mapping.start,
-                libc::MADV_DONTNEED,
             );
+            if libc::madvise(start, len, libc::MADV_DONTNEED) != 0 {
+                refused += 1;
+            }
         }
     }
+    tracing::debug!(
+        mappings = mappings.len(),
+        refused,
+        "dropped clean file-backed pages"
+    );
 }
 
 /// One mapping of `/proc/self/smaps`.

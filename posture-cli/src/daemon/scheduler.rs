@@ -200,7 +200,21 @@ async fn after_collection(shared: &Arc<Shared>, config: &Config, report: &Arc<Re
             tracing::error!(error = %e, "cannot record the compliance state");
         }
     }
-    if let Some(url) = &config.daemon.server_url {
+    if let (Some(url), Some(_)) = (&config.daemon.server_url, config.daemon.challenge_url()) {
+        // A posture-server: the report waits in the outbox and is signed at delivery,
+        // bound to a nonce fetched just before (see delivery.rs).
+        match serde_json::to_string(report.as_ref()) {
+            Ok(body) => {
+                let mut id = [0u8; 16];
+                let jti = match getrandom::getrandom(&mut id) {
+                    Ok(()) => posture_core::hex::encode(&id),
+                    Err(_) => format!("{}", report.collected_at),
+                };
+                enqueue(shared, SERVER_EVIDENCE, url, "application/json", body, jti).await
+            }
+            Err(e) => tracing::error!(error = %e, "cannot queue the report"),
+        }
+    } else if let Some(url) = &config.daemon.server_url {
         match shared
             .evidence
             .sign(report, None, config.daemon.audience.as_deref(), None)
@@ -220,6 +234,9 @@ async fn after_collection(shared: &Arc<Shared>, config: &Config, report: &Arc<Re
         }
     }
 }
+
+/// Outbox kind of a report for a posture-server, signed at delivery time.
+pub const SERVER_EVIDENCE: &str = "server-evidence";
 
 /// Where the last known compliance is kept, so a restart neither misses nor invents a change.
 pub const COMPLIANCE_FILE: &str = "compliance.json";

@@ -319,6 +319,24 @@ impl TpmPublic {
         }
     }
 
+    /// The P-384 public key, if this is one.
+    pub fn p384(&self) -> Result<p384::PublicKey, AttestationError> {
+        match &self.key {
+            PublicKey::Ecc { curve, x, y } if *curve == ECC_NIST_P384 => {
+                let mut sec1 = vec![0x04];
+                sec1.extend_from_slice(&left_pad::<48>(x)?);
+                sec1.extend_from_slice(&left_pad::<48>(y)?);
+                p384::PublicKey::from_sec1_bytes(&sec1).map_err(|_| AttestationError::Malformed {
+                    what: "TPMT_PUBLIC",
+                    message: "ECC point is not on P-384".into(),
+                })
+            }
+            _ => Err(AttestationError::Unsupported(
+                "key is not an ECC NIST P-384 key".into(),
+            )),
+        }
+    }
+
     /// The RSA public key, if this is one.
     pub fn rsa(&self) -> Result<rsa::RsaPublicKey, AttestationError> {
         match &self.key {

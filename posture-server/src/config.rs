@@ -1,0 +1,277 @@
+//! The server's configuration file (TOML). Every key is optional: with no file at all the
+//! server listens on loopback with an embedded SQLite database in its state directory.
+//! Unknown keys are errors with line and column.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8470"
+//! public_url = "https://posture.example.com"   # what devices and people are told
+//! database_url = "postgres://posture@db/posture" # default: sqlite in state_dir
+//! policy = "/etc/posture-server/policy.toml"     # default: every check must pass
+//! stale_after = "1h"                             # when the policy sets no max_evidence_age
+//!
+//! [tls]
+//! cert = "/etc/posture-server/cert.pem"
+//! key = "/etc/posture-server/key.pem"
+//!
+//! [enrollment]
+//! ek_roots = ["/etc/posture-server/tpm-vendor-cas.pem"]
+//! allow_unverified_ek = false
+//! allow_software_keys = false
+//!
+//! [retention]
+//! history = "90d"
+//!
+//! [limits]
+//! max_body_bytes = 131072
+//! device_requests_per_minute = 30
+//! max_connections = 1024
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// The URL people and devices use to reach this server (default: from `listen`).
+    pub public_url: Option<String>,
+    /// Where the embedded database lives (default: `/var/lib/posture-server` as root,
+    /// else the user's data directory).
+    pub state_dir: Option<PathBuf>,
+    /// `sqlite://PATH` or `postgres://...` (default: `sqlite://STATE_DIR/posture.db`).
+    pub database_url: Option<String>,
+    /// The policy file (TOML or JSON, see docs/evidence.md). Default: every check that
+    /// ran must pass.
+    pub policy: Option<PathBuf>,
+    /// A device whose latest evidence is older than this is denied as stale, unless the
+    /// policy sets its own `max_evidence_age`.
+    #[serde(deserialize_with = "de_duration")]
+    pub stale_after: Duration,
+    /// HTTPS.
+    pub tls: Option<TlsConfig>,
+    /// Enrollment.
+    pub enrollment: EnrollmentConfig,
+    /// How long history is kept.
+    pub retention: RetentionConfig,
+    /// Limits on clients.
+    pub limits: LimitsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8470)),
+            public_url: None,
+            state_dir: None,
+            database_url: None,
+            policy: None,
+            stale_after: Duration::from_secs(3600),
+            tls: None,
+            enrollment: EnrollmentConfig::default(),
+            retention: RetentionConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+/// `[tls]`: certificate chain and private key, PEM.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain (PEM), leaf first.
+    pub cert: PathBuf,
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+/// `[enrollment]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrollmentConfig {
+    /// CA certificates (PEM files) a TPM's EK certificate must chain to.
+    pub ek_roots: Vec<PathBuf>,
+    /// Enrol TPMs whose EK is not checked (marked `tpm-unverified`). Only without `ek_roots`.
+    pub allow_unverified_ek: bool,
+    /// Enrol devices without a TPM, with a software key (marked `software`).
+    pub allow_software_keys: bool,
+    /// Default lifetime of enrollment tokens.
+    #[serde(deserialize_with = "de_duration")]
+    pub token_ttl: Duration,
+}
+
+impl Default for EnrollmentConfig {
+    fn default() -> Self {
+        Self {
+            ek_roots: Vec::new(),
+            allow_unverified_ek: false,
+            allow_software_keys: false,
+            token_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// `[retention]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Evidence history older than this is deleted (the latest state of each device is
+    /// always kept).
+    #[serde(deserialize_with = "de_duration")]
+    pub history: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            history: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body accepted (413 beyond). Evidence itself is capped at 64 KiB.
+    pub max_body_bytes: usize,
+    /// Requests per minute one device may make (evidence, by device key) and one client
+    /// address may make to the unauthenticated endpoints (challenge, enrollment).
+    pub device_requests_per_minute: u32,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 128 * 1024,
+            device_requests_per_minute: 30,
+            max_connections: 1024,
+        }
+    }
+}
+
+/// A config file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Not valid (syntax, unknown key, bad value), with line and column.
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Line (1-based).
+        line: usize,
+        /// Column (1-based).
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Parses `text` (from `path`, for messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        toml::from_str::<Config>(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_column(text, span.start))
+                .unwrap_or((0, 0));
+            ConfigError::Invalid {
+                path: path.to_owned(),
+                line,
+                column,
+                message: e.message().to_owned(),
+            }
+        })
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// The URL devices and people are given.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let scheme = if self.tls.is_some() { "https" } else { "http" };
+                format!("{scheme}://{}", self.listen)
+            }
+        }
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+/// The default state directory.
+pub fn default_state_dir() -> Option<PathBuf> {
+    // /proc/self belongs to the effective uid: root without unsafe code or libc.
+    let root = std::fs::metadata("/proc/self")
+        .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+        .unwrap_or(false);
+    if root {
+        return Some(PathBuf::from("/var/lib/posture-server"));
+    }
+    directories::ProjectDirs::from("", "", "posture-server").map(|d| d.data_dir().to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_means_defaults() {
+        let config = Config::parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:8470");
+        assert_eq!(config.public_url(), "http://127.0.0.1:8470");
+        assert!(!config.enrollment.allow_software_keys);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_line_and_column() {
+        let text = "listen = \"127.0.0.1:1\"\n[enrollment]\nallow_sofware_keys = true\n";
+        let err = Config::parse(text, Path::new("c.toml")).unwrap_err();
+        let message = err.to_string();
+        assert!(message.starts_with("c.toml:3:1:"), "{message}");
+        assert!(message.contains("allow_sofware_keys"), "{message}");
+    }
+
+    #[test]
+    fn durations_and_tables_parse() {
+        let text =
+            "stale_after = \"30m\"\n[retention]\nhistory = \"7d\"\n[limits]\nmax_connections = 8\n";
+        let config = Config::parse(text, Path::new("c.toml")).unwrap();
+        assert_eq!(config.stale_after, Duration::from_secs(1800));
+        assert_eq!(config.retention.history, Duration::from_secs(7 * 86400));
+        assert_eq!(config.limits.max_connections, 8);
+    }
+}

@@ -1,0 +1,348 @@
+//! Storage: one [`Store`] trait, the interface every handler and admin command uses.
+//!
+//! [`SqlStore`] implements it for the two supported databases, chosen by the URL:
+//! SQLite (`sqlite://PATH`, embedded, the default: WAL, `synchronous=FULL`) and
+//! PostgreSQL (`postgres://...`, shared by several stateless replicas). Both run the same
+//! statements through sqlx's driver-neutral layer, with their own versioned migrations
+//! ([`migrations`]) and connection set-up; the same test suite runs against each.
+//!
+//! Everything a replica must agree on lives in the database: nonces, pending
+//! enrollments, tokens, sessions. Times are seconds since the Unix epoch.
+
+pub mod migrations;
+mod sql;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::Serialize;
+
+pub use sql::SqlStore;
+
+/// A boxed future of a store call (the trait stays object-safe).
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// Which database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Embedded SQLite.
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or failed (the caller answers 503).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// A row that must be unique already exists.
+    #[error("already exists")]
+    Conflict,
+    /// Stored data that cannot be read back (a bug or a tampered database).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// The database URL is not one this server supports.
+    #[error("unsupported database URL {0:?} (use sqlite://PATH or postgres://...)")]
+    UnsupportedUrl(String),
+    /// A migration failed.
+    #[error("migration {version}: {message}")]
+    Migration {
+        /// The migration that failed.
+        version: i64,
+        /// Why.
+        message: String,
+    },
+}
+
+/// What an API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Read decisions and devices (an IdP or access proxy).
+    Reader,
+}
+
+impl Role {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Reader => "reader",
+        }
+    }
+
+    /// Parses the stored name.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "admin" => Some(Role::Admin),
+            "reader" => Some(Role::Reader),
+            _ => None,
+        }
+    }
+}
+
+/// The kind of a bearer credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// A long-lived API token (`Authorization: Bearer`).
+    Api,
+    /// A dashboard session (cookie).
+    Session,
+    /// A one-time dashboard login link.
+    Login,
+}
+
+impl CredentialKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Api => "api",
+            CredentialKind::Session => "session",
+            CredentialKind::Login => "login",
+        }
+    }
+}
+
+/// A bearer credential as stored: only the SHA-256 of the secret.
+#[derive(Debug, Clone)]
+pub struct NewCredential {
+    /// Hex SHA-256 of the secret.
+    pub hash: String,
+    /// What it is.
+    pub kind: CredentialKind,
+    /// What it may do.
+    pub role: Role,
+    /// A label for people.
+    pub name: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Expiry, if any.
+    pub expires_at: Option<i64>,
+}
+
+/// An enrollment token as listed (never the secret).
+#[derive(Debug, Clone, Serialize)]
+pub struct EnrollmentToken {
+    /// Its id (the first characters of its hash).
+    pub id: String,
+    /// The person the enrolled device will belong to.
+    pub owner: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// Expiry.
+    pub expires_at: i64,
+    /// When it was spent, if it was.
+    pub used_at: Option<i64>,
+}
+
+/// A device to record at the end of enrollment.
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    /// The device key's id (RFC 7638 thumbprint): the device's id on this server.
+    pub id: String,
+    /// Its owner (from the enrollment token).
+    pub owner: String,
+    /// `tpm` or `software`.
+    pub key_kind: String,
+    /// The enrolled TPM device record (JSON) or the software key's JWK.
+    pub key_record: String,
+    /// `ca`, `unverified`, or `none` for software keys.
+    pub ek_trust: String,
+    /// What enrollment proved: `tpm`, `tpm-unverified` or `software`.
+    pub key_assurance: String,
+    /// Enrollment time.
+    pub enrolled_at: i64,
+}
+
+/// A device with its latest state.
+#[derive(Debug, Clone, Serialize)]
+pub struct Device {
+    /// Its id (device key thumbprint).
+    pub id: String,
+    /// Owner.
+    pub owner: String,
+    /// `tpm` or `software`.
+    pub key_kind: String,
+    /// The key record (not serialized: internal).
+    #[serde(skip)]
+    pub key_record: String,
+    /// `ca`, `unverified` or `none`.
+    pub ek_trust: String,
+    /// Proven key assurance.
+    pub key_assurance: String,
+    /// Enrollment time.
+    pub enrolled_at: i64,
+    /// Disabled by an admin: its evidence is refused and its decision is deny.
+    pub disabled: bool,
+    /// Host name from the latest report.
+    pub host: Option<String>,
+    /// When the latest evidence arrived.
+    pub last_seen: Option<i64>,
+    /// `iat` of the latest evidence.
+    pub evidence_iat: Option<i64>,
+    /// `compliant`, `noncompliant`, or `none` before any evidence.
+    pub status: String,
+    /// Failing finding ids of the latest report (comma-free list).
+    pub failing: Vec<String>,
+    /// The latest policy decision (JSON), not serialized in listings.
+    #[serde(skip)]
+    pub decision_json: Option<String>,
+    /// The latest report (JSON), not serialized in listings.
+    #[serde(skip)]
+    pub report_json: Option<String>,
+}
+
+/// Verified evidence to record, atomically with spending its nonce.
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    /// The device.
+    pub device_id: String,
+    /// The nonce it is bound to (spent here).
+    pub nonce: String,
+    /// Its `jti` (refused when seen before).
+    pub jti: String,
+    /// Its `iat`.
+    pub iat: i64,
+    /// Arrival time.
+    pub received_at: i64,
+    /// `compliant` or `noncompliant`.
+    pub status: String,
+    /// Failing finding ids.
+    pub failing: Vec<String>,
+    /// Host name.
+    pub host: String,
+    /// The decision (JSON).
+    pub decision_json: String,
+    /// The report (JSON).
+    pub report_json: String,
+}
+
+/// Why evidence was not recorded (the device and the nonce are checked in the transaction).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestRefusal {
+    /// The nonce was never issued, has expired, or was spent.
+    Nonce,
+    /// This `jti` was already recorded: a replay.
+    Replay,
+    /// The device is unknown (deleted meanwhile) or disabled.
+    Device,
+}
+
+/// One piece of evidence in a device's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    /// Arrival time.
+    pub received_at: i64,
+    /// `iat`.
+    pub iat: i64,
+    /// `jti`.
+    pub jti: String,
+    /// `compliant` or `noncompliant`.
+    pub status: String,
+    /// Failing finding ids.
+    pub failing: Vec<String>,
+}
+
+/// A change of a device's compliance.
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    /// When.
+    pub at: i64,
+    /// Before (`none` for the first evidence).
+    pub from: String,
+    /// After.
+    pub to: String,
+}
+
+/// The storage interface.
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Which database this is.
+    fn backend(&self) -> Backend;
+    /// This server's id (made once, shared by replicas): part of the evidence audience.
+    fn server_id(&self) -> StoreFuture<'_, String>;
+    /// Whether the database answers.
+    fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// Records a bearer credential.
+    fn insert_credential<'a>(&'a self, credential: &'a NewCredential) -> StoreFuture<'a, ()>;
+    /// The role of a valid API token or session with this hash.
+    fn credential_role<'a>(
+        &'a self,
+        hash: &'a str,
+        kind: CredentialKind,
+        now: i64,
+    ) -> StoreFuture<'a, Option<Role>>;
+    /// Spends a one-time login code; its role when it was valid.
+    fn take_login<'a>(&'a self, hash: &'a str, now: i64) -> StoreFuture<'a, Option<Role>>;
+    /// How many admin API tokens exist (the first start makes one).
+    fn count_admin_tokens(&self) -> StoreFuture<'_, i64>;
+
+    /// Records an enrollment token.
+    fn insert_enrollment_token<'a>(
+        &'a self,
+        hash: &'a str,
+        owner: &'a str,
+        created_at: i64,
+        expires_at: i64,
+    ) -> StoreFuture<'a, ()>;
+    /// Every enrollment token.
+    fn enrollment_tokens(&self) -> StoreFuture<'_, Vec<EnrollmentToken>>;
+    /// Spends a valid, unspent token: its owner, or `None` (unknown, expired or spent).
+    fn spend_enrollment_token<'a>(
+        &'a self,
+        hash: &'a str,
+        now: i64,
+    ) -> StoreFuture<'a, Option<String>>;
+
+    /// Keeps a TPM enrollment between challenge and response.
+    fn insert_pending<'a>(
+        &'a self,
+        id: &'a str,
+        owner: &'a str,
+        pending_json: &'a str,
+        expires_at: i64,
+    ) -> StoreFuture<'a, ()>;
+    /// Takes (and deletes) a pending enrollment: `(owner, pending JSON)`.
+    fn take_pending<'a>(
+        &'a self,
+        id: &'a str,
+        now: i64,
+    ) -> StoreFuture<'a, Option<(String, String)>>;
+
+    /// Records an issued nonce.
+    fn insert_nonce<'a>(&'a self, nonce: &'a str, expires_at: i64) -> StoreFuture<'a, ()>;
+    /// Spends a nonce outside ingestion (software enrollment's proof of possession).
+    fn take_nonce<'a>(&'a self, nonce: &'a str, now: i64) -> StoreFuture<'a, bool>;
+
+    /// Records an enrolled device; [`StoreError::Conflict`] when the key is enrolled already.
+    fn insert_device<'a>(&'a self, device: &'a NewDevice) -> StoreFuture<'a, ()>;
+    /// One device.
+    fn device<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<Device>>;
+    /// Every device, most recently seen first.
+    fn devices(&self) -> StoreFuture<'_, Vec<Device>>;
+    /// Disables or enables a device; whether it exists.
+    fn set_disabled<'a>(&'a self, id: &'a str, disabled: bool) -> StoreFuture<'a, bool>;
+    /// Deletes a device and its history; whether it existed.
+    fn delete_device<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool>;
+
+    /// Records verified evidence in one transaction: spends the nonce, refuses a seen
+    /// `jti`, appends the history, updates the device, notes a compliance change. When
+    /// this returns `Ok(Ok(()))` the evidence is durable.
+    fn ingest<'a>(&'a self, ingest: &'a Ingest) -> StoreFuture<'a, Result<(), IngestRefusal>>;
+    /// The latest `limit` history entries of a device, newest first.
+    fn history<'a>(&'a self, id: &'a str, limit: i64) -> StoreFuture<'a, Vec<HistoryEntry>>;
+    /// The latest `limit` compliance changes of a device, newest first.
+    fn changes<'a>(&'a self, id: &'a str, limit: i64) -> StoreFuture<'a, Vec<Change>>;
+    /// Deletes history older than `history_before`, and expired nonces, pending
+    /// enrollments and sessions. Returns the number of history rows removed.
+    fn purge(&self, history_before: i64, now: i64) -> StoreFuture<'_, u64>;
+}
+
+/// Opens the store for `url` and runs its migrations.
+pub async fn open(url: &str) -> Result<Box<dyn Store>, StoreError> {
+    Ok(Box::new(SqlStore::open(url).await?))
+}

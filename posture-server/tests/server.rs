@@ -1,0 +1,1114 @@
+//! posture-server end to end, with real parts: the `posture-server` binary on loopback,
+//! SQLite in a temp dir and a real PostgreSQL cluster (initdb/pg_ctl as the unprivileged
+//! `postgres` user, removed afterwards), swtpm-backed devices running the `posture`
+//! binary (`posture enroll --server`, `posture daemon`), and headless Chromium for the
+//! dashboard. Every test runs against both databases where the database matters.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../posture-agent/tests/tpm_support/mod.rs"]
+#[allow(dead_code)]
+mod tpm_support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use posture_core::evidence::{sign_evidence, EvidenceOptions};
+use posture_core::jose::Jwk;
+use posture_core::keys::software::SoftwareKey;
+use posture_core::keys::Signer;
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------------------------------
+// PostgreSQL
+
+/// A throwaway PostgreSQL cluster in a temp dir, run by the `postgres` user when the
+/// tests run as root (PostgreSQL refuses to run as root).
+struct Postgres {
+    dir: tempfile::TempDir,
+}
+
+fn pg_bin(name: &str) -> PathBuf {
+    let base = Path::new("/usr/lib/postgresql");
+    let mut versions: Vec<_> = std::fs::read_dir(base)
+        .expect("PostgreSQL is not installed (scripts/setup.sh installs it)")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
+    versions.sort();
+    versions.last().unwrap().join("bin").join(name)
+}
+
+fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").unwrap().uid() == 0
+}
+
+fn as_postgres(program: PathBuf) -> Command {
+    if is_root() {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=postgres",
+            "--regid=postgres",
+            "--clear-groups",
+            "--",
+        ])
+        .arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let dir = tempfile::Builder::new()
+            .prefix("posture-pg")
+            .tempdir()
+            .unwrap();
+        if is_root() {
+            let status = Command::new("chown")
+                .arg("postgres:postgres")
+                .arg(dir.path())
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
+        let out = as_postgres(pg_bin("initdb"))
+            .args(["-A", "trust", "-U", "postgres", "-N", "-E", "UTF8", "-D"])
+            .arg(dir.path().join("data"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pg = Postgres { dir };
+        pg.ctl_start();
+        pg
+    }
+
+    fn ctl_start(&self) {
+        let out = as_postgres(pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .arg("-o")
+            .arg(format!(
+                "-k {} -c listen_addresses='' -p 5432",
+                self.dir.path().display()
+            ))
+            .arg("-l")
+            .arg(self.dir.path().join("log"))
+            .args(["-w", "start"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {} {}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+        );
+    }
+
+    fn stop(&self) {
+        let _ = as_postgres(pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "fast", "-w", "stop"])
+            .output();
+    }
+
+    fn url(&self) -> String {
+        format!(
+            "postgres:///postgres?host={}&port=5432&user=postgres",
+            self.dir.path().display()
+        )
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = as_postgres(pg_bin("pg_ctl"))
+            .arg("-D")
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The server
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A database for a test: SQLite in the server's dir, or a cluster of its own.
+struct Database {
+    pg: Option<Postgres>,
+}
+
+impl Database {
+    fn new(db: Db) -> Database {
+        Database {
+            pg: (db == Db::Postgres).then(Postgres::start),
+        }
+    }
+
+    fn config_line(&self) -> String {
+        match &self.pg {
+            Some(pg) => format!("database_url = {:?}\n", pg.url()),
+            None => String::new(),
+        }
+    }
+}
+
+struct Server {
+    dir: tempfile::TempDir,
+    child: Child,
+    url: String,
+    admin: String,
+    audience: String,
+    #[allow(dead_code)]
+    login: String,
+}
+
+fn server_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_posture-server")
+}
+
+impl Server {
+    fn start(db: &Database, extra: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(dir, db, extra, None)
+    }
+
+    fn start_in(
+        dir: tempfile::TempDir,
+        db: &Database,
+        extra: &str,
+        admin: Option<String>,
+    ) -> Server {
+        let config = dir.path().join("config.toml");
+        if !config.exists() {
+            std::fs::write(
+                &config,
+                format!(
+                    "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\n{}{extra}",
+                    dir.path().join("state"),
+                    db.config_line()
+                ),
+            )
+            .unwrap();
+        }
+        let mut child = Command::new(server_bin())
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut url, mut token, mut audience, mut login) = (None, admin, None, None);
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(t) = line.strip_prefix("admin token (shown once, keep it): ") {
+                token = Some(t.to_owned());
+            } else if let Some(rest) = line.strip_prefix("posture-server listening on ") {
+                url = Some(rest.split(' ').next().unwrap().to_owned());
+            } else if let Some(l) = line.strip_prefix("dashboard: ") {
+                login = Some(l.to_owned());
+            } else if let Some(a) = line.strip_prefix("evidence audience: ") {
+                audience = Some(a.to_owned());
+                break;
+            }
+        }
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            dir,
+            child,
+            url: url.expect("server did not start"),
+            admin: token.expect("no admin token"),
+            audience: audience.unwrap(),
+            login: login.unwrap(),
+        }
+    }
+
+    /// SIGKILL, no shutdown of any kind.
+    fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Starts the server again on the same state and database (after [`Server::kill`]).
+    fn restart(mut self, db: &Database) -> Server {
+        self.kill();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        let admin = self.admin.clone();
+        drop(self);
+        Self::start_in(dir, db, "", Some(admin))
+    }
+
+    fn admin_cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(server_bin())
+            .arg("--config")
+            .arg(self.dir.path().join("config.toml"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP
+
+fn http() -> blocking::Client {
+    blocking::Client::new()
+}
+
+/// A tiny blocking wrapper over reqwest's async client (reqwest's `blocking` feature is off).
+mod blocking {
+    use serde_json::Value;
+
+    pub struct Client {
+        rt: tokio::runtime::Runtime,
+        inner: ::reqwest::Client,
+    }
+
+    impl Client {
+        pub fn new() -> Client {
+            Client {
+                rt: tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap(),
+                inner: ::reqwest::Client::builder()
+                    .redirect(::reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap(),
+            }
+        }
+
+        pub fn send(
+            &self,
+            method: &str,
+            url: &str,
+            bearer: Option<&str>,
+            body: Option<Vec<u8>>,
+        ) -> Result<(u16, Value), String> {
+            self.rt.block_on(async {
+                let mut req = self
+                    .inner
+                    .request(method.parse().unwrap(), url)
+                    .timeout(std::time::Duration::from_secs(20));
+                if let Some(token) = bearer {
+                    req = req.bearer_auth(token);
+                }
+                if let Some(body) = body {
+                    req = req.body(body);
+                }
+                let response = req.send().await.map_err(|e| e.to_string())?;
+                let status = response.status().as_u16();
+                let bytes = response.bytes().await.map_err(|e| e.to_string())?;
+                Ok((
+                    status,
+                    serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+                ))
+            })
+        }
+    }
+}
+
+impl Server {
+    fn get(&self, path: &str, bearer: Option<&str>) -> (u16, Value) {
+        http()
+            .send("GET", &format!("{}{path}", self.url), bearer, None)
+            .unwrap()
+    }
+
+    fn post(&self, path: &str, bearer: Option<&str>, body: &Value) -> (u16, Value) {
+        http()
+            .send(
+                "POST",
+                &format!("{}{path}", self.url),
+                bearer,
+                Some(body.to_string().into_bytes()),
+            )
+            .unwrap()
+    }
+
+    fn post_raw(&self, path: &str, body: Vec<u8>) -> (u16, Value) {
+        http()
+            .send("POST", &format!("{}{path}", self.url), None, Some(body))
+            .unwrap()
+    }
+
+    fn enrollment_token(&self, owner: &str) -> String {
+        let (status, body) = self.post(
+            "/v1/admin/enrollment-tokens",
+            Some(&self.admin),
+            &json!({ "owner": owner, "ttl": "1h" }),
+        );
+        assert_eq!(status, 201, "{body}");
+        body["token"].as_str().unwrap().to_owned()
+    }
+
+    fn challenge(&self) -> Value {
+        let (status, body) = self.get("/v1/challenge", None);
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    fn device(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/devices/{id}"), Some(&self.admin));
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    fn history_jtis(&self, id: &str) -> Vec<String> {
+        self.device(id)["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["jti"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn decision(&self, id: &str) -> Value {
+        let (status, body) = self.get(&format!("/v1/devices/{id}/decision"), Some(&self.admin));
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+/// A device with a software key, driven by the test itself (posture-core signing).
+struct SoftDevice {
+    _dir: tempfile::TempDir,
+    key: SoftwareKey,
+}
+
+impl SoftDevice {
+    fn new() -> SoftDevice {
+        let (dir, key) = posture_test_support::software_key();
+        SoftDevice { _dir: dir, key }
+    }
+
+    fn id(&self) -> String {
+        posture_core::keys::key_id(&self.key.public_key())
+    }
+
+    fn evidence(&self, report: &posture_core::Report, nonce: &str, audience: &str) -> String {
+        let options = EvidenceOptions {
+            nonce: Some(nonce.to_owned()),
+            audience: Some(audience.to_owned()),
+            ttl: Duration::from_secs(300),
+        };
+        sign_evidence(report, &self.key, &options).unwrap()
+    }
+
+    fn fresh_evidence(&self, server: &Server, report: &posture_core::Report) -> String {
+        let challenge = server.challenge();
+        self.evidence(
+            report,
+            challenge["nonce"].as_str().unwrap(),
+            &server.audience,
+        )
+    }
+
+    fn enroll(&self, server: &Server, token: &str) -> (u16, Value) {
+        let proof = self.fresh_evidence(server, &posture_test_support::healthy_report());
+        server.post(
+            "/v1/enroll/software",
+            None,
+            &json!({
+                "token": token,
+                "jwk": Jwk::from_public_key(&self.key.public_key()),
+                "proof": proof,
+            }),
+        )
+    }
+}
+
+const SOFTWARE: &str = "[enrollment]\nallow_software_keys = true\n";
+
+// ---------------------------------------------------------------------------------------
+// Device lifecycle and bad input
+
+fn software_lifecycle(db: Db) {
+    let database = Database::new(db);
+    let server = Server::start(&database, SOFTWARE);
+    let device = SoftDevice::new();
+
+    // No token, no admin API.
+    assert_eq!(server.get("/v1/devices", None).0, 401);
+    let token = server.enrollment_token("alice@example.com");
+    let (status, enrolled) = device.enroll(&server, &token);
+    assert_eq!(status, 201, "{enrolled}");
+    assert_eq!(enrolled["device_id"], device.id());
+    assert_eq!(enrolled["owner"], "alice@example.com");
+    assert_eq!(enrolled["key_assurance"], "software");
+
+    // A token is spent once.
+    let other = SoftDevice::new();
+    let (status, refused) = other.enroll(&server, &token);
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (403, Some("invalid_token"))
+    );
+
+    // Never seen: denied.
+    assert_eq!(server.decision(&device.id())["decision"], "deny");
+    assert_eq!(
+        server.decision(&device.id())["reasons"][0]["rule"],
+        "no_evidence"
+    );
+
+    // Fresh, nonce-bound evidence of a device with its firewall off: stored, denied,
+    // with the finding and its remediation.
+    let laptop = posture_test_support::laptop_report();
+    let evidence = device.fresh_evidence(&server, &laptop);
+    let (status, accepted) = server.post_raw("/v1/evidence", evidence.clone().into_bytes());
+    assert_eq!(status, 201, "{accepted}");
+    assert_eq!(accepted["status"], "noncompliant");
+    let decision = server.decision(&device.id());
+    assert_eq!(decision["decision"], "deny");
+    assert_eq!(decision["stale"], false);
+    let reasons = decision["reasons"].as_array().unwrap();
+    let firewall = reasons.iter().find(|r| r["finding"] == "firewall").unwrap();
+    assert!(firewall["remediation"]["text"].as_str().unwrap().len() > 3);
+    assert!(decision["evidence_issued_at"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+
+    // The same evidence again: a replay, refused, nothing stored.
+    let (status, refused) = server.post_raw("/v1/evidence", evidence.into_bytes());
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (409, Some("replay"))
+    );
+    assert_eq!(server.history_jtis(&device.id()).len(), 1);
+
+    // A healthy report: allowed; the change is in the history.
+    let evidence = device.fresh_evidence(&server, &posture_test_support::healthy_report());
+    assert_eq!(
+        server.post_raw("/v1/evidence", evidence.into_bytes()).0,
+        201
+    );
+    assert_eq!(server.decision(&device.id())["decision"], "allow");
+    let shown = server.device(&device.id());
+    assert_eq!(shown["changes"].as_array().unwrap().len(), 2);
+    assert_eq!(shown["display_status"], "compliant");
+
+    let refused = |body: Vec<u8>| {
+        let (status, answer) = server.post_raw("/v1/evidence", body);
+        (
+            status,
+            answer["error"]["code"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    let healthy = posture_test_support::healthy_report();
+    // A nonce this server never issued.
+    assert_eq!(
+        refused(
+            device
+                .evidence(&healthy, "made-up-nonce-123", &server.audience)
+                .into_bytes()
+        ),
+        (400, "nonce".into())
+    );
+    // An unknown device (a key this server never enrolled).
+    assert_eq!(
+        refused(other.fresh_evidence(&server, &healthy).into_bytes()),
+        (403, "unknown_device".into())
+    );
+    // Evidence meant for another server (its audience).
+    let challenge = server.challenge();
+    assert_eq!(
+        refused(
+            device
+                .evidence(
+                    &healthy,
+                    challenge["nonce"].as_str().unwrap(),
+                    "urn:posture-server:other"
+                )
+                .into_bytes()
+        ),
+        (400, "audience".into())
+    );
+    // A wrong signature.
+    let mut forged = device.fresh_evidence(&server, &healthy).into_bytes();
+    let last = forged.len() - 5;
+    forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+    assert_eq!(refused(forged), (403, "signature".into()));
+    // Malformed and oversized.
+    assert_eq!(refused(b"not a jws".to_vec()), (400, "malformed".into()));
+    assert_eq!(refused(vec![b'a'; 200 * 1024]).0, 413);
+    // Nothing of the refused evidence was stored.
+    assert_eq!(server.history_jtis(&device.id()).len(), 2);
+
+    // Admin: list, disable (evidence refused, decision deny), delete.
+    let (_, list) = server.get("/v1/devices", Some(&server.admin));
+    assert_eq!(list["devices"].as_array().unwrap().len(), 1);
+    let path = format!("/v1/admin/devices/{}/disable", device.id());
+    assert_eq!(server.post(&path, Some(&server.admin), &json!({})).0, 204);
+    assert_eq!(
+        server.decision(&device.id())["reasons"][0]["rule"],
+        "device_disabled"
+    );
+    assert_eq!(
+        refused(device.fresh_evidence(&server, &healthy).into_bytes()),
+        (403, "device_disabled".into())
+    );
+    // A reader token reads decisions but is no admin.
+    let (_, reader) = server.post(
+        "/v1/admin/api-tokens",
+        Some(&server.admin),
+        &json!({ "name": "proxy", "role": "reader" }),
+    );
+    let reader = reader["token"].as_str().unwrap();
+    assert_eq!(
+        server
+            .get(
+                &format!("/v1/devices/{}/decision", device.id()),
+                Some(reader)
+            )
+            .0,
+        200
+    );
+    assert_eq!(server.post(&path, Some(reader), &json!({})).0, 403);
+    let out = server.admin_cli(&["devices", "delete", &device.id()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        server
+            .get(&format!("/v1/devices/{}", device.id()), Some(&server.admin))
+            .0,
+        404
+    );
+}
+
+#[test]
+fn software_device_lifecycle_and_bad_input_sqlite() {
+    software_lifecycle(Db::Sqlite);
+}
+
+#[test]
+fn software_device_lifecycle_and_bad_input_postgres() {
+    software_lifecycle(Db::Postgres);
+}
+
+#[test]
+fn software_keys_are_refused_unless_allowed_and_tokens_come_from_the_cli() {
+    let database = Database::new(Db::Sqlite);
+    let server = Server::start(&database, "");
+    let out = server.admin_cli(&[
+        "token",
+        "create",
+        "--owner",
+        "bob@example.com",
+        "--ttl",
+        "2h",
+    ]);
+    assert!(out.status.success());
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(token.starts_with("pet_"));
+    let (status, refused) = SoftDevice::new().enroll(&server, &token);
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (403, Some("software_keys_not_allowed"))
+    );
+    // The refusal did not spend the token.
+    let out = server.admin_cli(&["--json", "token", "list"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["used_at"], Value::Null);
+    assert_eq!(list[0]["owner"], "bob@example.com");
+    // Unknown config keys are errors with line and column.
+    let bad = server.dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "listen = \"127.0.0.1:0\"\n[enrollment]\nallow_sofware_keys = true\n",
+    )
+    .unwrap();
+    let out = Command::new(server_bin())
+        .arg("--config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("bad.toml:3:1") && stderr.contains("allow_sofware_keys"),
+        "{stderr}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Faults
+
+fn kill_9(db: Db) {
+    let database = Database::new(db);
+    let server = Server::start(
+        &database,
+        &format!("{SOFTWARE}[limits]\ndevice_requests_per_minute = 100000\n"),
+    );
+    let devices: Vec<SoftDevice> = (0..6).map(|_| SoftDevice::new()).collect();
+    for (i, d) in devices.iter().enumerate() {
+        let token = server.enrollment_token(&format!("user{i}@example.com"));
+        assert_eq!(d.enroll(&server, &token).0, 201);
+    }
+    // Each device delivers as fast as it can; the server is killed in the middle.
+    let url = server.url.clone();
+    let audience = server.audience.clone();
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let threads: Vec<_> = devices
+        .into_iter()
+        .map(|device| {
+            let (url, audience, acked, stop) =
+                (url.clone(), audience.clone(), acked.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let client = http();
+                let report = posture_test_support::healthy_report();
+                for _ in 0..40 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let Ok((200, challenge)) =
+                        client.send("GET", &format!("{url}/v1/challenge"), None, None)
+                    else {
+                        break;
+                    };
+                    let token =
+                        device.evidence(&report, challenge["nonce"].as_str().unwrap(), &audience);
+                    let jti = jti_of(&token);
+                    match client.send(
+                        "POST",
+                        &format!("{url}/v1/evidence"),
+                        None,
+                        Some(token.into_bytes()),
+                    ) {
+                        Ok((201, _)) => acked.lock().unwrap().push((device.id(), jti)),
+                        _ => break,
+                    }
+                }
+                device
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
+    let mut server = server;
+    // SIGKILL mid-ingestion.
+    server.kill();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let server = server.restart(&database);
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() >= 6,
+        "too few acknowledged before the kill: {}",
+        acked.len()
+    );
+    for (device, jti) in &acked {
+        assert!(
+            server.history_jtis(device).contains(jti),
+            "acknowledged evidence {jti} of {device} was lost"
+        );
+    }
+}
+
+fn jti_of(token: &str) -> String {
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&posture_core::jose::b64url_decode(payload).unwrap()).unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn kill_9_during_ingestion_loses_no_acknowledged_evidence_sqlite() {
+    kill_9(Db::Sqlite);
+}
+
+#[test]
+fn kill_9_during_ingestion_loses_no_acknowledged_evidence_postgres() {
+    kill_9(Db::Postgres);
+}
+
+// ---------------------------------------------------------------------------------------
+// Devices running the real `posture` binary
+
+/// The `posture` binary of this build (`cargo build -p posture-cli`, or the workspace).
+fn posture_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("posture");
+    assert!(
+        bin.is_file(),
+        "{} not found: build it first (cargo build -p posture-cli)",
+        bin.display()
+    );
+    bin
+}
+
+/// A device: a config, a state dir and optionally a swtpm.
+struct PostureDevice {
+    dir: tempfile::TempDir,
+    swtpm: Option<tpm_support::Swtpm>,
+}
+
+impl PostureDevice {
+    fn new(tpm: bool) -> PostureDevice {
+        PostureDevice {
+            dir: tempfile::tempdir().unwrap(),
+            swtpm: tpm.then(tpm_support::Swtpm::start),
+        }
+    }
+
+    fn configure(&self, server: &Server, retry: &str) {
+        let dir = &self.dir;
+        let tpm = self.swtpm.is_some();
+        let backend = if tpm { "tpm" } else { "software" };
+        std::fs::write(
+            dir.path().join("config.toml"),
+            format!(
+                "[key]\nbackend = \"{backend}\"\n\n[daemon]\nsocket = {:?}\nstate_dir = {:?}\ninterval = \"1h\"\nwatch = false\nserver_url = \"{}/v1/evidence\"\n{retry}",
+                dir.path().join("posture.sock"),
+                dir.path().join("state"),
+                server.url
+            ),
+        )
+        .unwrap();
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(posture_bin());
+        c.args(args)
+            .arg("--config")
+            .arg(self.dir.path().join("config.toml"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        if let Some(tpm) = &self.swtpm {
+            c.env("TCTI", tpm.tcti());
+        }
+        c
+    }
+
+    fn enroll(&self, server: &Server, token: &str) -> std::process::Output {
+        self.command(&["enroll", "--server", &server.url, "--token", token])
+            .output()
+            .unwrap()
+    }
+
+    fn daemon(&self) -> Child {
+        self.command(&["daemon"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    fn outbox_len(&self) -> usize {
+        std::fs::read_dir(self.dir.path().join("state/outbox"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+}
+
+fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn tpm_end_to_end(db: Db) {
+    let database = Database::new(db);
+    // swtpm makes a local CA per TPM: the server trusts both devices' CAs.
+    let device = PostureDevice::new(true);
+    let second = PostureDevice::new(true);
+    let ca = tempfile::NamedTempFile::new().unwrap();
+    let mut bundle = device.swtpm.as_ref().unwrap().ca_bundle();
+    bundle.extend(second.swtpm.as_ref().unwrap().ca_bundle());
+    std::fs::write(ca.path(), bundle).unwrap();
+    let server = Server::start(
+        &database,
+        &format!("[enrollment]\nek_roots = [{:?}]\n", ca.path()),
+    );
+    device.configure(&server, "");
+
+    let token = server.enrollment_token("alice@example.com");
+    let out = device.enroll(&server, &token);
+    assert!(
+        out.status.success(),
+        "enroll: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let shown = server.device(&id);
+    assert_eq!(shown["device"]["key_kind"], "tpm");
+    assert_eq!(shown["device"]["ek_trust"], "ca");
+    assert_eq!(shown["device"]["key_assurance"], "tpm");
+    assert_eq!(shown["device"]["owner"], "alice@example.com");
+    // This machine's facts: whatever they are, the server decided on them.
+    let status = shown["device"]["status"].as_str().unwrap().to_owned();
+    assert!(
+        status == "compliant" || status == "noncompliant",
+        "{status}"
+    );
+    assert_eq!(server.history_jtis(&id).len(), 1);
+
+    // The token is spent: a second enrollment with it is refused.
+    second.configure(&server, "");
+    let out = second.enroll(&server, &token);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_token"));
+
+    // The daemon fetches a challenge and delivers nonce-bound evidence.
+    let mut daemon = device.daemon();
+    wait_for("the daemon's evidence", Duration::from_secs(60), || {
+        server.history_jtis(&id).len() >= 2
+    });
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let decision = server.decision(&id);
+    assert_eq!(decision["key_assurance"], "tpm");
+    assert_eq!(decision["decision"] == "allow", status == "compliant");
+}
+
+#[test]
+fn tpm_device_enrols_with_posture_enroll_and_its_daemon_delivers_sqlite() {
+    tpm_end_to_end(Db::Sqlite);
+}
+
+#[test]
+fn tpm_device_enrols_with_posture_enroll_and_its_daemon_delivers_postgres() {
+    tpm_end_to_end(Db::Postgres);
+}
+
+#[test]
+fn database_down_answers_503_and_the_daemon_keeps_the_evidence_until_it_is_back() {
+    let database = Database::new(Db::Postgres);
+    let server = Server::start(&database, SOFTWARE);
+    let device = PostureDevice::new(false);
+    device.configure(&server, "retry_initial = \"1s\"\nretry_max = \"2s\"\n");
+    let token = server.enrollment_token("carol@example.com");
+    let out = device.enroll(&server, &token);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    database.pg.as_ref().unwrap().stop();
+    let (status, body) = server.get("/v1/challenge", None);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("database_unavailable"))
+    );
+    assert_eq!(server.get("/v1/health", None).0, 503);
+
+    let mut daemon = device.daemon();
+    wait_for("the report in the outbox", Duration::from_secs(60), || {
+        device.outbox_len() >= 1
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        device.outbox_len() >= 1,
+        "the outbox lost the evidence while the database was down"
+    );
+
+    database.pg.as_ref().unwrap().ctl_start();
+    wait_for(
+        "delivery after the database is back",
+        Duration::from_secs(60),
+        || server.get("/v1/health", None).0 == 200 && server.history_jtis(&id).len() >= 2,
+    );
+    wait_for("an empty outbox", Duration::from_secs(10), || {
+        device.outbox_len() == 0
+    });
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+}
+
+// ---------------------------------------------------------------------------------------
+// The dashboard in a real browser
+
+fn chromium(args: &[&str], url: &str) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            "--window-size=1280,1000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("chromium is not installed (scripts/setup.sh installs it)");
+    assert!(
+        out.status.success(),
+        "chromium: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The text a person sees: the DOM without tags and with entities decoded.
+fn visible_text(html: &str) -> String {
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                text.push(' ');
+            }
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    let text = text
+        .replace("&amp;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"");
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn login_url(server: &Server, next: &str) -> String {
+    let out = server.admin_cli(&["login-link"]);
+    assert!(out.status.success());
+    // The CLI prints the configured public URL (port 0 here): keep only the path.
+    let link = String::from_utf8(out.stdout).unwrap();
+    let path = &link[link.find("/ui/login/").unwrap()..];
+    format!("{}{}?next={next}", server.url, path.trim())
+}
+
+#[test]
+fn dashboard_shows_the_fleet_and_each_device_in_chromium() {
+    let database = Database::new(Db::Sqlite);
+    let server = Server::start(&database, SOFTWARE);
+    let bad = SoftDevice::new();
+    let good = SoftDevice::new();
+    for (d, owner) in [(&bad, "alice@example.com"), (&good, "bob@example.com")] {
+        assert_eq!(d.enroll(&server, &server.enrollment_token(owner)).0, 201);
+    }
+    let laptop = posture_test_support::laptop_report();
+    assert_eq!(
+        server
+            .post_raw(
+                "/v1/evidence",
+                bad.fresh_evidence(&server, &laptop).into_bytes()
+            )
+            .0,
+        201
+    );
+    let healthy = posture_test_support::healthy_report();
+    assert_eq!(
+        server
+            .post_raw(
+                "/v1/evidence",
+                good.fresh_evidence(&server, &healthy).into_bytes()
+            )
+            .0,
+        201
+    );
+
+    let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
+    std::fs::create_dir_all(&artifacts).unwrap();
+
+    // Not signed in: the login page.
+    let text = visible_text(&chromium(&["--dump-dom"], &format!("{}/ui", server.url)));
+    assert!(
+        text.contains("Sign in") && text.contains("Admin token"),
+        "{text}"
+    );
+
+    let fleet = visible_text(&chromium(&["--dump-dom"], &login_url(&server, "/ui")));
+    assert!(fleet.contains("Fleet"), "{fleet}");
+    assert!(
+        fleet.contains("1 Compliant")
+            && fleet.contains("1 Not compliant")
+            && fleet.contains("0 Stale"),
+        "{fleet}"
+    );
+    assert!(
+        fleet.contains("alice@example.com") && fleet.contains("bob@example.com"),
+        "{fleet}"
+    );
+    assert!(fleet.contains(&laptop.device.hostname), "{fleet}");
+    assert!(
+        fleet.contains("firewall"),
+        "the failing check is listed: {fleet}"
+    );
+    chromium(
+        &[&format!(
+            "--screenshot={}",
+            artifacts.join("fleet.png").display()
+        )],
+        &login_url(&server, "/ui"),
+    );
+
+    let page = format!("/ui/devices/{}", bad.id());
+    let device = visible_text(&chromium(&["--dump-dom"], &login_url(&server, &page)));
+    let firewall = laptop.finding("firewall").unwrap();
+    assert!(
+        device.contains("Not compliant") && device.contains("alice@example.com"),
+        "{device}"
+    );
+    assert!(device.contains(&firewall.summary), "{device}");
+    assert!(
+        device.contains(&firewall.remediation.as_ref().unwrap().text),
+        "{device}"
+    );
+    assert!(device.contains("software"), "key assurance shown: {device}");
+    assert!(
+        device.contains("Compliance changes") && device.contains("No evidence yet"),
+        "{device}"
+    );
+    chromium(
+        &[&format!(
+            "--screenshot={}",
+            artifacts.join("device.png").display()
+        )],
+        &login_url(&server, &page),
+    );
+    for shot in ["fleet.png", "device.png"] {
+        assert!(
+            std::fs::metadata(artifacts.join(shot)).unwrap().len() > 10_000,
+            "{shot}"
+        );
+    }
+    // Each login link works once.
+    let link = login_url(&server, "/ui");
+    let _ = chromium(&["--dump-dom"], &link);
+    assert!(visible_text(&chromium(&["--dump-dom"], &link)).contains("already used"));
+    let _ = SystemTime::now();
+}
