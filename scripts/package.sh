@@ -18,16 +18,17 @@ export CARGO_TARGET_DIR=$target
 out=$target/packages
 gen=$target/release/generated
 mkdir -p "$out" "$gen"
-# Reproducible archives: file times from the commit, not from the build.
-SOURCE_DATE_EPOCH=$(git log -1 --format=%ct 2>/dev/null || echo 0)
-export SOURCE_DATE_EPOCH
+# Reproducible binaries: no build path in them (panic locations of generated code name
+# OUT_DIR; registry sources name CARGO_HOME). scripts/release-check.sh builds again
+# elsewhere with the same mapping and compares.
+source scripts/release-env.sh
 
 if [ "$revision" = 1 ]; then
-  echo "== package: build posture (cargo auditable, release)"
-  cargo auditable build --release --locked -p posture-cli
-  echo "== package: build libposture (release, LTO, SONAME libposture.so.0)"
+  echo "== package: build posture and posture-server (cargo auditable, release)"
+  time cargo auditable build --release --locked -p posture-cli -p posture-server
+  echo "== package: build libposture (cargo auditable, release, LTO, SONAME libposture.so.0)"
   # As scripts/install-ffi.sh, plus the SONAME a shared library package needs.
-  cargo auditable rustc --release --locked -p posture-ffi --lib --crate-type cdylib,staticlib \
+  time cargo auditable rustc --release --locked -p posture-ffi --lib --crate-type cdylib,staticlib \
     -- -C link-arg=-Wl,-soname,libposture.so.0
 
   # Generated from clap by the binary just built.
@@ -35,6 +36,7 @@ if [ "$revision" = 1 ]; then
   "$target/release/posture" completions bash >"$gen/posture.bash"
   "$target/release/posture" completions zsh >"$gen/_posture"
   "$target/release/posture" completions fish >"$gen/posture.fish"
+  "$target/release/posture-server" man | gzip -9n >"$gen/posture-server.1.gz"
   # libposture's pkg-config file, for the Debian/Fedora multiarch library directory.
   version=$(cargo pkgid -p posture-ffi); version=${version##*[#@]}
   for flavour in deb rpm; do
@@ -46,6 +48,10 @@ if [ "$revision" = 1 ]; then
   ln -sfn libposture.so.0 "$gen/libposture.so"   # the -dev link to the SONAME
 fi
 
+# Reproducible archives: file times from the commit, not from the build. (Set after the
+# build: a value that changes with every commit must not reach cargo's fingerprints.)
+SOURCE_DATE_EPOCH=$(git log -1 --format=%ct)
+export SOURCE_DATE_EPOCH
 echo "== package: .deb (cargo-deb)"
 cargo deb --no-build --locked -p posture-cli --deb-revision "$revision" -o "$out/"
 if [ "$revision" = 1 ]; then
@@ -55,14 +61,8 @@ if [ "$revision" = 1 ]; then
   cargo generate-rpm -p posture-cli -o "$out/"
   cargo generate-rpm -p posture-ffi --variant lib -o "$out/"
   cargo generate-rpm -p posture-ffi --variant devel -o "$out/"
-  # posture-server: its crate is not on main yet; when it is, its metadata beside it
-  # makes these two lines build its packages (packaging/README.md).
-  if [ -f posture-server/Cargo.toml ]; then
-    cargo deb --no-build --locked -p posture-server -o "$out/"
-    cargo generate-rpm -p posture-server -o "$out/"
-  else
-    echo "package: posture-server is not in this workspace yet: no posture-server package"
-  fi
+  cargo deb --no-build --locked -p posture-server -o "$out/"
+  cargo generate-rpm -p posture-server -o "$out/"
   echo "== package: SBOM (CycloneDX, from Cargo.lock)"
   cargo cyclonedx --format json --spec-version 1.5 -p posture-cli --target x86_64-unknown-linux-gnu >/dev/null 2>&1 ||
     cargo cyclonedx --format json --manifest-path posture-cli/Cargo.toml

@@ -57,10 +57,11 @@ if ! command -v cargo-fuzz >/dev/null 2>&1; then
 fi
 
 # Packaging and release hygiene (scripts/package.sh, scripts/release-check.sh), pinned.
-cargo_tools=(cargo-deb@3.8.0 cargo-generate-rpm@0.20.0 cargo-auditable@0.7.2 cargo-cyclonedx@0.5.7 cargo-deny@0.18.9)
+# `cargo install --list` says what is installed (cargo-auditable has no --version of its own).
+cargo_tools=(cargo-deb@3.8.0 cargo-generate-rpm@0.21.1 cargo-auditable@0.7.7 cargo-cyclonedx@0.5.9 cargo-deny@0.20.2)
+installed=$(cargo install --list)
 for tool in "${cargo_tools[@]}"; do
-  name=${tool%@*}
-  if ! "$name" --version 2>/dev/null | grep -q "${tool#*@}"; then
+  if ! grep -qx "${tool%@*} v${tool#*@}:" <<<"$installed"; then
     cargo install --locked "$tool"
   fi
 done

@@ -17,6 +17,4 @@ echo "== packages"; ./scripts/package.sh && ./scripts/package.sh --deb-revision 
 echo "== package lints"; ./scripts/lint-packages.sh
 echo "== release checks"; ./scripts/release-check.sh
 echo "== install test in a systemd guest"
-packages=$(realpath -m "${CARGO_TARGET_DIR:-target}")/packages
-version=$(cargo pkgid -p posture-cli); version=${version##*[#@]}
-./tests/vm/run.sh "$packages/posture_${version}-1_amd64.deb" "$packages/posture_${version}-2_amd64.deb"
+./tests/vm/run.sh "$(realpath -m "${CARGO_TARGET_DIR:-target}")/packages"

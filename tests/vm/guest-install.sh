@@ -97,8 +97,37 @@ check "state removed by purge" sh -c '! test -e /var/lib/posture'
 check "config removed by purge" sh -c '! test -e /etc/posture'
 check "no posture unit left" sh -c '! systemctl cat posture.service >/dev/null 2>&1'
 
+# 8. libposture0: the shared library where the dynamic linker finds it by its SONAME.
+check "install libposture0" apt-get install -y --no-download -q "$host/libposture0.deb"
+check "ldconfig knows libposture.so.0" sh -c 'ldconfig -p | grep -q "libposture.so.0 "'
+
+# 9. posture-server: its own user and unit, started on install, no secret in the journal.
+check "install posture-server" apt-get install -y --no-download -q "$host/posture-server.deb"
+check "the posture-server user exists" getent passwd posture-server
+check "posture-server.service is enabled" systemctl is-enabled posture-server.service
+check "posture-server.service is active" wait_for 30 systemctl is-active posture-server.service
+check "posture-server runs as its own user" sh -c '[ "$(ps -o user= -p "$(systemctl show -p MainPID --value posture-server.service)")" = posture-server ]'
+check "posture-server answers GET /v1/challenge on 127.0.0.1:8470" wait_for 60 bash -c '
+  exec 3<>/dev/tcp/127.0.0.1/8470 &&
+  printf "GET /v1/challenge HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n" >&3 &&
+  head -1 <&3 | grep -q " 200 "'
+check "no admin token or sign-in link in the journal" sh -c '! journalctl -u posture-server.service -o cat | grep -q "pst_\|/ui/login/"'
+check "the journal says how to create the first admin token" sh -c 'journalctl -u posture-server.service -o cat | grep -q "api-token create"'
+check "the first admin token, created as the service user" sh -c 'runuser -u posture-server -- posture-server --config /etc/posture-server/config.toml api-token create --role admin --name vmtest | grep -q "^pst_"'
+score=$(systemd-analyze security posture-server.service 2>/dev/null | sed -n 's/.*Overall exposure level for posture-server.service: \([0-9.]*\).*/\1/p')
+expected=$(cat "$host/expected-exposure-server")
+echo "# systemd-analyze security posture-server.service: $score (README: $expected)"
+if [ -n "$score" ] && [ "$score" = "$expected" ]; then ok "posture-server: systemd-analyze security score $score matches the README"
+else not_ok "posture-server: systemd-analyze security score '$score', README says '$expected'"; fi
+check "apt-get remove posture-server" apt-get remove -y -q posture-server
+check "posture-server.service stopped" sh -c '! systemctl is-active --quiet posture-server.service'
+check "the server's database kept after remove" test -e /var/lib/posture-server/posture.db
+check "apt-get purge posture-server" apt-get purge -y -q posture-server
+check "the server's state removed by purge" sh -c '! test -e /var/lib/posture-server'
+
 if [ "$failed" -gt 0 ]; then
   echo "# journal of posture.service:"; journalctl -u posture.service --no-pager -o short-monotonic | tail -40 | sed 's/^/    /'
+  echo "# journal of posture-server.service:"; journalctl -u posture-server.service --no-pager -o short-monotonic | tail -20 | sed 's/^/    /'
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]

@@ -3,7 +3,9 @@
 # kernel) under QEMU, installs the posture .deb in it and checks what a user and an
 # administrator see (tests/vm/guest-install.sh). TCG (POSTURE_VM_ACCEL=kvm for KVM).
 #
-# Usage: tests/vm/run.sh DEB_V1 DEB_V2   (DEB_V2: a newer build, for the upgrade test)
+# Usage: tests/vm/run.sh PACKAGES_DIR
+#   PACKAGES_DIR (scripts/package.sh's output) holds posture_VERSION-1 and a newer build
+#   posture_VERSION-2 (for the upgrade test), libposture0 and posture-server.
 #
 # The guest image (tests/vm/build-image.sh) is cached in $POSTURE_VM_CACHE (default
 # /var/cache/posture-test/), keyed by the hash of build-image.sh; the guest boots with
@@ -13,8 +15,10 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-deb1=$(realpath "${1:?usage: tests/vm/run.sh DEB_V1 DEB_V2}")
-deb2=$(realpath "${2:?usage: tests/vm/run.sh DEB_V1 DEB_V2}")
+packages=$(realpath "${1:?usage: tests/vm/run.sh PACKAGES_DIR}")
+version=$(cargo pkgid --manifest-path "$repo/Cargo.toml" -p posture-cli); version=${version##*[#@]}
+deb1=$packages/posture_${version}-1_amd64.deb
+deb2=$packages/posture_${version}-2_amd64.deb
 cache=${POSTURE_VM_CACHE:-/var/cache/posture-test}
 timeout_s=${POSTURE_VM_TIMEOUT:-1200}
 
@@ -46,11 +50,14 @@ share=$work/share
 mkdir -p "$share"
 cp "$deb1" "$share/posture_1.deb"
 cp "$deb2" "$share/posture_2.deb"
+cp "$packages/libposture0_${version}-1_amd64.deb" "$share/libposture0.deb"
+cp "$packages/posture-server_${version}-1_amd64.deb" "$share/posture-server.deb"
 cp "$here/guest-install.sh" "$share/guest.sh"
 dpkg-deb -f "$deb2" Version >"$share/version-2"
-# The score the README records for the unit (packaging/systemd/README.md).
-sed -n 's/.*Overall exposure level for posture.service: \([0-9.]*\).*/\1/p' \
-  "$repo/packaging/systemd/README.md" | head -1 >"$share/expected-exposure"
+# The scores the README records for the units (its "Install" section).
+score() { sed -n "s/.*Overall exposure level for $1.service: \([0-9.]*\).*/\1/p" "$repo/README.md" | head -1; }
+score posture >"$share/expected-exposure"
+score posture-server >"$share/expected-exposure-server"
 
 # TCG by default: these machines have a /dev/kvm that QEMU cannot use (nested KVM aborts
 # on an MSR). POSTURE_VM_ACCEL=kvm where KVM works.
