@@ -3,7 +3,9 @@
 #   posture_VERSION-1_amd64.deb, posture-VERSION-1.x86_64.rpm   the agent (binary, unit,
 #       sysusers.d, tmpfiles.d, config, example policy, man page, completions)
 #   libposture0_*.deb, libposture-dev_*.deb, libposture-*.rpm, libposture-devel-*.rpm
-#   posture.cdx.json   CycloneDX SBOM of the agent, from Cargo.lock
+#   posture-server_*.deb, posture-server-*.rpm   the fleet verifier service
+#   posture.cdx.json, posture-server.cdx.json, libposture.cdx.json   CycloneDX SBOMs
+#       (from Cargo.lock)
 # The binaries are built with cargo-auditable (the dependency list is embedded in a
 # `.dep-v0` section: `cargo audit bin`, syft and trivy read it). The man page and
 # completions are generated here from the clap definition, never committed.
@@ -63,9 +65,14 @@ if [ "$revision" = 1 ]; then
   cargo generate-rpm -p posture-ffi --variant devel -o "$out/"
   cargo deb --no-build --locked -p posture-server -o "$out/"
   cargo generate-rpm -p posture-server -o "$out/"
-  echo "== package: SBOM (CycloneDX, from Cargo.lock)"
-  cargo cyclonedx --format json --spec-version 1.5 -p posture-cli --target x86_64-unknown-linux-gnu >/dev/null 2>&1 ||
-    cargo cyclonedx --format json --manifest-path posture-cli/Cargo.toml
-  mv posture-cli/*.cdx.json "$out/posture.cdx.json" 2>/dev/null || true
+  echo "== package: SBOM (CycloneDX 1.5, from Cargo.lock; normal dependencies for x86_64 Linux)"
+  # cargo-cyclonedx writes one file beside every workspace member's Cargo.toml; keep the
+  # packaged crates' and remove the rest.
+  cargo cyclonedx --manifest-path posture-cli/Cargo.toml --format json --spec-version 1.5 \
+    --target x86_64-unknown-linux-gnu --no-build-deps --override-filename sbom.cdx
+  mv posture-cli/sbom.cdx.json "$out/posture.cdx.json"
+  mv posture-server/sbom.cdx.json "$out/posture-server.cdx.json"
+  mv posture-ffi/sbom.cdx.json "$out/libposture.cdx.json"
+  rm -f ./*/sbom.cdx.json
 fi
 ls -l "$out"

@@ -16,10 +16,10 @@ target=$(realpath -m "${CARGO_TARGET_DIR:-target}")
 packages=$target/packages
 
 echo "== cargo deny (licenses, bans, sources)"
-cargo deny --locked check --disable-fetch licenses bans sources
+cargo deny --locked --offline check licenses bans sources
 if cargo deny --locked fetch db 2>/dev/null; then
   echo "== cargo deny advisories"
-  cargo deny --locked check --disable-fetch advisories
+  cargo deny --locked --offline check advisories
 elif [ "${POSTURE_REQUIRE_ADVISORIES:-}" = 1 ]; then
   echo "cargo deny advisories: FAIL: cannot fetch the RustSec database" >&2
   exit 1
