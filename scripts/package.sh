@@ -47,7 +47,18 @@ if [ "$revision" = 1 ]; then
       -e "s|@VERSION@|$version|" -e "s|@REQUIRES_PRIVATE@|Requires.private: tss2-esys tss2-mu tss2-tctildr|" \
       posture-ffi/posture.pc.in >"$gen/posture-$flavour.pc"
   done
-  ln -sfn libposture.so.0 "$gen/libposture.so"   # the -dev link to the SONAME
+  # cargo-generate-rpm strips nothing: stripped copies for the .rpm (the .dep-v0 section
+  # of cargo-auditable is allocated, strip keeps it).
+  strip --strip-unneeded -o "$gen/posture" "$target/release/posture"
+  strip --strip-unneeded -o "$gen/posture-server" "$target/release/posture-server"
+  # cargo-deb strips executables only; the shared library is installed 644.
+  strip --strip-unneeded -o "$gen/libposture.so.0" "$target/release/libposture.so"
+  # The -dev link to the SONAME, in a directory of its own: cargo-deb packages a symlink
+  # as a symlink only when it does not resolve where it is built.
+  mkdir -p "$gen/dev"
+  ln -sfn libposture.so.0 "$gen/dev/libposture.so"
+  # The -devel one: cargo-generate-rpm cannot package symlinks, so a GNU ld script.
+  printf '/* GNU ld script: -lposture links the shared library by its SONAME */\nINPUT(/usr/lib64/libposture.so.0)\n' >"$gen/libposture-rpm.so"
 fi
 
 # Reproducible archives: file times from the commit, not from the build. (Set after the
@@ -57,7 +68,16 @@ export SOURCE_DATE_EPOCH
 echo "== package: .deb (cargo-deb)"
 cargo deb --no-build --locked -p posture-cli --deb-revision "$revision" -o "$out/"
 if [ "$revision" = 1 ]; then
-  cargo deb --no-build --locked -p posture-ffi --variant lib -o "$out/"
+  lib_deb=$(cargo deb --no-build --locked -p posture-ffi --variant lib -o "$out/")
+  # cargo-deb writes no shlibs control file; dpkg-shlibdeps of programs linking
+  # libposture needs it (the ABI of libposture.so.0 only grows within a SONAME).
+  repack=$(mktemp -d)
+  dpkg-deb -R "$lib_deb" "$repack/pkg"
+  echo "libposture 0 libposture0 (>= $version)" >"$repack/pkg/DEBIAN/shlibs"
+  find "$repack/pkg" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+  dpkg-deb --root-owner-group -Zxz -b "$repack/pkg" "$lib_deb" >/dev/null
+  rm -rf "$repack"
+  echo "$lib_deb (with DEBIAN/shlibs)"
   cargo deb --no-build --locked -p posture-ffi --variant dev -o "$out/"
   echo "== package: .rpm (cargo-generate-rpm)"
   cargo generate-rpm -p posture-cli -o "$out/"

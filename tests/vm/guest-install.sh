@@ -60,7 +60,8 @@ check "the daemon logged the reload" wait_for 30 sh -c "journalctl -u posture.se
 check "after reload, alice is refused by the daemon's new allow-list" wait_for 30 sh -c 'runuser -u alice -- posture status 2>&1 | grep -q "refused this user"'
 cp /root/config.toml.orig /etc/posture/config.toml
 systemctl reload posture.service
-check "after reloading the original config, alice is served again" wait_for 30 runuser -u alice -- posture status
+# (`posture status` exits 1 on a non-compliant device: the answer is what counts.)
+check "after reloading the original config, alice is served again" wait_for 30 sh -c 'runuser -u alice -- posture status 2>&1 | grep -q COMPLIANT'
 check "still active after reloads" systemctl is-active posture.service
 
 # 4. systemd-analyze security: the exposure score the README records.
