@@ -27,7 +27,7 @@ else
   echo "== cargo deny advisories: NOT RUN (cannot fetch the RustSec database from GitHub)"
 fi
 
-echo "== cargo-auditable: the dependency list embedded in each binary"
+echo "== cargo-auditable: the dependency list embedded in each binary (stripping keeps it)"
 for bin in posture posture-server libposture.so; do
   objcopy --dump-section .dep-v0=/dev/stdout "$target/release/$bin" | python3 -c '
 import json, sys, zlib
@@ -38,8 +38,9 @@ assert {root, "posture-core"} <= names, names
 print(f"{sys.argv[1]}: {len(deps)} packages embedded")' "$bin"
 done
 
-echo "== SBOM: every package of the agent's dependency tree in Cargo.lock is in it"
-python3 - "$packages/posture.cdx.json" <<'PY'
+echo "== SBOMs: CycloneDX, every component from Cargo.lock"
+for sbom in posture posture-server libposture; do
+python3 - "$packages/$sbom.cdx.json" <<'PY'
 import json, sys, tomllib
 bom = json.load(open(sys.argv[1]))
 assert bom["bomFormat"] == "CycloneDX", bom.get("bomFormat")
@@ -50,6 +51,7 @@ assert not unknown, f"components not in Cargo.lock: {sorted(unknown)[:5]}"
 assert ("posture-core", bom["metadata"]["component"]["version"]) in comps
 print(f"{sys.argv[1]}: CycloneDX {bom['specVersion']}, {len(comps)} components, all from Cargo.lock")
 PY
+done
 
 if [ "${POSTURE_SKIP_REPRO:-}" = 1 ]; then
   echo "== reproducibility: NOT RUN (POSTURE_SKIP_REPRO=1)"
