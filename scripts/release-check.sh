@@ -28,14 +28,19 @@ else
 fi
 
 echo "== cargo-auditable: the dependency list embedded in each binary (stripping keeps it)"
+# objcopy is given an output file to throw away: without one it rewrites its input, and
+# the reproducibility check below compares these very files.
+dep=$(mktemp -d)
+trap 'rm -rf "$dep"' EXIT
 for bin in posture posture-server libposture.so; do
-  objcopy --dump-section .dep-v0=/dev/stdout "$target/release/$bin" | python3 -c '
+  objcopy --dump-section .dep-v0="$dep/dep-v0" "$target/release/$bin" "$dep/scratch"
+  python3 -c '
 import json, sys, zlib
 deps = json.loads(zlib.decompress(sys.stdin.buffer.read()))["packages"]
 names = {p["name"] for p in deps}
 root = {"posture": "posture-cli", "posture-server": "posture-server", "libposture.so": "posture-ffi"}[sys.argv[1]]
 assert {root, "posture-core"} <= names, names
-print(f"{sys.argv[1]}: {len(deps)} packages embedded")' "$bin"
+print(f"{sys.argv[1]}: {len(deps)} packages embedded")' "$bin" <"$dep/dep-v0"
 done
 
 echo "== SBOMs: CycloneDX, every component from Cargo.lock"
@@ -59,7 +64,7 @@ if [ "${POSTURE_SKIP_REPRO:-}" = 1 ]; then
 fi
 echo "== reproducibility: a second build from a clean clone at another path"
 clone=$(mktemp -d /tmp/posture-repro.XXXXXX)
-trap 'rm -rf "$clone"' EXIT
+trap 'rm -rf "$clone" "$dep"' EXIT
 git clone -q --no-hardlinks . "$clone/src"
 git -C "$clone/src" checkout -q "$(git rev-parse HEAD)"
 start=$(date +%s)
