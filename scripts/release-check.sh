@@ -65,8 +65,9 @@ fi
 echo "== reproducibility: a second build from a clean clone at another path"
 clone=$(mktemp -d /tmp/posture-repro.XXXXXX)
 trap 'rm -rf "$clone" "$dep"' EXIT
+head=$(git rev-parse HEAD)
 git clone -q --no-hardlinks . "$clone/src"
-git -C "$clone/src" checkout -q "$(git rev-parse HEAD)"
+git -C "$clone/src" checkout -q "$head"
 start=$(date +%s)
 # The same command and environment as scripts/package.sh (scripts/release-env.sh maps the
 # clone's paths to the same names).
