@@ -18,6 +18,9 @@ packages=(
   ca-certificates curl             # curl: daemon tests talk to the socket as another user
   util-linux                      # setpriv: tests start processes as `nobody`
   dbus-daemon                     # private bus for the daemon's resume-from-suspend test
+  lintian rpmlint rpm             # package lints (scripts/lint-packages.sh)
+  qemu-system-x86 debootstrap     # the real-systemd install test (tests/vm/run.sh)
+  e2fsprogs binutils              # mkfs.ext4 -d builds the guest image; objcopy reads .dep-v0
   postgresql                      # posture-server tests: a real PostgreSQL (initdb/pg_ctl in a temp dir)
   chromium fonts-dejavu-core      # posture-server dashboard tests in headless Chromium (with screenshots)
   btrfs-progs                     # disk_encryption live test: btrfs raid1 on loop devices
@@ -53,6 +56,16 @@ fi
 if ! command -v cargo-fuzz >/dev/null 2>&1; then
   cargo install --locked cargo-fuzz   # fuzz targets (scripts/fuzz.sh)
 fi
+
+# Packaging and release hygiene (scripts/package.sh, scripts/release-check.sh), pinned.
+# `cargo install --list` says what is installed (cargo-auditable has no --version of its own).
+cargo_tools=(cargo-deb@3.8.0 cargo-generate-rpm@0.21.1 cargo-auditable@0.7.7 cargo-cyclonedx@0.5.9 cargo-deny@0.20.2)
+installed=$(cargo install --list)
+for tool in "${cargo_tools[@]}"; do
+  if ! grep -qx "${tool%@*} v${tool#*@}:" <<<"$installed"; then
+    cargo install --locked "$tool"
+  fi
+done
 
 # Ajv 8 for the schema tests, pinned by package-lock.json, into the project (not globally).
 ajv_dir="$(dirname "$0")/../posture-core/tests/ajv"

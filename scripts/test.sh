@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets everything up and runs every test: lints, docs, unit and integration tests
-# (including the swtpm-backed TPM tests and the C programs), and brief fuzzing.
+# (including the swtpm-backed TPM tests and the C programs), brief fuzzing, then the
+# packages: build (.deb, .rpm), lint, release checks, and the install test in a systemd guest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,3 +13,9 @@ echo "== doc";    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --l
 echo "== tests";  cargo nextest run --workspace --locked --no-fail-fast
 echo "== doctests"; cargo test --workspace --doc --locked
 echo "== fuzz";  ./scripts/fuzz.sh
+# The packaging steps print what each costs (README "Install": measured CI time).
+step() { local name=$1 t=$SECONDS; shift; echo "== $name"; "$@"; echo "== $name: $((SECONDS - t)) s"; }
+step "packages" sh -c './scripts/package.sh && ./scripts/package.sh --deb-revision 2'
+step "package lints" ./scripts/lint-packages.sh
+step "release checks" ./scripts/release-check.sh
+step "install test in a systemd guest" ./tests/vm/run.sh "$(realpath -m "${CARGO_TARGET_DIR:-target}")/packages"

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use posture_server::config::{default_state_dir, Config};
 use posture_server::store::{self, Role, Store};
 use posture_server::{domain, Server};
@@ -49,6 +49,9 @@ enum Command {
     /// The policy.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Print the man page (roff) to stdout; the package installs it as posture-server(1).
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Debug, Subcommand)]
@@ -176,6 +179,11 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
 }
 
 async fn run(cli: Cli) -> Result<u8> {
+    if let Some(Command::Man) = cli.command {
+        // Needs no config: the package build runs it.
+        clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout())?;
+        return Ok(0);
+    }
     let config = load_config(&cli)?;
     match &cli.command {
         None | Some(Command::Serve) => serve(config).await,
@@ -265,7 +273,7 @@ async fn admin(cli: &Cli, config: &Config, command: &Command) -> Result<u8> {
             println!("{}{path}", config.public_url());
         }
         Command::Devices(command) => return devices(cli, config, store, command).await,
-        Command::Serve | Command::Policy(_) => bail!("not an admin command"),
+        Command::Serve | Command::Policy(_) | Command::Man => bail!("not an admin command"),
     }
     Ok(0)
 }
@@ -353,9 +361,20 @@ async fn devices(
 async fn serve(config: Config) -> Result<u8> {
     init_logging();
     let store = open_store(&config).await?;
+    // Under systemd (the posture-server package) stdout is the journal, which is kept and
+    // readable by more people than the admin: no secret goes there. The admin creates the
+    // first token and sign-in links with the subcommands instead.
+    let journal = stdout_is_journal();
     if store.count_admin_tokens().await? == 0 {
-        let token = domain::create_api_token(store.as_ref(), "first admin", Role::Admin).await?;
-        println!("admin token (shown once, keep it): {token}");
+        if journal {
+            println!(
+                "no admin token yet: create one with `posture-server api-token create --role admin --name NAME`"
+            );
+        } else {
+            let token =
+                domain::create_api_token(store.as_ref(), "first admin", Role::Admin).await?;
+            println!("admin token (shown once, keep it): {token}");
+        }
     }
     let tls = match &config.tls {
         Some(tls) => Some(posture_server::serve::tls_acceptor(tls)?),
@@ -371,13 +390,17 @@ async fn serve(config: Config) -> Result<u8> {
         config.listen = local;
     }
     let server = Arc::new(Server::new(Arc::clone(&store), config.clone()).await?);
-    let login = domain::create_login_link(store.as_ref()).await?;
     println!(
         "posture-server listening on {} ({:?} database)",
         config.public_url(),
         store.backend()
     );
-    println!("dashboard: {}{login}", config.public_url());
+    if journal {
+        println!("dashboard: sign in with an admin token or `posture-server login-link`");
+    } else {
+        let login = domain::create_login_link(store.as_ref()).await?;
+        println!("dashboard: {}{login}", config.public_url());
+    }
     println!("evidence audience: {}", server.audience);
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(purge_loop(Arc::clone(&server)));
@@ -423,6 +446,20 @@ async fn shutdown_signal() {
         Err(_) => {
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+}
+
+/// Whether stdout is connected to the systemd journal: systemd sets `JOURNAL_STREAM` to
+/// the device and inode of that stream, which a child's redirected stdout does not match.
+fn stdout_is_journal() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
+        return false;
+    };
+    // /proc/self/fd/1 resolves to the stream itself (a socket for the journal).
+    match std::fs::metadata("/proc/self/fd/1") {
+        Ok(meta) => stream.to_str() == Some(format!("{}:{}", meta.dev(), meta.ino()).as_str()),
+        Err(_) => false,
     }
 }
 

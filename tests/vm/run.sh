@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The real-systemd install test: boots a Debian 12 guest (systemd as PID 1, Debian's
+# kernel) under QEMU, installs the posture .deb in it and checks what a user and an
+# administrator see (tests/vm/guest-install.sh). TCG (POSTURE_VM_ACCEL=kvm for KVM).
+#
+# Usage: tests/vm/run.sh PACKAGES_DIR
+#   PACKAGES_DIR (scripts/package.sh's output) holds posture_VERSION-1 and a newer build
+#   posture_VERSION-2 (for the upgrade test), libposture0 and posture-server.
+#
+# The guest image (tests/vm/build-image.sh) is cached in $POSTURE_VM_CACHE (default
+# /var/cache/posture-test/), keyed by the hash of build-image.sh; the guest boots with
+# -snapshot, so the cached image is never written. The whole run is bounded
+# (POSTURE_VM_TIMEOUT, default 1200 s): the guest powers itself off when its test ends,
+# and QEMU is killed if it has not by then. Missing QEMU is a failure, never a skip.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+packages=$(realpath "${1:?usage: tests/vm/run.sh PACKAGES_DIR}")
+version=$(cargo pkgid --manifest-path "$repo/Cargo.toml" -p posture-cli); version=${version##*[#@]}
+deb1=$packages/posture_${version}-1_amd64.deb
+deb2=$packages/posture_${version}-2_amd64.deb
+cache=${POSTURE_VM_CACHE:-/var/cache/posture-test}
+timeout_s=${POSTURE_VM_TIMEOUT:-1200}
+
+for tool in qemu-system-x86_64 debootstrap mkfs.ext4 dpkg-deb; do
+  command -v "$tool" >/dev/null || { echo "vm: FAIL: $tool is missing (scripts/setup.sh installs it)" >&2; exit 1; }
+done
+
+key=$(sha256sum "$here/build-image.sh" | cut -c1-16)
+image=$cache/vm-$key
+mkdir -p "$cache"
+(
+  flock 9
+  if [ ! -f "$image/rootfs.img" ]; then
+    start=$(date +%s)
+    rm -rf "$image.tmp"
+    "$here/build-image.sh" "$image.tmp"
+    mv "$image.tmp" "$image"
+    echo "vm: built the guest image in $(($(date +%s) - start)) s ($image)"
+    # Older images (other keys) are no longer used.
+    find "$cache" -maxdepth 1 -name 'vm-*' ! -name "vm-$key" -exec rm -rf {} +
+  else
+    echo "vm: cached guest image $image"
+  fi
+) 9>"$cache/.lock"
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/posture-vm-run.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+share=$work/share
+mkdir -p "$share"
+cp "$deb1" "$share/posture_1.deb"
+cp "$deb2" "$share/posture_2.deb"
+cp "$packages/libposture0_${version}-1_amd64.deb" "$share/libposture0.deb"
+cp "$packages/posture-server_${version}-1_amd64.deb" "$share/posture-server.deb"
+cp "$here/guest-install.sh" "$share/guest.sh"
+dpkg-deb -f "$deb2" Version >"$share/version-2"
+# The scores the README records for the units (its "Install" section).
+score() { sed -n "s/.*Overall exposure level for $1.service: \([0-9.]*\).*/\1/p" "$repo/README.md" | head -1; }
+score posture >"$share/expected-exposure"
+score posture-server >"$share/expected-exposure-server"
+
+# TCG by default: these machines have a /dev/kvm that QEMU cannot use (nested KVM aborts
+# on an MSR). POSTURE_VM_ACCEL=kvm where KVM works.
+accel=(-accel tcg,thread=multi)
+if [ "${POSTURE_VM_ACCEL:-tcg}" = kvm ]; then accel=(-accel kvm -cpu host); fi
+echo "vm: booting the guest (${accel[1]%%,*}), at most ${timeout_s}s"
+start=$(date +%s)
+rc=0
+timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 "${accel[@]}" -m 1536 -smp 2 \
+  -nodefaults -display none -no-reboot -serial "file:$work/console.log" \
+  -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
+  -append "root=/dev/vda rw console=ttyS0 quiet loglevel=3 systemd.show_status=error panic=-1" \
+  -drive "file=$image/rootfs.img,format=raw,if=virtio,snapshot=on" \
+  -virtfs "local,path=$share,mount_tag=host,security_model=none,id=host" \
+  -device virtio-rng-pci -nic none || rc=$?
+echo "vm: guest ran $(($(date +%s) - start)) s"
+# The test's output (everything after the kernel's boot messages).
+sed -n '/^guest: /,$p' "$work/console.log" | tr -d '\r'
+if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+  echo "vm: FAIL: the guest did not finish within ${timeout_s}s; last console lines:" >&2
+  tail -30 "$work/console.log" >&2
+  exit 1
+fi
+if ! grep -q '^posture-vmtest: exit 0' "$work/console.log"; then
+  echo "vm: FAIL (qemu exit $rc)" >&2
+  grep -q '^guest: ' "$work/console.log" || tail -40 "$work/console.log" >&2
+  exit 1
+fi
