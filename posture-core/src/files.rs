@@ -49,6 +49,63 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
+/// What a private file or directory must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PrivateKind {
+    /// A regular file, mode 0600 or stricter.
+    File,
+    /// A directory, mode 0700 or stricter.
+    Dir,
+}
+
+/// Why `path` is not private to this process's user, or `None` when it is: it must be
+/// the `kind` asked for (a symlink is neither: it could point anywhere), give no access to
+/// group or others, and belong to the effective uid. Where this cannot be told (not
+/// Unix), the answer is a problem, never a pass.
+pub fn private_problem(path: &Path, kind: PrivateKind) -> std::io::Result<Option<String>> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let meta = fs::symlink_metadata(path)?;
+        match kind {
+            PrivateKind::File if !meta.file_type().is_file() => {
+                return Ok(Some("not a regular file".into()))
+            }
+            PrivateKind::Dir if !meta.file_type().is_dir() => {
+                return Ok(Some("not a directory".into()))
+            }
+            _ => {}
+        }
+        let mode = meta.mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            let expected = match kind {
+                PrivateKind::Dir => "0700",
+                PrivateKind::File => "0600",
+            };
+            return Ok(Some(format!(
+                "mode {mode:04o} gives access to group or others, expected {expected} \
+                 (fix: chmod {expected} {})",
+                path.display()
+            )));
+        }
+        let euid = crate::process::effective_uid();
+        if meta.uid() != euid {
+            return Ok(Some(format!(
+                "owned by uid {}, but this process runs as uid {euid}",
+                meta.uid()
+            )));
+        }
+        Ok(None)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (path, kind);
+        Ok(Some(
+            "permission checks are only implemented for Unix".into(),
+        ))
+    }
+}
+
 /// Syncs a directory, so that a rename or a new file in it survives a crash.
 pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]

@@ -43,6 +43,8 @@ use super::tpm2::{Attest, TpmPublic};
 use super::wire::{EnrolledDevice, EnrollmentRequest, EK_TRUST_CA};
 use super::AttestationError;
 
+use crate::files::PrivateKind;
+
 /// tcg-at-tpmManufacturer.
 pub const OID_TPM_MANUFACTURER: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.23.133.2.1");
 /// tcg-at-tpmModel.
@@ -508,42 +510,23 @@ fn escape_rdn(value: &str) -> String {
     out
 }
 
-#[cfg(unix)]
+fn check_private(
+    path: &Path,
+    kind: PrivateKind,
+    what: &'static str,
+) -> Result<(), AttestationError> {
+    match crate::files::private_problem(path, kind).map_err(io_err(path))? {
+        None => Ok(()),
+        Some(problem) => Err(ca_err(what)(format!("{}: {problem}", path.display()))),
+    }
+}
+
 fn check_private_dir(dir: &Path) -> Result<(), AttestationError> {
-    use std::os::unix::fs::MetadataExt as _;
-    let meta = std::fs::metadata(dir).map_err(io_err(dir))?;
-    let mode = meta.mode() & 0o777;
-    if !meta.is_dir() || mode & 0o077 != 0 {
-        return Err(ca_err("directory")(format!(
-            "{} has mode {mode:04o}; the CA directory must be 0700",
-            dir.display()
-        )));
-    }
-    Ok(())
+    check_private(dir, PrivateKind::Dir, "directory")
 }
 
-#[cfg(unix)]
 fn check_private_file(path: &Path) -> Result<(), AttestationError> {
-    use std::os::unix::fs::MetadataExt as _;
-    let meta = std::fs::symlink_metadata(path).map_err(io_err(path))?;
-    let mode = meta.mode() & 0o777;
-    if !meta.is_file() || mode & 0o077 != 0 {
-        return Err(ca_err("key file")(format!(
-            "{} has mode {mode:04o} (or is not a regular file); it must be 0600",
-            path.display()
-        )));
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_private_dir(_dir: &Path) -> Result<(), AttestationError> {
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_private_file(_path: &Path) -> Result<(), AttestationError> {
-    Ok(())
+    check_private(path, PrivateKind::File, "key file")
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
 use super::{KeyAssurance, KeyError, Signer};
+use crate::files::PrivateKind;
 
 /// File name of the key inside its directory.
 pub const KEY_FILE_NAME: &str = "device-key.p8.pem";
@@ -57,7 +58,7 @@ impl SoftwareKey {
 
     /// Loads an existing key file, checking its owner and mode first.
     pub fn load(path: &Path) -> Result<SoftwareKey, KeyError> {
-        check_private(path, FileKind::File)?;
+        check_private(path, PrivateKind::File)?;
         let pem = Zeroizing::new(fs::read_to_string(path).map_err(|source| KeyError::Io {
             path: path.to_owned(),
             source,
@@ -142,7 +143,7 @@ fn ensure_private_dir(dir: &Path) -> Result<(), KeyError> {
             source,
         })?;
     }
-    check_private(dir, FileKind::Dir)
+    check_private(dir, PrivateKind::Dir)
 }
 
 #[cfg(unix)]
@@ -164,61 +165,18 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     fs::create_dir_all(dir)
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum FileKind {
-    File,
-    Dir,
-}
-
-#[cfg(unix)]
-fn check_private(path: &Path, kind: FileKind) -> Result<(), KeyError> {
-    use std::os::unix::fs::MetadataExt;
-    let insecure = |problem: String| KeyError::InsecurePermissions {
-        path: path.to_owned(),
-        problem,
-    };
-    // symlink_metadata: a symlinked key file could point anywhere, so it is refused.
-    let meta = fs::symlink_metadata(path).map_err(|source| KeyError::Io {
+fn check_private(path: &Path, kind: PrivateKind) -> Result<(), KeyError> {
+    let problem = crate::files::private_problem(path, kind).map_err(|source| KeyError::Io {
         path: path.to_owned(),
         source,
     })?;
-    match kind {
-        FileKind::File if !meta.file_type().is_file() => {
-            return Err(insecure("not a regular file".into()))
-        }
-        FileKind::Dir if !meta.file_type().is_dir() => {
-            return Err(insecure("not a directory".into()))
-        }
-        _ => {}
+    match problem {
+        None => Ok(()),
+        Some(problem) => Err(KeyError::InsecurePermissions {
+            path: path.to_owned(),
+            problem,
+        }),
     }
-    let mode = meta.mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        let expected = if kind == FileKind::Dir {
-            "0700"
-        } else {
-            "0600"
-        };
-        return Err(insecure(format!(
-            "mode {mode:04o} gives access to group or others, expected {expected} \
-             (fix: chmod {expected} {})",
-            path.display()
-        )));
-    }
-    let euid = crate::process::effective_uid();
-    if meta.uid() != euid {
-        return Err(insecure(format!(
-            "owned by uid {}, but this process runs as uid {euid}",
-            meta.uid()
-        )));
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_private(_path: &Path, _kind: FileKind) -> Result<(), KeyError> {
-    Err(KeyError::Unsupported(
-        "software key permission checks are only implemented for Unix".into(),
-    ))
 }
 
 #[cfg(all(test, unix))]
