@@ -77,7 +77,7 @@ pub fn serial_number(raw: &str) -> Option<String> {
         ]
         .contains(&lower.as_str())
         // "0", "00000000", "XXXXXXXX", "        ": one character repeated.
-        || value.chars().all(|c| Some(c) == value.chars().next());
+        || value.chars().all(|c| value.starts_with(c));
     (!placeholder).then(|| value.to_owned())
 }
 

@@ -1380,7 +1380,7 @@ fn intune_discovery_script_asks_the_daemon_and_the_rules_are_generic_issue_13() 
         let description = strings[0]["Description"].as_str().unwrap();
         if let Some(start) = description.find("posture check") {
             let words: Vec<&str> = description[start..]
-                .split(|c: char| c == ':' || c == ',')
+                .split([':', ','])
                 .next()
                 .unwrap()
                 .split_whitespace()

@@ -53,7 +53,8 @@ enum Write {
         reply: Reply<()>,
     },
     Ingest {
-        ingest: Ingest,
+        // Boxed: the queue's slots stay the size of a nonce write.
+        ingest: Box<Ingest>,
         reply: Reply<Result<(), IngestRefusal>>,
     },
 }
@@ -691,7 +692,13 @@ impl Store for SqliteStore {
     }
 
     fn ingest(&self, ingest: Ingest) -> StoreFuture<'_, Result<(), IngestRefusal>> {
-        Box::pin(async move { self.write(|reply| Write::Ingest { ingest, reply }).await })
+        Box::pin(async move {
+            self.write(|reply| Write::Ingest {
+                ingest: Box::new(ingest),
+                reply,
+            })
+            .await
+        })
     }
 
     fn history<'a>(&'a self, id: &'a str, limit: i64) -> StoreFuture<'a, Vec<HistoryEntry>> {
