@@ -357,7 +357,7 @@ fn field(value: &Option<String>) -> Option<&str> {
 }
 
 /// Checks the request's shape: 1 to [`MAX_DEVICES`] devices, each with a `device_id`,
-/// no field longer than [`MAX_FIELD_CHARS`].
+/// no field longer than 512 characters.
 pub fn check_request(request: &PostureRequest) -> Result<(), ApiError> {
     if request.devices.len() > MAX_DEVICES {
         return Err(ApiError::new(
