@@ -155,7 +155,10 @@ impl From<AccessError> for ApiError {
 #[derive(Debug, Default)]
 struct CachedKeys {
     keys: HashMap<String, RsaPublicKey>,
+    /// The last successful fetch.
     fetched: Option<Instant>,
+    /// The last attempt, successful or not.
+    attempted: Option<Instant>,
 }
 
 /// The team's Access signing keys, fetched on first use and cached.
@@ -266,9 +269,13 @@ impl AccessKeys {
     async fn key(&self, kid: &str) -> Result<Option<RsaPublicKey>, AccessError> {
         let mut cache = self.cache.lock().await;
         let age = cache.fetched.map(|t| t.elapsed());
+        // While Cloudflare cannot be reached, one attempt per REFETCH_AFTER, not one per
+        // request (each may wait for the client's timeout).
+        let may_try = cache.attempted.is_none_or(|t| t.elapsed() > REFETCH_AFTER);
         let expired = age.is_none_or(|a| a > KEYS_MAX_AGE);
-        let unknown = !cache.keys.contains_key(kid) && age.is_none_or(|a| a > REFETCH_AFTER);
-        if expired || unknown {
+        let unknown = !cache.keys.contains_key(kid);
+        if may_try && (expired || unknown) {
+            cache.attempted = Some(Instant::now());
             match self.fetch().await {
                 Ok(keys) => {
                     cache.keys = keys;
@@ -278,6 +285,11 @@ impl AccessKeys {
                 Err(e) if cache.keys.is_empty() => return Err(e),
                 Err(e) => tracing::warn!(error = %e, "keeping the cached Access keys"),
             }
+        }
+        if cache.keys.is_empty() {
+            return Err(AccessError::Keys(
+                "the last fetch failed; trying again shortly".into(),
+            ));
         }
         Ok(cache.keys.get(kid).cloned())
     }

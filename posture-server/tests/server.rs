@@ -1850,3 +1850,21 @@ fn cloudflare_endpoint_is_off_without_its_config() {
         (404, Some("not_configured"))
     );
 }
+
+#[test]
+fn cloudflare_keys_out_of_reach_answer_503_and_nothing_else() {
+    let database = Database::new(Db::Sqlite);
+    let team = AccessTeam::start();
+    // Nothing listens on port 1 of loopback.
+    let config = format!(
+        "[cloudflare]\nteam_domain = {CF_TEAM:?}\naudience = {CF_AUD:?}\ncerts_url = \"http://127.0.0.1:1/cdn-cgi/access/certs\"\n"
+    );
+    let server = Server::start(&database, &config);
+    let request = json!({ "devices": [cf_entry("cf-a", "PF3AAAAA", "laptop-a")] });
+    for _ in 0..2 {
+        let (status, body) = server.cloudflare(Some(&team.valid_token()), &request);
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "access_keys_unavailable");
+        assert!(body.get("result").is_none());
+    }
+}
