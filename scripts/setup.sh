@@ -25,6 +25,7 @@ packages=(
   chromium fonts-dejavu-core      # posture-server dashboard tests in headless Chromium (with screenshots)
   btrfs-progs                     # disk_encryption live test: btrfs raid1 on loop devices
   cryptsetup-bin                  # regenerates the LUKS header fixtures (tests/fixtures/disk_encryption)
+  openssl                         # posture-server Cloudflare tests: an independent RSA key and RS256 signer for Access tokens
 )
 # Node.js and npm run Ajv 8, the strict JSON Schema validator of the schema tests. A
 # machine may already have Node.js from another source (e.g. NodeSource's nodejs, which

@@ -21,6 +21,10 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/enroll/tpm/finish", post(v1::tpm_finish))
         .route("/v1/enroll/software", post(v1::software_enroll))
         .route("/v1/attestation-ca/{file}", get(v1::attestation_ca))
+        .route(
+            "/v1/integrations/cloudflare/posture",
+            post(v1::cloudflare_posture),
+        )
         .route("/v1/devices", get(v1::devices))
         .route("/v1/devices/{id}", get(v1::device))
         .route("/v1/devices/{id}/decision", get(v1::decision))

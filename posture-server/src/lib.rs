@@ -15,6 +15,7 @@
 //! - [`store`] is the one storage interface with its SQLite and PostgreSQL backends.
 //! - [`serve`] is the listener (rustls, connection limit).
 //! - [`cache`] holds this replica's caches of device verifiers and API tokens.
+//! - [`cloudflare`] is the Cloudflare Zero Trust custom device posture endpoint.
 //!
 //! ## Threading
 //! A multi-threaded tokio runtime; [`Server`] is shared read-only (`Arc`) by every
@@ -39,6 +40,7 @@
 
 pub mod app;
 pub mod cache;
+pub mod cloudflare;
 pub mod config;
 pub mod domain;
 pub mod error;
