@@ -59,6 +59,9 @@ pub struct Server {
     pub keys: KeyCache,
     /// This replica's recently checked API tokens.
     pub credentials: CredentialCache,
+    /// The Shared Signals transmitter and Tailscale adapter (set by `posture-server`
+    /// when it serves; admin subcommands leave it out).
+    pub ssf: Option<Arc<crate::ssf::Transmitter>>,
 }
 
 /// Seconds since the Unix epoch.
@@ -109,6 +112,7 @@ impl Server {
             ),
             keys: KeyCache::new(config.limits.cached_devices),
             credentials: CredentialCache::new(),
+            ssf: None,
             store,
             policy,
             ek_roots,
@@ -116,6 +120,13 @@ impl Server {
             audience: format!("urn:posture-server:{server_id}"),
             config,
         })
+    }
+
+    /// Asks the transmitter to look for transitions now (after an admin action).
+    pub fn announce_changes(&self) {
+        if let Some(ssf) = &self.ssf {
+            ssf.pump_now.notify_one();
+        }
     }
 
     /// The freshness limit: the policy's `max_evidence_age`, else `stale_after`.

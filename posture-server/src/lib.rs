@@ -15,6 +15,7 @@
 //! - [`store`] is the one storage interface with its SQLite and PostgreSQL backends.
 //! - [`serve`] is the listener (rustls, connection limit).
 //! - [`cache`] holds this replica's caches of device verifiers and API tokens.
+//! - [`ssf`] is the Shared Signals (CAEP) transmitter and the Tailscale adapter.
 //!
 //! ## Threading
 //! A multi-threaded tokio runtime; [`Server`] is shared read-only (`Arc`) by every
@@ -45,6 +46,7 @@ pub mod error;
 pub mod limits;
 pub mod secret;
 pub mod serve;
+pub mod ssf;
 pub mod store;
 pub mod v1;
 pub mod views;
