@@ -1430,3 +1430,8 @@ fn dashboard_shows_the_fleet_and_each_device_in_chromium() {
     assert!(visible_text(&chromium(&["--dump-dom"], &link)).contains("already used"));
     let _ = SystemTime::now();
 }
+
+// ---------------------------------------------------------------------------------------
+// Shared Signals (SSF/CAEP) and Tailscale
+
+mod ssf;
