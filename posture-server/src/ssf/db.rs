@@ -449,16 +449,17 @@ for_each_db! {
                     {
                         continue;
                     }
-                    let excluded: Option<i64> = sqlx::query_scalar(
-                        "SELECT 1 FROM ssf_excluded WHERE stream_id = $1 AND subject IN ($2, $3)",
+                    // COUNT: BIGINT on both databases.
+                    let excluded: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM ssf_excluded WHERE stream_id = $1 AND subject IN ($2, $3)",
                     )
                     .bind(&stream.config.stream_id)
                     .bind(format!("device:{}", t.device_id))
                     .bind(format!("email:{}", t.owner.to_lowercase()))
-                    .fetch_optional(&mut **tx)
+                    .fetch_one(&mut **tx)
                     .await
                     .map_err(db)?;
-                    if excluded.is_some() {
+                    if excluded > 0 {
                         continue;
                     }
                     let claims = compliance_claims(&stream.config, t, &txn, self.now);
