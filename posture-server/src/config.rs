@@ -379,8 +379,11 @@ mod tests {
         let tailscale = config.tailscale.unwrap();
         assert_eq!(tailscale.tailnet, "-");
         assert_eq!(tailscale.expiry, Duration::from_secs(86400));
-        let err = Config::parse("[tailscale]\napi_key_file = \"/k\"\ntoken = \"x\"\n", Path::new("c.toml"))
-            .unwrap_err();
+        let err = Config::parse(
+            "[tailscale]\napi_key_file = \"/k\"\ntoken = \"x\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("token"), "{err}");
         let err = Config::parse("[ssf]\nissuer = \"http://p\"\n", Path::new("c.toml")).unwrap();
         assert_eq!(err.ssf_issuer(), None);

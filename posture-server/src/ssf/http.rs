@@ -79,7 +79,10 @@ async fn read_json(body: Body) -> Result<Value, ApiError> {
     let value: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("bad_json", format!("invalid JSON: {e}")))?;
     if !value.is_object() {
-        return Err(ApiError::bad_request("bad_json", "a JSON object is required"));
+        return Err(ApiError::bad_request(
+            "bad_json",
+            "a JSON object is required",
+        ));
     }
     Ok(value)
 }
@@ -167,8 +170,7 @@ fn apply(mut config: StreamConfig, body: &Value, issuer: &str) -> Result<StreamC
             check_push_url(url)?;
         }
         POLL => {
-            config.delivery.endpoint_url =
-                Some(format!("{issuer}/ssf/poll/{}", config.stream_id));
+            config.delivery.endpoint_url = Some(format!("{issuer}/ssf/poll/{}", config.stream_id));
             config.delivery.authorization_header = None;
         }
         other => {
@@ -415,8 +417,8 @@ async fn subjects(
     let subject = body
         .get("subject")
         .ok_or_else(|| ApiError::bad_request("bad_subject", "subject is required"))?;
-    let keys =
-        super::subject_keys(subject, &issuer).map_err(|m| ApiError::bad_request("bad_subject", m))?;
+    let keys = super::subject_keys(subject, &issuer)
+        .map_err(|m| ApiError::bad_request("bad_subject", m))?;
     db::stream(server.store.pool(), &id)
         .await?
         .ok_or_else(no_stream)?;

@@ -100,18 +100,17 @@ impl SigningKeys {
             })?;
         let rsa_path = dir.join(RSA_FILE);
         let rsa_pem = read_or_create(&rsa_path, || {
-            let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048)
-                .map_err(|e| e.to_string())?;
+            let key =
+                rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048).map_err(|e| e.to_string())?;
             rsa::pkcs8::EncodePrivateKey::to_pkcs8_pem(&key, LineEnding::LF)
                 .map_err(|e| e.to_string())
         })?;
-        let rsa_key = <rsa::RsaPrivateKey as rsa::pkcs8::DecodePrivateKey>::from_pkcs8_pem(
-            &rsa_pem,
-        )
-        .map_err(|e| KeyError::Invalid {
-            path: rsa_path.clone(),
-            message: e.to_string(),
-        })?;
+        let rsa_key =
+            <rsa::RsaPrivateKey as rsa::pkcs8::DecodePrivateKey>::from_pkcs8_pem(&rsa_pem)
+                .map_err(|e| KeyError::Invalid {
+                    path: rsa_path.clone(),
+                    message: e.to_string(),
+                })?;
         if rsa_key.size() < 256 {
             return Err(KeyError::Invalid {
                 path: rsa_path,
@@ -232,7 +231,10 @@ mod tests {
         let keys_dir = dir.path().join("ssf");
         let keys = SigningKeys::load_or_create(&keys_dir).unwrap();
         for file in [EC_FILE, RSA_FILE] {
-            let mode = std::fs::metadata(keys_dir.join(file)).unwrap().permissions().mode();
+            let mode = std::fs::metadata(keys_dir.join(file))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{file}");
         }
         let mode = std::fs::metadata(&keys_dir).unwrap().permissions().mode();

@@ -362,7 +362,10 @@ mod tests {
         let opaque = subject(SubjectFormat::Opaque, iss, "dev1", "a@example.com");
         assert_eq!(opaque, json!({"format": "opaque", "id": "dev1"}));
         let email = subject(SubjectFormat::Email, iss, "dev1", "A@example.com");
-        assert_eq!(subject_keys(&email, iss).unwrap(), vec!["email:a@example.com"]);
+        assert_eq!(
+            subject_keys(&email, iss).unwrap(),
+            vec!["email:a@example.com"]
+        );
         let iss_sub = subject(SubjectFormat::IssSub, iss, "dev1", "a@example.com");
         assert_eq!(subject_keys(&iss_sub, iss).unwrap(), vec!["device:dev1"]);
         assert!(subject_keys(&iss_sub, "https://other.example").is_err());

@@ -62,7 +62,10 @@ impl Tailscale {
             posture_core::files::private_problem(path, posture_core::files::PrivateKind::File)
                 .with_context(|| format!("cannot read {}", path.display()))?
         {
-            anyhow::bail!("{}: {problem} (the Tailscale API key must be private)", path.display());
+            anyhow::bail!(
+                "{}: {problem} (the Tailscale API key must be private)",
+                path.display()
+            );
         }
         let token = Zeroizing::new(
             std::fs::read_to_string(path)
@@ -90,7 +93,10 @@ impl Tailscale {
     }
 
     async fn json(&self, request: reqwest::RequestBuilder) -> Result<Value, String> {
-        let response = request.send().await.map_err(|e| e.without_url().to_string())?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
         let status = response.status();
         if !status.is_success() {
             return Err(format!("HTTP {}", status.as_u16()));
@@ -146,7 +152,9 @@ impl Tailscale {
                 // `hostname` is the machine's own name; `name` is the MagicDNS name
                 // (`host.tailnet.ts.net`), whose first label is the tailnet's name for it.
                 let matches = |d: &&Value| {
-                    d.get("hostname").and_then(Value::as_str).map(str::to_lowercase)
+                    d.get("hostname")
+                        .and_then(Value::as_str)
+                        .map(str::to_lowercase)
                         == Some(host.clone())
                         || d.get("name")
                             .and_then(Value::as_str)
@@ -266,7 +274,10 @@ mod tests {
 
     #[test]
     fn path_segments_are_encoded() {
-        assert_eq!(urlencode("custom:posture_compliant"), "custom:posture_compliant");
+        assert_eq!(
+            urlencode("custom:posture_compliant"),
+            "custom:posture_compliant"
+        );
         assert_eq!(urlencode("a/b c"), "a%2Fb%20c");
     }
 }
