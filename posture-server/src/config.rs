@@ -130,8 +130,16 @@ pub struct TailscaleConfig {
     /// The tailnet (default `-`: the one the key belongs to).
     #[serde(default = "default_tailnet")]
     pub tailnet: String,
-    /// A file holding an API access token (`tskey-api-...`), owner-only.
-    pub api_key_file: PathBuf,
+    /// A file holding an API access token (`tskey-api-...`), owner-only. Or an OAuth
+    /// client: `oauth_client_id` and `oauth_client_secret_file`.
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// An OAuth client's id (scopes `devices:core:read` and `devices:posture_attributes`).
+    #[serde(default)]
+    pub oauth_client_id: Option<String>,
+    /// A file holding that OAuth client's secret (`tskey-client-...`), owner-only.
+    #[serde(default)]
+    pub oauth_client_secret_file: Option<PathBuf>,
     /// Match Tailscale devices whose custom attribute of this name holds the posture
     /// device id; default: match by host name.
     #[serde(default)]
@@ -378,6 +386,7 @@ mod tests {
         assert_eq!(config.ssf_issuer().as_deref(), Some("https://p.example"));
         let tailscale = config.tailscale.unwrap();
         assert_eq!(tailscale.tailnet, "-");
+        assert_eq!(tailscale.api_key_file.as_deref(), Some(Path::new("/k")));
         assert_eq!(tailscale.expiry, Duration::from_secs(86400));
         let err = Config::parse(
             "[tailscale]\napi_key_file = \"/k\"\ntoken = \"x\"\n",

@@ -8,7 +8,8 @@
 //! `GET /api/v2/tailnet/{tailnet}/devices` by host name, or by a configured custom
 //! attribute holding the posture device id (`GET /api/v2/device/{id}/attributes`).
 //! Compliant devices are refreshed at half the expiry, so a server that stops running
-//! stops vouching for its devices. The API token is read from an owner-only file and is
+//! stops vouching for its devices. The API token (or an OAuth client's secret, exchanged
+//! at `/api/v2/oauth/token` for short-lived tokens) is read from an owner-only file and is
 //! never logged.
 
 use std::sync::Arc;
@@ -33,11 +34,24 @@ const LEASE: i64 = 120;
 /// Updates not done within this time are dropped (a newer one or a refresh follows).
 const GIVE_UP: i64 = 24 * 3600;
 
+/// How the adapter authenticates.
+enum Auth {
+    /// An API access token.
+    Token(Zeroizing<String>),
+    /// An OAuth client, exchanged for short-lived access tokens (cached until a minute
+    /// before they expire).
+    OAuth {
+        id: String,
+        secret: Zeroizing<String>,
+        cached: tokio::sync::Mutex<Option<(Zeroizing<String>, i64)>>,
+    },
+}
+
 /// The configured adapter.
 pub struct Tailscale {
     api_url: String,
     tailnet: String,
-    token: Zeroizing<String>,
+    auth: Auth,
     device_attribute: Option<String>,
     /// How long attributes hold.
     pub expiry: Duration,
@@ -54,42 +68,113 @@ impl std::fmt::Debug for Tailscale {
     }
 }
 
-impl Tailscale {
-    /// Reads the API token (from an owner-only file).
-    pub fn new(config: &TailscaleConfig, http: reqwest::Client) -> anyhow::Result<Self> {
-        let path = &config.api_key_file;
-        if let Some(problem) =
-            posture_core::files::private_problem(path, posture_core::files::PrivateKind::File)
-                .with_context(|| format!("cannot read {}", path.display()))?
-        {
-            anyhow::bail!(
-                "{}: {problem} (the Tailscale API key must be private)",
-                path.display()
-            );
-        }
-        let token = Zeroizing::new(
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?
-                .trim()
-                .to_owned(),
+/// A secret from an owner-only file.
+fn read_secret(path: &std::path::Path) -> anyhow::Result<Zeroizing<String>> {
+    if let Some(problem) =
+        posture_core::files::private_problem(path, posture_core::files::PrivateKind::File)
+            .with_context(|| format!("cannot read {}", path.display()))?
+    {
+        anyhow::bail!(
+            "{}: {problem} (a Tailscale secret must be private)",
+            path.display()
         );
-        if token.is_empty() || token.contains(char::is_whitespace) {
-            anyhow::bail!("{}: not an API access token", path.display());
-        }
+    }
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+    );
+    let secret = Zeroizing::new(text.trim().to_owned());
+    if secret.is_empty() || secret.contains(char::is_whitespace) {
+        anyhow::bail!("{}: not a Tailscale key", path.display());
+    }
+    Ok(secret)
+}
+
+impl Tailscale {
+    /// Reads the API token or the OAuth client secret (from owner-only files).
+    pub fn new(config: &TailscaleConfig, http: reqwest::Client) -> anyhow::Result<Self> {
+        let auth = match (
+            &config.api_key_file,
+            &config.oauth_client_id,
+            &config.oauth_client_secret_file,
+        ) {
+            (Some(path), None, None) => Auth::Token(read_secret(path)?),
+            (None, Some(id), Some(path)) => Auth::OAuth {
+                id: id.clone(),
+                secret: read_secret(path)?,
+                cached: tokio::sync::Mutex::new(None),
+            },
+            _ => anyhow::bail!(
+                "[tailscale] needs api_key_file, or oauth_client_id with oauth_client_secret_file"
+            ),
+        };
         Ok(Self {
             api_url: config.api_url.trim_end_matches('/').to_owned(),
             tailnet: config.tailnet.clone(),
-            token,
+            auth,
             device_attribute: config.device_attribute.clone(),
             expiry: config.expiry,
             http,
         })
     }
 
-    fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http
+    /// The bearer token for the next request.
+    async fn bearer(&self) -> Result<Zeroizing<String>, String> {
+        let (id, secret, cached) = match &self.auth {
+            Auth::Token(token) => return Ok(token.clone()),
+            Auth::OAuth { id, secret, cached } => (id, secret, cached),
+        };
+        let mut cached = cached.lock().await;
+        let now = crate::now();
+        if let Some((token, until)) = cached.as_ref() {
+            if *until > now + 60 {
+                return Ok(token.clone());
+            }
+        }
+        let form = Zeroizing::new(format!(
+            "client_id={}&client_secret={}",
+            urlencode(id),
+            urlencode(secret)
+        ));
+        let response = self
+            .http
+            .post(format!("{}/api/v2/oauth/token", self.api_url))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.as_bytes().to_vec())
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        if !response.status().is_success() {
+            return Err(format!("OAuth token: HTTP {}", response.status().as_u16()));
+        }
+        let bytes = Zeroizing::new(
+            response
+                .bytes()
+                .await
+                .map_err(|e| e.without_url().to_string())?
+                .to_vec(),
+        );
+        let answer: Value =
+            serde_json::from_slice(&bytes).map_err(|_| "OAuth token: invalid JSON".to_owned())?;
+        let token = Zeroizing::new(
+            answer
+                .get("access_token")
+                .and_then(Value::as_str)
+                .ok_or("OAuth token: no access_token")?
+                .to_owned(),
+        );
+        let expires_in = answer
+            .get("expires_in")
+            .and_then(Value::as_i64)
+            .unwrap_or(3600);
+        *cached = Some((token.clone(), now + expires_in));
+        Ok(token)
+    }
+
+    async fn get(&self, path: &str) -> Result<reqwest::RequestBuilder, String> {
+        Ok(self
+            .http
             .get(format!("{}{path}", self.api_url))
-            .bearer_auth(self.token.as_str())
+            .bearer_auth(self.bearer().await?.as_str()))
     }
 
     async fn json(&self, request: reqwest::RequestBuilder) -> Result<Value, String> {
@@ -111,10 +196,13 @@ impl Tailscale {
     /// The tailnet device for a posture device, if there is one.
     async fn find(&self, device_id: &str, host: Option<&str>) -> Result<Option<String>, String> {
         let list = self
-            .json(self.get(&format!(
-                "/api/v2/tailnet/{}/devices",
-                urlencode(&self.tailnet)
-            )))
+            .json(
+                self.get(&format!(
+                    "/api/v2/tailnet/{}/devices",
+                    urlencode(&self.tailnet)
+                ))
+                .await?,
+            )
             .await?;
         let devices = list
             .get("devices")
@@ -132,7 +220,10 @@ impl Tailscale {
                 for device in &devices {
                     let Some(id) = id_of(device) else { continue };
                     let attributes = self
-                        .json(self.get(&format!("/api/v2/device/{}/attributes", urlencode(&id))))
+                        .json(
+                            self.get(&format!("/api/v2/device/{}/attributes", urlencode(&id)))
+                                .await?,
+                        )
                         .await?;
                     if attributes
                         .get("attributes")
@@ -181,7 +272,7 @@ impl Tailscale {
                 urlencode(node),
                 urlencode(key)
             ))
-            .bearer_auth(self.token.as_str())
+            .bearer_auth(self.bearer().await?.as_str())
             .header("content-type", "application/json")
             .body(json!({ "value": value, "expiry": expiry }).to_string())
             .send()
