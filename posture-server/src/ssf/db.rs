@@ -442,7 +442,7 @@ for_each_db! {
         /// Announces `t` (it differs from what was announced) and records it as announced.
         async fn announce(&mut self, tx: &mut Tx<'_>, t: &Transition) -> Result<(), StoreError> {
             let txn = crate::secret::random_token(16);
-            if self.transmitter.issuer.is_some() {
+            if let Some(keys) = &self.transmitter.keys {
                 for stream in &self.streams {
                     if stream.status == "disabled"
                         || !stream.config.events_delivered.iter().any(|e| e == super::super::DEVICE_COMPLIANCE_CHANGE)
@@ -464,7 +464,7 @@ for_each_db! {
                     }
                     let claims = compliance_claims(&stream.config, t, &txn, self.now);
                     let jti = claims["jti"].as_str().unwrap_or_default().to_owned();
-                    let set_jwt = self.transmitter.keys.sign(stream.config.signing_alg, &claims);
+                    let set_jwt = keys.sign(stream.config.signing_alg, &claims);
                     insert_event(tx, &stream.config.stream_id, &jti, &set_jwt, self.now).await?;
                     self.made += 1;
                 }

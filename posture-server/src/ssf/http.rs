@@ -34,15 +34,21 @@ const LONG_POLL: Duration = Duration::from_secs(25);
 
 /// The transmitter and its issuer, or 404 when SSF is off (no https issuer).
 fn transmitter(server: &Server) -> Result<(&Transmitter, String), ApiError> {
-    let off = || {
-        ApiError::not_found(
-            "ssf_off",
-            "the Shared Signals transmitter is off: set an https public_url or [ssf] issuer",
-        )
-    };
-    let transmitter = server.ssf.as_deref().ok_or_else(off)?;
-    let issuer = transmitter.issuer.clone().ok_or_else(off)?;
+    let transmitter = server.ssf.as_deref().ok_or_else(ssf_off)?;
+    let issuer = transmitter.issuer.clone().ok_or_else(ssf_off)?;
     Ok((transmitter, issuer))
+}
+
+/// The signing keys (present whenever there is an issuer).
+fn keys(transmitter: &Transmitter) -> Result<&super::SigningKeys, ApiError> {
+    transmitter.keys.as_ref().ok_or_else(ssf_off)
+}
+
+fn ssf_off() -> ApiError {
+    ApiError::not_found(
+        "ssf_off",
+        "the Shared Signals transmitter is off: set an https public_url or [ssf] issuer",
+    )
 }
 
 /// `GET /.well-known/ssf-configuration`: Transmitter Configuration Metadata.
@@ -68,7 +74,7 @@ pub async fn configuration(State(server): Shared) -> Result<Response, ApiError> 
 /// `GET /ssf/jwks`: the public SET signing keys.
 pub async fn jwks(State(server): Shared) -> Result<Response, ApiError> {
     let (transmitter, _) = transmitter(&server)?;
-    Ok(Json(transmitter.keys.jwks()).into_response())
+    Ok(Json(keys(transmitter)?.jwks()).into_response())
 }
 
 async fn read_json(body: Body) -> Result<Value, ApiError> {
@@ -460,7 +466,7 @@ pub async fn verify(
         "sub_id": { "format": "opaque", "id": id },
         "events": { VERIFICATION: event },
     });
-    let set_jwt = transmitter.keys.sign(stream.config.signing_alg, &claims);
+    let set_jwt = keys(transmitter)?.sign(stream.config.signing_alg, &claims);
     let queued = db::queue_verification(
         server.store.pool(),
         &id,

@@ -160,6 +160,8 @@ impl SigningKeys {
         let signature = match alg {
             Alg::ES256 => {
                 let signature: p256::ecdsa::Signature = self.ec.sign(token.as_bytes());
+                // Low-S, as posture-core's own verifier (and strict JOSE libraries) want.
+                let signature = signature.normalize_s().unwrap_or(signature);
                 signature.to_bytes().to_vec()
             }
             Alg::RS256 => self.rsa.sign(token.as_bytes()).to_vec(),

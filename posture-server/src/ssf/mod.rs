@@ -130,8 +130,8 @@ impl StreamConfig {
 pub struct Transmitter {
     /// The https issuer (`None`: SSF off, only the Tailscale adapter runs).
     pub issuer: Option<String>,
-    /// SET signing keys.
-    pub keys: SigningKeys,
+    /// SET signing keys (with an issuer only: a server without SSF makes none).
+    pub keys: Option<SigningKeys>,
     /// Runs the pump with a sweep now (after an admin action).
     pub pump_now: tokio::sync::Notify,
     /// Wakes the delivery workers and long polls when events were made.
@@ -142,11 +142,18 @@ pub struct Transmitter {
 }
 
 impl Transmitter {
-    /// Loads (or makes) the signing keys in `key_dir` and the Tailscale key.
+    /// Loads (or makes) the signing keys in `key_dir` when there is an issuer, and reads
+    /// the Tailscale secret.
     pub fn new(server: &Server, key_dir: &std::path::Path) -> anyhow::Result<Self> {
         use anyhow::Context as _;
-        let keys = SigningKeys::load_or_create(key_dir)
-            .with_context(|| format!("SSF signing keys in {}", key_dir.display()))?;
+        let issuer = server.config.ssf_issuer();
+        let keys = match issuer {
+            Some(_) => Some(
+                SigningKeys::load_or_create(key_dir)
+                    .with_context(|| format!("SSF signing keys in {}", key_dir.display()))?,
+            ),
+            None => None,
+        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .redirect(reqwest::redirect::Policy::none())
@@ -157,7 +164,7 @@ impl Transmitter {
             None => None,
         };
         Ok(Self {
-            issuer: server.config.ssf_issuer(),
+            issuer,
             keys,
             pump_now: tokio::sync::Notify::new(),
             events: tokio::sync::Notify::new(),

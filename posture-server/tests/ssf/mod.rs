@@ -979,11 +979,29 @@ fn ssf_is_off_without_an_https_issuer() {
         (status, body["error"]["code"].as_str()),
         (404, Some("ssf_off"))
     );
-    // The signing keys exist anyway, owner-only.
+    assert_eq!(server.get("/ssf/jwks", None).0, 404);
+    // No signing keys are made for it.
+    assert!(!server.dir.path().join("state/ssf").exists());
+}
+
+/// With an issuer, the keys are made on first start, owner-only, and kept.
+#[test]
+fn ssf_signing_keys_are_private_and_kept_across_restarts() {
     use std::os::unix::fs::PermissionsExt as _;
+    let database = Database::new(Db::Sqlite);
+    let server = Server::start(&database, &format!("[ssf]\nissuer = \"{ISSUER}\"\n"));
+    let keys = server.dir.path().join("state/ssf");
+    let mode = std::fs::metadata(&keys).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
     for file in ["set-es256.p8.pem", "set-rs256.p8.pem"] {
-        let path = server.dir.path().join("state/ssf").join(file);
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
-        assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+        let mode = std::fs::metadata(keys.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{file}");
     }
+    let (_, before) = server.get("/ssf/jwks", None);
+    let server = server.restart(&database);
+    let (_, after) = server.get("/ssf/jwks", None);
+    assert_eq!(before, after);
 }
