@@ -612,7 +612,9 @@ for_each_db! {
         }
 
         if sweep {
-            // 2. Transitions without evidence: disabled, enabled, stale, fresh again.
+            // 2. Transitions without evidence: disabled, enabled, stale, fresh again. A
+            // device with a change not claimed yet (on PostgreSQL, committed after step 1
+            // read) is left to the next claim, which knows its reasons.
             let fresh_since = now - server.freshness().as_secs() as i64;
             let rows = sqlx::query(
                 "SELECT d.id, d.owner, d.key_kind, d.ek_trust, d.key_assurance, d.enrolled_at, \
@@ -620,9 +622,12 @@ for_each_db! {
                  r.status AS reported FROM devices d LEFT JOIN ssf_reported r ON r.device_id = d.id \
                  WHERE (CASE WHEN d.disabled = 0 AND d.status = 'compliant' AND d.evidence_iat >= $1 \
                  THEN 'compliant' ELSE 'not-compliant' END) <> COALESCE(r.status, 'not-compliant') \
+                 AND NOT EXISTS (SELECT 1 FROM changes c WHERE c.device_id = d.id AND c.id > $2 \
+                 AND NOT EXISTS (SELECT 1 FROM ssf_consumed s WHERE s.change_id = c.id)) \
                  LIMIT 1000",
             )
             .bind(fresh_since)
+            .bind(watermark)
             .fetch_all(&mut **tx)
             .await
             .map_err(db)?;
