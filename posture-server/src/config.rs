@@ -31,6 +31,15 @@
 //! [cloudflare]                  # Cloudflare Zero Trust custom device posture (docs/cloudflare.md)
 //! team_domain = "example.cloudflareaccess.com"
 //! audience = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2"
+//! [ssf]                                          # Shared Signals / CAEP transmitter
+//! issuer = "https://posture.example.com"         # default: public_url when it is https
+//! retry_for = "24h"                              # push delivery gives up after this
+//!
+//! [tailscale]                                    # custom posture attributes
+//! api_key_file = "/etc/posture-server/tailscale.key"
+//! tailnet = "-"
+//! device_attribute = "custom:posture_device_id"  # default: match by hostname
+//! expiry = "24h"
 //! ```
 
 use std::net::SocketAddr;
@@ -69,6 +78,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Cloudflare Zero Trust custom device posture integration (off without this table).
     pub cloudflare: Option<CloudflareConfig>,
+    /// The Shared Signals (SSF 1.0 / CAEP) transmitter.
+    pub ssf: SsfConfig,
+    /// Tailscale custom device posture attributes (off unless this table is present).
+    pub tailscale: Option<TailscaleConfig>,
 }
 
 impl Default for Config {
@@ -85,8 +98,74 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             limits: LimitsConfig::default(),
             cloudflare: None,
+            ssf: SsfConfig::default(),
+            tailscale: None,
         }
     }
+}
+
+/// `[ssf]`: the Shared Signals transmitter (`docs/ssf.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SsfConfig {
+    /// The issuer receivers know this transmitter by: an https URL, the `iss` of every
+    /// event. Default: `public_url` when it is https; without one the transmitter is off.
+    pub issuer: Option<String>,
+    /// A pushed event not accepted by its receiver within this time is dropped (logged).
+    #[serde(deserialize_with = "de_duration")]
+    pub retry_for: Duration,
+}
+
+impl Default for SsfConfig {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            retry_for: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// `[tailscale]`: sets `custom:posture_compliant` and `custom:posture_assurance` on the
+/// tailnet's devices through Tailscale's device posture attributes API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TailscaleConfig {
+    /// The API (default `https://api.tailscale.com`).
+    #[serde(default = "default_tailscale_api")]
+    pub api_url: String,
+    /// The tailnet (default `-`: the one the key belongs to).
+    #[serde(default = "default_tailnet")]
+    pub tailnet: String,
+    /// A file holding an API access token (`tskey-api-...`), owner-only. Or an OAuth
+    /// client: `oauth_client_id` and `oauth_client_secret_file`.
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// An OAuth client's id (scopes `devices:core:read` and `devices:posture_attributes`).
+    #[serde(default)]
+    pub oauth_client_id: Option<String>,
+    /// A file holding that OAuth client's secret (`tskey-client-...`), owner-only.
+    #[serde(default)]
+    pub oauth_client_secret_file: Option<PathBuf>,
+    /// Match Tailscale devices whose custom attribute of this name holds the posture
+    /// device id; default: match by host name.
+    #[serde(default)]
+    pub device_attribute: Option<String>,
+    /// How long an attribute holds unless refreshed (a server that stops talking to
+    /// Tailscale stops vouching for devices).
+    #[serde(default = "default_expiry", deserialize_with = "de_duration")]
+    pub expiry: Duration,
+}
+
+fn default_tailscale_api() -> String {
+    "https://api.tailscale.com".into()
+}
+
+fn default_tailnet() -> String {
+    "-".into()
+}
+
+fn default_expiry() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 
 /// `[tls]`: certificate chain and private key, PEM.
@@ -285,6 +364,15 @@ impl Config {
         Self::parse(&text, path)
     }
 
+    /// The SSF issuer: `[ssf] issuer`, else `public_url` when it is https.
+    pub fn ssf_issuer(&self) -> Option<String> {
+        let issuer = match &self.ssf.issuer {
+            Some(issuer) => issuer.trim_end_matches('/').to_owned(),
+            None => self.public_url(),
+        };
+        issuer.starts_with("https://").then_some(issuer)
+    }
+
     /// The URL devices and people are given.
     pub fn public_url(&self) -> String {
         match &self.public_url {
@@ -384,5 +472,29 @@ mod tests {
         assert!(bad("acme.cloudflareaccess.com", "http://127.0.0.1:9/certs")
             .validate()
             .is_ok());
+    }
+
+    #[test]
+    fn ssf_issuer_must_be_https_and_tailscale_keys_are_checked() {
+        let config = Config::parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(config.ssf_issuer(), None);
+        let config = Config::parse(
+            "public_url = \"https://p.example/\"\n[tailscale]\napi_key_file = \"/k\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.ssf_issuer().as_deref(), Some("https://p.example"));
+        let tailscale = config.tailscale.unwrap();
+        assert_eq!(tailscale.tailnet, "-");
+        assert_eq!(tailscale.api_key_file.as_deref(), Some(Path::new("/k")));
+        assert_eq!(tailscale.expiry, Duration::from_secs(86400));
+        let err = Config::parse(
+            "[tailscale]\napi_key_file = \"/k\"\ntoken = \"x\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("token"), "{err}");
+        let err = Config::parse("[ssf]\nissuer = \"http://p\"\n", Path::new("c.toml")).unwrap();
+        assert_eq!(err.ssf_issuer(), None);
     }
 }

@@ -61,6 +61,9 @@ pub struct Server {
     pub credentials: CredentialCache,
     /// The Cloudflare Access keys, when `[cloudflare]` is configured.
     pub cloudflare: Option<crate::cloudflare::AccessKeys>,
+    /// The Shared Signals transmitter and Tailscale adapter (set by `posture-server`
+    /// when it serves; admin subcommands leave it out).
+    pub ssf: Option<Arc<crate::ssf::Transmitter>>,
 }
 
 /// Seconds since the Unix epoch.
@@ -118,6 +121,7 @@ impl Server {
             keys: KeyCache::new(config.limits.cached_devices),
             credentials: CredentialCache::new(),
             cloudflare,
+            ssf: None,
             store,
             policy,
             ek_roots,
@@ -125,6 +129,13 @@ impl Server {
             audience: format!("urn:posture-server:{server_id}"),
             config,
         })
+    }
+
+    /// Asks the transmitter to look for transitions now (after an admin action).
+    pub fn announce_changes(&self) {
+        if let Some(ssf) = &self.ssf {
+            ssf.pump_now.notify_one();
+        }
     }
 
     /// The freshness limit: the policy's `max_evidence_age`, else `stale_after`.

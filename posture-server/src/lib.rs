@@ -16,6 +16,7 @@
 //! - [`serve`] is the listener (rustls, connection limit).
 //! - [`cache`] holds this replica's caches of device verifiers and API tokens.
 //! - [`cloudflare`] is the Cloudflare Zero Trust custom device posture endpoint.
+//! - [`ssf`] is the Shared Signals (CAEP) transmitter and the Tailscale adapter.
 //!
 //! ## Threading
 //! A multi-threaded tokio runtime; [`Server`] is shared read-only (`Arc`) by every
@@ -47,6 +48,7 @@ pub mod error;
 pub mod limits;
 pub mod secret;
 pub mod serve;
+pub mod ssf;
 pub mod store;
 pub mod v1;
 pub mod views;

@@ -406,6 +406,7 @@ async fn set_disabled(
 ) -> Result<StatusCode, ApiError> {
     authorize(server, headers, Role::Admin).await?;
     if server.store.set_disabled(id, disabled).await? {
+        server.announce_changes();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(no_device())
@@ -420,6 +421,7 @@ pub async fn delete(
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&server, &headers, Role::Admin).await?;
     if server.store.delete_device(&id).await? {
+        server.announce_changes();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(no_device())

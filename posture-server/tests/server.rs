@@ -1868,3 +1868,6 @@ fn cloudflare_keys_out_of_reach_answer_503_and_nothing_else() {
         assert!(body.get("result").is_none());
     }
 }
+// Shared Signals (SSF/CAEP) and Tailscale
+
+mod ssf;

@@ -41,6 +41,13 @@ pub const SQLITE: &[(i64, &[&str])] = &[(
     ],
 ),
 (
+    // 20: Shared Signals (SSF/CAEP) streams and their durable outbox, the compliance last
+    // announced for each device, the changes already turned into events, and the
+    // Tailscale queue (see `crate::ssf`).
+    20,
+    SSF_SQLITE,
+),
+(
     // Versions are not contiguous: each integration owns a range (10, 20, 30, 40); the
     // runner applies every listed version it has not recorded, in list order.
     30,
@@ -136,6 +143,10 @@ pub const POSTGRES: &[(i64, &[&str])] = &[(
     ],
 ),
 (
+    20,
+    SSF_POSTGRES,
+),
+(
     30,
     &[
         "ALTER TABLE devices ADD COLUMN serial TEXT",
@@ -186,3 +197,55 @@ pub const POSTGRES: &[(i64, &[&str])] = &[(
         $$",
     ],
 )];
+
+/// Version 20 on SQLite. No foreign key to `devices`: a deleted device's last
+/// announcement must outlive it (its deletion is itself announced).
+const SSF_SQLITE: &[&str] = &[
+    "CREATE TABLE ssf_streams (id TEXT PRIMARY KEY, method TEXT NOT NULL, config TEXT NOT NULL,
+        status TEXT NOT NULL, reason TEXT, created_at INTEGER NOT NULL,
+        last_verification INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE ssf_excluded (stream_id TEXT NOT NULL REFERENCES ssf_streams(id) ON DELETE CASCADE,
+        subject TEXT NOT NULL, PRIMARY KEY (stream_id, subject))",
+    "CREATE TABLE ssf_events (id INTEGER PRIMARY KEY AUTOINCREMENT,
+        stream_id TEXT NOT NULL REFERENCES ssf_streams(id) ON DELETE CASCADE,
+        jti TEXT NOT NULL, set_jwt TEXT NOT NULL, created_at INTEGER NOT NULL,
+        next_attempt INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+        UNIQUE (stream_id, jti))",
+    "CREATE INDEX ssf_events_due ON ssf_events (next_attempt)",
+    "CREATE TABLE ssf_reported (device_id TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT,
+        assurance TEXT NOT NULL, status TEXT NOT NULL, at INTEGER NOT NULL,
+        refreshed_at INTEGER NOT NULL)",
+    "CREATE TABLE ssf_consumed (change_id INTEGER PRIMARY KEY, consumed_at INTEGER NOT NULL)",
+    "CREATE TABLE tailscale_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, device_id TEXT NOT NULL,
+        host TEXT, compliant INTEGER NOT NULL, assurance TEXT NOT NULL,
+        created_at INTEGER NOT NULL, next_attempt INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT)",
+    // Changes recorded before this version are history, not news: start after them.
+    "INSERT INTO meta (key, value) SELECT 'ssf_watermark', CAST(COALESCE(MAX(id), 0) AS TEXT)
+        FROM changes",
+];
+
+/// Version 20 on PostgreSQL (the same tables).
+const SSF_POSTGRES: &[&str] = &[
+    "CREATE TABLE ssf_streams (id TEXT PRIMARY KEY, method TEXT NOT NULL, config TEXT NOT NULL,
+        status TEXT NOT NULL, reason TEXT, created_at BIGINT NOT NULL,
+        last_verification BIGINT NOT NULL DEFAULT 0)",
+    "CREATE TABLE ssf_excluded (stream_id TEXT NOT NULL REFERENCES ssf_streams(id) ON DELETE CASCADE,
+        subject TEXT NOT NULL, PRIMARY KEY (stream_id, subject))",
+    "CREATE TABLE ssf_events (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        stream_id TEXT NOT NULL REFERENCES ssf_streams(id) ON DELETE CASCADE,
+        jti TEXT NOT NULL, set_jwt TEXT NOT NULL, created_at BIGINT NOT NULL,
+        next_attempt BIGINT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, last_error TEXT,
+        UNIQUE (stream_id, jti))",
+    "CREATE INDEX ssf_events_due ON ssf_events (next_attempt)",
+    "CREATE TABLE ssf_reported (device_id TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT,
+        assurance TEXT NOT NULL, status TEXT NOT NULL, at BIGINT NOT NULL,
+        refreshed_at BIGINT NOT NULL)",
+    "CREATE TABLE ssf_consumed (change_id BIGINT PRIMARY KEY, consumed_at BIGINT NOT NULL)",
+    "CREATE TABLE tailscale_queue (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        device_id TEXT NOT NULL, host TEXT, compliant BIGINT NOT NULL, assurance TEXT NOT NULL,
+        created_at BIGINT NOT NULL, next_attempt BIGINT NOT NULL,
+        attempts BIGINT NOT NULL DEFAULT 0, last_error TEXT)",
+    "INSERT INTO meta (key, value) SELECT 'ssf_watermark', CAST(COALESCE(MAX(id), 0) AS TEXT)
+        FROM changes",
+];

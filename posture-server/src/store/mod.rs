@@ -300,10 +300,23 @@ pub struct Change {
     pub to: String,
 }
 
+/// The connection pool under a store, for the parts that keep their own tables and SQL
+/// (the Shared Signals transmitter, [`crate::ssf`]): their SQL is written once with `$N`
+/// parameters, which both databases accept.
+#[derive(Debug, Clone)]
+pub enum Pool {
+    /// SQLite (reads and rare writes beside the evidence writer, under `busy_timeout`).
+    Sqlite(sqlx::SqlitePool),
+    /// PostgreSQL.
+    Postgres(sqlx::PgPool),
+}
+
 /// The storage interface.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Which database this is.
     fn backend(&self) -> Backend;
+    /// The connection pool (see [`Pool`]).
+    fn pool(&self) -> Pool;
     /// This server's id (made once, shared by replicas): part of the evidence audience.
     fn server_id(&self) -> StoreFuture<'_, String>;
     /// Whether the database answers.

@@ -234,6 +234,10 @@ impl Store for PostgresStore {
         Backend::Postgres
     }
 
+    fn pool(&self) -> super::Pool {
+        super::Pool::Postgres(self.pool.clone())
+    }
+
     fn server_id(&self) -> StoreFuture<'_, String> {
         Box::pin(async move {
             sqlx::query_scalar("SELECT value FROM meta WHERE key = 'server_id'")

@@ -343,6 +343,10 @@ impl Store for SqliteStore {
         Backend::Sqlite
     }
 
+    fn pool(&self) -> super::Pool {
+        super::Pool::Sqlite(self.pool.clone())
+    }
+
     fn server_id(&self) -> StoreFuture<'_, String> {
         Box::pin(async move {
             sqlx::query_scalar("SELECT value FROM meta WHERE key = 'server_id'")
