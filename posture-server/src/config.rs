@@ -18,6 +18,7 @@
 //! allow_unverified_ek = false
 //! allow_software_keys = false
 //! attestation_ca = "/var/lib/posture-server/attestation-ca" # AIK certificates (WebAuthn `tpm`)
+//! # attestation_ca_key = "pkcs11:token=posture-ca;object=intermediate?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/posture-server/ca-pin"
 //!
 //! [retention]
 //! history = "90d"
@@ -106,6 +107,11 @@ pub struct EnrollmentConfig {
     /// EK chained to `ek_roots` get an AIK certificate for WebAuthn `tpm` attestation, and
     /// `/v1/attestation-ca/{root,intermediate}.pem` serve its certificates.
     pub attestation_ca: Option<PathBuf>,
+    /// The attestation CA's intermediate key in a PKCS#11 token (an RFC 7512 URI, checked
+    /// when the file is read; the PIN from `pin-source`, never in the URI) instead of
+    /// `intermediate-key.pem` in `attestation_ca`.
+    #[serde(deserialize_with = "de_pkcs11_uri")]
+    pub attestation_ca_key: Option<posture_core::attestation::pkcs11::Pkcs11Uri>,
     /// Default lifetime of enrollment tokens.
     #[serde(deserialize_with = "de_duration")]
     pub token_ttl: Duration,
@@ -118,6 +124,7 @@ impl Default for EnrollmentConfig {
             allow_unverified_ek: false,
             allow_software_keys: false,
             attestation_ca: None,
+            attestation_ca_key: None,
             token_ttl: Duration::from_secs(24 * 3600),
         }
     }
@@ -235,6 +242,13 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
+}
+
+fn de_pkcs11_uri<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<posture_core::attestation::pkcs11::Pkcs11Uri>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
