@@ -124,9 +124,11 @@ impl std::str::FromStr for Pkcs11Uri {
                 "id" => id = Some(percent_decode(value)?),
                 "type" if value == "private" => {}
                 "type" => return Err(err("type must be private (the signing key)")),
-                other => return Err(err(format!(
+                other => {
+                    return Err(err(format!(
                     "path attribute {other:?} is not supported (token, serial, object, id, type)"
-                ))),
+                )))
+                }
             }
         }
         let (mut module_path, mut pin_source) = (None, None);
