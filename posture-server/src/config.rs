@@ -290,6 +290,25 @@ mod tests {
     }
 
     #[test]
+    fn the_attestation_ca_key_is_a_pkcs11_uri_checked_when_read() {
+        let uri = "pkcs11:token=posture-ca;object=intermediate?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/posture-server/ca-pin";
+        let text =
+            format!("[enrollment]\nattestation_ca = \"/ca\"\nattestation_ca_key = {uri:?}\n");
+        let config = Config::parse(&text, Path::new("c.toml")).unwrap();
+        let key = config.enrollment.attestation_ca_key.unwrap();
+        assert_eq!(key.token, "posture-ca");
+        assert_eq!(key.object.as_deref(), Some("intermediate"));
+        // A PIN in the file is refused, at its line, and not repeated.
+        let text = "[enrollment]\nattestation_ca = \"/ca\"\nattestation_ca_key = \"pkcs11:token=t;object=k?module-path=/m.so&pin-value=98765\"\n";
+        let message = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("c.toml:3:"), "{message}");
+        assert!(message.contains("pin-value is refused"), "{message}");
+        assert!(!message.contains("98765"), "{message}");
+    }
+
+    #[test]
     fn durations_and_tables_parse() {
         let text =
             "stale_after = \"30m\"\n[retention]\nhistory = \"7d\"\n[limits]\nmax_connections = 8\n";
