@@ -16,6 +16,7 @@ use std::process::{Command, Output, Stdio};
 use der::{Decode as _, Encode as _};
 use posture_core::jose::b64url_encode;
 use posture_core::webauthn::POSTURE_AAGUID;
+use posture_test_support::softhsm::{SoftHsm, TOKEN_PIN};
 use serde_json::{json, Value};
 use tpm_support::Swtpm;
 use x509_cert::ext::pkix::name::GeneralName;
@@ -1051,82 +1052,6 @@ fn a_credential_bound_to_pcrs_signs_only_while_they_are_unchanged() {
     let unbound = device.register(&chain, &new_challenge(), &[]);
     let out = device.assert(RP, unbound["id"].as_str().unwrap(), &new_challenge());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-}
-
-/// A SoftHSM2 token of its own (label `posture-ca`, user PIN in `pin`), in a temp dir that
-/// holds its configuration and token files; removed on drop.
-struct SoftHsm {
-    dir: tempfile::TempDir,
-    module: PathBuf,
-}
-
-const TOKEN_PIN: &str = "246810";
-
-impl SoftHsm {
-    /// A new token, or None where SoftHSM2 is not installed outside CI.
-    fn new() -> Option<SoftHsm> {
-        let module = [
-            "/usr/lib/softhsm/libsofthsm2.so",
-            "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-            "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-        ]
-        .into_iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists());
-        let util = Command::new("softhsm2-util").arg("--version").output();
-        let found = match (&module, util) {
-            (Some(_), Ok(out)) if out.status.success() => Ok(()),
-            _ => Err("softhsm2 is missing (scripts/setup.sh installs it)".to_owned()),
-        };
-        if !posture_test_support::can_run(found) {
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("tokens")).unwrap();
-        std::fs::write(
-            dir.path().join("softhsm2.conf"),
-            format!(
-                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n",
-                dir.path().join("tokens").display()
-            ),
-        )
-        .unwrap();
-        let hsm = SoftHsm {
-            dir,
-            module: module.unwrap(),
-        };
-        let out = Command::new("softhsm2-util")
-            .args(["--init-token", "--free", "--label", "posture-ca"])
-            .args(["--so-pin", "13579135", "--pin", TOKEN_PIN])
-            .env("SOFTHSM2_CONF", hsm.conf())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        hsm.pin_file("pin", TOKEN_PIN);
-        Some(hsm)
-    }
-
-    fn conf(&self) -> PathBuf {
-        self.dir.path().join("softhsm2.conf")
-    }
-
-    /// Writes a PIN file (0600) named `name`; returns its path.
-    fn pin_file(&self, name: &str, pin: &str) -> PathBuf {
-        use std::os::unix::fs::PermissionsExt as _;
-        let path = self.dir.path().join(name);
-        std::fs::write(&path, format!("{pin}\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        path
-    }
-
-    /// The URI of key `object` with the PIN from `pin_file`.
-    fn uri(&self, object: &str, pin_file: &Path) -> String {
-        format!(
-            "pkcs11:token=posture-ca;object={object}?module-path={}&pin-source=file:{}",
-            self.module.display(),
-            pin_file.display()
-        )
-    }
 }
 
 /// The "CA keys ... in a PKCS#11 token": the intermediate key generated in a
