@@ -286,6 +286,17 @@ impl std::fmt::Debug for CaKey {
     }
 }
 
+impl CaKey {
+    /// The key to write to `intermediate-key.pem`: a file key; a token key stays put.
+    fn file_key(&self) -> Option<&SigningKey> {
+        match self {
+            CaKey::File(key) => Some(key),
+            #[cfg(feature = "pkcs11")]
+            CaKey::Pkcs11(_) => None,
+        }
+    }
+}
+
 impl Keypair for CaKey {
     type VerifyingKey = VerifyingKey;
 
@@ -399,7 +410,7 @@ impl AttestationCa {
 
         // Keys first, with create-new semantics: an existing CA is never overwritten.
         let mut file_keys = vec![(ROOT_KEY, &root_key)];
-        if let CaKey::File(key) = &inter_key {
+        if let Some(key) = inter_key.file_key() {
             file_keys.push((INTERMEDIATE_KEY, key));
         }
         for (file, key) in file_keys {
