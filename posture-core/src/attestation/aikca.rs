@@ -11,7 +11,7 @@
 //! `intermediate-key.pem` (PKCS#8, P-256), 0600 in a 0700 directory. The root key signs
 //! only the intermediate: move it offline after `init`. Keys are zeroized when dropped.
 //! With posture-core's `pkcs11` feature the intermediate key can instead live in a
-//! PKCS#11 token ([`CaKey::Pkcs11`], [`super::pkcs11`]): there is then no
+//! PKCS#11 token ([`CaKey`]'s `Pkcs11` variant, module `attestation::pkcs11`): there is then no
 //! `intermediate-key.pem`, and the certificates it signs are the same in form.
 //!
 //! The AIK certificate has: version 3, an empty subject, a critical SubjectAltName whose
