@@ -339,6 +339,15 @@ pub fn run_enrollment(command: EnrollmentCommand) -> Result<u8> {
                     }
                     let uri: Pkcs11Uri = uri.parse().with_context(cannot)?;
                     let key = Pkcs11Key::open_or_generate(&uri, true).with_context(cannot)?;
+                    eprintln!(
+                        "{} the intermediate key {}",
+                        if key.generated() {
+                            "generated"
+                        } else {
+                            "using"
+                        },
+                        key.name()
+                    );
                     AttestationCa::init_with_key(&ca, &organization, CaKey::Pkcs11(key))
                         .with_context(cannot)?
                 }

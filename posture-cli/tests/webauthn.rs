@@ -1076,6 +1076,11 @@ fn a_ca_key_in_a_pkcs11_token_issues_aik_certificates_relying_parties_accept() {
         &uri,
     ]);
     assert!(stderr(&out).contains("PKCS#11 token"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("generated the intermediate key object \"intermediate\""),
+        "{}",
+        stderr(&out)
+    );
     assert!(!stderr(&out).contains(TOKEN_PIN));
     // The intermediate key is in the token only; the root key is a file to move offline.
     assert!(!ca.join("intermediate-key.pem").exists());
@@ -1143,6 +1148,9 @@ fn pkcs11_ca_key_errors_are_clear_and_issue_nothing() {
     let Some(hsm) = SoftHsm::new() else { return };
     let mut device = Device::new();
     device.env.push(("SOFTHSM2_CONF", hsm.conf()));
+    device
+        .env
+        .push(("POSTURE_TEST_CA_PIN", PathBuf::from(TOKEN_PIN)));
     let good_pin = hsm.dir.path().join("pin");
     let wrong_pin = hsm.pin_file("wrong-pin", "111111");
     let ca_init = |dir: &Path, uri: &str| {
@@ -1207,6 +1215,10 @@ fn pkcs11_ca_key_errors_are_clear_and_issue_nothing() {
         std::fs::set_permissions(&group_readable, std::fs::Permissions::from_mode(0o640)).unwrap();
     }
     let missing_pin = hsm.dir.path().join("no-such-pin");
+    let env_uri = format!(
+        "pkcs11:token=posture-ca;object=intermediate?module-path={}&pin-source=env:POSTURE_TEST_CA_PIN",
+        hsm.module.display()
+    );
     let in_uri = format!(
         "pkcs11:token=posture-ca;object=intermediate?module-path={}&pin-value={TOKEN_PIN}",
         hsm.module.display()
@@ -1220,6 +1232,10 @@ fn pkcs11_ca_key_errors_are_clear_and_issue_nothing() {
         (hsm.uri("intermediate", &missing_pin), "no-such-pin"),
         (hsm.uri("intermediate", &group_readable), "group-pin"),
         (in_uri, "pin-value is refused"),
+        (
+            env_uri.replace("POSTURE_TEST_CA_PIN", "POSTURE_TEST_NO_PIN"),
+            "the PIN environment variable POSTURE_TEST_NO_PIN is not set",
+        ),
     ] {
         let out = finish(&uri);
         assert_eq!(out.status.code(), Some(2), "{uri}");
@@ -1229,8 +1245,9 @@ fn pkcs11_ca_key_errors_are_clear_and_issue_nothing() {
         assert!(!record.exists() && !chain.exists(), "{uri}");
         assert!(pending.exists());
     }
-    // Right URI: the same pending enrollment finishes, with its AIK certificate.
-    let out = finish(&hsm.uri("intermediate", &good_pin));
+    // Right URI (the PIN from the environment): the same pending enrollment finishes,
+    // with its AIK certificate.
+    let out = finish(&env_uri);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(pem_chain(&chain).len(), 2);
 }

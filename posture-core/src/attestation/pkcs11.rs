@@ -237,6 +237,7 @@ pub struct Pkcs11Key {
     private: ObjectHandle,
     public: VerifyingKey,
     name: String,
+    generated: bool,
 }
 
 impl std::fmt::Debug for Pkcs11Key {
@@ -339,6 +340,7 @@ impl Pkcs11Key {
                 ))),
             }
         };
+        let mut generated = false;
         let (private, public) = match (find(ObjectClass::PRIVATE_KEY)?, generate) {
             (Some(private), _) => {
                 let public = find(ObjectClass::PUBLIC_KEY)?.ok_or_else(|| {
@@ -376,6 +378,7 @@ impl Pkcs11Key {
                 let (public, private) = session
                     .generate_key_pair(&Mechanism::EccKeyPairGen, &public_t, &private_t)
                     .map_err(ck(&format!("generating {name}")))?;
+                generated = true;
                 (private, public)
             }
         };
@@ -385,7 +388,18 @@ impl Pkcs11Key {
             private,
             public,
             name,
+            generated,
         })
+    }
+
+    /// Whether [`Self::open_or_generate`] generated the key (rather than found it).
+    pub fn generated(&self) -> bool {
+        self.generated
+    }
+
+    /// The key's name for messages (label and/or id, token).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// The key's public half.
