@@ -11,8 +11,8 @@
 //!   `object` (the key's label) and/or `id` (its `CKA_ID`, percent-encoded bytes), and
 //!   `type=private`;
 //! - query attributes `module-path` (required: the PKCS#11 module to load) and
-//!   `pin-source`: `file:/path` (a file of mode 0600 or stricter holding the user PIN; a
-//!   trailing newline is ignored) or `env:NAME` (an environment variable; posture's own
+//!   `pin-source`: `file:/path` (a regular file of mode 0600 or stricter, owned by this
+//!   process's user, holding the user PIN; a trailing newline is ignored) or `env:NAME` (an environment variable; posture's own
 //!   form, RFC 7512 only defines URIs).
 //!
 //! `pin-value` is refused: a PIN must not be on a command line, in a configuration file
