@@ -8,6 +8,7 @@ packages=(
   libtss2-dev                     # tss-esapi links Debian's tpm2-tss
   libssl-dev                      # webauthn-rs (dev-dependency of the WebAuthn tests) links OpenSSL
   swtpm swtpm-tools               # TPM 2.0 simulator used by the TPM tests
+  softhsm2                        # PKCS#11 token for the attestation CA's token-key tests
   tpm2-tools                      # independent verifier (tpm2_checkquote) and benchmarks
   dconf-cli                       # `dconf compile` builds the GVDB fixtures of the screen_lock tests
   valgrind                        # leak checking of the C test programs

@@ -18,6 +18,7 @@
 //! allow_unverified_ek = false
 //! allow_software_keys = false
 //! attestation_ca = "/var/lib/posture-server/attestation-ca" # AIK certificates (WebAuthn `tpm`)
+//! # attestation_ca_key = "pkcs11:token=posture-ca;object=intermediate?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/posture-server/ca-pin"
 //!
 //! [retention]
 //! history = "90d"
@@ -192,6 +193,11 @@ pub struct EnrollmentConfig {
     /// EK chained to `ek_roots` get an AIK certificate for WebAuthn `tpm` attestation, and
     /// `/v1/attestation-ca/{root,intermediate}.pem` serve its certificates.
     pub attestation_ca: Option<PathBuf>,
+    /// The attestation CA's intermediate key in a PKCS#11 token (an RFC 7512 URI, checked
+    /// when the file is read; the PIN from `pin-source`, never in the URI) instead of
+    /// `intermediate-key.pem` in `attestation_ca`.
+    #[serde(deserialize_with = "de_pkcs11_uri")]
+    pub attestation_ca_key: Option<posture_core::attestation::pkcs11::Pkcs11Uri>,
     /// Default lifetime of enrollment tokens.
     #[serde(deserialize_with = "de_duration")]
     pub token_ttl: Duration,
@@ -204,6 +210,7 @@ impl Default for EnrollmentConfig {
             allow_unverified_ek: false,
             allow_software_keys: false,
             attestation_ca: None,
+            attestation_ca_key: None,
             token_ttl: Duration::from_secs(24 * 3600),
         }
     }
@@ -392,6 +399,13 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+fn de_pkcs11_uri<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<posture_core::attestation::pkcs11::Pkcs11Uri>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(d)?;
     humantime::parse_duration(&text).map_err(serde::de::Error::custom)
@@ -428,6 +442,25 @@ mod tests {
         let message = err.to_string();
         assert!(message.starts_with("c.toml:3:1:"), "{message}");
         assert!(message.contains("allow_sofware_keys"), "{message}");
+    }
+
+    #[test]
+    fn the_attestation_ca_key_is_a_pkcs11_uri_checked_when_read() {
+        let uri = "pkcs11:token=posture-ca;object=intermediate?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/posture-server/ca-pin";
+        let text =
+            format!("[enrollment]\nattestation_ca = \"/ca\"\nattestation_ca_key = {uri:?}\n");
+        let config = Config::parse(&text, Path::new("c.toml")).unwrap();
+        let key = config.enrollment.attestation_ca_key.unwrap();
+        assert_eq!(key.token, "posture-ca");
+        assert_eq!(key.object.as_deref(), Some("intermediate"));
+        // A PIN in the file is refused, at its line, and not repeated.
+        let text = "[enrollment]\nattestation_ca = \"/ca\"\nattestation_ca_key = \"pkcs11:token=t;object=k?module-path=/m.so&pin-value=98765\"\n";
+        let message = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("c.toml:3:"), "{message}");
+        assert!(message.contains("pin-value is refused"), "{message}");
+        assert!(!message.contains("98765"), "{message}");
     }
 
     #[test]

@@ -97,12 +97,28 @@ impl Server {
                     .with_context(|| format!("invalid EK CAs {}", path.display()))?,
             );
         }
-        let attestation_ca = match &config.enrollment.attestation_ca {
-            Some(dir) => Some(
+        let attestation_ca = match (
+            &config.enrollment.attestation_ca,
+            &config.enrollment.attestation_ca_key,
+        ) {
+            (Some(dir), None) => Some(
                 posture_core::attestation::AttestationCa::load(dir)
                     .with_context(|| format!("cannot load the attestation CA {}", dir.display()))?,
             ),
-            None => None,
+            (Some(dir), Some(uri)) => {
+                use posture_core::attestation::{pkcs11::Pkcs11Key, AttestationCa, CaKey};
+                let loaded = Pkcs11Key::open(uri)
+                    .and_then(|key| AttestationCa::load_with_key(dir, CaKey::Pkcs11(key)));
+                Some(
+                    loaded.with_context(|| {
+                        format!("cannot load the attestation CA {}", dir.display())
+                    })?,
+                )
+            }
+            (None, Some(_)) => anyhow::bail!(
+                "[enrollment] attestation_ca_key needs attestation_ca (the CA's directory)"
+            ),
+            (None, None) => None,
         };
         let cloudflare = config
             .cloudflare

@@ -18,6 +18,7 @@ use posture_core::evidence::{sign_evidence, EvidenceOptions};
 use posture_core::jose::Jwk;
 use posture_core::keys::software::SoftwareKey;
 use posture_core::keys::Signer;
+use posture_test_support::softhsm::SoftHsm;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------
@@ -876,6 +877,12 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 }
 
 fn tpm_end_to_end(db: Db) {
+    tpm_end_to_end_with(db, None);
+}
+
+/// [`tpm_end_to_end`], with the attestation CA's intermediate key in the SoftHSM2 token
+/// `hsm` when given (`SOFTHSM2_CONF` must name its configuration).
+fn tpm_end_to_end_with(db: Db, hsm: Option<&SoftHsm>) {
     let database = Database::new(db);
     // swtpm makes a local CA per TPM: the server trusts both devices' CAs.
     let device = PostureDevice::new(true);
@@ -887,24 +894,29 @@ fn tpm_end_to_end(db: Db) {
     // An attestation CA: CA-verified TPMs get an AIK certificate at enrollment.
     let attestation = tempfile::tempdir().unwrap();
     let attestation_ca = attestation.path().join("ca");
-    let out = Command::new(posture_bin())
+    let uri = hsm.map(|hsm| hsm.uri("intermediate", &hsm.dir.path().join("pin")));
+    let mut ca_init = Command::new(posture_bin());
+    ca_init
         .args(["enrollment", "ca-init", "--organization", "Example Corp"])
-        .arg(&attestation_ca)
-        .output()
-        .unwrap();
+        .arg(&attestation_ca);
+    if let Some(uri) = &uri {
+        ca_init.args(["--pkcs11", uri]);
+    }
+    let out = ca_init.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let server = Server::start(
-        &database,
-        &format!(
-            "[enrollment]\nek_roots = [{:?}]\nattestation_ca = {:?}\nallow_software_keys = true\n",
-            ca.path(),
-            attestation_ca
-        ),
+    let mut enrollment = format!(
+        "[enrollment]\nek_roots = [{:?}]\nattestation_ca = {:?}\nallow_software_keys = true\n",
+        ca.path(),
+        attestation_ca
     );
+    if let Some(uri) = &uri {
+        enrollment.push_str(&format!("attestation_ca_key = {uri:?}\n"));
+    }
+    let server = Server::start(&database, &enrollment);
     device.configure(&server, "");
 
     let token = server.enrollment_token("alice@example.com");
@@ -1048,6 +1060,60 @@ fn tpm_device_enrols_with_posture_enroll_and_its_daemon_delivers_sqlite() {
 #[test]
 fn tpm_device_enrols_with_posture_enroll_and_its_daemon_delivers_postgres() {
     tpm_end_to_end(Db::Postgres);
+}
+
+/// The attestation CA's intermediate key in a PKCS#11 token (SoftHSM2): the server issues
+/// AIK certificates with it as with a key file; with a wrong PIN it does not start.
+#[test]
+fn tpm_device_gets_its_aik_certificate_from_a_ca_key_in_a_pkcs11_token() {
+    let Some(hsm) = SoftHsm::new() else { return };
+    // Every process this test starts (ca-init, the server) finds the token through this;
+    // nextest runs each test in its own process, and no other test reads it.
+    std::env::set_var("SOFTHSM2_CONF", hsm.conf());
+    tpm_end_to_end_with(Db::Sqlite, Some(&hsm));
+
+    // A wrong PIN: the server refuses to start, and says why.
+    let ca_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(posture_bin())
+        .args(["enrollment", "ca-init", "--organization", "Example Corp"])
+        .arg(ca_dir.path().join("ca"))
+        .args(["--pkcs11", &hsm.uri("second", &hsm.dir.path().join("pin"))])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wrong = hsm.pin_file("wrong-pin", "111111");
+    let config = ca_dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\n[enrollment]\nattestation_ca = {:?}\nattestation_ca_key = {:?}\n",
+            ca_dir.path().join("state"),
+            ca_dir.path().join("ca"),
+            hsm.uri("second", &wrong)
+        ),
+    )
+    .unwrap();
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(server_bin())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && out.status.code() != Some(124),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the PIN is incorrect"), "{stderr}");
+    assert!(
+        !stderr.contains(posture_test_support::softhsm::TOKEN_PIN),
+        "{stderr}"
+    );
 }
 
 #[test]
