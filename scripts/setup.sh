@@ -25,6 +25,7 @@ packages=(
   chromium fonts-dejavu-core      # posture-server dashboard tests in headless Chromium (with screenshots)
   btrfs-progs                     # disk_encryption live test: btrfs raid1 on loop devices
   cryptsetup-bin                  # regenerates the LUKS header fixtures (tests/fixtures/disk_encryption)
+  nginx                           # posture-server forward-auth test: a real nginx (mTLS, auth_request) started by the test
 )
 # Node.js and npm run Ajv 8, the strict JSON Schema validator of the schema tests. A
 # machine may already have Node.js from another source (e.g. NodeSource's nodejs, which

@@ -40,6 +40,7 @@
 pub mod app;
 pub mod cache;
 pub mod config;
+pub mod devcerts;
 pub mod domain;
 pub mod error;
 pub mod limits;

@@ -322,6 +322,32 @@ mod blocking {
             }
         }
 
+        /// A request with extra headers: `(status, headers (lower-case names), body text)`.
+        pub fn authz(
+            &self,
+            method: &str,
+            url: &str,
+            headers: &[(&str, &str)],
+        ) -> (u16, std::collections::HashMap<String, String>, String) {
+            self.rt.block_on(async {
+                let mut req = self
+                    .inner
+                    .request(method.parse().unwrap(), url)
+                    .timeout(std::time::Duration::from_secs(20));
+                for (name, value) in headers {
+                    req = req.header(*name, *value);
+                }
+                let response = req.send().await.unwrap();
+                let status = response.status().as_u16();
+                let headers = response
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                    .collect();
+                (status, headers, response.text().await.unwrap())
+            })
+        }
+
         pub fn send(
             &self,
             method: &str,
@@ -1429,4 +1455,564 @@ fn dashboard_shows_the_fleet_and_each_device_in_chromium() {
     let _ = chromium(&["--dump-dom"], &link);
     assert!(visible_text(&chromium(&["--dump-dom"], &link)).contains("already used"));
     let _ = SystemTime::now();
+}
+
+// ---------------------------------------------------------------------------------------
+// Device certificates and forward auth, behind a real nginx
+
+impl SoftDevice {
+    /// `POST /v1/device-certificate` with a CSR bound to a fresh nonce, for `device_id`.
+    fn csr(&self, server: &Server) -> String {
+        let nonce = server.challenge()["nonce"].as_str().unwrap().to_owned();
+        let der = posture_core::devcert::build_csr(&self.key, &nonce).unwrap();
+        posture_core::devcert::csr_pem(&der).unwrap()
+    }
+
+    fn certificate(&self, server: &Server) -> (u16, Value) {
+        let csr = self.csr(server);
+        server.post(
+            "/v1/device-certificate",
+            None,
+            &json!({ "device_id": self.id(), "csr": csr }),
+        )
+    }
+
+    fn deliver(&self, server: &Server, report: &posture_core::Report) {
+        let evidence = self.fresh_evidence(server, report);
+        let (status, body) = server.post_raw("/v1/evidence", evidence.into_bytes());
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+fn error_code(answer: &(u16, Value)) -> (u16, &str) {
+    (answer.0, answer.1["error"]["code"].as_str().unwrap_or(""))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real nginx in a temp dir: its own prefix and config, loopback only, in the
+/// foreground, killed on drop.
+struct Nginx {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+const NGINX: &str = "/usr/sbin/nginx";
+
+impl Nginx {
+    /// mTLS against `device_ca` (optional: no certificate reaches auth_request, which
+    /// answers 401), `auth_request` to posture-server's `/v1/authz`, then `upstream`.
+    fn start(tls: &(String, String, String), device_ca: &str, authz: &str, upstream: u16) -> Nginx {
+        let dir = tempfile::Builder::new()
+            .prefix("posture-nginx")
+            .tempdir()
+            .unwrap();
+        let p = dir.path();
+        std::fs::write(p.join("server.pem"), &tls.1).unwrap();
+        std::fs::write(p.join("server-key.pem"), &tls.2).unwrap();
+        std::fs::write(p.join("device-ca.pem"), device_ca).unwrap();
+        std::fs::create_dir(p.join("tmp")).unwrap();
+        let port = free_port();
+        // The example of docs/proxies.md, with the test's paths and ports.
+        let example = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/nginx.conf"),
+        )
+        .unwrap();
+        let site = example
+            .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port} ssl;"))
+            .replace(
+                "/etc/nginx/tls/server.pem",
+                &p.join("server.pem").display().to_string(),
+            )
+            .replace(
+                "/etc/nginx/tls/server-key.pem",
+                &p.join("server-key.pem").display().to_string(),
+            )
+            .replace(
+                "/etc/nginx/tls/posture-device-ca.pem",
+                &p.join("device-ca.pem").display().to_string(),
+            )
+            .replace("http://127.0.0.1:8470", authz)
+            .replace(
+                "http://127.0.0.1:8080",
+                &format!("http://127.0.0.1:{upstream}"),
+            );
+        assert_ne!(site, example);
+        let user = if is_root() { "user root root;\n" } else { "" };
+        let t = p.join("tmp").display().to_string();
+        let conf = format!(
+            "{user}daemon off;\nmaster_process off;\nworker_processes 1;\npid {pid};\nerror_log {log} info;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n access_log {access};\n client_body_temp_path {t}/body;\n proxy_temp_path {t}/proxy;\n\
+             fastcgi_temp_path {t}/fcgi;\n uwsgi_temp_path {t}/uwsgi;\n scgi_temp_path {t}/scgi;\n{site}\n}}\n",
+            pid = p.join("nginx.pid").display(),
+            log = p.join("error.log").display(),
+            access = p.join("access.log").display(),
+        );
+        std::fs::write(p.join("nginx.conf"), conf).unwrap();
+        let check = Command::new(NGINX)
+            .arg("-p")
+            .arg(p)
+            .arg("-e")
+            .arg(p.join("error.log"))
+            .arg("-c")
+            .arg(p.join("nginx.conf"))
+            .arg("-t")
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "nginx -t: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let child = Command::new(NGINX)
+            .arg("-p")
+            .arg(p)
+            .arg("-e")
+            .arg(p.join("error.log"))
+            .arg("-c")
+            .arg(p.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("nginx to listen", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Nginx { child, dir, port }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The upstream behind nginx: answers every request with the device nginx passed on.
+fn upstream() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_string();
+            let device = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("x-posture-device")
+                        .then_some(value)
+                })
+                .unwrap_or("none")
+                .trim()
+                .to_owned();
+            let body = format!("upstream says hello to device {device}\n");
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// `curl` through nginx: `(status, body)`; status 0 when the TLS handshake failed.
+fn curl(nginx: &Nginx, ca: &Path, cert: Option<(&Path, &Path)>, headers: &[&str]) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args([
+        "-sS",
+        "--max-time",
+        "20",
+        "-w",
+        "\n%{http_code}",
+        "--cacert",
+    ])
+    .arg(ca);
+    if let Some((cert, key)) = cert {
+        c.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    for h in headers {
+        c.args(["-H", h]);
+    }
+    let out = c
+        .arg(format!("https://127.0.0.1:{}/app/", nginx.port))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.trim_end().to_owned())
+}
+
+fn nginx_available() -> Result<(), String> {
+    for (path, what) in [(NGINX, "nginx"), ("/usr/bin/curl", "curl")] {
+        if !Path::new(path).exists() {
+            return Err(format!("{what} is not installed ({path})"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn device_certificates_are_issued_only_to_compliant_enrolled_devices_for_their_own_key() {
+    let database = Database::new(Db::Sqlite);
+    let server = Server::start(&database, SOFTWARE);
+    let good = SoftDevice::new();
+    let bad = SoftDevice::new();
+    for device in [&good, &bad] {
+        let token = server.enrollment_token("alice@example.com");
+        assert_eq!(device.enroll(&server, &token).0, 201);
+    }
+
+    // No evidence yet: nothing.
+    assert_eq!(
+        error_code(&good.certificate(&server)),
+        (403, "not_compliant")
+    );
+    good.deliver(&server, &posture_test_support::healthy_report());
+    bad.deliver(&server, &posture_test_support::laptop_report());
+
+    // Compliant: a certificate for its key, naming the device and the key assurance.
+    let (status, issued) = good.certificate(&server);
+    assert_eq!(status, 201, "{issued}");
+    let (status, _, ca_pem) =
+        server
+            .http()
+            .authz("GET", &format!("{}/v1/device-ca.pem", server.url), &[]);
+    assert_eq!(status, 200);
+    assert!(
+        ca_pem.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{ca_pem}"
+    );
+    let cert_pem = issued["certificate"].as_str().unwrap();
+    let (not_before, not_after) = posture_core::devcert::validity_of(cert_pem.as_bytes()).unwrap();
+    let lifetime = not_after.duration_since(not_before).unwrap();
+    assert_eq!(
+        lifetime,
+        Duration::from_secs(24 * 3600 + 300),
+        "24 h (+5 min backdating)"
+    );
+    let state = server.dir.path().join("state/device-ca");
+    let ca = posture_core::devcert::DeviceCa::load(
+        &state.join(posture_core::devcert::CA_CERT),
+        &state.join(posture_core::devcert::CA_KEY),
+    )
+    .unwrap();
+    let der = posture_core::devcert::forwarded_certificate(
+        posture_core::devcert::ForwardedFormat::Nginx,
+        &cert_pem.replace('\n', "%0A").replace(' ', "%20"),
+    )
+    .unwrap();
+    let verified = ca.verify(&der, SystemTime::now()).unwrap();
+    assert_eq!(verified.device_id, good.id());
+    assert_eq!(verified.key_assurance, "software");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(state.join(posture_core::devcert::CA_KEY))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Non-compliant: none, with the failed rule.
+    let refused = bad.certificate(&server);
+    assert_eq!(error_code(&refused), (403, "not_compliant"));
+    assert!(refused.1["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("firewall"));
+
+    // A replayed CSR: its nonce is spent.
+    let csr = good.csr(&server);
+    let body = json!({ "device_id": good.id(), "csr": csr });
+    assert_eq!(server.post("/v1/device-certificate", None, &body).0, 201);
+    assert_eq!(
+        error_code(&server.post("/v1/device-certificate", None, &body)),
+        (400, "nonce")
+    );
+    // Another device's CSR for this device: its key is not this device's.
+    let other = json!({ "device_id": good.id(), "csr": bad.csr(&server) });
+    assert_eq!(
+        error_code(&server.post("/v1/device-certificate", None, &other)),
+        (403, "key_mismatch")
+    );
+    // A CSR whose signature does not verify (a byte of the signature changed).
+    let mut der =
+        posture_core::devcert::build_csr(&good.key, server.challenge()["nonce"].as_str().unwrap())
+            .unwrap();
+    let last = der.len() - 1;
+    der[last] ^= 1;
+    let tampered = json!({
+        "device_id": good.id(),
+        "csr": posture_core::devcert::csr_pem(&der).unwrap_or_else(|_| "garbage".into()),
+    });
+    let answer = server.post("/v1/device-certificate", None, &tampered);
+    assert!(
+        matches!(
+            error_code(&answer),
+            (403, "bad_csr_signature") | (400, "invalid_csr")
+        ),
+        "{answer:?}"
+    );
+    // A nonce the server never issued.
+    let forged = posture_core::devcert::csr_pem(
+        &posture_core::devcert::build_csr(&good.key, "made-up-nonce").unwrap(),
+    )
+    .unwrap();
+    let answer = server.post(
+        "/v1/device-certificate",
+        None,
+        &json!({ "device_id": good.id(), "csr": forged }),
+    );
+    assert_eq!(error_code(&answer), (400, "nonce"));
+    // Unknown devices and garbage.
+    let stranger = SoftDevice::new();
+    assert_eq!(
+        error_code(&stranger.certificate(&server)),
+        (403, "unknown_device")
+    );
+    let answer = server.post(
+        "/v1/device-certificate",
+        None,
+        &json!({ "device_id": good.id(), "csr": "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n" }),
+    );
+    assert_eq!(error_code(&answer), (400, "invalid_csr"));
+    // Disabled by an admin: none.
+    let (status, _) = server.post(
+        &format!("/v1/admin/devices/{}/disable", good.id()),
+        Some(&server.admin),
+        &json!({}),
+    );
+    assert_eq!(status, 204);
+    assert_eq!(
+        error_code(&good.certificate(&server)),
+        (403, "device_disabled")
+    );
+}
+
+#[test]
+fn nginx_forward_auth_lets_compliant_devices_through_and_refuses_the_rest() {
+    if !posture_test_support::can_run(nginx_available()) {
+        return;
+    }
+    let database = Database::new(Db::Sqlite);
+    let server = Server::start(
+        &database,
+        &format!("{SOFTWARE}[device_certificates]\nlifetime = \"1h\"\n[forward_auth]\nproxy = \"nginx\"\n"),
+    );
+    let good = SoftDevice::new();
+    let bad = SoftDevice::new();
+    for device in [&good, &bad] {
+        let token = server.enrollment_token("bob@example.com");
+        assert_eq!(device.enroll(&server, &token).0, 201);
+        device.deliver(&server, &posture_test_support::healthy_report());
+    }
+    let files = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = files.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let certificate = |device: &SoftDevice| {
+        let (status, issued) = device.certificate(&server);
+        assert_eq!(status, 201, "{issued}");
+        issued["certificate"].as_str().unwrap().to_owned()
+    };
+    let good_cert = write("good.pem", &certificate(&good));
+    let bad_cert = write("bad.pem", &certificate(&bad));
+    // `bad` stops being compliant after its certificate was issued.
+    bad.deliver(&server, &posture_test_support::laptop_report());
+
+    // An expired certificate from the same CA, for the compliant device.
+    let state = server.dir.path().join("state/device-ca");
+    let ca = posture_core::devcert::DeviceCa::load(
+        &state.join(posture_core::devcert::CA_CERT),
+        &state.join(posture_core::devcert::CA_KEY),
+    )
+    .unwrap();
+    let expired = ca
+        .issue(
+            &posture_core::devcert::Subject {
+                device_id: &good.id(),
+                key_assurance: "software",
+                public_key: &good.key.public_key(),
+                lifetime: Duration::from_secs(60),
+            },
+            SystemTime::now() - Duration::from_secs(7200),
+        )
+        .unwrap();
+    let expired = write(
+        "expired.pem",
+        &posture_core::devcert::certificate_pem(&expired).unwrap(),
+    );
+
+    let tls = test_pki("nginx");
+    let tls_ca = write("tls-ca.pem", &tls.0);
+    let (status, _, device_ca) =
+        server
+            .http()
+            .authz("GET", &format!("{}/v1/device-ca.pem", server.url), &[]);
+    assert_eq!(status, 200);
+    let nginx = Nginx::start(&tls, &device_ca, &server.url, upstream());
+
+    // A compliant device's curl gets the upstream, which learns who it is.
+    let (status, body) = curl(&nginx, &tls_ca, Some((&good_cert, good.key.path())), &[]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, format!("upstream says hello to device {}", good.id()));
+
+    // A non-compliant one: 403 with the reason.
+    let (status, body) = curl(&nginx, &tls_ca, Some((&bad_cert, bad.key.path())), &[]);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("firewall"), "{body}");
+    assert!(body.contains("no firewall is active"), "{body}");
+
+    // No certificate: 401, also when the client forges the header nginx would set.
+    let (status, body) = curl(&nginx, &tls_ca, None, &[]);
+    assert_eq!(status, 401, "{body}");
+    let forged = format!(
+        "X-Client-Cert: {}",
+        std::fs::read_to_string(&good_cert)
+            .unwrap()
+            .replace('\n', "%0A")
+            .replace(' ', "%20")
+    );
+    let (status, body) = curl(&nginx, &tls_ca, None, &[&forged]);
+    assert_eq!(
+        status, 401,
+        "a client-supplied X-Client-Cert must not count: {body}"
+    );
+
+    // An expired certificate: nginx itself refuses it (400), posture-server is not asked.
+    let (status, body) = curl(&nginx, &tls_ca, Some((&expired, good.key.path())), &[]);
+    assert_eq!(status, 400, "{body}");
+    let log = std::fs::read_to_string(nginx.dir.path().join("error.log")).unwrap();
+    assert!(log.contains("certificate has expired"), "{log}");
+
+    // A disabled device loses access at once (the decision is the server's current one).
+    let (status, _) = server.post(
+        &format!("/v1/admin/devices/{}/disable", good.id()),
+        Some(&server.admin),
+        &json!({}),
+    );
+    assert_eq!(status, 204);
+    let (status, body) = curl(&nginx, &tls_ca, Some((&good_cert, good.key.path())), &[]);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("disabled"), "{body}");
+}
+
+#[test]
+fn authz_believes_forwarded_certificates_only_from_trusted_proxies_and_verifies_them() {
+    use base64::Engine as _;
+    let database = Database::new(Db::Sqlite);
+    // Envoy's XFCC, from the default trusted proxies (loopback).
+    let server = Server::start(
+        &database,
+        &format!("{SOFTWARE}[forward_auth]\nproxy = \"envoy\"\n"),
+    );
+    let device = SoftDevice::new();
+    let token = server.enrollment_token("carol@example.com");
+    assert_eq!(device.enroll(&server, &token).0, 201);
+    device.deliver(&server, &posture_test_support::healthy_report());
+    let (status, issued) = device.certificate(&server);
+    assert_eq!(status, 201, "{issued}");
+    let pem = issued["certificate"].as_str().unwrap();
+    let escaped: String = pem
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let xfcc = format!("By=spiffe://example/proxy;Hash=00;Cert=\"{escaped}\";URI=urn:x");
+    let url = format!("{}/v1/authz/some/original/path", server.url);
+    let client = server.http();
+    let (status, headers, _) = client.authz("POST", &url, &[("X-Forwarded-Client-Cert", &xfcc)]);
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-posture-device"], device.id());
+    assert_eq!(headers["x-posture-owner"], "carol@example.com");
+    assert_eq!(headers["x-posture-compliant"], "true");
+    assert_eq!(headers["x-posture-key-assurance"], "software");
+    // Without a certificate: 401.
+    let (status, headers, _) = client.authz("GET", &url, &[]);
+    assert_eq!(
+        (status, headers["x-posture-error"].as_str()),
+        (401, "no_client_certificate")
+    );
+    // A certificate from another CA (the test's TLS certificate), or in another proxy's
+    // form: 401, never trusted.
+    let (_, other_chain, _) = test_pki("other");
+    let other: String = other_chain
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let (status, headers, body) = client.authz(
+        "GET",
+        &url,
+        &[("X-Forwarded-Client-Cert", &format!("Cert=\"{other}\""))],
+    );
+    assert_eq!(
+        (status, headers["x-posture-error"].as_str()),
+        (401, "invalid_client_certificate"),
+        "{body}"
+    );
+    let der = posture_core::devcert::forwarded_certificate(
+        posture_core::devcert::ForwardedFormat::Envoy,
+        &xfcc,
+    )
+    .unwrap();
+    let traefik = base64::engine::general_purpose::STANDARD.encode(&der);
+    let (status, _, _) = client.authz("GET", &url, &[("X-Forwarded-Client-Cert", &traefik)]);
+    assert_eq!(status, 401);
+    // Non-compliant now: 403, the reason in the body and a header.
+    device.deliver(&server, &posture_test_support::laptop_report());
+    let (status, headers, body) = client.authz("GET", &url, &[("X-Forwarded-Client-Cert", &xfcc)]);
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(headers["x-posture-compliant"], "false");
+    assert!(headers["x-posture-reason"].contains("firewall"));
+    assert!(
+        body.contains("fix: Enable the firewall: sudo ufw enable"),
+        "{body}"
+    );
+    drop(server);
+
+    // Traefik's form, but 127.0.0.1 is not a trusted proxy of this server.
+    let database = Database::new(Db::Sqlite);
+    let server = Server::start(
+        &database,
+        &format!(
+            "{SOFTWARE}[forward_auth]\nproxy = \"traefik\"\ntrusted_proxies = [\"10.9.9.9\"]\n"
+        ),
+    );
+    let (status, headers, _) = server.http().authz(
+        "GET",
+        &format!("{}/v1/authz", server.url),
+        &[("X-Forwarded-Tls-Client-Cert", &traefik)],
+    );
+    assert_eq!(
+        (status, headers["x-posture-error"].as_str()),
+        (403, "untrusted_proxy")
+    );
 }
