@@ -786,8 +786,8 @@ mod tests {
 
     #[test]
     fn a_csr_whose_nonce_or_key_was_changed_after_signing_is_refused() {
-        let (_d, key) = key();
-        let (_e, other) = key();
+        let (_e, other) = self::tests::key();
+        let (_d, key) = self::tests::key();
         let der = build_csr(&key, "nonce-1").unwrap();
         // Another nonce under the same signature.
         let mut csr = CertReq::from_der(&der).unwrap();
@@ -882,8 +882,8 @@ mod tests {
 
     #[test]
     fn a_certificate_signed_by_another_key_under_this_ca_name_is_refused() {
-        let (_d, ca) = ca();
-        let (_e, impostor) = ca();
+        let (_e, impostor) = self::tests::ca();
+        let (_d, ca) = self::tests::ca();
         // The impostor CA copies the real CA's name.
         let forged = DeviceCa {
             cert_der: impostor.cert_der.clone(),

@@ -2016,3 +2016,114 @@ fn authz_believes_forwarded_certificates_only_from_trusted_proxies_and_verifies_
         (403, "untrusted_proxy")
     );
 }
+
+#[test]
+fn a_tpm_devices_daemon_fetches_its_certificate_and_posture_cert_writes_it() {
+    let database = Database::new(Db::Sqlite);
+    let device = PostureDevice::new(true);
+    let soft = PostureDevice::new(false);
+    let files = tempfile::tempdir().unwrap();
+    let ek_roots = files.path().join("ek-roots.pem");
+    std::fs::write(&ek_roots, device.swtpm.as_ref().unwrap().ca_bundle()).unwrap();
+    // Compliant means a CA-verified TPM key here, whatever this machine's facts are.
+    let policy = files.path().join("policy.toml");
+    std::fs::write(&policy, "required_key_assurance = \"tpm\"\n").unwrap();
+    let server = Server::start(
+        &database,
+        &format!(
+            "policy = {policy:?}\n[enrollment]\nek_roots = [{ek_roots:?}]\nallow_software_keys = true\n"
+        ),
+    );
+    for d in [&device, &soft] {
+        d.configure(&server, "");
+        let out = d.enroll(&server, &server.enrollment_token("dana@example.com"));
+        assert!(
+            out.status.success(),
+            "enroll: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let id = {
+        let out = device.command(&["key", "--json"]).output().unwrap();
+        let key: Value = serde_json::from_slice(&out.stdout).unwrap();
+        key["kid"].as_str().unwrap().to_owned()
+    };
+
+    // The daemon delivers, the server finds it compliant, the daemon gets a certificate.
+    let mut daemon = device.daemon();
+    let stored = device.dir.path().join("state/device-cert.pem");
+    wait_for(
+        "the daemon's device certificate",
+        Duration::from_secs(120),
+        || stored.exists(),
+    );
+    // SIGTERM: the daemon flushes its TPM objects (swtpm has no resource manager).
+    let status = Command::new("kill")
+        .arg(daemon.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    daemon.wait().unwrap();
+
+    // `posture cert` writes it with the CA and, the key being in the TPM, a reference.
+    let out_dir = files.path().join("out");
+    let out_arg = format!("--out={}", out_dir.display());
+    let out = device.command(&["cert", &out_arg]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "cert: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cert = std::fs::read(out_dir.join("cert.pem")).unwrap();
+    assert_eq!(
+        cert,
+        std::fs::read(&stored).unwrap(),
+        "the stored one, still fresh"
+    );
+    assert!(std::fs::read_to_string(out_dir.join("key.txt"))
+        .unwrap()
+        .contains("TPM"));
+    assert!(!out_dir.join("key.pem").exists());
+    let ca_dir = server.dir.path().join("state/device-ca");
+    let ca = posture_core::devcert::DeviceCa::load(
+        &ca_dir.join(posture_core::devcert::CA_CERT),
+        &ca_dir.join(posture_core::devcert::CA_KEY),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("ca.pem")).unwrap(),
+        ca.cert_pem().unwrap()
+    );
+    let der = posture_core::devcert::forwarded_certificate(
+        posture_core::devcert::ForwardedFormat::Nginx,
+        &String::from_utf8(cert)
+            .unwrap()
+            .replace('\n', "%0A")
+            .replace(' ', "%20"),
+    )
+    .unwrap();
+    let verified = ca.verify(&der, SystemTime::now()).unwrap();
+    assert_eq!(verified.device_id, id);
+    assert_eq!(verified.key_assurance, "tpm");
+
+    // `--renew` asks the server again: a new certificate for the same TPM key.
+    let out = device
+        .command(&["cert", "--renew", &out_arg])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cert --renew: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(std::fs::read(out_dir.join("cert.pem")).unwrap(), der);
+
+    // A software-key device is not compliant under this policy: no certificate.
+    let soft_arg = format!("--out={}", files.path().join("soft").display());
+    let out = soft.command(&["cert", &soft_arg]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not_compliant"), "{stderr}");
+    assert!(stderr.contains("key"), "{stderr}");
+    assert!(!files.path().join("soft/cert.pem").exists());
+}
