@@ -1669,8 +1669,17 @@ fn nginx_available() -> Result<(), String> {
 }
 
 #[test]
-fn device_certificates_are_issued_only_to_compliant_enrolled_devices_for_their_own_key() {
-    let database = Database::new(Db::Sqlite);
+fn device_certificates_are_issued_only_to_compliant_enrolled_devices_for_their_own_key_sqlite() {
+    device_certificates(Db::Sqlite);
+}
+
+#[test]
+fn device_certificates_are_issued_only_to_compliant_enrolled_devices_for_their_own_key_postgres() {
+    device_certificates(Db::Postgres);
+}
+
+fn device_certificates(db: Db) {
+    let database = Database::new(db);
     let server = Server::start(&database, SOFTWARE);
     let good = SoftDevice::new();
     let bad = SoftDevice::new();
