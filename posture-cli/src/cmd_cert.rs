@@ -24,8 +24,9 @@ pub const CA_FILE: &str = "device-ca.pem";
 /// `posture cert` arguments.
 #[derive(Debug, clap::Args)]
 pub struct CertArgs {
-    /// Write `cert.pem`, `ca.pem` and `key.pem` (software key) or `key.txt` (TPM key)
-    /// into this directory (created 0700).
+    /// Write `cert.pem`, `ca.pem` and `key.pem` into this directory (created 0700):
+    /// the software key, or the TPM key's wrapped blob for the tpm2 OpenSSL provider
+    /// (then with `key.txt` saying how to use it).
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
     /// The posture-server (default: from `[daemon] server_url`).
@@ -116,6 +117,29 @@ pub async fn renew_if_due(
     }
 }
 
+/// A TPM key: `key.pem` as `TSS2 PRIVATE KEY` (what the tpm2 OpenSSL provider loads)
+/// and `key.txt` saying how to use it.
+#[cfg(all(feature = "tpm", target_os = "linux"))]
+fn write_tpm_key(blob: &Path, write: &dyn Fn(&str, &[u8]) -> Result<()>) -> Result<()> {
+    let pem = posture_agent::tpm::tss2_private_key_pem(blob)
+        .with_context(|| format!("cannot read the TPM key blob {}", blob.display()))?;
+    write("key.pem", pem.as_bytes())?;
+    write("key.txt", TPM_KEY_TXT.as_bytes())
+}
+
+#[cfg(not(all(feature = "tpm", target_os = "linux")))]
+fn write_tpm_key(_blob: &Path, write: &dyn Fn(&str, &[u8]) -> Result<()>) -> Result<()> {
+    write("key.txt", TPM_KEY_TXT.as_bytes())
+}
+
+const TPM_KEY_TXT: &str =
+    "The private key of cert.pem is in this device's TPM and never leaves it.\n\
+key.pem is its TPM-wrapped blob (TSS2 PRIVATE KEY): OpenSSL 3 uses it through the tpm2\n\
+provider (Debian/Ubuntu: apt install tpm2-openssl), e.g.\n\
+  OPENSSL_CONF=tpm2-openssl.cnf curl --cert cert.pem --key key.pem https://app.example.com/\n\
+with an OpenSSL config that activates the default and tpm2 providers, and\n\
+TPM2OPENSSL_TCTI when the TPM is not /dev/tpmrm0. See docs/proxies.md.\n";
+
 /// Runs `posture cert`.
 pub fn run(config: posture_agent::Config, args: CertArgs) -> Result<u8> {
     let agent = posture_agent::Agent::new(config, args.key_dir.as_deref())?;
@@ -175,18 +199,11 @@ pub fn run(config: posture_agent::Config, args: CertArgs) -> Result<u8> {
             out.join("key.pem").display()
         );
     } else {
-        write(
-            "key.txt",
-            format!(
-                "The private key of cert.pem is in this device's TPM and cannot be exported.\n\
-                 Its wrapped blob is {}.\nSee docs/proxies.md for TLS clients and the tpm2 \
-                 OpenSSL provider.\n",
-                key.path.display()
-            )
-            .as_bytes(),
-        )?;
+        write_tpm_key(&key.path, &write)?;
         eprintln!(
-            "posture: the key is in the TPM: see {}",
+            "posture: the key is in the TPM: {} is its TPM-wrapped blob for the tpm2 OpenSSL \
+             provider (see {})",
+            out.join("key.pem").display(),
             out.join("key.txt").display()
         );
     }

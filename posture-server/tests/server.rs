@@ -1659,6 +1659,33 @@ fn curl(nginx: &Nginx, ca: &Path, cert: Option<(&Path, &Path)>, headers: &[&str]
     (code.trim().parse().unwrap_or(0), body.trim_end().to_owned())
 }
 
+/// An OpenSSL config with the default and tpm2 providers, the tpm2 provider's algorithms
+/// preferred (so a TPM key signs in the TPM), random numbers from the default provider.
+const TPM2_OPENSSL_CNF: &str = "openssl_conf = openssl_init\n\
+[openssl_init]\nproviders = providers_sect\nalg_section = evp_sect\nrandom = random_sect\n\
+[providers_sect]\ndefault = default_sect\ntpm2 = tpm2_sect\n\
+[default_sect]\nactivate = 1\n\
+[tpm2_sect]\nactivate = 1\n\
+[evp_sect]\ndefault_properties = ?provider=tpm2\n\
+[random_sect]\nproperties = provider=default\n";
+
+/// The tpm2 OpenSSL provider (Debian's `tpm2-openssl`).
+fn tpm2_provider() -> Result<(), String> {
+    let found = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib64",
+        "/usr/lib",
+    ]
+    .iter()
+    .any(|d| Path::new(d).join("ossl-modules/tpm2.so").exists());
+    if found {
+        Ok(())
+    } else {
+        Err("the tpm2 OpenSSL provider (tpm2-openssl) is not installed".into())
+    }
+}
+
 fn nginx_available() -> Result<(), String> {
     for (path, what) in [(NGINX, "nginx"), ("/usr/bin/curl", "curl")] {
         if !Path::new(path).exists() {
@@ -2091,8 +2118,12 @@ fn a_tpm_devices_daemon_fetches_its_certificate_and_posture_cert_writes_it() {
     );
     assert!(std::fs::read_to_string(out_dir.join("key.txt"))
         .unwrap()
-        .contains("TPM"));
-    assert!(!out_dir.join("key.pem").exists());
+        .contains("tpm2"));
+    let tpm_key = std::fs::read_to_string(out_dir.join("key.pem")).unwrap();
+    assert!(
+        tpm_key.starts_with("-----BEGIN TSS2 PRIVATE KEY-----"),
+        "{tpm_key}"
+    );
     let ca_dir = server.dir.path().join("state/device-ca");
     let ca = posture_core::devcert::DeviceCa::load(
         &ca_dir.join(posture_core::devcert::CA_CERT),
@@ -2114,6 +2145,60 @@ fn a_tpm_devices_daemon_fetches_its_certificate_and_posture_cert_writes_it() {
     let verified = ca.verify(&der, SystemTime::now()).unwrap();
     assert_eq!(verified.device_id, id);
     assert_eq!(verified.key_assurance, "tpm");
+
+    // OpenSSL loads the TPM-held key through the tpm2 provider and signs with it: a
+    // self-signed certificate made with key.pem carries the device certificate's key.
+    if posture_test_support::can_run(tpm2_provider()) {
+        let conf = files.path().join("tpm2-openssl.cnf");
+        std::fs::write(&conf, TPM2_OPENSSL_CNF).unwrap();
+        let selfsigned = files.path().join("selfsigned.pem");
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-new",
+                "-x509",
+                "-subj",
+                "/CN=tpm-key-check",
+                "-days",
+                "1",
+                "-key",
+            ])
+            .arg(out_dir.join("key.pem"))
+            .arg("-out")
+            .arg(&selfsigned)
+            .env("OPENSSL_CONF", &conf)
+            .env("TPM2OPENSSL_TCTI", device.swtpm.as_ref().unwrap().tcti())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl with the TPM key: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pubkey = |cert: &Path| {
+            let out = Command::new("openssl")
+                .args(["x509", "-noout", "-pubkey", "-in"])
+                .arg(cert)
+                .env_remove("OPENSSL_CONF")
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            out.stdout
+        };
+        assert_eq!(pubkey(&selfsigned), pubkey(&out_dir.join("cert.pem")));
+        let verify = Command::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(&selfsigned)
+            .arg(&selfsigned)
+            .env_remove("OPENSSL_CONF")
+            .output()
+            .unwrap();
+        assert!(
+            verify.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verify.stdout)
+        );
+    }
 
     // `--renew` asks the server again: a new certificate for the same TPM key.
     let out = device
