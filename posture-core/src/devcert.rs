@@ -685,7 +685,7 @@ fn pem_leaf(pem: &[u8]) -> Result<Vec<u8>, DevCertError> {
         .find(end)
         .map(|i| start + i + end.len())
         .ok_or_else(|| DevCertError::Malformed("unterminated PEM certificate".into()))?;
-    let cert = Certificate::from_pem(text[start..stop].as_bytes()).map_err(malformed("PEM"))?;
+    let cert = Certificate::from_pem(&text.as_bytes()[start..stop]).map_err(malformed("PEM"))?;
     cert.to_der().map_err(malformed("certificate"))
 }
 
