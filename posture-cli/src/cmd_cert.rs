@@ -214,3 +214,48 @@ pub fn run(config: posture_agent::Config, args: CertArgs) -> Result<u8> {
     );
     Ok(crate::EXIT_OK)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn a_certificate_is_due_when_missing_or_past_two_thirds_of_its_lifetime() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path();
+        let now = SystemTime::now();
+        assert!(due(state, now), "no certificate yet");
+        let ca = devcert::DeviceCa::load_or_create(&state.join("ca")).unwrap();
+        let key =
+            posture_core::keys::software::SoftwareKey::load_or_create(&state.join("k")).unwrap();
+        // Issued now for 3 h (+5 min backdating): due after about 2 h.
+        let der = ca
+            .issue(
+                &devcert::Subject {
+                    device_id: "dev",
+                    key_assurance: "software",
+                    public_key: &key.public_key(),
+                    lifetime: Duration::from_secs(3 * 3600),
+                },
+                now,
+            )
+            .unwrap();
+        let pem = devcert::certificate_pem(&der).unwrap();
+        store(state, &pem, &ca.cert_pem().unwrap()).unwrap();
+        assert!(!due(state, now));
+        assert!(!due(state, now + Duration::from_secs(3600)));
+        assert!(due(state, now + Duration::from_secs(2 * 3600)));
+        std::fs::write(state.join(CERT_FILE), "garbage").unwrap();
+        assert!(due(state, now), "unreadable: ask again");
+    }
+
+    #[test]
+    fn the_base_url_comes_from_server_url() {
+        assert_eq!(
+            base_url("https://p.example/v1/evidence"),
+            "https://p.example"
+        );
+        assert_eq!(base_url("https://p.example/"), "https://p.example");
+    }
+}

@@ -151,6 +151,19 @@ impl ForwardAuthConfig {
             .to_ascii_lowercase()
     }
 
+    /// Checks the header name (called at start: a bad name is a config error, not a
+    /// silent "no certificate" on every request).
+    pub fn validate(&self) -> Result<(), String> {
+        axum::http::HeaderName::from_bytes(self.header_name().as_bytes())
+            .map(|_| ())
+            .map_err(|_| {
+                format!(
+                    "[forward_auth] header {:?} is not a header name",
+                    self.header_name()
+                )
+            })
+    }
+
     /// Whether `peer` may forward a client certificate.
     pub fn trusts(&self, peer: Option<std::net::IpAddr>) -> bool {
         if self.trust_any_peer {
@@ -451,6 +464,12 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("prefix"), "{err}");
         assert!(Config::parse("[forward_auth]\nproxy = \"haproxy\"\n", Path::new("c")).is_err());
+        let bad = Config::parse(
+            "[forward_auth]\nproxy = \"nginx\"\nheader = \"X Client Cert\"\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        assert!(bad.forward_auth.unwrap().validate().is_err());
         assert!(IpNet::parse("0.0.0.0/0")
             .unwrap()
             .contains("8.8.8.8".parse().unwrap()));

@@ -102,6 +102,9 @@ impl Server {
             None => None,
         };
         let device_ca = crate::devcerts::load_ca(&config)?;
+        if let Some(forward) = &config.forward_auth {
+            forward.validate().map_err(anyhow::Error::msg)?;
+        }
         let server_id = store.server_id().await?;
         let minute = Duration::from_secs(60);
         Ok(Self {
