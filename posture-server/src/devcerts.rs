@@ -46,6 +46,19 @@ pub fn load_ca(config: &Config) -> anyhow::Result<Option<DeviceCa>> {
                 return Ok(None);
             };
             let dir = devcert::ca_dir(&state);
+            if config
+                .database_url
+                .as_deref()
+                .is_some_and(|url| url.starts_with("postgres"))
+            {
+                // Each replica would make its own CA: certificates from one would be
+                // refused by the others' /v1/authz.
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "device CA in this replica's state directory: replicas sharing the \
+                     database must share one CA ([device_certificates] ca_cert, ca_key)"
+                );
+            }
             DeviceCa::load_or_create(&dir).map(Some).with_context(|| {
                 format!("cannot load or create the device CA in {}", dir.display())
             })
