@@ -15,6 +15,8 @@
 //! - [`store`] is the one storage interface with its SQLite and PostgreSQL backends.
 //! - [`serve`] is the listener (rustls, connection limit).
 //! - [`cache`] holds this replica's caches of device verifiers and API tokens.
+//! - [`devcerts`] issues device certificates from the device CA and answers forward auth
+//!   (`GET /v1/authz`) for proxies.
 //!
 //! ## Threading
 //! A multi-threaded tokio runtime; [`Server`] is shared read-only (`Arc`) by every
