@@ -25,6 +25,10 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/device-certificate", post(v1::device_certificate))
         .route("/v1/authz", any(v1::authz))
         .route("/v1/authz/{*rest}", any(v1::authz))
+        .route(
+            "/v1/integrations/cloudflare/posture",
+            post(v1::cloudflare_posture),
+        )
         .route("/v1/devices", get(v1::devices))
         .route("/v1/devices/{id}", get(v1::device))
         .route("/v1/devices/{id}/decision", get(v1::decision))

@@ -37,6 +37,10 @@
 //! device_requests_per_minute = 30
 //! max_connections = 1024
 //! cached_devices = 100000
+//!
+//! [cloudflare]                  # Cloudflare Zero Trust custom device posture (docs/cloudflare.md)
+//! team_domain = "example.cloudflareaccess.com"
+//! audience = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2"
 //! ```
 
 use std::net::SocketAddr;
@@ -77,6 +81,8 @@ pub struct Config {
     pub device_certificates: DeviceCertConfig,
     /// `GET /v1/authz` (off without this table).
     pub forward_auth: Option<ForwardAuthConfig>,
+    /// Cloudflare Zero Trust custom device posture integration (off without this table).
+    pub cloudflare: Option<CloudflareConfig>,
 }
 
 impl Default for Config {
@@ -94,6 +100,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             device_certificates: DeviceCertConfig::default(),
             forward_auth: None,
+            cloudflare: None,
         }
     }
 }
@@ -329,6 +336,66 @@ impl Default for LimitsConfig {
     }
 }
 
+/// `[cloudflare]`: the Access application that protects
+/// `POST /v1/integrations/cloudflare/posture` (see docs/cloudflare.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudflareConfig {
+    /// The Zero Trust team domain, e.g. `example.cloudflareaccess.com`: the tokens'
+    /// issuer is `https://` and this.
+    pub team_domain: String,
+    /// The Access application's Application Audience (AUD) tag: tokens must name it in
+    /// `aud`.
+    pub audience: String,
+    /// Where the team's signing keys are fetched (default:
+    /// `https://TEAM_DOMAIN/cdn-cgi/access/certs`). `https` only, except to a loopback
+    /// address (tests).
+    pub certs_url: Option<String>,
+}
+
+impl CloudflareConfig {
+    /// The issuer tokens must carry.
+    pub fn issuer(&self) -> String {
+        format!("https://{}", self.team_domain)
+    }
+
+    /// Where the signing keys are fetched.
+    pub fn certs_url(&self) -> String {
+        self.certs_url
+            .clone()
+            .unwrap_or_else(|| format!("https://{}/cdn-cgi/access/certs", self.team_domain))
+    }
+
+    /// Refuses values that cannot work: a team domain with a scheme or path, an empty
+    /// audience, a certs URL that is neither https nor loopback http.
+    pub fn validate(&self) -> Result<(), String> {
+        let domain = &self.team_domain;
+        if domain.is_empty()
+            || !domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            return Err(format!(
+                "[cloudflare] team_domain {domain:?} must be a host name such as \
+                 example.cloudflareaccess.com (no scheme, no path)"
+            ));
+        }
+        if self.audience.trim().is_empty() {
+            return Err("[cloudflare] audience (the Access application's AUD tag) is empty".into());
+        }
+        let url = self.certs_url();
+        let loopback = ["http://127.0.0.1:", "http://[::1]:", "http://localhost:"]
+            .iter()
+            .any(|p| url.starts_with(p));
+        if !url.starts_with("https://") && !loopback {
+            return Err(format!(
+                "[cloudflare] certs_url {url:?} must be https (or http to a loopback address)"
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// A config file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -483,5 +550,39 @@ mod tests {
         assert_eq!(config.stale_after, Duration::from_secs(1800));
         assert_eq!(config.retention.history, Duration::from_secs(7 * 86400));
         assert_eq!(config.limits.max_connections, 8);
+    }
+
+    #[test]
+    fn cloudflare_table_is_strict_and_validated() {
+        let text =
+            "[cloudflare]\nteam_domain = \"acme.cloudflareaccess.com\"\naudience = \"aud1\"\n";
+        let config = Config::parse(text, Path::new("c.toml")).unwrap();
+        let cf = config.cloudflare.unwrap();
+        assert_eq!(cf.issuer(), "https://acme.cloudflareaccess.com");
+        assert_eq!(
+            cf.certs_url(),
+            "https://acme.cloudflareaccess.com/cdn-cgi/access/certs"
+        );
+        cf.validate().unwrap();
+
+        let err = Config::parse(&format!("{text}aud = \"x\"\n"), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:4:1:"), "{err}");
+
+        let bad = |team: &str, certs: &str| CloudflareConfig {
+            team_domain: team.into(),
+            audience: "aud1".into(),
+            certs_url: Some(certs.into()),
+        };
+        assert!(bad("https://acme.cloudflareaccess.com", "https://x/")
+            .validate()
+            .is_err());
+        assert!(bad("acme.cloudflareaccess.com", "http://certs.example/")
+            .validate()
+            .is_err());
+        assert!(bad("acme.cloudflareaccess.com", "http://127.0.0.1:9/certs")
+            .validate()
+            .is_ok());
     }
 }

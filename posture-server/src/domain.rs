@@ -61,6 +61,8 @@ pub struct Server {
     pub keys: KeyCache,
     /// This replica's recently checked API tokens.
     pub credentials: CredentialCache,
+    /// The Cloudflare Access keys, when `[cloudflare]` is configured.
+    pub cloudflare: Option<crate::cloudflare::AccessKeys>,
 }
 
 /// Seconds since the Unix epoch.
@@ -105,6 +107,12 @@ impl Server {
         if let Some(forward) = &config.forward_auth {
             forward.validate().map_err(anyhow::Error::msg)?;
         }
+        let cloudflare = config
+            .cloudflare
+            .clone()
+            .map(crate::cloudflare::AccessKeys::new)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
         let server_id = store.server_id().await?;
         let minute = Duration::from_secs(60);
         Ok(Self {
@@ -115,6 +123,7 @@ impl Server {
             ),
             keys: KeyCache::new(config.limits.cached_devices),
             credentials: CredentialCache::new(),
+            cloudflare,
             store,
             policy,
             ek_roots,
@@ -671,6 +680,7 @@ fn verify_and_decide(
         status: status.into(),
         failing: failing(report),
         host: report.device.hostname.clone(),
+        serial_number: report.device.serial_number.clone(),
         decision_json: json(serde_json::to_string(&decision))?,
         report_json: json(serde_json::to_string(report))?,
     };

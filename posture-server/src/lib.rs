@@ -17,6 +17,7 @@
 //! - [`cache`] holds this replica's caches of device verifiers and API tokens.
 //! - [`devcerts`] issues device certificates from the device CA and answers forward auth
 //!   (`GET /v1/authz`) for proxies.
+//! - [`cloudflare`] is the Cloudflare Zero Trust custom device posture endpoint.
 //!
 //! ## Threading
 //! A multi-threaded tokio runtime; [`Server`] is shared read-only (`Arc`) by every
@@ -41,6 +42,7 @@
 
 pub mod app;
 pub mod cache;
+pub mod cloudflare;
 pub mod config;
 pub mod devcerts;
 pub mod domain;

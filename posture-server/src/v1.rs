@@ -12,6 +12,7 @@
 //! | `GET /v1/device-ca.pem` | anyone | the device CA's certificate (proxies trust it for client certificates) |
 //! | `POST /v1/device-certificate` | devices | `{device_id, csr}` → a short-lived client certificate, while compliant |
 //! | `GET /v1/authz` (any method, any subpath) | trusted proxies | forward auth: 200 / 401 / 403 from the forwarded client certificate |
+//! | `POST /v1/integrations/cloudflare/posture` | Cloudflare (Access token) | scores of Cloudflare's devices ([`crate::cloudflare`]) |
 //! | `GET /v1/devices` | reader | every device |
 //! | `GET /v1/devices/{id}` | reader | one device: findings, history, changes |
 //! | `GET /v1/devices/{id}/decision` | reader | allow/deny with reasons |
@@ -468,4 +469,29 @@ pub async fn delete(
 /// Unknown paths.
 pub async fn not_found() -> ApiError {
     ApiError::not_found("not_found", "no such endpoint")
+}
+
+/// `POST /v1/integrations/cloudflare/posture`: Cloudflare Zero Trust's custom device
+/// posture call. The Access token is checked before the body is read.
+pub async fn cloudflare_posture(
+    State(server): Shared,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Some(keys) = &server.cloudflare else {
+        return Err(ApiError::not_found(
+            "not_configured",
+            "the Cloudflare integration is not configured ([cloudflare] in the server config)",
+        ));
+    };
+    let token = headers
+        .get("cf-access-jwt-assertion")
+        .and_then(|v| v.to_str().ok());
+    keys.verify(token, crate::now()).await?;
+    let bytes = read_body(body, crate::cloudflare::MAX_BODY_BYTES).await?;
+    let request: crate::cloudflare::PostureRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid request: {e}")))?;
+    crate::cloudflare::check_request(&request)?;
+    let response = crate::cloudflare::scores(&server, &request.devices).await?;
+    Ok(Json(response).into_response())
 }

@@ -15,6 +15,7 @@ pub fn device(hostname: &str) -> Device {
         hostname: hostname.into(),
         vendor: Some("LENOVO".into()),
         model: None,
+        serial_number: None,
     }
 }
 

@@ -243,10 +243,21 @@ pub struct Ingest {
     pub failing: Vec<String>,
     /// Host name.
     pub host: String,
+    /// Hardware serial number from the report, where the device could read one.
+    pub serial_number: Option<String>,
     /// The decision (JSON).
     pub decision_json: String,
     /// The report (JSON).
     pub report_json: String,
+}
+
+/// A device found by its hardware identity, with the identity it was found by.
+#[derive(Debug, Clone)]
+pub struct IdentifiedDevice {
+    /// The device (decision columns, as [`Store::device_state`]).
+    pub device: Device,
+    /// Serial number of its latest report.
+    pub serial_number: Option<String>,
 }
 
 /// Why evidence was not recorded (the device and the nonce are checked in the transaction).
@@ -360,6 +371,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every device, most recently seen first, without key records, decisions and
     /// reports (a listing of a large fleet stays small).
     fn devices(&self) -> StoreFuture<'_, Vec<Device>>;
+    /// Every device whose latest report has one of `serials` as its serial number, or
+    /// one of `hosts` (lower-case) as its host name compared in lower case. Both lists
+    /// are at most a few thousand entries.
+    fn devices_by_identity<'a>(
+        &'a self,
+        serials: &'a [String],
+        hosts: &'a [String],
+    ) -> StoreFuture<'a, Vec<IdentifiedDevice>>;
     /// Disables or enables a device; whether it exists.
     fn set_disabled<'a>(&'a self, id: &'a str, disabled: bool) -> StoreFuture<'a, bool>;
     /// Deletes a device and its history; whether it existed.

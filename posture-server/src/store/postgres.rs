@@ -34,8 +34,9 @@ use super::rows::{
     db_err, device_from_row, split_list, Columns, DEVICE_ALL, DEVICE_LISTING, DEVICE_STATE,
 };
 use super::{
-    Backend, Change, CredentialKind, Device, DeviceKey, EnrollmentToken, HistoryEntry, Ingest,
-    IngestRefusal, NewCredential, NewDevice, Role, Store, StoreError, StoreFuture,
+    Backend, Change, CredentialKind, Device, DeviceKey, EnrollmentToken, HistoryEntry,
+    IdentifiedDevice, Ingest, IngestRefusal, NewCredential, NewDevice, Role, Store, StoreError,
+    StoreFuture,
 };
 
 /// History rows deleted per transaction when purging.
@@ -525,6 +526,37 @@ impl Store for PostgresStore {
         })
     }
 
+    fn devices_by_identity<'a>(
+        &'a self,
+        serials: &'a [String],
+        hosts: &'a [String],
+    ) -> StoreFuture<'a, Vec<IdentifiedDevice>> {
+        Box::pin(async move {
+            if serials.is_empty() && hosts.is_empty() {
+                return Ok(Vec::new());
+            }
+            let rows = sqlx::query(&format!(
+                "SELECT {DEVICE_STATE}, serial FROM devices \
+                 WHERE serial = ANY($1) OR lower(host) = ANY($2)"
+            ))
+            .bind(serials)
+            .bind(hosts)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(IdentifiedDevice {
+                        device: device_from_row(r, Columns::State)?,
+                        serial_number: r
+                            .try_get("serial")
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    })
+                })
+                .collect()
+        })
+    }
+
     fn devices(&self) -> StoreFuture<'_, Vec<Device>> {
         Box::pin(async move {
             let rows = sqlx::query(&format!(
@@ -573,21 +605,23 @@ impl Store for PostgresStore {
 
     fn ingest(&self, ingest: Ingest) -> StoreFuture<'_, Result<(), IngestRefusal>> {
         Box::pin(async move {
-            let done =
-                sqlx::query("SELECT posture_ingest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
-                    .bind(&ingest.device_id)
-                    .bind(&ingest.enrollment)
-                    .bind(&ingest.nonce)
-                    .bind(&ingest.jti)
-                    .bind(ingest.iat)
-                    .bind(ingest.received_at)
-                    .bind(&ingest.status)
-                    .bind(ingest.failing.join(","))
-                    .bind(&ingest.host)
-                    .bind(&ingest.decision_json)
-                    .bind(&ingest.report_json)
-                    .execute(&self.pool)
-                    .await;
+            let done = sqlx::query(
+                "SELECT posture_ingest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&ingest.device_id)
+            .bind(&ingest.enrollment)
+            .bind(&ingest.nonce)
+            .bind(&ingest.jti)
+            .bind(ingest.iat)
+            .bind(ingest.received_at)
+            .bind(&ingest.status)
+            .bind(ingest.failing.join(","))
+            .bind(&ingest.host)
+            .bind(&ingest.decision_json)
+            .bind(&ingest.report_json)
+            .bind(&ingest.serial_number)
+            .execute(&self.pool)
+            .await;
             // This replica's own change is seen at once (read your writes); the others
             // hear it from the notification.
             self.states.changed(&ingest.device_id);
