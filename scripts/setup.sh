@@ -26,6 +26,8 @@ packages=(
   chromium fonts-dejavu-core      # posture-server dashboard tests in headless Chromium (with screenshots)
   btrfs-progs                     # disk_encryption live test: btrfs raid1 on loop devices
   cryptsetup-bin                  # regenerates the LUKS header fixtures (tests/fixtures/disk_encryption)
+  nginx                           # posture-server forward-auth test: a real nginx (mTLS, auth_request) started by the test
+  tpm2-openssl                    # curl with a TPM-held device key through the tpm2 OpenSSL provider (device-certificate test)
   openssl                         # posture-server Cloudflare tests: an independent RSA key and RS256 signer for Access tokens
 )
 # Node.js and npm run Ajv 8, the strict JSON Schema validator of the schema tests. A

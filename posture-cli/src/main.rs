@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 compliant / allowed, 1 non-compliant / denied, 2 error.
 
+mod cmd_cert;
 mod cmd_check;
 mod cmd_collect;
 mod cmd_enroll;
@@ -86,6 +87,9 @@ enum Command {
     ///
     /// Exit status as `check`: 0 compliant, 1 not compliant, 2 error (e.g. no daemon).
     Status(cmd_status::StatusArgs),
+    /// Write this device's client certificate from posture-server (issued while it is
+    /// compliant) and a key reference for TLS clients.
+    Cert(cmd_cert::CertArgs),
     /// Print a shell completion script, e.g. `posture completions bash > /etc/bash_completion.d/posture`.
     Completions {
         /// The shell.
@@ -168,6 +172,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Status(args) => cmd_status::run(config, args),
+        Command::Cert(args) => cmd_cert::run(config, args),
         Command::Collect(args) => cmd_collect::run(config, args),
         Command::Completions { .. } | Command::Man => Ok(EXIT_OK),
     }

@@ -35,6 +35,7 @@
 //! ```
 
 pub mod attestation;
+pub mod devcert;
 pub mod evidence;
 pub mod exports;
 pub mod files;

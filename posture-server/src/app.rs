@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::http::{header, HeaderValue};
 use axum::response::{Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::Router;
 
 use crate::domain::Server;
@@ -21,6 +21,10 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/enroll/tpm/finish", post(v1::tpm_finish))
         .route("/v1/enroll/software", post(v1::software_enroll))
         .route("/v1/attestation-ca/{file}", get(v1::attestation_ca))
+        .route("/v1/device-ca.pem", get(v1::device_ca))
+        .route("/v1/device-certificate", post(v1::device_certificate))
+        .route("/v1/authz", any(v1::authz))
+        .route("/v1/authz/{*rest}", any(v1::authz))
         .route(
             "/v1/integrations/cloudflare/posture",
             post(v1::cloudflare_posture),

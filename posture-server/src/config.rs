@@ -23,6 +23,16 @@
 //! [retention]
 //! history = "90d"
 //!
+//! [device_certificates]                       # short-lived client certificates for proxies
+//! lifetime = "24h"
+//! ca_cert = "/etc/posture-server/device-ca.pem"  # default: created in STATE_DIR/device-ca
+//! ca_key = "/etc/posture-server/device-ca-key.pem"
+//!
+//! [forward_auth]                              # GET /v1/authz for nginx, Traefik, Envoy
+//! proxy = "nginx"                             # nginx | traefik | envoy: the header's form
+//! header = "X-Client-Cert"                    # default per proxy
+//! trusted_proxies = ["127.0.0.1", "::1"]      # addresses (or CIDR) allowed to forward it
+//!
 //! [limits]
 //! max_body_bytes = 131072
 //! device_requests_per_minute = 30
@@ -77,6 +87,10 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Limits on clients.
     pub limits: LimitsConfig,
+    /// Device certificates.
+    pub device_certificates: DeviceCertConfig,
+    /// `GET /v1/authz` (off without this table).
+    pub forward_auth: Option<ForwardAuthConfig>,
     /// Cloudflare Zero Trust custom device posture integration (off without this table).
     pub cloudflare: Option<CloudflareConfig>,
     /// The Shared Signals (SSF 1.0 / CAEP) transmitter.
@@ -98,6 +112,8 @@ impl Default for Config {
             enrollment: EnrollmentConfig::default(),
             retention: RetentionConfig::default(),
             limits: LimitsConfig::default(),
+            device_certificates: DeviceCertConfig::default(),
+            forward_auth: None,
             cloudflare: None,
             ssf: SsfConfig::default(),
             tailscale: None,
@@ -122,6 +138,30 @@ impl Default for SsfConfig {
         Self {
             issuer: None,
             retry_for: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// `[device_certificates]`: the device CA and the certificates it issues.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceCertConfig {
+    /// How long an issued client certificate is valid (the daemon renews it at 2/3).
+    #[serde(deserialize_with = "de_duration")]
+    pub lifetime: Duration,
+    /// The CA certificate (PEM). With `ca_key`; default: `STATE_DIR/device-ca/`, created
+    /// on first start. Replicas sharing a PostgreSQL database must share these files.
+    pub ca_cert: Option<PathBuf>,
+    /// The CA key (PKCS#8 P-256 PEM, mode 0600).
+    pub ca_key: Option<PathBuf>,
+}
+
+impl Default for DeviceCertConfig {
+    fn default() -> Self {
+        Self {
+            lifetime: Duration::from_secs(24 * 3600),
+            ca_cert: None,
+            ca_key: None,
         }
     }
 }
@@ -167,6 +207,128 @@ fn default_tailnet() -> String {
 
 fn default_expiry() -> Duration {
     Duration::from_secs(24 * 3600)
+}
+
+/// `[forward_auth]`: who may forward a client certificate to `GET /v1/authz`, and how.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardAuthConfig {
+    /// The form of the forwarded certificate: `nginx`, `traefik` or `envoy`.
+    pub proxy: posture_core::devcert::ForwardedFormat,
+    /// The header carrying it (default: `X-Client-Cert`, `X-Forwarded-Tls-Client-Cert`,
+    /// `X-Forwarded-Client-Cert` for the three proxies).
+    #[serde(default)]
+    pub header: Option<String>,
+    /// Peer addresses (`10.0.0.5`, `10.0.0.0/24`, `::1`) whose forwarded header is
+    /// believed. Default: loopback only.
+    #[serde(default = "loopback")]
+    pub trusted_proxies: Vec<IpNet>,
+    /// Believe the header from any peer: only when nothing but the proxy can reach this
+    /// server (e.g. a unix socket or a private network the proxy alone is on).
+    #[serde(default)]
+    pub trust_any_peer: bool,
+}
+
+impl ForwardAuthConfig {
+    /// The header name, lower case.
+    pub fn header_name(&self) -> String {
+        self.header
+            .clone()
+            .unwrap_or_else(|| self.proxy.default_header().to_owned())
+            .to_ascii_lowercase()
+    }
+
+    /// Checks the header name (called at start: a bad name is a config error, not a
+    /// silent "no certificate" on every request).
+    pub fn validate(&self) -> Result<(), String> {
+        axum::http::HeaderName::from_bytes(self.header_name().as_bytes())
+            .map(|_| ())
+            .map_err(|_| {
+                format!(
+                    "[forward_auth] header {:?} is not a header name",
+                    self.header_name()
+                )
+            })
+    }
+
+    /// Whether `peer` may forward a client certificate.
+    pub fn trusts(&self, peer: Option<std::net::IpAddr>) -> bool {
+        if self.trust_any_peer {
+            return true;
+        }
+        peer.is_some_and(|ip| self.trusted_proxies.iter().any(|net| net.contains(ip)))
+    }
+}
+
+fn loopback() -> Vec<IpNet> {
+    vec![
+        IpNet {
+            addr: std::net::IpAddr::from([127, 0, 0, 1]),
+            prefix: 32,
+        },
+        IpNet {
+            addr: std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            prefix: 128,
+        },
+    ]
+}
+
+/// An address or a CIDR network (`10.0.0.0/8`, `fd00::/8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: std::net::IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    /// Parses `ADDR` or `ADDR/PREFIX`.
+    pub fn parse(text: &str) -> Result<IpNet, String> {
+        let (addr, prefix) = match text.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (text, None),
+        };
+        let addr: std::net::IpAddr = addr.trim().parse().map_err(|e| format!("{text:?}: {e}"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(|| format!("{text:?}: prefix must be 0..={max}"))?,
+            None => max,
+        };
+        Ok(IpNet { addr, prefix })
+    }
+
+    /// Whether `ip` is in this network (an IPv4-mapped IPv6 peer counts as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let bits = |a: IpAddr| -> (u128, u8) {
+            match a {
+                IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32),
+                IpAddr::V6(v6) => (u128::from(v6), 128),
+            }
+        };
+        let ((net, width), (addr, addr_width)) = (bits(self.addr), bits(ip));
+        if width != addr_width {
+            return false;
+        }
+        let shift = u32::from(width - self.prefix);
+        let mask = if shift >= 128 { 0 } else { (!0u128) << shift };
+        (net & mask) == (addr & mask)
+    }
+}
+
+impl<'de> Deserialize<'de> for IpNet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        IpNet::parse(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 /// `[tls]`: certificate chain and private key, PEM.
@@ -461,6 +623,44 @@ mod tests {
         assert!(message.starts_with("c.toml:3:"), "{message}");
         assert!(message.contains("pin-value is refused"), "{message}");
         assert!(!message.contains("98765"), "{message}");
+    }
+
+    #[test]
+    fn forward_auth_trusts_only_the_listed_proxies() {
+        let text =
+            "[forward_auth]\nproxy = \"envoy\"\ntrusted_proxies = [\"10.1.0.0/16\", \"::1\"]\n";
+        let config = Config::parse(text, Path::new("c.toml")).unwrap();
+        let fa = config.forward_auth.unwrap();
+        assert_eq!(fa.header_name(), "x-forwarded-client-cert");
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert!(fa.trusts(ip("10.1.200.3")));
+        assert!(fa.trusts(ip("::ffff:10.1.0.1")));
+        assert!(fa.trusts(ip("::1")));
+        assert!(!fa.trusts(ip("10.2.0.1")));
+        assert!(!fa.trusts(ip("127.0.0.1")));
+        assert!(!fa.trusts(None));
+        let default = Config::parse("[forward_auth]\nproxy = \"nginx\"\n", Path::new("c"))
+            .unwrap()
+            .forward_auth
+            .unwrap();
+        assert!(default.trusts(ip("127.0.0.1")) && !default.trusts(ip("192.168.1.1")));
+        assert_eq!(default.header_name(), "x-client-cert");
+        let err = Config::parse(
+            "[forward_auth]\nproxy = \"nginx\"\ntrusted_proxies = [\"10.0.0.0/33\"]\n",
+            Path::new("c"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("prefix"), "{err}");
+        assert!(Config::parse("[forward_auth]\nproxy = \"haproxy\"\n", Path::new("c")).is_err());
+        let bad = Config::parse(
+            "[forward_auth]\nproxy = \"nginx\"\nheader = \"X Client Cert\"\n",
+            Path::new("c"),
+        )
+        .unwrap();
+        assert!(bad.forward_auth.unwrap().validate().is_err());
+        assert!(IpNet::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub struct Server {
     pub ek_roots: Vec<Certificate>,
     /// The attestation CA that certifies AKs of CA-verified TPMs, where configured.
     pub attestation_ca: Option<posture_core::attestation::AttestationCa>,
+    /// The device CA (client certificates for compliant devices, checked by `/v1/authz`).
+    pub device_ca: Option<posture_core::devcert::DeviceCa>,
     /// `aud` evidence must name: `urn:posture-server:<server id>`.
     pub audience: String,
     /// Per device key.
@@ -120,6 +122,10 @@ impl Server {
             ),
             (None, None) => None,
         };
+        let device_ca = crate::devcerts::load_ca(&config)?;
+        if let Some(forward) = &config.forward_auth {
+            forward.validate().map_err(anyhow::Error::msg)?;
+        }
         let cloudflare = config
             .cloudflare
             .clone()
@@ -142,6 +148,7 @@ impl Server {
             policy,
             ek_roots,
             attestation_ca,
+            device_ca,
             audience: format!("urn:posture-server:{server_id}"),
             config,
         })

@@ -15,6 +15,8 @@
 //! - [`store`] is the one storage interface with its SQLite and PostgreSQL backends.
 //! - [`serve`] is the listener (rustls, connection limit).
 //! - [`cache`] holds this replica's caches of device verifiers and API tokens.
+//! - [`devcerts`] issues device certificates from the device CA and answers forward auth
+//!   (`GET /v1/authz`) for proxies.
 //! - [`cloudflare`] is the Cloudflare Zero Trust custom device posture endpoint.
 //! - [`ssf`] is the Shared Signals (CAEP) transmitter and the Tailscale adapter.
 //!
@@ -43,6 +45,7 @@ pub mod app;
 pub mod cache;
 pub mod cloudflare;
 pub mod config;
+pub mod devcerts;
 pub mod domain;
 pub mod error;
 pub mod limits;

@@ -9,6 +9,9 @@
 //! | `POST /v1/enroll/tpm/finish` | devices | `{enrollment_id, response}` → the enrolled device |
 //! | `POST /v1/enroll/software` | devices | `{token, jwk, proof}` → the enrolled device |
 //! | `GET /v1/attestation-ca/root.pem`, `/intermediate.pem` | anyone | the attestation CA's certificates (relying parties trust the root) |
+//! | `GET /v1/device-ca.pem` | anyone | the device CA's certificate (proxies trust it for client certificates) |
+//! | `POST /v1/device-certificate` | devices | `{device_id, csr}` → a short-lived client certificate, while compliant |
+//! | `GET /v1/authz` (any method, any subpath) | trusted proxies | forward auth: 200 / 401 / 403 from the forwarded client certificate |
 //! | `POST /v1/integrations/cloudflare/posture` | Cloudflare (Access token) | scores of Cloudflare's devices ([`crate::cloudflare`]) |
 //! | `GET /v1/devices` | reader | every device |
 //! | `GET /v1/devices/{id}` | reader | one device: findings, history, changes |
@@ -207,6 +210,43 @@ pub async fn attestation_ca(
         [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],
         pem,
     ))
+}
+
+/// `GET /v1/device-ca.pem`.
+pub async fn device_ca(State(server): Shared) -> Result<impl IntoResponse, ApiError> {
+    let ca = server
+        .device_ca
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("no_device_ca", "this server has no device CA"))?;
+    let pem = ca
+        .cert_pem()
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],
+        pem,
+    ))
+}
+
+/// `POST /v1/device-certificate`.
+pub async fn device_certificate(
+    State(server): Shared,
+    peer: Option<Extension<Peer>>,
+    body: Body,
+) -> Result<impl IntoResponse, ApiError> {
+    limit_client(&server, peer)?;
+    let request: crate::devcerts::CertificateRequest = read_json(&server, body).await?;
+    let issued = crate::devcerts::issue(&server, &request).await?;
+    Ok((StatusCode::CREATED, Json(issued)))
+}
+
+/// `GET /v1/authz` (and any other method and subpath: proxies keep the request's).
+pub async fn authz(
+    State(server): Shared,
+    peer: Option<Extension<Peer>>,
+    headers: HeaderMap,
+) -> Response {
+    let ip = peer.map(|Extension(Peer(a))| a.ip());
+    crate::devcerts::authz(&server, &headers, ip).await
 }
 
 #[derive(Deserialize)]

@@ -323,6 +323,32 @@ mod blocking {
             }
         }
 
+        /// A request with extra headers: `(status, headers (lower-case names), body text)`.
+        pub fn authz(
+            &self,
+            method: &str,
+            url: &str,
+            headers: &[(&str, &str)],
+        ) -> (u16, std::collections::HashMap<String, String>, String) {
+            self.rt.block_on(async {
+                let mut req = self
+                    .inner
+                    .request(method.parse().unwrap(), url)
+                    .timeout(std::time::Duration::from_secs(20));
+                for (name, value) in headers {
+                    req = req.header(*name, *value);
+                }
+                let response = req.send().await.unwrap();
+                let status = response.status().as_u16();
+                let headers = response
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+                    .collect();
+                (status, headers, response.text().await.unwrap())
+            })
+        }
+
         pub fn send(
             &self,
             method: &str,
@@ -1933,6 +1959,771 @@ fn cloudflare_keys_out_of_reach_answer_503_and_nothing_else() {
         assert_eq!(body["error"]["code"], "access_keys_unavailable");
         assert!(body.get("result").is_none());
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// Device certificates and forward auth, behind a real nginx
+
+impl SoftDevice {
+    /// `POST /v1/device-certificate` with a CSR bound to a fresh nonce, for `device_id`.
+    fn csr(&self, server: &Server) -> String {
+        let nonce = server.challenge()["nonce"].as_str().unwrap().to_owned();
+        let der = posture_core::devcert::build_csr(&self.key, &nonce).unwrap();
+        posture_core::devcert::csr_pem(&der).unwrap()
+    }
+
+    fn certificate(&self, server: &Server) -> (u16, Value) {
+        let csr = self.csr(server);
+        server.post(
+            "/v1/device-certificate",
+            None,
+            &json!({ "device_id": self.id(), "csr": csr }),
+        )
+    }
+
+    fn deliver(&self, server: &Server, report: &posture_core::Report) {
+        let evidence = self.fresh_evidence(server, report);
+        let (status, body) = server.post_raw("/v1/evidence", evidence.into_bytes());
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
+fn error_code(answer: &(u16, Value)) -> (u16, &str) {
+    (answer.0, answer.1["error"]["code"].as_str().unwrap_or(""))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real nginx in a temp dir: its own prefix and config, loopback only, in the
+/// foreground, killed on drop.
+struct Nginx {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+const NGINX: &str = "/usr/sbin/nginx";
+
+impl Nginx {
+    /// mTLS against `device_ca` (optional: no certificate reaches auth_request, which
+    /// answers 401), `auth_request` to posture-server's `/v1/authz`, then `upstream`.
+    fn start(tls: &(String, String, String), device_ca: &str, authz: &str, upstream: u16) -> Nginx {
+        let dir = tempfile::Builder::new()
+            .prefix("posture-nginx")
+            .tempdir()
+            .unwrap();
+        let p = dir.path();
+        std::fs::write(p.join("server.pem"), &tls.1).unwrap();
+        std::fs::write(p.join("server-key.pem"), &tls.2).unwrap();
+        std::fs::write(p.join("device-ca.pem"), device_ca).unwrap();
+        std::fs::create_dir(p.join("tmp")).unwrap();
+        let port = free_port();
+        // The example of docs/proxies.md, with the test's paths and ports.
+        let example = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/examples/nginx.conf"),
+        )
+        .unwrap();
+        let site = example
+            .replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port} ssl;"))
+            .replace(
+                "/etc/nginx/tls/server.pem",
+                &p.join("server.pem").display().to_string(),
+            )
+            .replace(
+                "/etc/nginx/tls/server-key.pem",
+                &p.join("server-key.pem").display().to_string(),
+            )
+            .replace(
+                "/etc/nginx/tls/posture-device-ca.pem",
+                &p.join("device-ca.pem").display().to_string(),
+            )
+            .replace("http://127.0.0.1:8470", authz)
+            .replace(
+                "http://127.0.0.1:8080",
+                &format!("http://127.0.0.1:{upstream}"),
+            );
+        assert_ne!(site, example);
+        let user = if is_root() { "user root root;\n" } else { "" };
+        let t = p.join("tmp").display().to_string();
+        let conf = format!(
+            "{user}daemon off;\nmaster_process off;\nworker_processes 1;\npid {pid};\nerror_log {log} info;\n\
+             events {{ worker_connections 64; }}\n\
+             http {{\n access_log {access};\n client_body_temp_path {t}/body;\n proxy_temp_path {t}/proxy;\n\
+             fastcgi_temp_path {t}/fcgi;\n uwsgi_temp_path {t}/uwsgi;\n scgi_temp_path {t}/scgi;\n{site}\n}}\n",
+            pid = p.join("nginx.pid").display(),
+            log = p.join("error.log").display(),
+            access = p.join("access.log").display(),
+        );
+        std::fs::write(p.join("nginx.conf"), conf).unwrap();
+        let check = Command::new(NGINX)
+            .arg("-p")
+            .arg(p)
+            .arg("-e")
+            .arg(p.join("error.log"))
+            .arg("-c")
+            .arg(p.join("nginx.conf"))
+            .arg("-t")
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "nginx -t: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        let child = Command::new(NGINX)
+            .arg("-p")
+            .arg(p)
+            .arg("-e")
+            .arg(p.join("error.log"))
+            .arg("-c")
+            .arg(p.join("nginx.conf"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("nginx to listen", Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Nginx { child, dir, port }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The upstream behind nginx: answers every request with the device nginx passed on.
+fn upstream() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                head.push(byte[0]);
+            }
+            let head = String::from_utf8_lossy(&head).to_string();
+            let device = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("x-posture-device")
+                        .then_some(value)
+                })
+                .unwrap_or("none")
+                .trim()
+                .to_owned();
+            let body = format!("upstream says hello to device {device}\n");
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// `curl` through nginx: `(status, body)`; status 0 when the TLS handshake failed.
+fn curl(nginx: &Nginx, ca: &Path, cert: Option<(&Path, &Path)>, headers: &[&str]) -> (u16, String) {
+    let mut c = Command::new("curl");
+    c.args([
+        "-sS",
+        "--max-time",
+        "20",
+        "-w",
+        "\n%{http_code}",
+        "--cacert",
+    ])
+    .arg(ca);
+    if let Some((cert, key)) = cert {
+        c.arg("--cert").arg(cert).arg("--key").arg(key);
+    }
+    for h in headers {
+        c.args(["-H", h]);
+    }
+    let out = c
+        .arg(format!("https://127.0.0.1:{}/app/", nginx.port))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.trim_end().to_owned())
+}
+
+/// An OpenSSL config with the default and tpm2 providers, the tpm2 provider's algorithms
+/// preferred (so a TPM key signs in the TPM), random numbers from the default provider.
+const TPM2_OPENSSL_CNF: &str = "openssl_conf = openssl_init\n\
+[openssl_init]\nproviders = providers_sect\nalg_section = evp_sect\nrandom = random_sect\n\
+[providers_sect]\ndefault = default_sect\ntpm2 = tpm2_sect\n\
+[default_sect]\nactivate = 1\n\
+[tpm2_sect]\nactivate = 1\n\
+[evp_sect]\ndefault_properties = ?provider=tpm2\n\
+[random_sect]\nproperties = provider=default\n";
+
+/// The tpm2 OpenSSL provider (Debian's `tpm2-openssl`).
+fn tpm2_provider() -> Result<(), String> {
+    let found = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib64",
+        "/usr/lib",
+    ]
+    .iter()
+    .any(|d| Path::new(d).join("ossl-modules/tpm2.so").exists());
+    if found {
+        Ok(())
+    } else {
+        Err("the tpm2 OpenSSL provider (tpm2-openssl) is not installed".into())
+    }
+}
+
+fn nginx_available() -> Result<(), String> {
+    for (path, what) in [(NGINX, "nginx"), ("/usr/bin/curl", "curl")] {
+        if !Path::new(path).exists() {
+            return Err(format!("{what} is not installed ({path})"));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn device_certificates_are_issued_only_to_compliant_enrolled_devices_for_their_own_key_sqlite() {
+    device_certificates(Db::Sqlite);
+}
+
+#[test]
+fn device_certificates_are_issued_only_to_compliant_enrolled_devices_for_their_own_key_postgres() {
+    device_certificates(Db::Postgres);
+}
+
+fn device_certificates(db: Db) {
+    let database = Database::new(db);
+    let server = Server::start(&database, SOFTWARE);
+    let good = SoftDevice::new();
+    let bad = SoftDevice::new();
+    for device in [&good, &bad] {
+        let token = server.enrollment_token("alice@example.com");
+        assert_eq!(device.enroll(&server, &token).0, 201);
+    }
+
+    // No evidence yet: nothing.
+    assert_eq!(
+        error_code(&good.certificate(&server)),
+        (403, "not_compliant")
+    );
+    good.deliver(&server, &posture_test_support::healthy_report());
+    bad.deliver(&server, &posture_test_support::laptop_report());
+
+    // Compliant: a certificate for its key, naming the device and the key assurance.
+    let (status, issued) = good.certificate(&server);
+    assert_eq!(status, 201, "{issued}");
+    let (status, _, ca_pem) =
+        server
+            .http()
+            .authz("GET", &format!("{}/v1/device-ca.pem", server.url), &[]);
+    assert_eq!(status, 200);
+    assert!(
+        ca_pem.starts_with("-----BEGIN CERTIFICATE-----"),
+        "{ca_pem}"
+    );
+    let cert_pem = issued["certificate"].as_str().unwrap();
+    let (not_before, not_after) = posture_core::devcert::validity_of(cert_pem.as_bytes()).unwrap();
+    let lifetime = not_after.duration_since(not_before).unwrap();
+    assert_eq!(
+        lifetime,
+        Duration::from_secs(24 * 3600 + 300),
+        "24 h (+5 min backdating)"
+    );
+    let state = server.dir.path().join("state/device-ca");
+    let ca = posture_core::devcert::DeviceCa::load(
+        &state.join(posture_core::devcert::CA_CERT),
+        &state.join(posture_core::devcert::CA_KEY),
+    )
+    .unwrap();
+    let der = posture_core::devcert::forwarded_certificate(
+        posture_core::devcert::ForwardedFormat::Nginx,
+        &cert_pem.replace('\n', "%0A").replace(' ', "%20"),
+    )
+    .unwrap();
+    let verified = ca.verify(&der, SystemTime::now()).unwrap();
+    assert_eq!(verified.device_id, good.id());
+    assert_eq!(verified.key_assurance, "software");
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(state.join(posture_core::devcert::CA_KEY))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    // Non-compliant: none, with the failed rule.
+    let refused = bad.certificate(&server);
+    assert_eq!(error_code(&refused), (403, "not_compliant"));
+    assert!(refused.1["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("firewall"));
+
+    // A replayed CSR: its nonce is spent.
+    let csr = good.csr(&server);
+    let body = json!({ "device_id": good.id(), "csr": csr });
+    assert_eq!(server.post("/v1/device-certificate", None, &body).0, 201);
+    assert_eq!(
+        error_code(&server.post("/v1/device-certificate", None, &body)),
+        (400, "nonce")
+    );
+    // Another device's CSR for this device: its key is not this device's.
+    let other = json!({ "device_id": good.id(), "csr": bad.csr(&server) });
+    assert_eq!(
+        error_code(&server.post("/v1/device-certificate", None, &other)),
+        (403, "key_mismatch")
+    );
+    // A CSR whose signature does not verify (a byte of the signature changed).
+    let mut der =
+        posture_core::devcert::build_csr(&good.key, server.challenge()["nonce"].as_str().unwrap())
+            .unwrap();
+    let last = der.len() - 1;
+    der[last] ^= 1;
+    let tampered = json!({
+        "device_id": good.id(),
+        "csr": posture_core::devcert::csr_pem(&der).unwrap_or_else(|_| "garbage".into()),
+    });
+    let answer = server.post("/v1/device-certificate", None, &tampered);
+    assert!(
+        matches!(
+            error_code(&answer),
+            (403, "bad_csr_signature") | (400, "invalid_csr")
+        ),
+        "{answer:?}"
+    );
+    // A nonce the server never issued.
+    let forged = posture_core::devcert::csr_pem(
+        &posture_core::devcert::build_csr(&good.key, "made-up-nonce").unwrap(),
+    )
+    .unwrap();
+    let answer = server.post(
+        "/v1/device-certificate",
+        None,
+        &json!({ "device_id": good.id(), "csr": forged }),
+    );
+    assert_eq!(error_code(&answer), (400, "nonce"));
+    // Unknown devices and garbage.
+    let stranger = SoftDevice::new();
+    assert_eq!(
+        error_code(&stranger.certificate(&server)),
+        (403, "unknown_device")
+    );
+    let answer = server.post(
+        "/v1/device-certificate",
+        None,
+        &json!({ "device_id": good.id(), "csr": "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n" }),
+    );
+    assert_eq!(error_code(&answer), (400, "invalid_csr"));
+    // Disabled by an admin: none.
+    let (status, _) = server.post(
+        &format!("/v1/admin/devices/{}/disable", good.id()),
+        Some(&server.admin),
+        &json!({}),
+    );
+    assert_eq!(status, 204);
+    assert_eq!(
+        error_code(&good.certificate(&server)),
+        (403, "device_disabled")
+    );
+}
+
+#[test]
+fn nginx_forward_auth_lets_compliant_devices_through_and_refuses_the_rest() {
+    if !posture_test_support::can_run(nginx_available()) {
+        return;
+    }
+    let database = Database::new(Db::Sqlite);
+    let server = Server::start(
+        &database,
+        &format!("{SOFTWARE}[device_certificates]\nlifetime = \"1h\"\n[forward_auth]\nproxy = \"nginx\"\n"),
+    );
+    let good = SoftDevice::new();
+    let bad = SoftDevice::new();
+    for device in [&good, &bad] {
+        let token = server.enrollment_token("bob@example.com");
+        assert_eq!(device.enroll(&server, &token).0, 201);
+        device.deliver(&server, &posture_test_support::healthy_report());
+    }
+    let files = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = files.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let certificate = |device: &SoftDevice| {
+        let (status, issued) = device.certificate(&server);
+        assert_eq!(status, 201, "{issued}");
+        issued["certificate"].as_str().unwrap().to_owned()
+    };
+    let good_cert = write("good.pem", &certificate(&good));
+    let bad_cert = write("bad.pem", &certificate(&bad));
+    // `bad` stops being compliant after its certificate was issued.
+    bad.deliver(&server, &posture_test_support::laptop_report());
+
+    // An expired certificate from the same CA, for the compliant device.
+    let state = server.dir.path().join("state/device-ca");
+    let ca = posture_core::devcert::DeviceCa::load(
+        &state.join(posture_core::devcert::CA_CERT),
+        &state.join(posture_core::devcert::CA_KEY),
+    )
+    .unwrap();
+    let expired = ca
+        .issue(
+            &posture_core::devcert::Subject {
+                device_id: &good.id(),
+                key_assurance: "software",
+                public_key: &good.key.public_key(),
+                lifetime: Duration::from_secs(60),
+            },
+            SystemTime::now() - Duration::from_secs(7200),
+        )
+        .unwrap();
+    let expired = write(
+        "expired.pem",
+        &posture_core::devcert::certificate_pem(&expired).unwrap(),
+    );
+
+    let tls = test_pki("nginx");
+    let tls_ca = write("tls-ca.pem", &tls.0);
+    let (status, _, device_ca) =
+        server
+            .http()
+            .authz("GET", &format!("{}/v1/device-ca.pem", server.url), &[]);
+    assert_eq!(status, 200);
+    let nginx = Nginx::start(&tls, &device_ca, &server.url, upstream());
+
+    // A compliant device's curl gets the upstream, which learns who it is.
+    let (status, body) = curl(&nginx, &tls_ca, Some((&good_cert, good.key.path())), &[]);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, format!("upstream says hello to device {}", good.id()));
+
+    // A non-compliant one: 403 with the reason.
+    let (status, body) = curl(&nginx, &tls_ca, Some((&bad_cert, bad.key.path())), &[]);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("firewall"), "{body}");
+    assert!(body.contains("no firewall is active"), "{body}");
+
+    // No certificate: 401, also when the client forges the header nginx would set.
+    let (status, body) = curl(&nginx, &tls_ca, None, &[]);
+    assert_eq!(status, 401, "{body}");
+    let forged = format!(
+        "X-Client-Cert: {}",
+        std::fs::read_to_string(&good_cert)
+            .unwrap()
+            .replace('\n', "%0A")
+            .replace(' ', "%20")
+    );
+    let (status, body) = curl(&nginx, &tls_ca, None, &[&forged]);
+    assert_eq!(
+        status, 401,
+        "a client-supplied X-Client-Cert must not count: {body}"
+    );
+
+    // An expired certificate: nginx itself refuses it (400), posture-server is not asked.
+    let (status, body) = curl(&nginx, &tls_ca, Some((&expired, good.key.path())), &[]);
+    assert_eq!(status, 400, "{body}");
+    let log = std::fs::read_to_string(nginx.dir.path().join("error.log")).unwrap();
+    assert!(log.contains("certificate has expired"), "{log}");
+
+    // A disabled device loses access at once (the decision is the server's current one).
+    let (status, _) = server.post(
+        &format!("/v1/admin/devices/{}/disable", good.id()),
+        Some(&server.admin),
+        &json!({}),
+    );
+    assert_eq!(status, 204);
+    let (status, body) = curl(&nginx, &tls_ca, Some((&good_cert, good.key.path())), &[]);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("disabled"), "{body}");
+}
+
+#[test]
+fn authz_believes_forwarded_certificates_only_from_trusted_proxies_and_verifies_them() {
+    use base64::Engine as _;
+    let database = Database::new(Db::Sqlite);
+    // Envoy's XFCC, from the default trusted proxies (loopback).
+    let server = Server::start(
+        &database,
+        &format!("{SOFTWARE}[forward_auth]\nproxy = \"envoy\"\n"),
+    );
+    let device = SoftDevice::new();
+    let token = server.enrollment_token("carol@example.com");
+    assert_eq!(device.enroll(&server, &token).0, 201);
+    device.deliver(&server, &posture_test_support::healthy_report());
+    let (status, issued) = device.certificate(&server);
+    assert_eq!(status, 201, "{issued}");
+    let pem = issued["certificate"].as_str().unwrap();
+    let escaped: String = pem
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let xfcc = format!("By=spiffe://example/proxy;Hash=00;Cert=\"{escaped}\";URI=urn:x");
+    let url = format!("{}/v1/authz/some/original/path", server.url);
+    let client = server.http();
+    let (status, headers, _) = client.authz("POST", &url, &[("X-Forwarded-Client-Cert", &xfcc)]);
+    assert_eq!(status, 200);
+    assert_eq!(headers["x-posture-device"], device.id());
+    assert_eq!(headers["x-posture-owner"], "carol@example.com");
+    assert_eq!(headers["x-posture-compliant"], "true");
+    assert_eq!(headers["x-posture-key-assurance"], "software");
+    // Without a certificate: 401.
+    let (status, headers, _) = client.authz("GET", &url, &[]);
+    assert_eq!(
+        (status, headers["x-posture-error"].as_str()),
+        (401, "no_client_certificate")
+    );
+    // A certificate from another CA (the test's TLS certificate), or in another proxy's
+    // form: 401, never trusted.
+    let (_, other_chain, _) = test_pki("other");
+    let other: String = other_chain
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let (status, headers, body) = client.authz(
+        "GET",
+        &url,
+        &[("X-Forwarded-Client-Cert", &format!("Cert=\"{other}\""))],
+    );
+    assert_eq!(
+        (status, headers["x-posture-error"].as_str()),
+        (401, "invalid_client_certificate"),
+        "{body}"
+    );
+    let der = posture_core::devcert::forwarded_certificate(
+        posture_core::devcert::ForwardedFormat::Envoy,
+        &xfcc,
+    )
+    .unwrap();
+    let traefik = base64::engine::general_purpose::STANDARD.encode(&der);
+    let (status, _, _) = client.authz("GET", &url, &[("X-Forwarded-Client-Cert", &traefik)]);
+    assert_eq!(status, 401);
+    // Non-compliant now: 403, the reason in the body and a header.
+    device.deliver(&server, &posture_test_support::laptop_report());
+    let (status, headers, body) = client.authz("GET", &url, &[("X-Forwarded-Client-Cert", &xfcc)]);
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(headers["x-posture-compliant"], "false");
+    assert!(headers["x-posture-reason"].contains("firewall"));
+    assert!(
+        body.contains("fix: Enable the firewall: sudo ufw enable"),
+        "{body}"
+    );
+    drop(server);
+
+    // Traefik's form, but 127.0.0.1 is not a trusted proxy of this server.
+    let database = Database::new(Db::Sqlite);
+    let server = Server::start(
+        &database,
+        &format!(
+            "{SOFTWARE}[forward_auth]\nproxy = \"traefik\"\ntrusted_proxies = [\"10.9.9.9\"]\n"
+        ),
+    );
+    let (status, headers, _) = server.http().authz(
+        "GET",
+        &format!("{}/v1/authz", server.url),
+        &[("X-Forwarded-Tls-Client-Cert", &traefik)],
+    );
+    assert_eq!(
+        (status, headers["x-posture-error"].as_str()),
+        (403, "untrusted_proxy")
+    );
+}
+
+#[test]
+fn a_tpm_devices_daemon_fetches_its_certificate_and_posture_cert_writes_it() {
+    let database = Database::new(Db::Sqlite);
+    let device = PostureDevice::new(true);
+    let soft = PostureDevice::new(false);
+    let files = tempfile::tempdir().unwrap();
+    let ek_roots = files.path().join("ek-roots.pem");
+    std::fs::write(&ek_roots, device.swtpm.as_ref().unwrap().ca_bundle()).unwrap();
+    // Compliant means a CA-verified TPM key here, whatever this machine's facts are.
+    let policy = files.path().join("policy.toml");
+    std::fs::write(&policy, "required_key_assurance = \"tpm\"\n").unwrap();
+    let server = Server::start(
+        &database,
+        &format!(
+            "policy = {policy:?}\n[enrollment]\nek_roots = [{ek_roots:?}]\nallow_software_keys = true\n"
+        ),
+    );
+    for d in [&device, &soft] {
+        d.configure(&server, "");
+        let out = d.enroll(&server, &server.enrollment_token("dana@example.com"));
+        assert!(
+            out.status.success(),
+            "enroll: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let id = {
+        let out = device.command(&["key", "--json"]).output().unwrap();
+        let key: Value = serde_json::from_slice(&out.stdout).unwrap();
+        key["kid"].as_str().unwrap().to_owned()
+    };
+
+    // The daemon delivers, the server finds it compliant, the daemon gets a certificate.
+    let mut daemon = device.daemon();
+    let stored = device.dir.path().join("state/device-cert.pem");
+    wait_for(
+        "the daemon's device certificate",
+        Duration::from_secs(120),
+        || stored.exists(),
+    );
+    // SIGTERM: the daemon flushes its TPM objects (swtpm has no resource manager).
+    let status = Command::new("kill")
+        .arg(daemon.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    daemon.wait().unwrap();
+
+    // `posture cert` writes it with the CA and, the key being in the TPM, a reference.
+    let out_dir = files.path().join("out");
+    let out_arg = format!("--out={}", out_dir.display());
+    let out = device.command(&["cert", &out_arg]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "cert: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cert = std::fs::read(out_dir.join("cert.pem")).unwrap();
+    assert_eq!(
+        cert,
+        std::fs::read(&stored).unwrap(),
+        "the stored one, still fresh"
+    );
+    assert!(std::fs::read_to_string(out_dir.join("key.txt"))
+        .unwrap()
+        .contains("tpm2"));
+    let tpm_key = std::fs::read_to_string(out_dir.join("key.pem")).unwrap();
+    assert!(
+        tpm_key.starts_with("-----BEGIN TSS2 PRIVATE KEY-----"),
+        "{tpm_key}"
+    );
+    let ca_dir = server.dir.path().join("state/device-ca");
+    let ca = posture_core::devcert::DeviceCa::load(
+        &ca_dir.join(posture_core::devcert::CA_CERT),
+        &ca_dir.join(posture_core::devcert::CA_KEY),
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(out_dir.join("ca.pem")).unwrap(),
+        ca.cert_pem().unwrap()
+    );
+    let der = posture_core::devcert::forwarded_certificate(
+        posture_core::devcert::ForwardedFormat::Nginx,
+        &String::from_utf8(cert)
+            .unwrap()
+            .replace('\n', "%0A")
+            .replace(' ', "%20"),
+    )
+    .unwrap();
+    let verified = ca.verify(&der, SystemTime::now()).unwrap();
+    assert_eq!(verified.device_id, id);
+    assert_eq!(verified.key_assurance, "tpm");
+
+    // OpenSSL loads the TPM-held key through the tpm2 provider and signs with it: a
+    // self-signed certificate made with key.pem carries the device certificate's key.
+    if posture_test_support::can_run(tpm2_provider()) {
+        let conf = files.path().join("tpm2-openssl.cnf");
+        std::fs::write(&conf, TPM2_OPENSSL_CNF).unwrap();
+        let selfsigned = files.path().join("selfsigned.pem");
+        let out = Command::new("openssl")
+            .args([
+                "req",
+                "-new",
+                "-x509",
+                "-subj",
+                "/CN=tpm-key-check",
+                "-days",
+                "1",
+                "-key",
+            ])
+            .arg(out_dir.join("key.pem"))
+            .arg("-out")
+            .arg(&selfsigned)
+            .env("OPENSSL_CONF", &conf)
+            .env("TPM2OPENSSL_TCTI", device.swtpm.as_ref().unwrap().tcti())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl with the TPM key: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pubkey = |cert: &Path| {
+            let out = Command::new("openssl")
+                .args(["x509", "-noout", "-pubkey", "-in"])
+                .arg(cert)
+                .env_remove("OPENSSL_CONF")
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            out.stdout
+        };
+        assert_eq!(pubkey(&selfsigned), pubkey(&out_dir.join("cert.pem")));
+        let verify = Command::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(&selfsigned)
+            .arg(&selfsigned)
+            .env_remove("OPENSSL_CONF")
+            .output()
+            .unwrap();
+        assert!(
+            verify.status.success(),
+            "{}",
+            String::from_utf8_lossy(&verify.stdout)
+        );
+    }
+
+    // `--renew` asks the server again: a new certificate for the same TPM key.
+    let out = device
+        .command(&["cert", "--renew", &out_arg])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cert --renew: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(std::fs::read(out_dir.join("cert.pem")).unwrap(), der);
+
+    // A software-key device is not compliant under this policy: no certificate.
+    let soft_arg = format!("--out={}", files.path().join("soft").display());
+    let out = soft.command(&["cert", &soft_arg]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not_compliant"), "{stderr}");
+    assert!(stderr.contains("key"), "{stderr}");
+    assert!(!files.path().join("soft/cert.pem").exists());
 }
 // Shared Signals (SSF/CAEP) and Tailscale
 

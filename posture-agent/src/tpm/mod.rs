@@ -26,6 +26,7 @@ mod blob;
 mod context;
 mod signer;
 mod templates;
+mod tss2key;
 pub mod webauthn;
 
 pub use attest::{
@@ -33,6 +34,7 @@ pub use attest::{
 };
 pub use context::{Tpm, TpmInfo, DEFAULT_TCTI};
 pub use signer::{open_device_key, Srk, TpmSigner};
+pub use tss2key::tss2_private_key_pem;
 
 /// File name of the device key blob in the state directory.
 pub const DEVICE_KEY_FILE: &str = "tpm-device-key.json";

@@ -85,7 +85,22 @@ async fn attempt_server(shared: &Shared, client: &reqwest::Client, item: &Item) 
     }
     .await;
     match result {
-        Ok(_) => Outcome::Delivered(201),
+        Ok(answer) => {
+            // The device certificate follows compliance: renewed (at 2/3 of its
+            // lifetime) only after evidence the server found compliant.
+            if answer.get("status").and_then(|s| s.as_str()) == Some("compliant") {
+                let base =
+                    crate::cmd_cert::base_url(challenge_url.trim_end_matches("/v1/challenge"));
+                crate::cmd_cert::renew_if_due(
+                    client,
+                    &base,
+                    shared.evidence.signer(),
+                    &shared.state_dir,
+                )
+                .await;
+            }
+            Outcome::Delivered(201)
+        }
         Err(e) if e.retryable() => Outcome::Retry(e.to_string()),
         Err(e) => {
             tracing::error!(error = %e, "posture-server refused the evidence");

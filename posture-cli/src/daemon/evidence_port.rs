@@ -75,6 +75,11 @@ impl DeviceEvidence {
         )?)
     }
 
+    /// The device key's signer (device certificate requests).
+    pub fn signer(&self) -> &dyn posture_core::keys::Signer {
+        self.key.signer.as_ref()
+    }
+
     /// Overall compliance of `report` under the policy.
     pub fn assess(&self, report: &Report) -> Assessment {
         let compliance = self

@@ -23,7 +23,7 @@
 //! base64 in JSON, so standard TPM tools can check them too.
 
 pub mod aikca;
-mod credential;
+pub(crate) mod credential;
 mod ekcert;
 #[cfg(feature = "pkcs11")]
 pub mod pkcs11;
