@@ -265,6 +265,9 @@ async fn bench(args: &[String]) {
     let total = tokens.len();
     let queue = Arc::new(Mutex::new(tokens));
     let server_cpu = server_pid.map(cpu_seconds);
+    // DB_COMM=postgres: the database's processes too (PostgreSQL competes for the cores).
+    let db_pids = std::env::var("DB_COMM").map_or_else(|_| Vec::new(), |c| pids_named(&c));
+    let db_cpu: Vec<(u32, f64)> = db_pids.iter().map(|p| (*p, cpu_seconds(*p))).collect();
     let own_cpu = cpu_seconds(std::process::id());
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -313,6 +316,25 @@ async fn bench(args: &[String]) {
             raw_cpu / per_accepted,
             server / elapsed / cores as f64 * 100.0,
             own / elapsed / cores as f64 * 100.0
+        );
+    }
+    if !db_pids.is_empty() {
+        // Processes started meanwhile (the server's new connections) count whole;
+        // processes that exited meanwhile count as 0: a lower bound.
+        let comm = std::env::var("DB_COMM").unwrap_or_default();
+        let now_pids = pids_named(&comm);
+        let db: f64 = now_pids
+            .iter()
+            .map(|p| {
+                let before = db_cpu.iter().find(|(q, _)| q == p).map_or(0.0, |(_, c)| *c);
+                cpu_seconds(*p) - before
+            })
+            .sum();
+        println!(
+            "  database CPU {:.0} µs per accepted ({} processes), {:.0}% of {cores} cores",
+            db / accepted as f64 * 1e6,
+            now_pids.len(),
+            db / elapsed / cores as f64 * 100.0
         );
     }
 
@@ -378,7 +400,10 @@ struct DecisionRun {
 /// cost little CPU on the machine it shares with the server.
 fn decisions(url: &str, token: &str, ids: &[String], rate: u64, length: Duration) -> DecisionRun {
     use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-    let address = url.strip_prefix("http://").expect("an http:// URL").to_owned();
+    let address = url
+        .strip_prefix("http://")
+        .expect("an http:// URL")
+        .to_owned();
     let interval = Duration::from_nanos(1_000_000_000 / rate.max(1));
     let total = (length.as_secs_f64() * rate as f64) as usize;
     let own_before = cpu_seconds(std::process::id());

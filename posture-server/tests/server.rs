@@ -1220,7 +1220,10 @@ fn postgres_batch_refuses_each_piece_on_its_own_and_records_the_rest() {
         let jtis = |h: Vec<posture_server::store::HistoryEntry>| {
             h.into_iter().map(|e| e.jti).collect::<Vec<_>>()
         };
-        assert_eq!(jtis(store.history("dev-a", 10).await.unwrap()), ["j2", "j1"]);
+        assert_eq!(
+            jtis(store.history("dev-a", 10).await.unwrap()),
+            ["j2", "j1"]
+        );
         assert_eq!(jtis(store.history("dev-b", 10).await.unwrap()), ["j8"]);
         assert!(store.history("dev-c", 10).await.unwrap().is_empty());
         let changes = |c: Vec<posture_server::store::Change>| {
@@ -1247,7 +1250,10 @@ fn postgres_batch_refuses_each_piece_on_its_own_and_records_the_rest() {
             assert!(store.take_nonce(n, now).await.unwrap(), "{n} was spent");
         }
         for n in ["n1", "n3", "n7"] {
-            assert!(!store.take_nonce(n, now).await.unwrap(), "{n} was not spent");
+            assert!(
+                !store.take_nonce(n, now).await.unwrap(),
+                "{n} was not spent"
+            );
         }
 
         // Through the batcher, concurrently: every piece twice (the second a replay,
@@ -1260,8 +1266,17 @@ fn postgres_batch_refuses_each_piece_on_its_own_and_records_the_rest() {
         for i in 0..160 {
             let nonce = format!("c{i}");
             store.insert_nonce(&nonce, expires).await.unwrap();
-            let status = if i % 3 == 0 { "compliant" } else { "noncompliant" };
-            let piece = ingest(&devices[i % devices.len()], &nonce, &format!("cj{i}"), status);
+            let status = if i % 3 == 0 {
+                "compliant"
+            } else {
+                "noncompliant"
+            };
+            let piece = ingest(
+                &devices[i % devices.len()],
+                &nonce,
+                &format!("cj{i}"),
+                status,
+            );
             pieces.push(piece.clone());
             pieces.push(piece);
         }
