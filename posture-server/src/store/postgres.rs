@@ -162,13 +162,14 @@ async fn batcher(pool: PgPool, states: Arc<StateCache>, mut queue: mpsc::Receive
 async fn write_batch(pool: &PgPool, states: &StateCache, mut batch: Vec<Pending>) {
     // Stable: a device's evidence keeps its order of arrival.
     batch.sort_by(|a, b| a.ingest.device_id.cmp(&b.ingest.device_id));
-    let ingests: Vec<Ingest> = batch.iter().map(|p| p.ingest.clone()).collect();
+    let (ingests, replies): (Vec<Ingest>, Vec<_>) =
+        batch.into_iter().map(|p| (p.ingest, p.reply)).unzip();
     let outcomes = match record_batch(pool, &ingests).await {
         Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
         // Two batches can still wait on each other through rows other than devices
         // (one nonce used by two devices' evidence): PostgreSQL aborts one of them,
         // which then records its pieces one at a time, where that cannot happen.
-        Err(e) if batch.len() > 1 && retryable(&e) => {
+        Err(e) if ingests.len() > 1 && retryable(&e) => {
             let mut outcomes = Vec::with_capacity(ingests.len());
             for ingest in &ingests {
                 outcomes.push(
@@ -197,8 +198,8 @@ async fn write_batch(pool: &PgPool, states: &StateCache, mut batch: Vec<Pending>
     for ingest in &ingests {
         states.changed(&ingest.device_id);
     }
-    for (pending, outcome) in batch.into_iter().zip(outcomes) {
-        let _ = pending.reply.send(outcome);
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        let _ = reply.send(outcome);
     }
 }
 
