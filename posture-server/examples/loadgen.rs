@@ -149,6 +149,33 @@ fn pids_named(comm: &str) -> Vec<u32> {
         .collect()
 }
 
+/// A process and its children (PostgreSQL: the postmaster and its backends).
+fn process_and_children(root: u32) -> Vec<u32> {
+    let mut pids = vec![root];
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(|e| e.ok()) {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // After the command name in parentheses: state, then the parent's pid.
+        let parent = stat
+            .rfind(')')
+            .and_then(|close| stat.get(close + 2..))
+            .and_then(|rest| rest.split(' ').nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if parent == Some(root) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
@@ -265,8 +292,12 @@ async fn bench(args: &[String]) {
     let total = tokens.len();
     let queue = Arc::new(Mutex::new(tokens));
     let server_cpu = server_pid.map(cpu_seconds);
-    // DB_COMM=postgres: the database's processes too (PostgreSQL competes for the cores).
-    let db_pids = std::env::var("DB_COMM").map_or_else(|_| Vec::new(), |c| pids_named(&c));
+    // DB_PID=the PostgreSQL postmaster: the database's processes too (they compete for
+    // the same cores): that process and its children, none of another cluster.
+    let db_root: Option<u32> = std::env::var("DB_PID")
+        .ok()
+        .and_then(|p| p.trim().parse().ok());
+    let db_pids = db_root.map(process_and_children).unwrap_or_default();
     let db_cpu: Vec<(u32, f64)> = db_pids.iter().map(|p| (*p, cpu_seconds(*p))).collect();
     let own_cpu = cpu_seconds(std::process::id());
     let start = Instant::now();
@@ -321,8 +352,7 @@ async fn bench(args: &[String]) {
     if !db_pids.is_empty() {
         // Processes started meanwhile (the server's new connections) count whole;
         // processes that exited meanwhile count as 0: a lower bound.
-        let comm = std::env::var("DB_COMM").unwrap_or_default();
-        let now_pids = pids_named(&comm);
+        let now_pids = db_root.map(process_and_children).unwrap_or_default();
         let db: f64 = now_pids
             .iter()
             .map(|p| {
