@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Release hygiene, after scripts/package.sh (it reuses that release build):
 #  1. cargo deny: licenses, bans (duplicate versions are listed as warnings), sources, and
-#     advisories against the RustSec database. The database is fetched from GitHub; where
-#     GitHub cannot be reached (these machines) the advisories check says NOT RUN and the
-#     rest still runs; POSTURE_REQUIRE_ADVISORIES=1 makes that a failure.
+#     advisories against the RustSec database. The database is fetched from GitHub, else
+#     taken from a local clone named by POSTURE_ADVISORY_DB; with neither the advisories
+#     check says NOT RUN and the rest still runs; POSTURE_REQUIRE_ADVISORIES=1 makes that
+#     a failure.
 #  2. cargo-auditable: the dependency list is embedded in each packaged binary.
 #  3. the CycloneDX SBOM scripts/package.sh wrote lists what Cargo.lock has.
 #  4. reproducibility: posture and posture-server built again from a clean clone of the
@@ -17,21 +18,35 @@ packages=$target/packages
 
 echo "== cargo deny (licenses, bans, sources)"
 cargo deny --locked --offline check licenses bans sources
+# A local clone of the RustSec database (POSTURE_ADVISORY_DB: a path or git URL of a
+# clone of github.com/rustsec/advisory-db) is used when GitHub cannot be reached. cargo
+# deny looks for its database under db-path in a directory named after the URL's last
+# segment and a hash of the URL (cargo-deny 0.20's naming for the default URL), so the
+# clone goes there, and a copy of deny.toml points db-path at it.
+adv=$(mktemp -d)
+trap 'rm -rf "$adv"' EXIT
 if cargo deny --locked fetch db 2>/dev/null; then
-  echo "== cargo deny advisories"
+  echo "== cargo deny advisories (database fetched from GitHub)"
   cargo deny --locked --offline check advisories
+elif [ -n "${POSTURE_ADVISORY_DB:-}" ]; then
+  git clone -q "$POSTURE_ADVISORY_DB" "$adv/advisory-db-3157b0e258782691"
+  sed '/^\[advisories\]/a db-path = "'"$adv"'"' deny.toml >"$adv/deny.toml"
+  echo "== cargo deny advisories (local database $POSTURE_ADVISORY_DB, last change" \
+    "$(git -C "$adv/advisory-db-3157b0e258782691" log -1 --format=%cs))"
+  cargo deny --locked --offline --config "$adv/deny.toml" check advisories
 elif [ "${POSTURE_REQUIRE_ADVISORIES:-}" = 1 ]; then
   echo "cargo deny advisories: FAIL: cannot fetch the RustSec database" >&2
   exit 1
 else
-  echo "== cargo deny advisories: NOT RUN (cannot fetch the RustSec database from GitHub)"
+  echo "== cargo deny advisories: NOT RUN (cannot fetch the RustSec database from GitHub;"
+  echo "   set POSTURE_ADVISORY_DB to a clone of it)"
 fi
 
 echo "== cargo-auditable: the dependency list embedded in each binary (stripping keeps it)"
 # objcopy is given an output file to throw away: without one it rewrites its input, and
 # the reproducibility check below compares these very files.
 dep=$(mktemp -d)
-trap 'rm -rf "$dep"' EXIT
+trap 'rm -rf "$adv" "$dep"' EXIT
 for bin in posture posture-server libposture.so; do
   objcopy --dump-section .dep-v0="$dep/dep-v0" "$target/release/$bin" "$dep/scratch"
   python3 -c '
@@ -64,7 +79,7 @@ if [ "${POSTURE_SKIP_REPRO:-}" = 1 ]; then
 fi
 echo "== reproducibility: a second build from a clean clone at another path"
 clone=$(mktemp -d /tmp/posture-repro.XXXXXX)
-trap 'rm -rf "$clone" "$dep"' EXIT
+trap 'rm -rf "$adv" "$clone" "$dep"' EXIT
 head=$(git rev-parse HEAD)
 git clone -q --no-hardlinks . "$clone/src"
 git -C "$clone/src" checkout -q "$head"

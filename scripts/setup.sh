@@ -8,6 +8,7 @@ packages=(
   libtss2-dev                     # tss-esapi links Debian's tpm2-tss
   libssl-dev                      # webauthn-rs (dev-dependency of the WebAuthn tests) links OpenSSL
   swtpm swtpm-tools               # TPM 2.0 simulator used by the TPM tests
+  softhsm2                        # PKCS#11 token for the attestation CA's token-key tests
   tpm2-tools                      # independent verifier (tpm2_checkquote) and benchmarks
   dconf-cli                       # `dconf compile` builds the GVDB fixtures of the screen_lock tests
   valgrind                        # leak checking of the C test programs
@@ -25,6 +26,7 @@ packages=(
   chromium fonts-dejavu-core      # posture-server dashboard tests in headless Chromium (with screenshots)
   btrfs-progs                     # disk_encryption live test: btrfs raid1 on loop devices
   cryptsetup-bin                  # regenerates the LUKS header fixtures (tests/fixtures/disk_encryption)
+  openssl                         # posture-server Cloudflare tests: an independent RSA key and RS256 signer for Access tokens
 )
 # Node.js and npm run Ajv 8, the strict JSON Schema validator of the schema tests. A
 # machine may already have Node.js from another source (e.g. NodeSource's nodejs, which

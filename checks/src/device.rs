@@ -18,7 +18,8 @@ pub fn device_id_from_machine_id(machine_id: &str) -> String {
     posture_core::hex::encode(&hasher.finalize())
 }
 
-/// Reads the device's identity: hashed machine id, host name, DMI vendor and model.
+/// Reads the device's identity: hashed machine id, host name, DMI vendor, model and serial
+/// number (the serial only as root: `product_serial` is 0400 root).
 pub fn device_identity(ctx: &Context) -> Device {
     // systemd's machine id first; D-Bus's copy on systems without systemd; the firmware
     // UUID (root-only) last. "unidentified" makes a missing id visible rather than invented.
@@ -44,7 +45,40 @@ pub fn device_identity(ctx: &Context) -> Device {
         hostname,
         vendor: dmi(ctx, "sys_vendor"),
         model: dmi(ctx, "product_name"),
+        serial_number: read_attr(ctx, "/sys/class/dmi/id/product_serial")
+            .ok()
+            .and_then(|v| serial_number(&v)),
     }
+}
+
+/// A DMI serial number as reported: `None` for what firmware writes when no serial was set
+/// (empty, "To Be Filled By O.E.M.", "0", "Default string", all zeros, ...). A device is
+/// mapped to other systems by this value, so a shared placeholder must never stand in
+/// for a serial.
+pub fn serial_number(raw: &str) -> Option<String> {
+    let value = raw.trim();
+    let lower = value.to_ascii_lowercase();
+    let placeholder = value.is_empty()
+        || is_placeholder(value)
+        || [
+            "none",
+            "n/a",
+            "na",
+            "unknown",
+            "not applicable",
+            "oem",
+            "o.e.m.",
+            "system serial number",
+            "chassis serial number",
+            "serial number",
+            "123456789",
+            "0123456789",
+            "1234567890",
+        ]
+        .contains(&lower.as_str())
+        // "0", "00000000", "XXXXXXXX", "        ": one character repeated.
+        || value.chars().all(|c| value.starts_with(c));
+    (!placeholder).then(|| value.to_owned())
 }
 
 fn dmi(ctx: &Context, attr: &str) -> Option<String> {
@@ -103,5 +137,37 @@ mod tests {
         assert_eq!(device.hostname, "laptop-7");
         assert_eq!(device.vendor.as_deref(), Some("LENOVO"));
         assert_eq!(device.model, None);
+        // product_serial missing (or unreadable: not root): absent, never guessed.
+        assert_eq!(device.serial_number, None);
+
+        std::fs::write(root.join("sys/class/dmi/id/product_serial"), "PF3ABC12\n").unwrap();
+        let device = device_identity(&ctx);
+        assert_eq!(device.serial_number.as_deref(), Some("PF3ABC12"));
+    }
+
+    #[test]
+    fn placeholder_serials_are_absent() {
+        for raw in [
+            "",
+            "\n",
+            "To Be Filled By O.E.M.",
+            "0",
+            "00000000",
+            "Default string",
+            "System Serial Number",
+            "Not Specified",
+            "None",
+            "XXXXXXXXXX",
+        ] {
+            assert_eq!(serial_number(raw), None, "{raw:?}");
+        }
+        assert_eq!(
+            serial_number(" C02XK1ABJG5H \n").as_deref(),
+            Some("C02XK1ABJG5H")
+        );
+        assert_eq!(
+            serial_number("VMware-56 4d 1a 2b").as_deref(),
+            Some("VMware-56 4d 1a 2b")
+        );
     }
 }

@@ -17,8 +17,9 @@ use std::time::SystemTime;
 use anyhow::{bail, Context as _, Result};
 use clap::Subcommand;
 use posture_agent::Config;
+use posture_core::attestation::pkcs11::{Pkcs11Key, Pkcs11Uri};
 use posture_core::attestation::{
-    aikca, begin_enrollment, finish_enrollment, parse_roots, tpm_identity, AttestationCa,
+    aikca, begin_enrollment, finish_enrollment, parse_roots, tpm_identity, AttestationCa, CaKey,
     CertificateFetcher, EkPolicy, EkTrust, EnrolledDevice, EnrollmentChallenge, EnrollmentRequest,
     EnrollmentResponse, PendingEnrollment, MAX_MESSAGE_BYTES,
 };
@@ -133,6 +134,10 @@ pub enum EnrollmentCommand {
         /// (`posture webauthn register --aik-chain`).
         #[arg(long, value_name = "FILE", requires = "ca")]
         aik_cert_out: Option<PathBuf>,
+        /// The CA's intermediate key is in this PKCS#11 token (the URI given to `ca-init
+        /// --pkcs11`) rather than in `CA_DIR/intermediate-key.pem`.
+        #[arg(long, value_name = "URI", requires = "ca")]
+        pkcs11: Option<String>,
     },
     /// Create an attestation CA (a P-256 root and intermediate) in a new owner-only
     /// directory. Relying parties trust its root.pem; move root-key.pem offline.
@@ -143,6 +148,12 @@ pub enum EnrollmentCommand {
         /// The organization named in the CA certificates.
         #[arg(long, value_name = "NAME")]
         organization: String,
+        /// Keep the intermediate key in a PKCS#11 token, named by an RFC 7512 URI, e.g.
+        /// `pkcs11:token=posture-ca;object=intermediate?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/posture/ca-pin`
+        /// (the PIN from `pin-source=file:PATH` or `env:NAME`, never in the URI). The key
+        /// is generated in the token unless it holds one with that label already.
+        #[arg(long, value_name = "URI")]
+        pkcs11: Option<String>,
     },
 }
 
@@ -275,6 +286,7 @@ pub fn run_enrollment(command: EnrollmentCommand) -> Result<u8> {
             out,
             ca,
             aik_cert_out,
+            pkcs11,
         } => {
             let pending = PendingEnrollment::from_json(&read_message(&pending_path)?)
                 .context("invalid pending enrollment")?;
@@ -285,7 +297,13 @@ pub fn run_enrollment(command: EnrollmentCommand) -> Result<u8> {
             // The AIK certificate before anything is written: when it cannot be issued,
             // nothing is, and the enrollment can be finished again without --ca.
             let aik_chain = match (&ca, &aik_cert_out) {
-                (Some(ca), Some(_)) => Some(issue_aik_chain(ca, &pending, &response, &device)?),
+                (Some(ca), Some(_)) => Some(issue_aik_chain(
+                    ca,
+                    pkcs11.as_deref(),
+                    &pending,
+                    &response,
+                    &device,
+                )?),
                 _ => None,
             };
             write_private(&out, &device.to_json()?)?;
@@ -304,14 +322,46 @@ pub fn run_enrollment(command: EnrollmentCommand) -> Result<u8> {
                 out.display()
             );
         }
-        EnrollmentCommand::CaInit { ca, organization } => {
-            let created = AttestationCa::init(&ca, &organization)
-                .with_context(|| format!("cannot create the attestation CA in {}", ca.display()))?;
+        EnrollmentCommand::CaInit {
+            ca,
+            organization,
+            pkcs11,
+        } => {
+            let cannot = || format!("cannot create the attestation CA in {}", ca.display());
+            let created = match &pkcs11 {
+                None => AttestationCa::init(&ca, &organization).with_context(cannot)?,
+                Some(uri) => {
+                    // A CA is never overwritten: refuse before touching the token.
+                    for file in [aikca::ROOT_CERT, aikca::ROOT_KEY] {
+                        if ca.join(file).exists() {
+                            bail!("{}: {} exists already", cannot(), ca.join(file).display());
+                        }
+                    }
+                    let uri: Pkcs11Uri = uri.parse().with_context(cannot)?;
+                    let key = Pkcs11Key::open_or_generate(&uri, true).with_context(cannot)?;
+                    eprintln!(
+                        "{} the intermediate key {}",
+                        if key.generated() {
+                            "generated"
+                        } else {
+                            "using"
+                        },
+                        key.name()
+                    );
+                    AttestationCa::init_with_key(&ca, &organization, CaKey::Pkcs11(key))
+                        .with_context(cannot)?
+                }
+            };
             eprintln!(
-                "attestation CA created in {}; relying parties trust {}; move {} offline",
+                "attestation CA created in {}; relying parties trust {}; move {} offline{}",
                 ca.display(),
                 ca.join(aikca::ROOT_CERT).display(),
-                ca.join(aikca::ROOT_KEY).display()
+                ca.join(aikca::ROOT_KEY).display(),
+                if pkcs11.is_some() {
+                    "; the intermediate key is in the PKCS#11 token"
+                } else {
+                    ""
+                }
             );
             print!("{}", created.root_pem()?);
         }
@@ -323,11 +373,12 @@ pub fn run_enrollment(command: EnrollmentCommand) -> Result<u8> {
 /// the intermediate as PEM (the device's `x5c`).
 fn issue_aik_chain(
     ca_dir: &Path,
+    pkcs11: Option<&str>,
     pending: &PendingEnrollment,
     response: &EnrollmentResponse,
     device: &EnrolledDevice,
 ) -> Result<String> {
-    let ca = AttestationCa::load(ca_dir)
+    let ca = load_ca(ca_dir, pkcs11)
         .with_context(|| format!("cannot load the attestation CA {}", ca_dir.display()))?;
     let tpm = tpm_identity(&pending.request, &response.certify.attest)
         .context("no AIK certificate issued")?;
@@ -339,6 +390,18 @@ fn issue_aik_chain(
         pem.push_str(&pem_certificate(&der)?);
     }
     Ok(pem)
+}
+
+/// The CA in `dir`, with its intermediate key from the PKCS#11 token `pkcs11` names, or
+/// from `intermediate-key.pem`.
+pub fn load_ca(dir: &Path, pkcs11: Option<&str>) -> Result<AttestationCa> {
+    Ok(match pkcs11 {
+        None => AttestationCa::load(dir)?,
+        Some(uri) => {
+            let uri: Pkcs11Uri = uri.parse()?;
+            AttestationCa::load_with_key(dir, CaKey::Pkcs11(Pkcs11Key::open(&uri)?))?
+        }
+    })
 }
 
 fn pem_certificate(der: &[u8]) -> Result<String> {

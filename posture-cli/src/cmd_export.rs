@@ -14,6 +14,7 @@ use posture_agent::compliance::{load_policy, Compliance};
 use posture_agent::{Agent, Config};
 use posture_core::exports::caep::{ComplianceStatus, SetOptions};
 use posture_core::exports::{intune, opa};
+use posture_core::keys::KeyAssurance;
 use posture_core::verify::VerifyOptions;
 
 /// `posture export ...`.
@@ -35,9 +36,19 @@ pub enum ExportCommand {
     },
     /// Intune custom compliance discovery JSON (and, with --rules, the rules file).
     Intune {
-        /// Also write the rules file here.
+        /// Ask the running posture daemon (which collects as root) instead of collecting
+        /// as this user: what the Intune discovery script runs. When the daemon cannot
+        /// be asked, prints `posture_daemon: unreachable` with every check unknown.
+        #[arg(long)]
+        daemon: bool,
+        /// Also write the rules file here (generic: the same for every device).
         #[arg(long, value_name = "FILE")]
         rules: Option<PathBuf>,
+        /// Where your users can read posture's `docs/remediation.md` (the rules'
+        /// `MoreInfoUrl`s link to its sections). Default: that file in the project's
+        /// repository.
+        #[arg(long, value_name = "URL")]
+        docs_url: Option<String>,
         #[command(flatten)]
         device: DeviceArgs,
     },
@@ -96,28 +107,52 @@ pub fn run(config: Config, command: ExportCommand) -> Result<u8> {
             )?;
             writeln!(out, "{}", event.token)?;
         }
-        ExportCommand::Intune { rules, device } => {
-            let (agent, compliance) = agent(config, &device)?;
-            let key = crate::cmd_key::open_key(&agent, false)?;
-            let report = agent.collect(&device.only)?;
-            let verdict = compliance.assess(&report, key.assurance());
-            writeln!(
-                out,
-                "{}",
-                intune::discovery_json(&report, key.assurance(), verdict.compliant)
-            )?;
+        ExportCommand::Intune {
+            daemon,
+            rules,
+            docs_url,
+            device,
+        } => {
+            // The rules first: a bad --docs-url or policy is an error before anything is
+            // printed.
             if let Some(path) = &rules {
-                let policy = device
-                    .policy
-                    .as_deref()
-                    .or(agent.config.policy_file())
-                    .map(load_policy)
-                    .transpose()?;
-                let rules = intune::rules(&report, policy.as_ref());
+                let docs_url = match docs_url {
+                    Some(url) => url,
+                    None => default_docs_url()?,
+                };
+                let policy = match &device.policy {
+                    Some(path) => Some(load_policy(path)?),
+                    None => config.policy_file().map(load_policy).transpose()?,
+                };
+                // Without a policy: every check this configuration runs.
+                let checks: Vec<(&str, &str)> = posture_checks::CHECKS
+                    .iter()
+                    .filter(|c| config.checks.is_enabled(c.id))
+                    .map(|c| (c.id, c.title))
+                    .collect();
+                let (rules, notes) = intune::rules(&checks, policy.as_ref(), &docs_url);
+                for note in notes {
+                    eprintln!("posture: note: {note}");
+                }
                 let text = serde_json::to_string_pretty(&rules)? + "\n";
                 std::fs::write(path, text)
                     .with_context(|| format!("cannot write rules {}", path.display()))?;
             }
+            let line = if daemon {
+                from_daemon(config)
+            } else {
+                let (agent, compliance) = agent(config, &device)?;
+                let key = crate::cmd_key::open_key(&agent, false)?;
+                let report = agent.collect(&device.only)?;
+                let verdict = compliance.assess(&report, key.assurance());
+                intune::discovery_json(
+                    &report,
+                    key.assurance(),
+                    verdict.compliant,
+                    intune::DAEMON_NOT_USED,
+                )
+            };
+            writeln!(out, "{line}")?;
         }
         ExportCommand::Opa {
             evidence,
@@ -147,6 +182,60 @@ pub fn run(config: Config, command: ExportCommand) -> Result<u8> {
     }
     out.flush()?;
     Ok(crate::EXIT_OK)
+}
+
+/// The discovery JSON from the daemon's latest report and verdict; when the daemon
+/// cannot be asked, the `unreachable` answer (and why, on stderr).
+fn from_daemon(config: Config) -> String {
+    let asked = (|| -> Result<String> {
+        let agent = Agent::new(config, None)?;
+        let socket = crate::cmd_status::daemon_socket(&agent)?;
+        let report: posture_core::Report =
+            serde_json::from_slice(&crate::cmd_status::get(&socket, "/v1/report")?)
+                .context("the daemon sent an invalid report")?;
+        let assessment: posture_agent::Assessment =
+            serde_json::from_slice(&crate::cmd_status::get(&socket, "/v1/compliance")?)
+                .context("the daemon sent an invalid verdict")?;
+        let health: serde_json::Value =
+            serde_json::from_slice(&crate::cmd_status::get(&socket, "/v1/health")?)
+                .context("the daemon sent an invalid health answer")?;
+        let assurance = match health["key"]["key_assurance"].as_str() {
+            Some("tpm") => KeyAssurance::Tpm,
+            Some("tpm-unverified") => KeyAssurance::TpmUnverified,
+            Some("software") => KeyAssurance::Software,
+            other => anyhow::bail!("the daemon named no key assurance ({other:?})"),
+        };
+        Ok(intune::discovery_json(
+            &report,
+            assurance,
+            assessment.compliant,
+            intune::DAEMON_RUNNING,
+        ))
+    })();
+    asked.unwrap_or_else(|e| {
+        eprintln!("posture: {e:#}");
+        let ids: Vec<&str> = posture_checks::CHECKS.iter().map(|c| c.id).collect();
+        intune::unreachable_json(&ids)
+    })
+}
+
+/// Where the rules link when `--docs-url` is not given: `docs/remediation.md` in the
+/// project's repository (the workspace's `repository` URL). A placeholder repository
+/// (an `.invalid` host) is refused rather than written into a rules file.
+fn default_docs_url() -> Result<String> {
+    let repository = env!("CARGO_PKG_REPOSITORY").trim_end_matches('/');
+    let host = repository
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split('/').next())
+        .unwrap_or("");
+    if repository.is_empty() || host.ends_with(".invalid") {
+        anyhow::bail!(
+            "this build names no public repository ({repository:?}); pass --docs-url with \
+             the address where your users can read posture's docs/remediation.md"
+        );
+    }
+    Ok(format!("{repository}/blob/main/docs/remediation.md"))
 }
 
 /// The agent, and the compliance `--policy` asks for (else the configured one).

@@ -87,15 +87,7 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
 /// with its policy (the one it sends to the IdP). Exit codes as `posture check`.
 pub fn run(config: Config, args: StatusArgs) -> anyhow::Result<u8> {
     let agent = Agent::new(config, None)?;
-    let candidates = agent.paths.client_sockets();
-    let Some(socket) = candidates
-        .iter()
-        .find(|p| p.exists())
-        .or(candidates.first())
-        .cloned()
-    else {
-        bail!("no socket to ask: set [daemon] socket in the config");
-    };
+    let socket = daemon_socket(&agent)?;
     let report: Report = serde_json::from_slice(&get(&socket, "/v1/report")?)
         .context("the daemon sent an invalid report")?;
     let assessment: Assessment = serde_json::from_slice(&get(&socket, "/v1/compliance")?)
@@ -112,8 +104,21 @@ pub fn run(config: Config, args: StatusArgs) -> anyhow::Result<u8> {
     )?)
 }
 
+/// The daemon's socket: the first configured candidate that exists, else the first.
+pub fn daemon_socket(agent: &Agent) -> anyhow::Result<std::path::PathBuf> {
+    let candidates = agent.paths.client_sockets();
+    match candidates
+        .iter()
+        .find(|p| p.exists())
+        .or(candidates.first())
+    {
+        Some(socket) => Ok(socket.clone()),
+        None => bail!("no socket to ask: set [daemon] socket in the config"),
+    }
+}
+
 /// GETs `path` from the daemon, turning each failure into what the person should do.
-fn get(socket: &Path, path: &str) -> anyhow::Result<Vec<u8>> {
+pub fn get(socket: &Path, path: &str) -> anyhow::Result<Vec<u8>> {
     let response = match request(socket, "GET", path, None) {
         Ok(response) => response,
         Err(e)

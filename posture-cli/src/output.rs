@@ -162,6 +162,7 @@ mod tests {
                 hostname: "laptop".into(),
                 vendor: None,
                 model: None,
+                serial_number: None,
             },
             OsFacts {
                 name: "Debian GNU/Linux 12 (bookworm)".into(),

@@ -1225,3 +1225,242 @@ fn evidence_names_its_requester_and_allowed_clients_restrict_programs_and_audien
     );
     assert_eq!(status, 403, "{answer}");
 }
+
+// ---------------------------------------------------------------------------------------
+// Microsoft Intune custom compliance (issue 13)
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `posture` as the discovery script finds it on PATH: the binary under test with the
+/// fixture's config.
+fn posture_on_path(fixture: &Fixture) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let bin = fixture.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let wrapper = bin.join("posture");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec {:?} --config {:?} \"$@\"\n",
+            env!("CARGO_BIN_EXE_posture"),
+            fixture.path("config.toml")
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// Runs the shipped discovery script as Intune does (`sh`, its stdout is the answer).
+fn discovery(bin: &Path) -> Value {
+    let script = workspace_root().join("packaging/intune/posture-intune-discovery.sh");
+    let out = Command::new("/bin/sh")
+        .arg(&script)
+        .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    // Intune's contract: one line of JSON, at most 1 MB, values of its DataTypes.
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.len() < 1024 * 1024);
+    let value: Value = serde_json::from_str(&text).unwrap();
+    for (name, v) in value.as_object().unwrap() {
+        assert!(v.is_string() || v.is_boolean(), "{name}: {v}");
+    }
+    value
+}
+
+/// Intune's evaluation of one rule against the discovery answer: `None` when the setting
+/// is missing.
+fn intune_rule_holds(rule: &Value, answer: &Value) -> Option<bool> {
+    let actual = answer.get(rule["SettingName"].as_str().unwrap())?;
+    let operand = &rule["Operand"];
+    let version = |v: &Value| -> Vec<u64> {
+        v.as_str()
+            .unwrap()
+            .split('.')
+            .map(|p| p.parse().unwrap())
+            .collect()
+    };
+    Some(
+        match (
+            rule["Operator"].as_str().unwrap(),
+            rule["DataType"].as_str().unwrap(),
+        ) {
+            ("IsEquals", "String") => actual.as_str()? == operand.as_str().unwrap(),
+            ("IsEquals", "Boolean") => actual.as_bool()? == operand.as_bool().unwrap(),
+            ("GreaterEquals", "Version") => version(actual) >= version(operand),
+            other => panic!("the rules use {other:?}, which this test does not evaluate"),
+        },
+    )
+}
+
+/// Issue 13: under Intune the discovery script runs as the user, who cannot read what
+/// root-only checks need; the shipped script asks the daemon instead, and the rules file
+/// it is uploaded with is generic, links to sections that exist and names commands that
+/// run.
+#[test]
+fn intune_discovery_script_asks_the_daemon_and_the_rules_are_generic_issue_13() {
+    let fixture = Fixture::new();
+    let bin = posture_on_path(&fixture);
+
+    // No daemon yet: an answer that is not compliant and says why.
+    let answer = discovery(&bin);
+    assert_eq!(answer["posture_daemon"], "unreachable", "{answer}");
+    assert_eq!(answer["posture_compliant"], false);
+    assert_eq!(answer["os"], "unknown");
+
+    let _daemon = fixture.start();
+    let answer = discovery(&bin);
+    assert_eq!(answer["posture_daemon"], "running", "{answer}");
+    assert_eq!(answer["posture_compliant"], true, "{answer}");
+    assert_eq!(answer["os"], "pass");
+    assert_eq!(answer["os_version"], "12");
+    assert_eq!(answer["key_assurance"], "software");
+    // Exactly the daemon's findings.
+    let report: Value = serde_json::from_str(body_of(&raw(
+        &fixture.socket(),
+        b"GET /v1/report HTTP/1.1\r\nHost: x\r\n\r\n",
+    )))
+    .unwrap();
+    for finding in report["findings"].as_array().unwrap() {
+        assert_eq!(answer[finding["id"].as_str().unwrap()], finding["status"]);
+    }
+
+    // The rules file, generated on this machine, uploaded for every machine.
+    let docs = "https://it.example.org/posture/remediation.html";
+    let rules_path = fixture.path("rules.json");
+    let out = Command::new(bin.join("posture"))
+        .args(["export", "intune", "--rules"])
+        .arg(&rules_path)
+        .args(["--docs-url", docs])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&rules_path).unwrap();
+    let rules: Value = serde_json::from_str(&text).unwrap();
+    let rules = rules["Rules"].as_array().unwrap();
+    // Nothing of this machine (its host name, its os-release, its devices).
+    let hostname = std::fs::read_to_string(fixture.path("root/etc/hostname")).unwrap();
+    for specific in [
+        hostname.trim(),
+        "bookworm",
+        "Debian",
+        "(/ on ",
+        "example.invalid",
+    ] {
+        assert!(
+            !text.contains(specific),
+            "{specific:?} in the rules:\n{text}"
+        );
+    }
+    let remediation =
+        std::fs::read_to_string(workspace_root().join("docs/remediation.md")).unwrap();
+    for rule in rules {
+        let setting = rule["SettingName"].as_str().unwrap();
+        // Each link is a section of docs/remediation.md.
+        assert_eq!(rule["MoreInfoUrl"], format!("{docs}#{setting}"));
+        assert!(
+            remediation.contains(&format!("<a id=\"{setting}\"></a>")),
+            "docs/remediation.md has no section {setting}"
+        );
+        let strings = rule["RemediationStrings"].as_array().unwrap();
+        assert!(strings.iter().any(|s| s["Language"] == "en_US"));
+        // Every rule holds for this compliant device, and has its setting.
+        assert_eq!(intune_rule_holds(rule, &answer), Some(true), "{rule}");
+        // The posture commands named run (exit 0 or 1: they answered, no usage error).
+        let description = strings[0]["Description"].as_str().unwrap();
+        if let Some(start) = description.find("posture check") {
+            let words: Vec<&str> = description[start..]
+                .split([':', ','])
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .skip(1)
+                .take_while(|w| *w != "in")
+                .collect();
+            let out = Command::new(bin.join("posture"))
+                .args(&words)
+                .output()
+                .unwrap();
+            assert!(
+                matches!(out.status.code(), Some(0 | 1)),
+                "posture {words:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let names: Vec<&str> = rules
+        .iter()
+        .map(|r| r["SettingName"].as_str().unwrap())
+        .collect();
+    // The checks this configuration runs (the fixture runs only `os`).
+    assert_eq!(names, ["posture_daemon", "posture_compliant", "os"]);
+    // What the daemon's rule tells people to run exists in what the packages install.
+    let unit = workspace_root().join("packaging/systemd/posture.service");
+    assert!(unit.exists());
+    let sysusers =
+        std::fs::read_to_string(workspace_root().join("packaging/systemd/posture.sysusers"))
+            .unwrap();
+    assert!(sysusers.lines().any(|l| l.starts_with("g posture")));
+    let enroll = Command::new(bin.join("posture"))
+        .args(["enroll", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&enroll.stdout);
+    assert!(
+        help.contains("--server") && help.contains("--token"),
+        "{help}"
+    );
+
+    // With a policy requiring a TPM key: the key_assurance rule fails for this software
+    // key, the rest hold.
+    let policy = fixture.path("policy.toml");
+    std::fs::write(&policy, "required_checks = [\"os\"]\nrequired_key_assurance = \"tpm\"\n[min_os_version]\ndebian = \"12\"\n").unwrap();
+    let out = Command::new(bin.join("posture"))
+        .args(["export", "intune", "--rules"])
+        .arg(&rules_path)
+        .args(["--docs-url", docs, "--policy"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let rules: Value =
+        serde_json::from_str(&std::fs::read_to_string(&rules_path).unwrap()).unwrap();
+    for rule in rules["Rules"].as_array().unwrap() {
+        let holds = intune_rule_holds(rule, &answer);
+        let expected = rule["SettingName"] != "key_assurance";
+        assert_eq!(holds, Some(expected), "{rule}");
+    }
+
+    // The device falls out of compliance: the next discovery says so.
+    fixture.set_os_release(DEBIAN_10);
+    wait_until("the discovery answer to follow the daemon", || {
+        discovery(&bin)["posture_compliant"] == false
+    });
+    assert_eq!(discovery(&bin)["os"], "fail");
+
+    // No --docs-url while this build names a placeholder repository: refused, not
+    // written into a rules file.
+    let out = Command::new(bin.join("posture"))
+        .args(["export", "intune", "--rules"])
+        .arg(fixture.path("default.json"))
+        .output()
+        .unwrap();
+    let repository = env!("CARGO_PKG_REPOSITORY");
+    if repository.is_empty() || repository.contains(".invalid") {
+        assert_eq!(out.status.code(), Some(2));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--docs-url"));
+        assert!(!fixture.path("default.json").exists());
+    } else {
+        assert_eq!(out.status.code(), Some(0));
+    }
+}

@@ -345,10 +345,17 @@ fn export_intune_prints_one_line_and_writes_rules() {
         &env.key_dir(),
         "--rules",
         s(&rules),
+        "--docs-url",
+        "https://it.example.org/posture/remediation.html",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
     assert_eq!(text.lines().count(), 1);
+    // Collected by this user, not by the daemon: said so.
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["posture_daemon"],
+        "not_used"
+    );
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["key_assurance"], "software");
     let rules: Value = serde_json::from_str(&std::fs::read_to_string(&rules).unwrap()).unwrap();

@@ -16,6 +16,7 @@ use std::process::{Command, Output, Stdio};
 use der::{Decode as _, Encode as _};
 use posture_core::jose::b64url_encode;
 use posture_core::webauthn::POSTURE_AAGUID;
+use posture_test_support::softhsm::{SoftHsm, TOKEN_PIN};
 use serde_json::{json, Value};
 use tpm_support::Swtpm;
 use x509_cert::ext::pkix::name::GeneralName;
@@ -27,6 +28,8 @@ const ORIGIN: &str = "https://login.example.com";
 struct Device {
     swtpm: Swtpm,
     dir: tempfile::TempDir,
+    /// More environment for every `posture` run (`SOFTHSM2_CONF`).
+    env: Vec<(&'static str, PathBuf)>,
 }
 
 fn s(p: &Path) -> &str {
@@ -50,6 +53,7 @@ impl Device {
         Device {
             swtpm: Swtpm::start(),
             dir,
+            env: Vec::new(),
         }
     }
 
@@ -65,6 +69,7 @@ impl Device {
             .env("TCTI", self.swtpm.tcti())
             .env("NO_COLOR", "1")
             .env_remove("TSS2_LOG")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -122,21 +127,29 @@ impl Device {
 
     /// The whole enrollment with the attestation CA in `ca`; returns the AIK chain file.
     fn enroll_with_ca(&self, ca: &Path, tag: &str) -> PathBuf {
+        self.enroll_with_ca_args(ca, tag, &[])
+    }
+
+    /// [`Self::enroll_with_ca`] with more `enrollment finish` arguments.
+    fn enroll_with_ca_args(&self, ca: &Path, tag: &str, extra: &[&str]) -> PathBuf {
         let (pending, resp) = self.enroll_until_finish(tag, false);
         let chain = self.path(&format!("{tag}-aik-chain.pem"));
-        let out = self.ok(&[
+        let record = self.path(&format!("{tag}-device.json"));
+        let mut args = vec![
             "enrollment",
             "finish",
             "--pending",
             s(&pending),
             s(&resp),
             "--out",
-            s(&self.path(&format!("{tag}-device.json"))),
+            s(&record),
             "--ca",
             s(ca),
             "--aik-cert-out",
             s(&chain),
-        ]);
+        ];
+        args.extend(extra);
+        let out = self.ok(&args);
         assert!(stderr(&out).contains("EK trust: ca"), "{}", stderr(&out));
         chain
     }
@@ -409,7 +422,13 @@ fn with(v: &Value, key: &str, value: Value) -> Value {
 fn the_aik_certificate_meets_webauthn_8_3_1() {
     let device = Device::new();
     let ca = new_ca(&device, "ca");
-    let chain = pem_chain(&device.enroll_with_ca(&ca, "first"));
+    let chain = device.enroll_with_ca(&ca, "first");
+    meets_webauthn_8_3_1(&device, &ca, "first", &chain);
+}
+
+/// The §8.3.1 walk on the chain `chain_file` the CA `ca` issued at enrollment `tag`.
+fn meets_webauthn_8_3_1(device: &Device, ca: &Path, tag: &str, chain_file: &Path) {
+    let chain = pem_chain(chain_file);
     assert_eq!(chain.len(), 2, "AIK certificate and intermediate, no root");
     let aik = &chain[0].tbs_certificate;
     let ext = |oid: &str| {
@@ -459,7 +478,7 @@ fn the_aik_certificate_meets_webauthn_8_3_1() {
         panic!("second SAN entry is not a URI: {san:?}");
     };
     let enrolled = posture_core::attestation::EnrolledDevice::from_json(
-        &std::fs::read(device.path("first-device.json")).unwrap(),
+        &std::fs::read(device.path(&format!("{tag}-device.json"))).unwrap(),
     )
     .unwrap();
     assert_eq!(
@@ -502,7 +521,8 @@ fn the_aik_certificate_meets_webauthn_8_3_1() {
 
     // The key is the enrolled AK.
     let device_record: Value =
-        serde_json::from_slice(&std::fs::read(device.path("first-device.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(device.path(&format!("{tag}-device.json"))).unwrap())
+            .unwrap();
     let ak =
         posture_core::attestation::EnrolledDevice::from_json(device_record.to_string().as_bytes())
             .unwrap()
@@ -515,7 +535,7 @@ fn the_aik_certificate_meets_webauthn_8_3_1() {
     assert_eq!(p256::PublicKey::from_public_key_der(&spki).unwrap(), ak);
 
     // The chain: AIK <- intermediate <- root, each signature verified.
-    let root = Certificate::load_pem_chain(root_pem(&ca).as_bytes()).unwrap();
+    let root = Certificate::load_pem_chain(root_pem(ca).as_bytes()).unwrap();
     verify_signed_by(&chain[0], &chain[1]);
     verify_signed_by(&chain[1], &root[0]);
     assert_eq!(
@@ -1032,4 +1052,202 @@ fn a_credential_bound_to_pcrs_signs_only_while_they_are_unchanged() {
     let unbound = device.register(&chain, &new_challenge(), &[]);
     let out = device.assert(RP, unbound["id"].as_str().unwrap(), &new_challenge());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// The issue's "CA keys ... in a PKCS#11 token": the intermediate key generated in a
+/// SoftHSM2 token signs the AIK certificate; the chain meets §8.3.1 exactly as the file
+/// key's does, `openssl verify` chains it to the root, and py_webauthn accepts a
+/// registration with it.
+#[test]
+fn a_ca_key_in_a_pkcs11_token_issues_aik_certificates_relying_parties_accept() {
+    let Some(python) = rp_python() else { return };
+    let Some(hsm) = SoftHsm::new() else { return };
+    let mut device = Device::new();
+    device.env.push(("SOFTHSM2_CONF", hsm.conf()));
+    let uri = hsm.uri("intermediate", &hsm.dir.path().join("pin"));
+    let ca = device.path("ca");
+    let out = device.ok(&[
+        "enrollment",
+        "ca-init",
+        s(&ca),
+        "--organization",
+        "Example Corp",
+        "--pkcs11",
+        &uri,
+    ]);
+    assert!(stderr(&out).contains("PKCS#11 token"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("generated the intermediate key object \"intermediate\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains(TOKEN_PIN));
+    // The intermediate key is in the token only; the root key is a file to move offline.
+    assert!(!ca.join("intermediate-key.pem").exists());
+    assert!(ca.join("root-key.pem").exists());
+    // Without the URI, the CA says where its key must be.
+    let (pending, resp) = device.enroll_until_finish("nokey", false);
+    let out = device.posture(&[
+        "enrollment",
+        "finish",
+        "--pending",
+        s(&pending),
+        s(&resp),
+        "--out",
+        s(&device.path("nokey-device.json")),
+        "--ca",
+        s(&ca),
+        "--aik-cert-out",
+        s(&device.path("nokey-chain.pem")),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("PKCS#11 token"), "{}", stderr(&out));
+
+    let chain = device.enroll_with_ca_args(&ca, "token", &["--pkcs11", &uri]);
+    meets_webauthn_8_3_1(&device, &ca, "token", &chain);
+
+    // An independent verifier: OpenSSL chains the AIK certificate to the root.
+    let certs = pem_chain(&chain);
+    let (aik, inter) = (device.path("aik.pem"), device.path("inter.pem"));
+    use der::EncodePem as _;
+    std::fs::write(&aik, certs[0].to_pem(der::pem::LineEnding::LF).unwrap()).unwrap();
+    std::fs::write(&inter, certs[1].to_pem(der::pem::LineEnding::LF).unwrap()).unwrap();
+    let out = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(ca.join("root.pem"))
+        .arg("-untrusted")
+        .arg(&inter)
+        .arg(&aik)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(": OK"));
+
+    // The relying party accepts a registration with the token-signed chain.
+    let challenge = new_challenge();
+    let reg = device.register(&chain, &challenge, &["--alg", "es256"]);
+    let verified = rp(
+        &python,
+        "register",
+        &registration_request(&reg, &challenge, &root_pem(&ca)),
+    );
+    assert_eq!(verified["ok"], true, "{verified}");
+    assert_eq!(verified["fmt"], "tpm");
+}
+
+/// Wrong PIN, a missing key, an unreadable or group-readable PIN file, a PIN in the URI:
+/// clear errors, no CA created, no AIK certificate and no device record written, and the
+/// pending enrollment kept (it finishes once the URI is right).
+#[test]
+fn pkcs11_ca_key_errors_are_clear_and_issue_nothing() {
+    let Some(hsm) = SoftHsm::new() else { return };
+    let mut device = Device::new();
+    device.env.push(("SOFTHSM2_CONF", hsm.conf()));
+    device
+        .env
+        .push(("POSTURE_TEST_CA_PIN", PathBuf::from(TOKEN_PIN)));
+    let good_pin = hsm.dir.path().join("pin");
+    let wrong_pin = hsm.pin_file("wrong-pin", "111111");
+    let ca_init = |dir: &Path, uri: &str| {
+        device.posture(&[
+            "enrollment",
+            "ca-init",
+            s(dir),
+            "--organization",
+            "Example Corp",
+            "--pkcs11",
+            uri,
+        ])
+    };
+
+    // ca-init: a wrong PIN creates nothing.
+    let ca = device.path("ca");
+    let out = ca_init(&ca, &hsm.uri("intermediate", &wrong_pin));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("the PIN is incorrect"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("111111"));
+    assert!(!ca.exists());
+    device.ok(&[
+        "enrollment",
+        "ca-init",
+        s(&ca),
+        "--organization",
+        "Example Corp",
+        "--pkcs11",
+        &hsm.uri("intermediate", &good_pin),
+    ]);
+    // A second ca-init into the same directory is refused.
+    let out = ca_init(&ca, &hsm.uri("intermediate", &good_pin));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("exists already"), "{}", stderr(&out));
+
+    let (pending, resp) = device.enroll_until_finish("bad", false);
+    let (record, chain) = (device.path("bad-device.json"), device.path("bad-chain.pem"));
+    let finish = |uri: &str| {
+        device.posture(&[
+            "enrollment",
+            "finish",
+            "--pending",
+            s(&pending),
+            s(&resp),
+            "--out",
+            s(&record),
+            "--ca",
+            s(&ca),
+            "--aik-cert-out",
+            s(&chain),
+            "--pkcs11",
+            uri,
+        ])
+    };
+    let group_readable = hsm.pin_file("group-pin", TOKEN_PIN);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&group_readable, std::fs::Permissions::from_mode(0o640)).unwrap();
+    }
+    let missing_pin = hsm.dir.path().join("no-such-pin");
+    let env_uri = format!(
+        "pkcs11:token=posture-ca;object=intermediate?module-path={}&pin-source=env:POSTURE_TEST_CA_PIN",
+        hsm.module.display()
+    );
+    let in_uri = format!(
+        "pkcs11:token=posture-ca;object=intermediate?module-path={}&pin-value={TOKEN_PIN}",
+        hsm.module.display()
+    );
+    for (uri, says) in [
+        (hsm.uri("intermediate", &wrong_pin), "the PIN is incorrect"),
+        (
+            hsm.uri("no-such-key", &good_pin),
+            "no EC private key object \"no-such-key\" in token \"posture-ca\"",
+        ),
+        (hsm.uri("intermediate", &missing_pin), "no-such-pin"),
+        (hsm.uri("intermediate", &group_readable), "group-pin"),
+        (in_uri, "pin-value is refused"),
+        (
+            env_uri.replace("POSTURE_TEST_CA_PIN", "POSTURE_TEST_NO_PIN"),
+            "the PIN environment variable POSTURE_TEST_NO_PIN is not set",
+        ),
+    ] {
+        let out = finish(&uri);
+        assert_eq!(out.status.code(), Some(2), "{uri}");
+        let err = stderr(&out);
+        assert!(err.contains(says), "{uri}: {err}");
+        assert!(!err.contains(TOKEN_PIN), "{err}");
+        assert!(!record.exists() && !chain.exists(), "{uri}");
+        assert!(pending.exists());
+    }
+    // Right URI (the PIN from the environment): the same pending enrollment finishes,
+    // with its AIK certificate.
+    let out = finish(&env_uri);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(pem_chain(&chain).len(), 2);
 }

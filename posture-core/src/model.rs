@@ -208,6 +208,11 @@ pub struct Device {
     /// Hardware model (DMI `product_name`) where readable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// Hardware serial number (DMI `product_serial`, readable by root only) where it was
+    /// readable and not a firmware placeholder; absent otherwise, never guessed. Servers
+    /// use it to map the device to other systems' records (Cloudflare Zero Trust).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<String>,
 }
 
 /// Facts about the operating system.
@@ -356,6 +361,7 @@ mod tests {
             hostname: "laptop".into(),
             vendor: None,
             model: None,
+            serial_number: None,
         }
     }
 

@@ -16,7 +16,7 @@
 //! # use posture_core::{Device, OsFacts, Report, Timestamp, Finding};
 //! # let dir = tempfile::tempdir().unwrap();
 //! # let report = Report::new(
-//! #     Device { id: "ab".repeat(32), hostname: "laptop".into(), vendor: None, model: None },
+//! #     Device { id: "ab".repeat(32), hostname: "laptop".into(), vendor: None, model: None, serial_number: None },
 //! #     OsFacts::default(), Timestamp::now(), vec![Finding::pass("os", "Debian 12")]);
 //! let key = SoftwareKey::load_or_create(&dir.path().join("key")).unwrap();
 //! let options = EvidenceOptions { nonce: Some("n-0123456789".into()), ..Default::default() };

@@ -97,50 +97,99 @@ fn caep_set_is_signed_and_carries_the_change() {
 
 #[test]
 fn intune_discovery_is_one_line_of_settings() {
-    let line = intune::discovery_json(&report(), KeyAssurance::Software, false);
+    let line = intune::discovery_json(&report(), KeyAssurance::Software, false, "running");
     assert!(!line.contains('\n'));
     let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["posture_daemon"], "running");
     assert_eq!(v["posture_compliant"], false);
     assert_eq!(v["os_version"], "12");
     assert_eq!(v["key_assurance"], "software");
     assert_eq!(v["os"], "pass");
     assert_eq!(v["firewall"], "fail");
+
+    let line = intune::unreachable_json(&["os", "firewall"]);
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(v["posture_daemon"], "unreachable");
+    assert_eq!(v["posture_compliant"], false);
+    assert_eq!(v["firewall"], "unknown");
 }
 
+const DOCS: &str = "https://docs.example.org/posture/remediation.html";
+
+/// Issue 13: the rules file is generic (nothing of the machine that generated it), with
+/// links into the remediation page and commands that exist.
 #[test]
-fn intune_rules_carry_remediation_strings() {
-    let r = report();
-    let rules = intune::rules(&r, None);
+fn intune_rules_are_generic_with_links_to_the_remediation_page_issue_13() {
+    let checks = [("os", "Operating system"), ("firewall", "Firewall")];
+    let (rules, notes) = intune::rules(&checks, None, DOCS);
+    assert!(notes.is_empty());
     let all = rules["Rules"].as_array().unwrap();
-    assert_eq!(all.len(), 2);
-    let fw = all.iter().find(|r| r["SettingName"] == "firewall").unwrap();
+    let names: Vec<&str> = all
+        .iter()
+        .map(|r| r["SettingName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["posture_daemon", "posture_compliant", "os", "firewall"]
+    );
+    let fw = &all[3];
     assert_eq!(fw["Operator"], "IsEquals");
     assert_eq!(fw["DataType"], "String");
     assert_eq!(fw["Operand"], "pass");
-    assert_eq!(
-        fw["MoreInfoUrl"],
-        "https://wiki.debian.org/Uncomplicated%20Firewall%20%28ufw%29"
-    );
+    assert_eq!(fw["MoreInfoUrl"], format!("{DOCS}#firewall"));
     assert_eq!(fw["RemediationStrings"][0]["Language"], "en_US");
     assert_eq!(
-        fw["RemediationStrings"][0]["Description"],
-        "Enable the firewall: sudo ufw enable"
+        fw["RemediationStrings"][0]["Title"],
+        "Firewall: the check does not pass"
     );
+    assert_eq!(all[1]["DataType"], "Boolean");
+    assert_eq!(all[1]["Operand"], true);
+    // Nothing of the report the old rules were built from (its summaries, its links).
+    let text = rules.to_string();
+    for host_specific in [
+        "no firewall is active",
+        "ufw",
+        "laptop",
+        "Debian",
+        "example.invalid",
+    ] {
+        assert!(!text.contains(host_specific), "{host_specific} in {text}");
+    }
 
     let policy = Policy::from_toml_str(
         "required_checks = [\"firewall\"]\nrequired_key_assurance = \"tpm\"\n[min_os_version]\ndebian = \"12\"\n",
     )
     .unwrap();
-    let rules = intune::rules(&r, Some(&policy));
+    let (rules, notes) = intune::rules(&checks, Some(&policy), DOCS);
+    assert!(notes.is_empty());
     let names: Vec<&str> = rules["Rules"]
         .as_array()
         .unwrap()
         .iter()
         .map(|r| r["SettingName"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["firewall", "os_version", "key_assurance"]);
-    assert_eq!(rules["Rules"][1]["DataType"], "Version");
-    assert_eq!(rules["Rules"][1]["Operand"], "12");
+    assert_eq!(
+        names,
+        [
+            "posture_daemon",
+            "posture_compliant",
+            "firewall",
+            "os_version",
+            "key_assurance"
+        ]
+    );
+    assert_eq!(rules["Rules"][3]["DataType"], "Version");
+    assert_eq!(rules["Rules"][3]["Operand"], "12");
+    assert_eq!(rules["Rules"][4]["Operand"], "tpm");
+
+    // Several distributions: no single os_version rule can say it; a note says why.
+    let policy = Policy::from_toml_str(
+        "required_checks = [\"os\"]\n[min_os_version]\ndebian = \"12\"\nubuntu = \"24.04\"\n",
+    )
+    .unwrap();
+    let (rules, notes) = intune::rules(&checks, Some(&policy), DOCS);
+    assert_eq!(rules["Rules"].as_array().unwrap().len(), 3);
+    assert_eq!(notes.len(), 1, "{notes:?}");
 }
 
 #[test]

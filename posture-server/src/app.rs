@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::Router;
 
 use crate::domain::Server;
-use crate::{v1, views};
+use crate::{ssf, v1, views};
 
 /// The whole application.
 pub fn router(server: Arc<Server>) -> Router {
@@ -21,6 +21,10 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/enroll/tpm/finish", post(v1::tpm_finish))
         .route("/v1/enroll/software", post(v1::software_enroll))
         .route("/v1/attestation-ca/{file}", get(v1::attestation_ca))
+        .route(
+            "/v1/integrations/cloudflare/posture",
+            post(v1::cloudflare_posture),
+        )
         .route("/v1/devices", get(v1::devices))
         .route("/v1/devices/{id}", get(v1::device))
         .route("/v1/devices/{id}/decision", get(v1::decision))
@@ -33,6 +37,27 @@ pub fn router(server: Arc<Server>) -> Router {
         .route("/v1/admin/devices/{id}/disable", post(v1::disable))
         .route("/v1/admin/devices/{id}/enable", post(v1::enable))
         .route("/v1/admin/devices/{id}", axum::routing::delete(v1::delete))
+        .route(
+            "/.well-known/ssf-configuration",
+            get(ssf::http::configuration),
+        )
+        .route("/ssf/jwks", get(ssf::http::jwks))
+        .route(
+            "/ssf/streams",
+            post(ssf::http::create_stream)
+                .get(ssf::http::read_stream)
+                .patch(ssf::http::update_stream)
+                .put(ssf::http::replace_stream)
+                .delete(ssf::http::delete_stream),
+        )
+        .route(
+            "/ssf/status",
+            get(ssf::http::read_status).post(ssf::http::update_status),
+        )
+        .route("/ssf/subjects/add", post(ssf::http::add_subject))
+        .route("/ssf/subjects/remove", post(ssf::http::remove_subject))
+        .route("/ssf/verify", post(ssf::http::verify))
+        .route("/ssf/poll/{stream_id}", post(ssf::http::poll))
         .route("/ui", get(views::fleet))
         .route("/ui/style.css", get(views::style))
         .route("/ui/devices/{id}", get(views::device))

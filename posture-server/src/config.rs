@@ -18,6 +18,7 @@
 //! allow_unverified_ek = false
 //! allow_software_keys = false
 //! attestation_ca = "/var/lib/posture-server/attestation-ca" # AIK certificates (WebAuthn `tpm`)
+//! # attestation_ca_key = "pkcs11:token=posture-ca;object=intermediate?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/posture-server/ca-pin"
 //!
 //! [retention]
 //! history = "90d"
@@ -27,6 +28,19 @@
 //! device_requests_per_minute = 30
 //! max_connections = 1024
 //! cached_devices = 100000
+//!
+//! [cloudflare]                  # Cloudflare Zero Trust custom device posture (docs/cloudflare.md)
+//! team_domain = "example.cloudflareaccess.com"
+//! audience = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2"
+//! [ssf]                                          # Shared Signals / CAEP transmitter
+//! issuer = "https://posture.example.com"         # default: public_url when it is https
+//! retry_for = "24h"                              # push delivery gives up after this
+//!
+//! [tailscale]                                    # custom posture attributes
+//! api_key_file = "/etc/posture-server/tailscale.key"
+//! tailnet = "-"
+//! device_attribute = "custom:posture_device_id"  # default: match by hostname
+//! expiry = "24h"
 //! ```
 
 use std::net::SocketAddr;
@@ -63,6 +77,12 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// Limits on clients.
     pub limits: LimitsConfig,
+    /// Cloudflare Zero Trust custom device posture integration (off without this table).
+    pub cloudflare: Option<CloudflareConfig>,
+    /// The Shared Signals (SSF 1.0 / CAEP) transmitter.
+    pub ssf: SsfConfig,
+    /// Tailscale custom device posture attributes (off unless this table is present).
+    pub tailscale: Option<TailscaleConfig>,
 }
 
 impl Default for Config {
@@ -78,8 +98,75 @@ impl Default for Config {
             enrollment: EnrollmentConfig::default(),
             retention: RetentionConfig::default(),
             limits: LimitsConfig::default(),
+            cloudflare: None,
+            ssf: SsfConfig::default(),
+            tailscale: None,
         }
     }
+}
+
+/// `[ssf]`: the Shared Signals transmitter (`docs/ssf.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SsfConfig {
+    /// The issuer receivers know this transmitter by: an https URL, the `iss` of every
+    /// event. Default: `public_url` when it is https; without one the transmitter is off.
+    pub issuer: Option<String>,
+    /// A pushed event not accepted by its receiver within this time is dropped (logged).
+    #[serde(deserialize_with = "de_duration")]
+    pub retry_for: Duration,
+}
+
+impl Default for SsfConfig {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            retry_for: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// `[tailscale]`: sets `custom:posture_compliant` and `custom:posture_assurance` on the
+/// tailnet's devices through Tailscale's device posture attributes API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TailscaleConfig {
+    /// The API (default `https://api.tailscale.com`).
+    #[serde(default = "default_tailscale_api")]
+    pub api_url: String,
+    /// The tailnet (default `-`: the one the key belongs to).
+    #[serde(default = "default_tailnet")]
+    pub tailnet: String,
+    /// A file holding an API access token (`tskey-api-...`), owner-only. Or an OAuth
+    /// client: `oauth_client_id` and `oauth_client_secret_file`.
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// An OAuth client's id (scopes `devices:core:read` and `devices:posture_attributes`).
+    #[serde(default)]
+    pub oauth_client_id: Option<String>,
+    /// A file holding that OAuth client's secret (`tskey-client-...`), owner-only.
+    #[serde(default)]
+    pub oauth_client_secret_file: Option<PathBuf>,
+    /// Match Tailscale devices whose custom attribute of this name holds the posture
+    /// device id; default: match by host name.
+    #[serde(default)]
+    pub device_attribute: Option<String>,
+    /// How long an attribute holds unless refreshed (a server that stops talking to
+    /// Tailscale stops vouching for devices).
+    #[serde(default = "default_expiry", deserialize_with = "de_duration")]
+    pub expiry: Duration,
+}
+
+fn default_tailscale_api() -> String {
+    "https://api.tailscale.com".into()
+}
+
+fn default_tailnet() -> String {
+    "-".into()
+}
+
+fn default_expiry() -> Duration {
+    Duration::from_secs(24 * 3600)
 }
 
 /// `[tls]`: certificate chain and private key, PEM.
@@ -106,6 +193,11 @@ pub struct EnrollmentConfig {
     /// EK chained to `ek_roots` get an AIK certificate for WebAuthn `tpm` attestation, and
     /// `/v1/attestation-ca/{root,intermediate}.pem` serve its certificates.
     pub attestation_ca: Option<PathBuf>,
+    /// The attestation CA's intermediate key in a PKCS#11 token (an RFC 7512 URI, checked
+    /// when the file is read; the PIN from `pin-source`, never in the URI) instead of
+    /// `intermediate-key.pem` in `attestation_ca`.
+    #[serde(deserialize_with = "de_pkcs11_uri")]
+    pub attestation_ca_key: Option<posture_core::attestation::pkcs11::Pkcs11Uri>,
     /// Default lifetime of enrollment tokens.
     #[serde(deserialize_with = "de_duration")]
     pub token_ttl: Duration,
@@ -118,6 +210,7 @@ impl Default for EnrollmentConfig {
             allow_unverified_ek: false,
             allow_software_keys: false,
             attestation_ca: None,
+            attestation_ca_key: None,
             token_ttl: Duration::from_secs(24 * 3600),
         }
     }
@@ -164,6 +257,66 @@ impl Default for LimitsConfig {
             max_connections: 1024,
             cached_devices: 100_000,
         }
+    }
+}
+
+/// `[cloudflare]`: the Access application that protects
+/// `POST /v1/integrations/cloudflare/posture` (see docs/cloudflare.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudflareConfig {
+    /// The Zero Trust team domain, e.g. `example.cloudflareaccess.com`: the tokens'
+    /// issuer is `https://` and this.
+    pub team_domain: String,
+    /// The Access application's Application Audience (AUD) tag: tokens must name it in
+    /// `aud`.
+    pub audience: String,
+    /// Where the team's signing keys are fetched (default:
+    /// `https://TEAM_DOMAIN/cdn-cgi/access/certs`). `https` only, except to a loopback
+    /// address (tests).
+    pub certs_url: Option<String>,
+}
+
+impl CloudflareConfig {
+    /// The issuer tokens must carry.
+    pub fn issuer(&self) -> String {
+        format!("https://{}", self.team_domain)
+    }
+
+    /// Where the signing keys are fetched.
+    pub fn certs_url(&self) -> String {
+        self.certs_url
+            .clone()
+            .unwrap_or_else(|| format!("https://{}/cdn-cgi/access/certs", self.team_domain))
+    }
+
+    /// Refuses values that cannot work: a team domain with a scheme or path, an empty
+    /// audience, a certs URL that is neither https nor loopback http.
+    pub fn validate(&self) -> Result<(), String> {
+        let domain = &self.team_domain;
+        if domain.is_empty()
+            || !domain
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        {
+            return Err(format!(
+                "[cloudflare] team_domain {domain:?} must be a host name such as \
+                 example.cloudflareaccess.com (no scheme, no path)"
+            ));
+        }
+        if self.audience.trim().is_empty() {
+            return Err("[cloudflare] audience (the Access application's AUD tag) is empty".into());
+        }
+        let url = self.certs_url();
+        let loopback = ["http://127.0.0.1:", "http://[::1]:", "http://localhost:"]
+            .iter()
+            .any(|p| url.starts_with(p));
+        if !url.starts_with("https://") && !loopback {
+            return Err(format!(
+                "[cloudflare] certs_url {url:?} must be https (or http to a loopback address)"
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -218,6 +371,15 @@ impl Config {
         Self::parse(&text, path)
     }
 
+    /// The SSF issuer: `[ssf] issuer`, else `public_url` when it is https.
+    pub fn ssf_issuer(&self) -> Option<String> {
+        let issuer = match &self.ssf.issuer {
+            Some(issuer) => issuer.trim_end_matches('/').to_owned(),
+            None => self.public_url(),
+        };
+        issuer.starts_with("https://").then_some(issuer)
+    }
+
     /// The URL devices and people are given.
     pub fn public_url(&self) -> String {
         match &self.public_url {
@@ -235,6 +397,13 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
+}
+
+fn de_pkcs11_uri<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<posture_core::attestation::pkcs11::Pkcs11Uri>, D::Error> {
+    let text = String::deserialize(d)?;
+    text.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
@@ -276,6 +445,25 @@ mod tests {
     }
 
     #[test]
+    fn the_attestation_ca_key_is_a_pkcs11_uri_checked_when_read() {
+        let uri = "pkcs11:token=posture-ca;object=intermediate?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/posture-server/ca-pin";
+        let text =
+            format!("[enrollment]\nattestation_ca = \"/ca\"\nattestation_ca_key = {uri:?}\n");
+        let config = Config::parse(&text, Path::new("c.toml")).unwrap();
+        let key = config.enrollment.attestation_ca_key.unwrap();
+        assert_eq!(key.token, "posture-ca");
+        assert_eq!(key.object.as_deref(), Some("intermediate"));
+        // A PIN in the file is refused, at its line, and not repeated.
+        let text = "[enrollment]\nattestation_ca = \"/ca\"\nattestation_ca_key = \"pkcs11:token=t;object=k?module-path=/m.so&pin-value=98765\"\n";
+        let message = Config::parse(text, Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("c.toml:3:"), "{message}");
+        assert!(message.contains("pin-value is refused"), "{message}");
+        assert!(!message.contains("98765"), "{message}");
+    }
+
+    #[test]
     fn durations_and_tables_parse() {
         let text =
             "stale_after = \"30m\"\n[retention]\nhistory = \"7d\"\n[limits]\nmax_connections = 8\n";
@@ -283,5 +471,63 @@ mod tests {
         assert_eq!(config.stale_after, Duration::from_secs(1800));
         assert_eq!(config.retention.history, Duration::from_secs(7 * 86400));
         assert_eq!(config.limits.max_connections, 8);
+    }
+
+    #[test]
+    fn cloudflare_table_is_strict_and_validated() {
+        let text =
+            "[cloudflare]\nteam_domain = \"acme.cloudflareaccess.com\"\naudience = \"aud1\"\n";
+        let config = Config::parse(text, Path::new("c.toml")).unwrap();
+        let cf = config.cloudflare.unwrap();
+        assert_eq!(cf.issuer(), "https://acme.cloudflareaccess.com");
+        assert_eq!(
+            cf.certs_url(),
+            "https://acme.cloudflareaccess.com/cdn-cgi/access/certs"
+        );
+        cf.validate().unwrap();
+
+        let err = Config::parse(&format!("{text}aud = \"x\"\n"), Path::new("c.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("c.toml:4:1:"), "{err}");
+
+        let bad = |team: &str, certs: &str| CloudflareConfig {
+            team_domain: team.into(),
+            audience: "aud1".into(),
+            certs_url: Some(certs.into()),
+        };
+        assert!(bad("https://acme.cloudflareaccess.com", "https://x/")
+            .validate()
+            .is_err());
+        assert!(bad("acme.cloudflareaccess.com", "http://certs.example/")
+            .validate()
+            .is_err());
+        assert!(bad("acme.cloudflareaccess.com", "http://127.0.0.1:9/certs")
+            .validate()
+            .is_ok());
+    }
+
+    #[test]
+    fn ssf_issuer_must_be_https_and_tailscale_keys_are_checked() {
+        let config = Config::parse("", Path::new("c.toml")).unwrap();
+        assert_eq!(config.ssf_issuer(), None);
+        let config = Config::parse(
+            "public_url = \"https://p.example/\"\n[tailscale]\napi_key_file = \"/k\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert_eq!(config.ssf_issuer().as_deref(), Some("https://p.example"));
+        let tailscale = config.tailscale.unwrap();
+        assert_eq!(tailscale.tailnet, "-");
+        assert_eq!(tailscale.api_key_file.as_deref(), Some(Path::new("/k")));
+        assert_eq!(tailscale.expiry, Duration::from_secs(86400));
+        let err = Config::parse(
+            "[tailscale]\napi_key_file = \"/k\"\ntoken = \"x\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("token"), "{err}");
+        let err = Config::parse("[ssf]\nissuer = \"http://p\"\n", Path::new("c.toml")).unwrap();
+        assert_eq!(err.ssf_issuer(), None);
     }
 }

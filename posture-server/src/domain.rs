@@ -59,6 +59,11 @@ pub struct Server {
     pub keys: KeyCache,
     /// This replica's recently checked API tokens.
     pub credentials: CredentialCache,
+    /// The Cloudflare Access keys, when `[cloudflare]` is configured.
+    pub cloudflare: Option<crate::cloudflare::AccessKeys>,
+    /// The Shared Signals transmitter and Tailscale adapter (set by `posture-server`
+    /// when it serves; admin subcommands leave it out).
+    pub ssf: Option<Arc<crate::ssf::Transmitter>>,
 }
 
 /// Seconds since the Unix epoch.
@@ -92,13 +97,35 @@ impl Server {
                     .with_context(|| format!("invalid EK CAs {}", path.display()))?,
             );
         }
-        let attestation_ca = match &config.enrollment.attestation_ca {
-            Some(dir) => Some(
+        let attestation_ca = match (
+            &config.enrollment.attestation_ca,
+            &config.enrollment.attestation_ca_key,
+        ) {
+            (Some(dir), None) => Some(
                 posture_core::attestation::AttestationCa::load(dir)
                     .with_context(|| format!("cannot load the attestation CA {}", dir.display()))?,
             ),
-            None => None,
+            (Some(dir), Some(uri)) => {
+                use posture_core::attestation::{pkcs11::Pkcs11Key, AttestationCa, CaKey};
+                let loaded = Pkcs11Key::open(uri)
+                    .and_then(|key| AttestationCa::load_with_key(dir, CaKey::Pkcs11(key)));
+                Some(
+                    loaded.with_context(|| {
+                        format!("cannot load the attestation CA {}", dir.display())
+                    })?,
+                )
+            }
+            (None, Some(_)) => anyhow::bail!(
+                "[enrollment] attestation_ca_key needs attestation_ca (the CA's directory)"
+            ),
+            (None, None) => None,
         };
+        let cloudflare = config
+            .cloudflare
+            .clone()
+            .map(crate::cloudflare::AccessKeys::new)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
         let server_id = store.server_id().await?;
         let minute = Duration::from_secs(60);
         Ok(Self {
@@ -109,6 +136,8 @@ impl Server {
             ),
             keys: KeyCache::new(config.limits.cached_devices),
             credentials: CredentialCache::new(),
+            cloudflare,
+            ssf: None,
             store,
             policy,
             ek_roots,
@@ -116,6 +145,13 @@ impl Server {
             audience: format!("urn:posture-server:{server_id}"),
             config,
         })
+    }
+
+    /// Asks the transmitter to look for transitions now (after an admin action).
+    pub fn announce_changes(&self) {
+        if let Some(ssf) = &self.ssf {
+            ssf.pump_now.notify_one();
+        }
     }
 
     /// The freshness limit: the policy's `max_evidence_age`, else `stale_after`.
@@ -664,6 +700,7 @@ fn verify_and_decide(
         status: status.into(),
         failing: failing(report),
         host: report.device.hostname.clone(),
+        serial_number: report.device.serial_number.clone(),
         decision_json: json(serde_json::to_string(&decision))?,
         report_json: json(serde_json::to_string(report))?,
     };

@@ -15,6 +15,8 @@
 //! - [`store`] is the one storage interface with its SQLite and PostgreSQL backends.
 //! - [`serve`] is the listener (rustls, connection limit).
 //! - [`cache`] holds this replica's caches of device verifiers and API tokens.
+//! - [`cloudflare`] is the Cloudflare Zero Trust custom device posture endpoint.
+//! - [`ssf`] is the Shared Signals (CAEP) transmitter and the Tailscale adapter.
 //!
 //! ## Threading
 //! A multi-threaded tokio runtime; [`Server`] is shared read-only (`Arc`) by every
@@ -39,12 +41,14 @@
 
 pub mod app;
 pub mod cache;
+pub mod cloudflare;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod limits;
 pub mod secret;
 pub mod serve;
+pub mod ssf;
 pub mod store;
 pub mod v1;
 pub mod views;

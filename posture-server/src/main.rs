@@ -389,7 +389,21 @@ async fn serve(config: Config) -> Result<u8> {
         // Port 0 in `listen`: tell the port actually bound.
         config.listen = local;
     }
-    let server = Arc::new(Server::new(Arc::clone(&store), config.clone()).await?);
+    let mut server = Server::new(Arc::clone(&store), config.clone()).await?;
+    let state_dir = config
+        .state_dir
+        .clone()
+        .or_else(default_state_dir)
+        .context("no state directory for the SSF signing keys: set state_dir")?;
+    server.ssf = Some(Arc::new(posture_server::ssf::Transmitter::new(
+        &server,
+        &state_dir.join("ssf"),
+    )?));
+    if server.config.ssf_issuer().is_none() {
+        tracing::info!("Shared Signals transmitter off: no https public_url or [ssf] issuer");
+    }
+    let server = Arc::new(server);
+    posture_server::ssf::spawn(Arc::clone(&server));
     println!(
         "posture-server listening on {} ({:?} database)",
         config.public_url(),

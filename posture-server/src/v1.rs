@@ -9,6 +9,7 @@
 //! | `POST /v1/enroll/tpm/finish` | devices | `{enrollment_id, response}` → the enrolled device |
 //! | `POST /v1/enroll/software` | devices | `{token, jwk, proof}` → the enrolled device |
 //! | `GET /v1/attestation-ca/root.pem`, `/intermediate.pem` | anyone | the attestation CA's certificates (relying parties trust the root) |
+//! | `POST /v1/integrations/cloudflare/posture` | Cloudflare (Access token) | scores of Cloudflare's devices ([`crate::cloudflare`]) |
 //! | `GET /v1/devices` | reader | every device |
 //! | `GET /v1/devices/{id}` | reader | one device: findings, history, changes |
 //! | `GET /v1/devices/{id}/decision` | reader | allow/deny with reasons |
@@ -405,6 +406,7 @@ async fn set_disabled(
 ) -> Result<StatusCode, ApiError> {
     authorize(server, headers, Role::Admin).await?;
     if server.store.set_disabled(id, disabled).await? {
+        server.announce_changes();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(no_device())
@@ -419,6 +421,7 @@ pub async fn delete(
 ) -> Result<impl IntoResponse, ApiError> {
     authorize(&server, &headers, Role::Admin).await?;
     if server.store.delete_device(&id).await? {
+        server.announce_changes();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(no_device())
@@ -428,4 +431,29 @@ pub async fn delete(
 /// Unknown paths.
 pub async fn not_found() -> ApiError {
     ApiError::not_found("not_found", "no such endpoint")
+}
+
+/// `POST /v1/integrations/cloudflare/posture`: Cloudflare Zero Trust's custom device
+/// posture call. The Access token is checked before the body is read.
+pub async fn cloudflare_posture(
+    State(server): Shared,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let Some(keys) = &server.cloudflare else {
+        return Err(ApiError::not_found(
+            "not_configured",
+            "the Cloudflare integration is not configured ([cloudflare] in the server config)",
+        ));
+    };
+    let token = headers
+        .get("cf-access-jwt-assertion")
+        .and_then(|v| v.to_str().ok());
+    keys.verify(token, crate::now()).await?;
+    let bytes = read_body(body, crate::cloudflare::MAX_BODY_BYTES).await?;
+    let request: crate::cloudflare::PostureRequest = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("invalid request: {e}")))?;
+    crate::cloudflare::check_request(&request)?;
+    let response = crate::cloudflare::scores(&server, &request.devices).await?;
+    Ok(Json(response).into_response())
 }

@@ -18,6 +18,7 @@ use posture_core::evidence::{sign_evidence, EvidenceOptions};
 use posture_core::jose::Jwk;
 use posture_core::keys::software::SoftwareKey;
 use posture_core::keys::Signer;
+use posture_test_support::softhsm::SoftHsm;
 use serde_json::{json, Value};
 
 // ---------------------------------------------------------------------------------------
@@ -876,6 +877,12 @@ fn wait_for(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 }
 
 fn tpm_end_to_end(db: Db) {
+    tpm_end_to_end_with(db, None);
+}
+
+/// [`tpm_end_to_end`], with the attestation CA's intermediate key in the SoftHSM2 token
+/// `hsm` when given (`SOFTHSM2_CONF` must name its configuration).
+fn tpm_end_to_end_with(db: Db, hsm: Option<&SoftHsm>) {
     let database = Database::new(db);
     // swtpm makes a local CA per TPM: the server trusts both devices' CAs.
     let device = PostureDevice::new(true);
@@ -887,24 +894,29 @@ fn tpm_end_to_end(db: Db) {
     // An attestation CA: CA-verified TPMs get an AIK certificate at enrollment.
     let attestation = tempfile::tempdir().unwrap();
     let attestation_ca = attestation.path().join("ca");
-    let out = Command::new(posture_bin())
+    let uri = hsm.map(|hsm| hsm.uri("intermediate", &hsm.dir.path().join("pin")));
+    let mut ca_init = Command::new(posture_bin());
+    ca_init
         .args(["enrollment", "ca-init", "--organization", "Example Corp"])
-        .arg(&attestation_ca)
-        .output()
-        .unwrap();
+        .arg(&attestation_ca);
+    if let Some(uri) = &uri {
+        ca_init.args(["--pkcs11", uri]);
+    }
+    let out = ca_init.output().unwrap();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let server = Server::start(
-        &database,
-        &format!(
-            "[enrollment]\nek_roots = [{:?}]\nattestation_ca = {:?}\nallow_software_keys = true\n",
-            ca.path(),
-            attestation_ca
-        ),
+    let mut enrollment = format!(
+        "[enrollment]\nek_roots = [{:?}]\nattestation_ca = {:?}\nallow_software_keys = true\n",
+        ca.path(),
+        attestation_ca
     );
+    if let Some(uri) = &uri {
+        enrollment.push_str(&format!("attestation_ca_key = {uri:?}\n"));
+    }
+    let server = Server::start(&database, &enrollment);
     device.configure(&server, "");
 
     let token = server.enrollment_token("alice@example.com");
@@ -1050,6 +1062,60 @@ fn tpm_device_enrols_with_posture_enroll_and_its_daemon_delivers_postgres() {
     tpm_end_to_end(Db::Postgres);
 }
 
+/// The attestation CA's intermediate key in a PKCS#11 token (SoftHSM2): the server issues
+/// AIK certificates with it as with a key file; with a wrong PIN it does not start.
+#[test]
+fn tpm_device_gets_its_aik_certificate_from_a_ca_key_in_a_pkcs11_token() {
+    let Some(hsm) = SoftHsm::new() else { return };
+    // Every process this test starts (ca-init, the server) finds the token through this;
+    // nextest runs each test in its own process, and no other test reads it.
+    std::env::set_var("SOFTHSM2_CONF", hsm.conf());
+    tpm_end_to_end_with(Db::Sqlite, Some(&hsm));
+
+    // A wrong PIN: the server refuses to start, and says why.
+    let ca_dir = tempfile::tempdir().unwrap();
+    let out = Command::new(posture_bin())
+        .args(["enrollment", "ca-init", "--organization", "Example Corp"])
+        .arg(ca_dir.path().join("ca"))
+        .args(["--pkcs11", &hsm.uri("second", &hsm.dir.path().join("pin"))])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wrong = hsm.pin_file("wrong-pin", "111111");
+    let config = ca_dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nstate_dir = {:?}\n[enrollment]\nattestation_ca = {:?}\nattestation_ca_key = {:?}\n",
+            ca_dir.path().join("state"),
+            ca_dir.path().join("ca"),
+            hsm.uri("second", &wrong)
+        ),
+    )
+    .unwrap();
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg(server_bin())
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && out.status.code() != Some(124),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the PIN is incorrect"), "{stderr}");
+    assert!(
+        !stderr.contains(posture_test_support::softhsm::TOKEN_PIN),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn replicas_sharing_postgres_see_each_others_changes_in_their_decisions() {
     let database = Database::new(Db::Postgres);
@@ -1146,6 +1212,7 @@ fn ingest(device: &str, nonce: &str, jti: &str, status: &str) -> posture_server:
         host: "laptop".into(),
         decision_json: "{}".into(),
         report_json: "{}".into(),
+        serial_number: Some(format!("SN-{device}")),
     }
 }
 
@@ -1240,10 +1307,16 @@ fn postgres_batch_refuses_each_piece_on_its_own_and_records_the_rest() {
             changes(store.changes("dev-b", 10).await.unwrap()),
             [("none".to_owned(), "noncompliant".to_owned())]
         );
-        assert_eq!(
-            store.device("dev-a").await.unwrap().unwrap().status,
-            "noncompliant"
-        );
+        let dev_a = store.device("dev-a").await.unwrap().unwrap();
+        assert_eq!(dev_a.status, "noncompliant");
+        // The serial number is recorded too (migration 30's column).
+        let found = store
+            .devices_by_identity(&["SN-dev-a".to_owned()], &[])
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].device.id, "dev-a");
+        assert_eq!(found[0].serial_number.as_deref(), Some("SN-dev-a"));
         let now = posture_server::now();
         // The refused pieces' nonces are still there; the accepted ones' are spent.
         for n in ["n2", "n4", "n5", "n6"] {
@@ -1620,3 +1693,444 @@ fn dashboard_shows_the_fleet_and_each_device_in_chromium() {
     assert!(visible_text(&chromium(&["--dump-dom"], &link)).contains("already used"));
     let _ = SystemTime::now();
 }
+
+// ---------------------------------------------------------------------------------------
+// Cloudflare Zero Trust custom device posture (issue 13)
+
+/// The team's Access signing key: an RSA key made by `openssl` (an implementation
+/// independent of the server's), served as a JWK Set over loopback the way
+/// `https://TEAM.cloudflareaccess.com/cdn-cgi/access/certs` serves it.
+struct AccessTeam {
+    dir: tempfile::TempDir,
+    certs_url: String,
+    fetches: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+const CF_TEAM: &str = "posture-test.cloudflareaccess.com";
+const CF_AUD: &str = "4714c1358e65fe4b408ad6d432a5f878f08194bdb4752441fd56faefa9b2b6f2";
+
+fn openssl(args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut child = Command::new("openssl")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl is not installed (scripts/setup.sh installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.unwrap_or_default())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "openssl {args:?} failed");
+    out.stdout
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    use base64ct::{Base64UrlUnpadded, Encoding};
+    Base64UrlUnpadded::encode_string(bytes)
+}
+
+fn rsa_jwk(key: &Path, kid: &str) -> Value {
+    let out = openssl(
+        &["rsa", "-in", key.to_str().unwrap(), "-noout", "-modulus"],
+        None,
+    );
+    let hex = String::from_utf8(out).unwrap();
+    let hex = hex.trim().strip_prefix("Modulus=").unwrap();
+    let n: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect();
+    json!({ "kid": kid, "kty": "RSA", "alg": "RS256", "use": "sig", "e": "AQAB", "n": b64url(&n) })
+}
+
+impl AccessTeam {
+    fn start() -> AccessTeam {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["team.pem", "other.pem"] {
+            let path = dir.path().join(name);
+            openssl(
+                &[
+                    "genpkey",
+                    "-algorithm",
+                    "RSA",
+                    "-pkeyopt",
+                    "rsa_keygen_bits:2048",
+                    "-out",
+                    path.to_str().unwrap(),
+                ],
+                None,
+            );
+        }
+        // Cloudflare's certs document: `keys` (JWKs) beside the same keys as PEM.
+        let certs = json!({
+            "keys": [rsa_jwk(&dir.path().join("team.pem"), "team-kid")],
+            "public_cert": { "kid": "team-kid", "cert": "-----BEGIN CERTIFICATE-----\n..." },
+            "public_certs": [],
+        })
+        .to_string();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let certs_url = format!(
+            "http://{}/cdn-cgi/access/certs",
+            listener.local_addr().unwrap()
+        );
+        let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = fetches.clone();
+        std::thread::spawn(move || {
+            use std::io::{Read as _, Write as _};
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && stream.read(&mut byte).unwrap_or(0) == 1 {
+                    head.push(byte[0]);
+                }
+                let wanted = String::from_utf8_lossy(&head)
+                    .starts_with("GET /cdn-cgi/access/certs HTTP/1.1");
+                let (status, body) = if wanted {
+                    counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    ("200 OK", certs.as_str())
+                } else {
+                    ("404 Not Found", "{}")
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        AccessTeam {
+            dir,
+            certs_url,
+            fetches,
+        }
+    }
+
+    fn config(&self) -> String {
+        format!(
+            "[cloudflare]\nteam_domain = {CF_TEAM:?}\naudience = {CF_AUD:?}\ncerts_url = {:?}\n",
+            self.certs_url
+        )
+    }
+
+    /// An Access application token as Cloudflare Access issues one for a service token
+    /// (`type: app`, `common_name`: the service token's client id), signed with `key`.
+    fn token(&self, key: &str, header: Value, claims: Value) -> String {
+        let signed = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(claims.to_string().as_bytes())
+        );
+        let key = self.dir.path().join(key);
+        let signature = openssl(
+            &["dgst", "-sha256", "-sign", key.to_str().unwrap()],
+            Some(signed.as_bytes()),
+        );
+        format!("{signed}.{}", b64url(&signature))
+    }
+
+    fn claims(now: u64) -> Value {
+        json!({
+            "aud": [CF_AUD],
+            "email": "",
+            "exp": now + 600,
+            "iat": now,
+            "nbf": now,
+            "iss": format!("https://{CF_TEAM}"),
+            "type": "app",
+            "identity_nonce": "6ei69kawdKzMIAPF",
+            "sub": "",
+            "common_name": "88bf3b6d86161464f6509f7219099e57.access",
+        })
+    }
+
+    fn valid_token(&self) -> String {
+        let header = json!({ "alg": "RS256", "kid": "team-kid", "typ": "JWT" });
+        self.token("team.pem", header, Self::claims(unix_now()))
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl Server {
+    /// Cloudflare's call: POST with `Cf-Access-Jwt-Assertion` (when given).
+    fn cloudflare(&self, token: Option<&str>, body: &Value) -> (u16, Value) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut request = reqwest::Client::new()
+                .post(format!("{}/v1/integrations/cloudflare/posture", self.url))
+                .header("content-type", "application/json")
+                .body(body.to_string());
+            if let Some(token) = token {
+                request = request.header("Cf-Access-Jwt-Assertion", token);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let bytes = response.bytes().await.unwrap();
+            (
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            )
+        })
+    }
+}
+
+/// A software device enrolled with `owner`, which then delivers `report` as if from a
+/// machine with this host name and serial number.
+fn cf_device(
+    server: &Server,
+    host: &str,
+    serial: Option<&str>,
+    mut report: posture_core::Report,
+) -> SoftDevice {
+    let device = SoftDevice::new();
+    let token = server.enrollment_token("alice@example.com");
+    assert_eq!(device.enroll(server, &token).0, 201);
+    report.device.hostname = host.to_owned();
+    report.device.serial_number = serial.map(str::to_owned);
+    let evidence = device.fresh_evidence(server, &report);
+    let (status, body) = server.post_raw("/v1/evidence", evidence.into_bytes());
+    assert_eq!(status, 201, "{body}");
+    device
+}
+
+/// A device entry as Cloudflare sends it: every field, blank where it does not apply.
+fn cf_entry(device_id: &str, serial: &str, hostname: &str) -> Value {
+    json!({
+        "device_id": device_id,
+        "email": "alice@example.com",
+        "serial_number": serial,
+        "mac_address": "f8:4d:89:6c:1a:2b",
+        "virtual_ipv4": "100.96.0.12",
+        "hostname": hostname,
+    })
+}
+
+fn cloudflare_posture(db: Db) {
+    let database = Database::new(db);
+    let team = AccessTeam::start();
+    let server = Server::start(&database, &format!("{SOFTWARE}{}", team.config()));
+    let healthy = posture_test_support::healthy_report;
+    let failing = posture_test_support::laptop_report;
+
+    let a = cf_device(&server, "laptop-a", Some("PF3AAAAA"), healthy());
+    let b = cf_device(&server, "laptop-b", None, failing());
+    // Two enrolled devices answer to the same host name (one without a serial).
+    let c = cf_device(&server, "Shared", None, healthy());
+    let d = cf_device(&server, "shared", Some("PF3DDDDD"), healthy());
+    let e = cf_device(&server, "laptop-e", Some("PF3EEEEE"), healthy());
+    let (status, _) = server.post(
+        &format!("/v1/admin/devices/{}/disable", e.id()),
+        Some(&server.admin),
+        &json!({}),
+    );
+    assert_eq!(status, 204);
+
+    let request = json!({ "devices": [
+        cf_entry("cf-a", "PF3AAAAA", "renamed-laptop"),     // serial wins
+        cf_entry("cf-b", "", "LAPTOP-B"),                   // host name, any case
+        cf_entry("cf-shared", "", "shared"),                // two candidates: ambiguous
+        cf_entry("cf-d", "PF3DDDDD", "shared"),             // the serial decides
+        cf_entry("cf-e", "PF3EEEEE", "laptop-e"),           // disabled
+        cf_entry("cf-other", "PF3XXXXX", "laptop-a"),       // laptop-a's name, another machine
+        cf_entry("cf-unknown", "", "nobody"),
+        { "device_id": "cf-bare" },                         // only the id
+    ]});
+
+    // Nothing is answered without a valid Access token.
+    let (status, body) = server.cloudflare(None, &request);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body["error"]["code"], "access_token_missing");
+    assert!(body.get("result").is_none());
+    let refused = |token: &str| {
+        let (status, body) = server.cloudflare(Some(token), &request);
+        assert!(body.get("result").is_none(), "{body}");
+        (
+            status,
+            body["error"]["message"].as_str().unwrap_or("").to_owned(),
+        )
+    };
+    let now = unix_now();
+    let header = json!({ "alg": "RS256", "kid": "team-kid", "typ": "JWT" });
+    let with = |key: &str, header: &Value, change: &dyn Fn(&mut Value)| {
+        let mut claims = AccessTeam::claims(now);
+        change(&mut claims);
+        team.token(key, header.clone(), claims)
+    };
+    let cases: Vec<(&str, String)> = vec![
+        (
+            "wrong audience",
+            with("team.pem", &header, &|c| c["aud"] = json!(["another-app"])),
+        ),
+        (
+            "wrong issuer",
+            with("team.pem", &header, &|c| {
+                c["iss"] = json!("https://evil.cloudflareaccess.com")
+            }),
+        ),
+        (
+            "expired",
+            with("team.pem", &header, &|c| c["exp"] = json!(now - 3600)),
+        ),
+        (
+            "not yet valid",
+            with("team.pem", &header, &|c| c["nbf"] = json!(now + 3600)),
+        ),
+        (
+            "no exp",
+            with("team.pem", &header, &|c| {
+                c.as_object_mut().unwrap().remove("exp");
+            }),
+        ),
+        ("bad signature", with("other.pem", &header, &|_| {})),
+        (
+            "unknown kid",
+            with(
+                "team.pem",
+                &json!({ "alg": "RS256", "kid": "nope" }),
+                &|_| {},
+            ),
+        ),
+        (
+            "alg must be RS256",
+            with(
+                "team.pem",
+                &json!({ "alg": "HS256", "kid": "team-kid" }),
+                &|_| {},
+            ),
+        ),
+        ("not a compact JWS", "not.a.jwt.at-all".to_owned()),
+    ];
+    for (why, token) in &cases {
+        let (status, message) = refused(token);
+        assert_eq!(status, 403, "{why}: {message}");
+        assert!(message.contains(why), "{why}: {message}");
+    }
+    // A tampered payload under a valid signature.
+    let valid = team.valid_token();
+    let parts: Vec<&str> = valid.split('.').collect();
+    let mut claims = AccessTeam::claims(now);
+    claims["aud"] = json!([CF_AUD, "x"]);
+    let tampered = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64url(claims.to_string().as_bytes()),
+        parts[2]
+    );
+    assert_eq!(refused(&tampered).0, 403);
+
+    // A valid token: every device Cloudflare sent has an answer.
+    let (status, body) = server.cloudflare(Some(&valid), &request);
+    assert_eq!(status, 200, "{body}");
+    let result = body["result"].as_object().unwrap();
+    assert_eq!(result.len(), 8, "{body}");
+    let answer = |id: &str| {
+        (
+            result[id]["s2s_id"].as_str().unwrap().to_owned(),
+            result[id]["score"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(answer("cf-a"), (a.id(), 100));
+    assert_eq!(answer("cf-b"), (b.id(), 0));
+    assert_eq!(answer("cf-shared"), (String::new(), 0));
+    assert_eq!(answer("cf-d"), (d.id(), 100));
+    assert_eq!(answer("cf-e"), (e.id(), 0));
+    assert_eq!(answer("cf-other"), (String::new(), 0));
+    assert_eq!(answer("cf-unknown"), (String::new(), 0));
+    assert_eq!(answer("cf-bare"), (String::new(), 0));
+    let _ = c;
+    // The keys were fetched once and cached.
+    assert_eq!(team.fetches.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    // b becomes compliant: its score follows.
+    let evidence = b.fresh_evidence(&server, &{
+        let mut r = healthy();
+        r.device.hostname = "laptop-b".into();
+        r
+    });
+    assert_eq!(
+        server.post_raw("/v1/evidence", evidence.into_bytes()).0,
+        201
+    );
+    let (_, body) = server.cloudflare(
+        Some(&valid),
+        &json!({ "devices": [cf_entry("cf-b", "", "laptop-b")] }),
+    );
+    assert_eq!(body["result"]["cf-b"]["score"], 100);
+
+    // More than Cloudflare's 1,000 devices: a clear 4xx, nothing answered.
+    let many: Vec<Value> = (0..1001)
+        .map(|i| json!({ "device_id": format!("cf-{i}") }))
+        .collect();
+    let (status, body) = server.cloudflare(Some(&valid), &json!({ "devices": many }));
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_devices");
+    // 1,000 is fine.
+    let many: Vec<Value> = (0..1000)
+        .map(|i| cf_entry(&format!("cf-{i}"), &format!("SN{i}"), &format!("host-{i}")))
+        .collect();
+    let (status, body) = server.cloudflare(Some(&valid), &json!({ "devices": many }));
+    assert_eq!(status, 200);
+    assert_eq!(body["result"].as_object().unwrap().len(), 1000);
+    // Malformed: 400.
+    let (status, body) = server.cloudflare(Some(&valid), &json!({ "devices": [{ "email": "x" }] }));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_json"))
+    );
+}
+
+#[test]
+fn cloudflare_custom_posture_maps_devices_and_checks_access_tokens_sqlite() {
+    cloudflare_posture(Db::Sqlite);
+}
+
+#[test]
+fn cloudflare_custom_posture_maps_devices_and_checks_access_tokens_postgres() {
+    cloudflare_posture(Db::Postgres);
+}
+
+#[test]
+fn cloudflare_endpoint_is_off_without_its_config() {
+    let database = Database::new(Db::Sqlite);
+    let server = Server::start(&database, "");
+    let (status, body) = server.cloudflare(Some("x.y.z"), &json!({ "devices": [] }));
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_configured"))
+    );
+}
+
+#[test]
+fn cloudflare_keys_out_of_reach_answer_503_and_nothing_else() {
+    let database = Database::new(Db::Sqlite);
+    let team = AccessTeam::start();
+    // Nothing listens on port 1 of loopback.
+    let config = format!(
+        "[cloudflare]\nteam_domain = {CF_TEAM:?}\naudience = {CF_AUD:?}\ncerts_url = \"http://127.0.0.1:1/cdn-cgi/access/certs\"\n"
+    );
+    let server = Server::start(&database, &config);
+    let request = json!({ "devices": [cf_entry("cf-a", "PF3AAAAA", "laptop-a")] });
+    for _ in 0..2 {
+        let (status, body) = server.cloudflare(Some(&team.valid_token()), &request);
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"]["code"], "access_keys_unavailable");
+        assert!(body.get("result").is_none());
+    }
+}
+// Shared Signals (SSF/CAEP) and Tailscale
+
+mod ssf;

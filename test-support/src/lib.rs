@@ -5,6 +5,8 @@
 //! broken test setup is right, so helpers panic instead of returning errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod softhsm;
+
 use posture_core::keys::software::SoftwareKey;
 use posture_core::{Device, Finding, OsFacts, Remediation, Report, Timestamp};
 
@@ -15,6 +17,7 @@ pub fn device(hostname: &str) -> Device {
         hostname: hostname.into(),
         vendor: Some("LENOVO".into()),
         model: None,
+        serial_number: None,
     }
 }
 

@@ -101,6 +101,27 @@ check "no posture unit left" sh -c '! systemctl cat posture.service >/dev/null 2
 # 8. libposture0: the shared library where the dynamic linker finds it by its SONAME.
 check "install libposture0" apt-get install -y -q "$host/libposture0.deb"
 check "ldconfig knows libposture.so.0" sh -c 'ldconfig -p | grep -q "libposture.so.0 "'
+# libposture-dev through apt, its dependencies from the host's local repository (the
+# guest has no network; tests/vm/run.sh made it).
+echo "deb [trusted=yes] file:$host/repo ./" >/etc/apt/local-repo.list
+local_apt=(-o Dir::Etc::sourcelist=/etc/apt/local-repo.list -o Dir::Etc::sourceparts=-)
+check "apt-get update (local repository only)" apt-get "${local_apt[@]}" update -q
+check "install libposture-dev (and libtss2-dev from the local repository)" \
+  apt-get "${local_apt[@]}" install -y -q "$host/libposture-dev.deb"
+check "posture.h installed where posture.pc says" sh -c '
+  inc=$(sed -n "s/^includedir=//p" /usr/lib/x86_64-linux-gnu/pkgconfig/posture.pc) &&
+  grep -q POSTURE_VERSION_STRING "$inc/posture.h"'
+check "-lposture resolves to the SONAME file" sh -c '
+  [ "$(readlink -f /usr/lib/x86_64-linux-gnu/libposture.so)" = /usr/lib/x86_64-linux-gnu/libposture.so.0 ]'
+# The C program built against libposture-dev's header and .pc: it loads the installed
+# libposture.so.0, collects this guest's posture, signs and verifies it, as a plain user.
+install -m 755 "$host/libposture-roundtrip" /usr/local/bin/libposture-roundtrip
+check "a C program using the installed libposture signs and verifies (as bob)" \
+  runuser -u bob -- /usr/local/bin/libposture-roundtrip /home/bob/posture-key
+check "its key directory is owner-only" sh -c '[ "$(stat -c %a /home/bob/posture-key)" = 700 ]'
+check "apt-get remove libposture-dev libposture0" apt-get remove -y -q libposture-dev libposture0
+check "without libposture0 the program no longer starts (it used the package's library)" \
+  sh -c '! /usr/local/bin/libposture-roundtrip /tmp/k 2>/dev/null'
 
 # 9. posture-server: its own user and unit, started on install, no secret in the journal.
 check "install posture-server" apt-get install -y -q "$host/posture-server.deb"

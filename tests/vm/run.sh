@@ -22,7 +22,7 @@ deb2=$packages/posture_${version}-2_amd64.deb
 cache=${POSTURE_VM_CACHE:-/var/cache/posture-test}
 timeout_s=${POSTURE_VM_TIMEOUT:-1200}
 
-for tool in qemu-system-x86_64 debootstrap mkfs.ext4 dpkg-deb; do
+for tool in qemu-system-x86_64 debootstrap mkfs.ext4 dpkg-deb debugfs dpkg-scanpackages pkg-config cc; do
   command -v "$tool" >/dev/null || { echo "vm: FAIL: $tool is missing (scripts/setup.sh installs it)" >&2; exit 1; }
 done
 
@@ -54,6 +54,50 @@ cp "$packages/libposture0_${version}-1_amd64.deb" "$share/libposture0.deb"
 cp "$packages/posture-server_${version}-1_amd64.deb" "$share/posture-server.deb"
 cp "$here/guest-install.sh" "$share/guest.sh"
 dpkg-deb -f "$deb2" Version >"$share/version-2"
+# libposture-dev: a C program is compiled on the host against the header and pkg-config
+# file *from the .debs* (the guest has no compiler) and run in the guest, where only the
+# installed libposture0 provides libposture.so.0.
+devroot=$work/devroot
+dpkg-deb -x "$packages/libposture0_${version}-1_amd64.deb" "$devroot"
+dpkg-deb -x "$packages/libposture-dev_${version}-1_amd64.deb" "$devroot"
+cp "$packages/libposture-dev_${version}-1_amd64.deb" "$share/libposture-dev.deb"
+# PKG_CONFIG_SYSROOT_DIR prefixes the .pc's -I/-L with the extracted tree: the flags are
+# the package's own. (Its Requires.private, tpm2-tss, resolves on this build machine.)
+pc_flags=$(PKG_CONFIG_SYSROOT_DIR=$devroot \
+  PKG_CONFIG_PATH=$devroot/usr/lib/x86_64-linux-gnu/pkgconfig pkg-config --cflags --libs posture)
+echo "vm: pkg-config --cflags --libs posture (from libposture-dev): $pc_flags"
+# shellcheck disable=SC2086 # the flags are words
+cc -Wall -Wextra -Werror -o "$share/libposture-roundtrip" "$here/libposture-roundtrip.c" $pc_flags
+if ! readelf -d "$share/libposture-roundtrip" | grep -q 'NEEDED.*\[libposture.so.0\]' ||
+  readelf -d "$share/libposture-roundtrip" | grep -q 'RUNPATH\|RPATH'; then
+  echo "vm: FAIL: the C program must need libposture.so.0 by SONAME, without a run path" >&2
+  exit 1
+fi
+# libposture-dev depends on libtss2-dev (its static library needs tpm2-tss), which pulls
+# packages the guest image does not have, and the guest has no network: the missing
+# ones (the dependency closure minus what the image has installed) are downloaded on the
+# host once, cached, and offered to the guest's apt as a local repository.
+# Compared as name=version: a package the image has in an older version than the one
+# the host's lists offer (a point release since the image was built) is offered too.
+installed=$(debugfs -R 'cat /var/lib/dpkg/status' "$image/rootfs.img" 2>/dev/null |
+  awk '/^Package:/ {p = $2} /^Version:/ {v = $2} /^Status: install ok installed/ {i = 1}
+       /^$/ {if (i) print p "=" v; i = 0} END {if (i) print p "=" v}' | sort -u)
+# shellcheck disable=SC2046 # one package name per word
+closure=$(apt-cache show --no-all-versions $(apt-cache depends --recurse --no-recommends \
+  --no-suggests --no-conflicts --no-breaks --no-replaces --no-enhances libtss2-dev |
+  grep -v '^[ <]' | sort -u) | awk '/^Package:/ {p = $2} /^Version:/ {print p "=" $2}' | sort -u)
+missing=$(comm -23 <(echo "$closure") <(echo "$installed"))
+repo_cache=$cache/debs-$(echo "$missing" | sha256sum | cut -c1-16)
+if [ ! -f "$repo_cache/Packages" ]; then
+  rm -rf "$repo_cache.tmp" && mkdir -p "$repo_cache.tmp"
+  # shellcheck disable=SC2086 # one package name per word
+  (cd "$repo_cache.tmp" && apt-get download -q $missing >/dev/null)
+  (cd "$repo_cache.tmp" && dpkg-scanpackages --multiversion . /dev/null >Packages 2>/dev/null)
+  rm -rf "$repo_cache" && mv "$repo_cache.tmp" "$repo_cache"
+  find "$cache" -maxdepth 1 -name 'debs-*' ! -name "${repo_cache##*/}" -exec rm -rf {} +
+fi
+cp -r "$repo_cache" "$share/repo"
+echo "vm: $(echo "$missing" | wc -w) dependency packages for libposture-dev in a local repository"
 # The scores the README records for the units (its "Install" section).
 score() { sed -n "s/.*Overall exposure level for $1.service: \([0-9.]*\).*/\1/p" "$repo/README.md" | head -1; }
 score posture >"$share/expected-exposure"

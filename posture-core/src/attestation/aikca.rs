@@ -10,6 +10,9 @@
 //! download and trust; they trust the root), and their keys `root-key.pem` and
 //! `intermediate-key.pem` (PKCS#8, P-256), 0600 in a 0700 directory. The root key signs
 //! only the intermediate: move it offline after `init`. Keys are zeroized when dropped.
+//! With posture-core's `pkcs11` feature the intermediate key can instead live in a
+//! PKCS#11 token ([`CaKey`]'s `Pkcs11` variant, module `attestation::pkcs11`): there is then no
+//! `intermediate-key.pem`, and the certificates it signs are the same in form.
 //!
 //! The AIK certificate has: version 3, an empty subject, a critical SubjectAltName whose
 //! first entry is a directoryName with tcg-at-tpmManufacturer, tcg-at-tpmModel and
@@ -25,7 +28,8 @@ use std::time::{Duration, SystemTime};
 
 use der::asn1::{Any, OctetString, SetOfVec};
 use der::{Decode as _, Encode as _, Tag};
-use p256::ecdsa::{DerSignature, SigningKey};
+use p256::ecdsa::signature::{Keypair, Signer};
+use p256::ecdsa::{DerSignature, SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
 use x509_cert::attr::AttributeTypeAndValue;
 use x509_cert::builder::{Builder as _, CertificateBuilder, Profile};
@@ -34,7 +38,9 @@ use x509_cert::ext::pkix::{ExtendedKeyUsage, SubjectAltName};
 use x509_cert::ext::{AsExtension, Extension};
 use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 use x509_cert::serial_number::SerialNumber;
-use x509_cert::spki::{ObjectIdentifier, SubjectPublicKeyInfoOwned};
+use x509_cert::spki::{
+    AlgorithmIdentifier, ObjectIdentifier, SignatureAlgorithmIdentifier, SubjectPublicKeyInfoOwned,
+};
 use x509_cert::time::{Time, Validity};
 use x509_cert::Certificate;
 use zeroize::Zeroizing;
@@ -260,13 +266,77 @@ fn pem(der: &[u8]) -> Result<String, AttestationError> {
         .map_err(|e| ca_err("PEM")(e.to_string()))
 }
 
-/// An attestation CA loaded from its directory: the intermediate's key (zeroized on drop)
-/// and both certificates. The root key is not loaded.
+/// The intermediate's key, which signs AIK certificates: ECDSA P-256 with SHA-256 either
+/// way, so the certificates are the same in form.
+pub enum CaKey {
+    /// `intermediate-key.pem` in the CA directory (zeroized when dropped).
+    File(SigningKey),
+    /// A key pair in a PKCS#11 token (posture-core's `pkcs11` feature).
+    #[cfg(feature = "pkcs11")]
+    Pkcs11(super::pkcs11::Pkcs11Key),
+}
+
+impl std::fmt::Debug for CaKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CaKey::File(_) => f.write_str("CaKey::File"),
+            #[cfg(feature = "pkcs11")]
+            CaKey::Pkcs11(key) => f.debug_tuple("CaKey::Pkcs11").field(key).finish(),
+        }
+    }
+}
+
+impl CaKey {
+    /// The key to write to `intermediate-key.pem`: a file key; a token key stays put.
+    fn file_key(&self) -> Option<&SigningKey> {
+        match self {
+            CaKey::File(key) => Some(key),
+            #[cfg(feature = "pkcs11")]
+            CaKey::Pkcs11(_) => None,
+        }
+    }
+}
+
+impl Keypair for CaKey {
+    type VerifyingKey = VerifyingKey;
+
+    fn verifying_key(&self) -> VerifyingKey {
+        match self {
+            CaKey::File(key) => *key.verifying_key(),
+            #[cfg(feature = "pkcs11")]
+            CaKey::Pkcs11(key) => *key.verifying_key(),
+        }
+    }
+}
+
+/// ecdsa-with-SHA256, exactly as the file key's (x509-cert writes it in every certificate).
+impl SignatureAlgorithmIdentifier for CaKey {
+    type Params = der::AnyRef<'static>;
+
+    const SIGNATURE_ALGORITHM_IDENTIFIER: AlgorithmIdentifier<Self::Params> =
+        <SigningKey as SignatureAlgorithmIdentifier>::SIGNATURE_ALGORITHM_IDENTIFIER;
+}
+
+impl Signer<DerSignature> for CaKey {
+    fn try_sign(&self, message: &[u8]) -> Result<DerSignature, p256::ecdsa::Error> {
+        match self {
+            CaKey::File(key) => key.try_sign(message),
+            #[cfg(feature = "pkcs11")]
+            CaKey::Pkcs11(key) => key
+                .sign(message)
+                .map_err(|e| p256::ecdsa::Error::from_source(Box::new(e))),
+        }
+    }
+}
+
+/// An attestation CA loaded from its directory: the intermediate's key (a file key is
+/// zeroized on drop; a token key never leaves its token) and both certificates. The root
+/// key is not loaded.
 pub struct AttestationCa {
     root_der: Vec<u8>,
     intermediate_der: Vec<u8>,
     intermediate: Certificate,
-    key: SigningKey,
+    key: CaKey,
 }
 
 impl std::fmt::Debug for AttestationCa {
@@ -282,6 +352,18 @@ impl AttestationCa {
     /// root (20 years) and an intermediate (10 years, path length 0) named after
     /// `organization`.
     pub fn init(dir: &Path, organization: &str) -> Result<AttestationCa, AttestationError> {
+        let key = CaKey::File(SigningKey::random(&mut rand_core::OsRng));
+        Self::init_with_key(dir, organization, key)
+    }
+
+    /// [`Self::init`] with the given intermediate key. A file key is written to
+    /// `intermediate-key.pem`; a token key stays in its token (load the CA with
+    /// [`Self::load_with_key`]).
+    pub fn init_with_key(
+        dir: &Path,
+        organization: &str,
+        inter_key: CaKey,
+    ) -> Result<AttestationCa, AttestationError> {
         if organization.is_empty() || organization.contains(['\n', '\0']) {
             return Err(ca_err("organization")("must be one non-empty line".into()));
         }
@@ -289,7 +371,6 @@ impl AttestationCa {
         check_private_dir(dir)?;
         let now = SystemTime::now();
         let root_key = SigningKey::random(&mut rand_core::OsRng);
-        let inter_key = SigningKey::random(&mut rand_core::OsRng);
         let name = |cn: &str| {
             Name::from_str(&format!(
                 "CN={},O={}",
@@ -328,7 +409,11 @@ impl AttestationCa {
             .map_err(|e| ca_err("intermediate")(e.to_string()))?;
 
         // Keys first, with create-new semantics: an existing CA is never overwritten.
-        for (file, key) in [(ROOT_KEY, &root_key), (INTERMEDIATE_KEY, &inter_key)] {
+        let mut file_keys = vec![(ROOT_KEY, &root_key)];
+        if let Some(key) = inter_key.file_key() {
+            file_keys.push((INTERMEDIATE_KEY, key));
+        }
+        for (file, key) in file_keys {
             let text: Zeroizing<String> = key
                 .to_pkcs8_pem(LineEnding::LF)
                 .map_err(|e| ca_err("key")(e.to_string()))?;
@@ -352,10 +437,24 @@ impl AttestationCa {
     pub fn load(dir: &Path) -> Result<AttestationCa, AttestationError> {
         check_private_dir(dir)?;
         let key_path = dir.join(INTERMEDIATE_KEY);
+        if !key_path.exists() {
+            return Err(ca_err("intermediate key")(format!(
+                "{} does not exist (is the key in a PKCS#11 token? then give its URI)",
+                key_path.display()
+            )));
+        }
         check_private_file(&key_path)?;
         let text = Zeroizing::new(std::fs::read_to_string(&key_path).map_err(io_err(&key_path))?);
         let key = SigningKey::from_pkcs8_pem(&text)
             .map_err(|e| ca_err("intermediate key")(e.to_string()))?;
+        Self::load_with_key(dir, CaKey::File(key))
+    }
+
+    /// Loads the CA's certificates from `dir` with the intermediate key `key` (e.g. a
+    /// token key), refusing a directory others can read or a key that does not match
+    /// `intermediate.pem`.
+    pub fn load_with_key(dir: &Path, key: CaKey) -> Result<AttestationCa, AttestationError> {
+        check_private_dir(dir)?;
         let read_cert = |file: &str| -> Result<(Vec<u8>, Certificate), AttestationError> {
             let path: PathBuf = dir.join(file);
             let bytes = std::fs::read(&path).map_err(io_err(&path))?;

@@ -25,12 +25,14 @@
 pub mod aikca;
 mod credential;
 mod ekcert;
+#[cfg(feature = "pkcs11")]
+pub mod pkcs11;
 mod tools;
 pub mod tpm2;
 mod verify;
 mod wire;
 
-pub use aikca::{tpm_identity, AttestationCa, TpmIdentity};
+pub use aikca::{tpm_identity, AttestationCa, CaKey, TpmIdentity};
 pub use credential::{kdfa_sha256, kdfe_sha256, make_credential, MadeCredential};
 pub use ekcert::{
     decode_fetched_certificates, ek_cert_service_url, ek_certificate_der, parse_roots,

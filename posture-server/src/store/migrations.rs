@@ -39,6 +39,24 @@ pub const SQLITE: &[(i64, &[&str])] = &[(
         // A device's history, newest first, without scanning the (device_id, jti) index.
         "CREATE INDEX evidence_device ON evidence (device_id, id)",
     ],
+),
+(
+    // 20: Shared Signals (SSF/CAEP) streams and their durable outbox, the compliance last
+    // announced for each device, the changes already turned into events, and the
+    // Tailscale queue (see `crate::ssf`).
+    20,
+    SSF_SQLITE,
+),
+(
+    // Versions are not contiguous: each integration owns a range (10, 20, 30, 40); the
+    // runner applies every listed version it has not recorded, in list order.
+    30,
+    &[
+        // The hardware serial number of the latest report (Cloudflare device mapping).
+        "ALTER TABLE devices ADD COLUMN serial TEXT",
+        "CREATE INDEX devices_serial ON devices (serial)",
+        "CREATE INDEX devices_host ON devices (lower(host))",
+    ],
 )];
 
 /// `(version, statements)` for PostgreSQL.
@@ -125,16 +143,71 @@ pub const POSTGRES: &[(i64, &[&str])] = &[(
     ],
 ),
 (
-    // Versions 10, 20 and 30 belong to other branches; the runner applies whatever is
-    // missing, in this list's order, and does not mind the gaps.
+    20,
+    SSF_POSTGRES,
+),
+(
+    30,
+    &[
+        "ALTER TABLE devices ADD COLUMN serial TEXT",
+        "CREATE INDEX devices_serial ON devices (serial)",
+        "CREATE INDEX devices_host ON devices (lower(host))",
+        // posture_ingest of migration 2 with the serial number: a new overload (twelve
+        // arguments), so replicas not yet upgraded keep calling the eleven-argument one
+        // during a rolling upgrade.
+        "CREATE FUNCTION posture_ingest(p_device TEXT, p_enrollment TEXT, p_nonce TEXT,
+            p_jti TEXT, p_iat BIGINT, p_received BIGINT, p_status TEXT, p_failing TEXT,
+            p_host TEXT, p_decision TEXT, p_report TEXT, p_serial TEXT) RETURNS VOID
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            v_status TEXT;
+            v_disabled BIGINT;
+            v_enrollment TEXT;
+        BEGIN
+            SELECT status, disabled, enrollment INTO v_status, v_disabled, v_enrollment
+                FROM devices WHERE id = p_device FOR UPDATE;
+            IF NOT FOUND OR v_disabled <> 0 THEN
+                RAISE EXCEPTION 'device refused' USING ERRCODE = 'PTDEV';
+            END IF;
+            IF v_enrollment <> p_enrollment THEN
+                RAISE EXCEPTION 'enrolled again' USING ERRCODE = 'PTENR';
+            END IF;
+            DELETE FROM nonces WHERE nonce = p_nonce AND expires_at >= p_received;
+            IF NOT FOUND THEN
+                IF EXISTS (SELECT 1 FROM evidence WHERE device_id = p_device AND jti = p_jti) THEN
+                    RAISE EXCEPTION 'replay' USING ERRCODE = 'PTREP';
+                END IF;
+                RAISE EXCEPTION 'nonce refused' USING ERRCODE = 'PTNON';
+            END IF;
+            INSERT INTO evidence (device_id, jti, iat, received_at, status, failing)
+                VALUES (p_device, p_jti, p_iat, p_received, p_status, p_failing)
+                ON CONFLICT (device_id, jti) DO NOTHING;
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'replay' USING ERRCODE = 'PTREP';
+            END IF;
+            UPDATE devices SET host = p_host, serial = p_serial, last_seen = p_received, evidence_iat = p_iat,
+                status = p_status, failing = p_failing, decision = p_decision,
+                report = p_report WHERE id = p_device;
+            IF v_status <> p_status THEN
+                INSERT INTO changes (device_id, at, from_status, to_status)
+                    VALUES (p_device, p_received, v_status, p_status);
+            END IF;
+            PERFORM pg_notify('posture_devices', p_device);
+        END
+        $$",
+    ],
+),
+(
+    // The runner applies whatever is missing, in this list's order, and does not mind
+    // gaps between versions.
     40,
     &[
         // Group commit: several pieces of verified evidence recorded in one statement,
         // so in one transaction, one round trip and one WAL flush (and one pass through
         // the lock PostgreSQL serializes NOTIFYing commits on). The elements of the
-        // arrays are the arguments of `posture_ingest`, one piece of evidence each; the
-        // server sends them sorted by device id, so that concurrent batches lock device
-        // rows in the same order. Each piece does what `posture_ingest` does, in order
+        // arrays are the arguments of `posture_ingest` (migration 30's, with the serial
+        // number), one piece of evidence each; the server sends them sorted by device
+        // id, so that concurrent batches lock device rows in the same order. Each piece does what `posture_ingest` does, in order
         // (a device's compliance changes are noted in the order its evidence arrived),
         // but a refusal is an answer, not an exception: every refusal is decided before
         // anything of that piece is written, so a refused piece leaves nothing — its
@@ -145,7 +218,7 @@ pub const POSTGRES: &[(i64, &[&str])] = &[(
         "CREATE FUNCTION posture_ingest_batch(p_device TEXT[], p_enrollment TEXT[],
             p_nonce TEXT[], p_jti TEXT[], p_iat BIGINT[], p_received BIGINT[],
             p_status TEXT[], p_failing TEXT[], p_host TEXT[], p_decision TEXT[],
-            p_report TEXT[]) RETURNS TEXT[]
+            p_report TEXT[], p_serial TEXT[]) RETURNS TEXT[]
         LANGUAGE plpgsql AS $$
         DECLARE
             v_out TEXT[] := '{}';
@@ -189,7 +262,8 @@ pub const POSTGRES: &[(i64, &[&str])] = &[(
                     v_out := v_out || 'replay'::TEXT;
                     CONTINUE;
                 END IF;
-                UPDATE devices SET host = p_host[i], last_seen = p_received[i],
+                UPDATE devices SET host = p_host[i], serial = p_serial[i],
+                    last_seen = p_received[i],
                     evidence_iat = p_iat[i], status = p_status[i], failing = p_failing[i],
                     decision = p_decision[i], report = p_report[i]
                     WHERE id = p_device[i];
@@ -205,3 +279,55 @@ pub const POSTGRES: &[(i64, &[&str])] = &[(
         $$",
     ],
 )];
+
+/// Version 20 on SQLite. No foreign key to `devices`: a deleted device's last
+/// announcement must outlive it (its deletion is itself announced).
+const SSF_SQLITE: &[&str] = &[
+    "CREATE TABLE ssf_streams (id TEXT PRIMARY KEY, method TEXT NOT NULL, config TEXT NOT NULL,
+        status TEXT NOT NULL, reason TEXT, created_at INTEGER NOT NULL,
+        last_verification INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE ssf_excluded (stream_id TEXT NOT NULL REFERENCES ssf_streams(id) ON DELETE CASCADE,
+        subject TEXT NOT NULL, PRIMARY KEY (stream_id, subject))",
+    "CREATE TABLE ssf_events (id INTEGER PRIMARY KEY AUTOINCREMENT,
+        stream_id TEXT NOT NULL REFERENCES ssf_streams(id) ON DELETE CASCADE,
+        jti TEXT NOT NULL, set_jwt TEXT NOT NULL, created_at INTEGER NOT NULL,
+        next_attempt INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+        UNIQUE (stream_id, jti))",
+    "CREATE INDEX ssf_events_due ON ssf_events (next_attempt)",
+    "CREATE TABLE ssf_reported (device_id TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT,
+        assurance TEXT NOT NULL, status TEXT NOT NULL, at INTEGER NOT NULL,
+        refreshed_at INTEGER NOT NULL)",
+    "CREATE TABLE ssf_consumed (change_id INTEGER PRIMARY KEY, consumed_at INTEGER NOT NULL)",
+    "CREATE TABLE tailscale_queue (id INTEGER PRIMARY KEY AUTOINCREMENT, device_id TEXT NOT NULL,
+        host TEXT, compliant INTEGER NOT NULL, assurance TEXT NOT NULL,
+        created_at INTEGER NOT NULL, next_attempt INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT)",
+    // Changes recorded before this version are history, not news: start after them.
+    "INSERT INTO meta (key, value) SELECT 'ssf_watermark', CAST(COALESCE(MAX(id), 0) AS TEXT)
+        FROM changes",
+];
+
+/// Version 20 on PostgreSQL (the same tables).
+const SSF_POSTGRES: &[&str] = &[
+    "CREATE TABLE ssf_streams (id TEXT PRIMARY KEY, method TEXT NOT NULL, config TEXT NOT NULL,
+        status TEXT NOT NULL, reason TEXT, created_at BIGINT NOT NULL,
+        last_verification BIGINT NOT NULL DEFAULT 0)",
+    "CREATE TABLE ssf_excluded (stream_id TEXT NOT NULL REFERENCES ssf_streams(id) ON DELETE CASCADE,
+        subject TEXT NOT NULL, PRIMARY KEY (stream_id, subject))",
+    "CREATE TABLE ssf_events (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        stream_id TEXT NOT NULL REFERENCES ssf_streams(id) ON DELETE CASCADE,
+        jti TEXT NOT NULL, set_jwt TEXT NOT NULL, created_at BIGINT NOT NULL,
+        next_attempt BIGINT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0, last_error TEXT,
+        UNIQUE (stream_id, jti))",
+    "CREATE INDEX ssf_events_due ON ssf_events (next_attempt)",
+    "CREATE TABLE ssf_reported (device_id TEXT PRIMARY KEY, owner TEXT NOT NULL, host TEXT,
+        assurance TEXT NOT NULL, status TEXT NOT NULL, at BIGINT NOT NULL,
+        refreshed_at BIGINT NOT NULL)",
+    "CREATE TABLE ssf_consumed (change_id BIGINT PRIMARY KEY, consumed_at BIGINT NOT NULL)",
+    "CREATE TABLE tailscale_queue (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        device_id TEXT NOT NULL, host TEXT, compliant BIGINT NOT NULL, assurance TEXT NOT NULL,
+        created_at BIGINT NOT NULL, next_attempt BIGINT NOT NULL,
+        attempts BIGINT NOT NULL DEFAULT 0, last_error TEXT)",
+    "INSERT INTO meta (key, value) SELECT 'ssf_watermark', CAST(COALESCE(MAX(id), 0) AS TEXT)
+        FROM changes",
+];

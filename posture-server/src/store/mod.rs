@@ -244,10 +244,21 @@ pub struct Ingest {
     pub failing: Vec<String>,
     /// Host name.
     pub host: String,
+    /// Hardware serial number from the report, where the device could read one.
+    pub serial_number: Option<String>,
     /// The decision (JSON).
     pub decision_json: String,
     /// The report (JSON).
     pub report_json: String,
+}
+
+/// A device found by its hardware identity, with the identity it was found by.
+#[derive(Debug, Clone)]
+pub struct IdentifiedDevice {
+    /// The device (decision columns, as [`Store::device_state`]).
+    pub device: Device,
+    /// Serial number of its latest report.
+    pub serial_number: Option<String>,
 }
 
 /// Why evidence was not recorded (the device and the nonce are checked in the transaction).
@@ -290,10 +301,23 @@ pub struct Change {
     pub to: String,
 }
 
+/// The connection pool under a store, for the parts that keep their own tables and SQL
+/// (the Shared Signals transmitter, [`crate::ssf`]): their SQL is written once with `$N`
+/// parameters, which both databases accept.
+#[derive(Debug, Clone)]
+pub enum Pool {
+    /// SQLite (reads and rare writes beside the evidence writer, under `busy_timeout`).
+    Sqlite(sqlx::SqlitePool),
+    /// PostgreSQL.
+    Postgres(sqlx::PgPool),
+}
+
 /// The storage interface.
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Which database this is.
     fn backend(&self) -> Backend;
+    /// The connection pool (see [`Pool`]).
+    fn pool(&self) -> Pool;
     /// This server's id (made once, shared by replicas): part of the evidence audience.
     fn server_id(&self) -> StoreFuture<'_, String>;
     /// Whether the database answers.
@@ -361,6 +385,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Every device, most recently seen first, without key records, decisions and
     /// reports (a listing of a large fleet stays small).
     fn devices(&self) -> StoreFuture<'_, Vec<Device>>;
+    /// Every device whose latest report has one of `serials` as its serial number, or
+    /// one of `hosts` (lower-case) as its host name compared in lower case. Both lists
+    /// are at most a few thousand entries.
+    fn devices_by_identity<'a>(
+        &'a self,
+        serials: &'a [String],
+        hosts: &'a [String],
+    ) -> StoreFuture<'a, Vec<IdentifiedDevice>>;
     /// Disables or enables a device; whether it exists.
     fn set_disabled<'a>(&'a self, id: &'a str, disabled: bool) -> StoreFuture<'a, bool>;
     /// Deletes a device and its history; whether it existed.

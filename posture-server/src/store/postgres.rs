@@ -46,8 +46,9 @@ use super::rows::{
     db_err, device_from_row, split_list, Columns, DEVICE_ALL, DEVICE_LISTING, DEVICE_STATE,
 };
 use super::{
-    Backend, Change, CredentialKind, Device, DeviceKey, EnrollmentToken, HistoryEntry, Ingest,
-    IngestRefusal, NewCredential, NewDevice, Role, Store, StoreError, StoreFuture,
+    Backend, Change, CredentialKind, Device, DeviceKey, EnrollmentToken, HistoryEntry,
+    IdentifiedDevice, Ingest, IngestRefusal, NewCredential, NewDevice, Role, Store, StoreError,
+    StoreFuture,
 };
 
 /// History rows deleted per transaction when purging.
@@ -217,7 +218,7 @@ async fn record_batch(
         batch.iter().map(f).collect()
     }
     let codes: Vec<String> = sqlx::query_scalar(
-        "SELECT posture_ingest_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "SELECT posture_ingest_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(column(batch, |i| i.device_id.as_str()))
     .bind(column(batch, |i| i.enrollment.as_str()))
@@ -230,6 +231,7 @@ async fn record_batch(
     .bind(column(batch, |i| i.host.as_str()))
     .bind(column(batch, |i| i.decision_json.as_str()))
     .bind(column(batch, |i| i.report_json.as_str()))
+    .bind(column(batch, |i| i.serial_number.as_deref()))
     .fetch_one(pool)
     .await?;
     if codes.len() != batch.len() {
@@ -397,6 +399,10 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
 impl Store for PostgresStore {
     fn backend(&self) -> Backend {
         Backend::Postgres
+    }
+
+    fn pool(&self) -> super::Pool {
+        super::Pool::Postgres(self.pool.clone())
     }
 
     fn server_id(&self) -> StoreFuture<'_, String> {
@@ -688,6 +694,37 @@ impl Store for PostgresStore {
                 self.states.insert(epoch, device);
             }
             Ok(device)
+        })
+    }
+
+    fn devices_by_identity<'a>(
+        &'a self,
+        serials: &'a [String],
+        hosts: &'a [String],
+    ) -> StoreFuture<'a, Vec<IdentifiedDevice>> {
+        Box::pin(async move {
+            if serials.is_empty() && hosts.is_empty() {
+                return Ok(Vec::new());
+            }
+            let rows = sqlx::query(&format!(
+                "SELECT {DEVICE_STATE}, serial FROM devices \
+                 WHERE serial = ANY($1) OR lower(host) = ANY($2)"
+            ))
+            .bind(serials)
+            .bind(hosts)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(IdentifiedDevice {
+                        device: device_from_row(r, Columns::State)?,
+                        serial_number: r
+                            .try_get("serial")
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    })
+                })
+                .collect()
         })
     }
 

@@ -26,8 +26,9 @@ use super::rows::{
     db_err, device_from_row, split_list, Columns, DEVICE_ALL, DEVICE_LISTING, DEVICE_STATE,
 };
 use super::{
-    Backend, Change, CredentialKind, Device, DeviceKey, EnrollmentToken, HistoryEntry, Ingest,
-    IngestRefusal, NewCredential, NewDevice, Role, Store, StoreError, StoreFuture,
+    Backend, Change, CredentialKind, Device, DeviceKey, EnrollmentToken, HistoryEntry,
+    IdentifiedDevice, Ingest, IngestRefusal, NewCredential, NewDevice, Role, Store, StoreError,
+    StoreFuture,
 };
 
 /// History rows deleted per transaction when purging.
@@ -52,7 +53,8 @@ enum Write {
         reply: Reply<()>,
     },
     Ingest {
-        ingest: Ingest,
+        // Boxed: the queue's slots stay the size of a nonce write.
+        ingest: Box<Ingest>,
         reply: Reply<Result<(), IngestRefusal>>,
     },
 }
@@ -392,7 +394,7 @@ fn apply_ingest(
     }
     tx.prepare_cached(
         "UPDATE devices SET host = ?2, last_seen = ?3, evidence_iat = ?4, status = ?5, \
-         failing = ?6, decision = ?7, report = ?8 WHERE id = ?1",
+         failing = ?6, decision = ?7, report = ?8, serial = ?9 WHERE id = ?1",
     )?
     .execute(params![
         ingest.device_id,
@@ -402,7 +404,8 @@ fn apply_ingest(
         ingest.status,
         failing,
         ingest.decision_json,
-        ingest.report_json
+        ingest.report_json,
+        ingest.serial_number
     ])?;
     if previous != ingest.status {
         tx.prepare_cached(
@@ -421,6 +424,10 @@ fn apply_ingest(
 impl Store for SqliteStore {
     fn backend(&self) -> Backend {
         Backend::Sqlite
+    }
+
+    fn pool(&self) -> super::Pool {
+        super::Pool::Sqlite(self.pool.clone())
     }
 
     fn server_id(&self) -> StoreFuture<'_, String> {
@@ -704,6 +711,33 @@ impl Store for SqliteStore {
         })
     }
 
+    fn devices_by_identity<'a>(
+        &'a self,
+        serials: &'a [String],
+        hosts: &'a [String],
+    ) -> StoreFuture<'a, Vec<IdentifiedDevice>> {
+        Box::pin(async move {
+            let Some(sql) = identity_query(serials.len(), hosts.len()) else {
+                return Ok(Vec::new());
+            };
+            let mut query = sqlx::query(&sql);
+            for value in serials.iter().chain(hosts) {
+                query = query.bind(value);
+            }
+            let rows = query.fetch_all(&self.pool).await.map_err(db_err)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(IdentifiedDevice {
+                        device: device_from_row(r, Columns::State)?,
+                        serial_number: r
+                            .try_get("serial")
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    })
+                })
+                .collect()
+        })
+    }
+
     fn devices(&self) -> StoreFuture<'_, Vec<Device>> {
         Box::pin(async move {
             let rows = sqlx::query(&format!(
@@ -743,7 +777,13 @@ impl Store for SqliteStore {
     }
 
     fn ingest(&self, ingest: Ingest) -> StoreFuture<'_, Result<(), IngestRefusal>> {
-        Box::pin(async move { self.write(|reply| Write::Ingest { ingest, reply }).await })
+        Box::pin(async move {
+            self.write(|reply| Write::Ingest {
+                ingest: Box::new(ingest),
+                reply,
+            })
+            .await
+        })
     }
 
     fn history<'a>(&'a self, id: &'a str, limit: i64) -> StoreFuture<'a, Vec<HistoryEntry>> {
@@ -823,4 +863,28 @@ impl Store for SqliteStore {
             Ok(removed)
         })
     }
+}
+
+/// `SELECT ... WHERE serial IN (?, ...) OR lower(host) IN (?, ...)` for these many
+/// values (numbered placeholders: serials first); `None` when both are empty.
+fn identity_query(serials: usize, hosts: usize) -> Option<String> {
+    let list = |from: usize, n: usize| {
+        (from..from + n)
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut clauses = Vec::new();
+    if serials > 0 {
+        clauses.push(format!("serial IN ({})", list(1, serials)));
+    }
+    if hosts > 0 {
+        clauses.push(format!("lower(host) IN ({})", list(1 + serials, hosts)));
+    }
+    (!clauses.is_empty()).then(|| {
+        format!(
+            "SELECT {DEVICE_STATE}, serial FROM devices WHERE {}",
+            clauses.join(" OR ")
+        )
+    })
 }
