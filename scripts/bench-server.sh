@@ -24,7 +24,8 @@ run() { # $1 = name, $2 = extra config
   token=$(sed -n 's/^admin token (shown once, keep it): //p' "$work/$1/out")
   echo "== $1"
   for connections in ${CONNECTIONS:-16 64}; do
-    "$bin/examples/loadgen" bench "$url" "$token" "${RATE:-1000}" "$pid" "$connections"
+    DB_PID=${DB_PID:-} "$bin/examples/loadgen" bench "$url" "$token" "${RATE:-1000}" "$pid" "$connections" | tee "$work/$1.$connections.txt"
+    sed -n "s/^summary: /$1, /p" "$work/$1.$connections.txt" >> "$work/summary"
   done
   ps -o rss=,time= -p "$pid" | awk '{print "server RSS " $1/1024 " MiB, CPU time " $2}'
   kill "$pid"; wait "$pid" 2>/dev/null || true
@@ -33,6 +34,11 @@ run() { # $1 = name, $2 = extra config
 . scripts/bench-pg.sh
 run sqlite ""
 if pg_start "$work/pg"; then
-  run postgres "database_url = \"$(pg_url "$work/pg")\""
+  DB_PID=$(head -1 "$work/pg/data/postmaster.pid") run postgres "database_url = \"$(pg_url "$work/pg")\""
   pg_stop "$work/pg"
+else
+  echo "== postgres: not installed (scripts/setup.sh installs it), skipped" | tee -a "$work/summary"
 fi
+echo
+echo "== results ($(nproc) cores, load average now $(cut -d' ' -f1-3 /proc/loadavg); ratio = ingestion / raw ES256 verification in the same run)"
+cat "$work/summary"

@@ -1218,6 +1218,203 @@ fn replicas_sharing_postgres_see_each_others_changes_in_their_decisions() {
     );
 }
 
+/// Evidence for the store tests below: `device` (enrollment `e1` unless given), `nonce`,
+/// `jti`, `status`.
+fn ingest(device: &str, nonce: &str, jti: &str, status: &str) -> posture_server::store::Ingest {
+    let now = posture_server::now();
+    posture_server::store::Ingest {
+        device_id: device.into(),
+        enrollment: "e1".into(),
+        nonce: nonce.into(),
+        jti: jti.into(),
+        iat: now,
+        received_at: now,
+        status: status.into(),
+        failing: if status == "compliant" {
+            vec![]
+        } else {
+            vec!["firewall".into()]
+        },
+        host: "laptop".into(),
+        decision_json: "{}".into(),
+        report_json: "{}".into(),
+        serial_number: Some(format!("SN-{device}")),
+    }
+}
+
+fn new_device(id: &str) -> posture_server::store::NewDevice {
+    posture_server::store::NewDevice {
+        id: id.into(),
+        owner: "alice@example.com".into(),
+        key_kind: "software".into(),
+        key_record: "{}".into(),
+        ek_trust: "none".into(),
+        key_assurance: "software".into(),
+        enrolled_at: posture_server::now(),
+        enrollment: "e1".into(),
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// PostgreSQL records evidence in batches (group commit): within one batch every piece is
+/// refused or recorded on its own, a refused piece leaves nothing (its nonce stays
+/// unspent), and a device's compliance changes follow its evidence in order.
+#[test]
+fn postgres_batch_refuses_each_piece_on_its_own_and_records_the_rest() {
+    use posture_server::store::{IngestRefusal, PostgresStore, Store};
+    let database = Database::new(Db::Postgres);
+    let url = database.pg.as_ref().unwrap().url();
+    runtime().block_on(async {
+        let store = PostgresStore::open(&url).await.unwrap();
+        for id in ["dev-a", "dev-b", "dev-c"] {
+            store.insert_device(&new_device(id)).await.unwrap();
+        }
+        assert!(store.set_disabled("dev-c", true).await.unwrap());
+        let expires = posture_server::now() + 120;
+        for n in 1..=7 {
+            store.insert_nonce(&format!("n{n}"), expires).await.unwrap();
+        }
+        let mut enrolled_again = ingest("dev-b", "n6", "j7", "compliant");
+        enrolled_again.enrollment = "e2".into();
+        let batch = [
+            ingest("dev-a", "n1", "j1", "compliant"),
+            // The same jti with a fresh nonce: a replay; n2 is not spent.
+            ingest("dev-a", "n2", "j1", "compliant"),
+            ingest("dev-a", "n3", "j2", "noncompliant"),
+            ingest("dev-b", "never-issued", "j3", "compliant"),
+            // n1 was spent by the first piece, in this same batch.
+            ingest("dev-b", "n1", "j4", "compliant"),
+            ingest("dev-c", "n4", "j5", "compliant"),
+            ingest("dev-unknown", "n5", "j6", "compliant"),
+            enrolled_again,
+            ingest("dev-b", "n7", "j8", "noncompliant"),
+        ];
+        let outcomes = store.ingest_batch(&batch).await.unwrap();
+        assert_eq!(
+            outcomes,
+            [
+                Ok(()),
+                Err(IngestRefusal::Replay),
+                Ok(()),
+                Err(IngestRefusal::Nonce),
+                Err(IngestRefusal::Nonce),
+                Err(IngestRefusal::Device),
+                Err(IngestRefusal::Device),
+                Err(IngestRefusal::Enrollment),
+                Ok(()),
+            ]
+        );
+        let jtis = |h: Vec<posture_server::store::HistoryEntry>| {
+            h.into_iter().map(|e| e.jti).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            jtis(store.history("dev-a", 10).await.unwrap()),
+            ["j2", "j1"]
+        );
+        assert_eq!(jtis(store.history("dev-b", 10).await.unwrap()), ["j8"]);
+        assert!(store.history("dev-c", 10).await.unwrap().is_empty());
+        let changes = |c: Vec<posture_server::store::Change>| {
+            c.into_iter().map(|c| (c.from, c.to)).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            changes(store.changes("dev-a", 10).await.unwrap()),
+            [
+                ("compliant".to_owned(), "noncompliant".to_owned()),
+                ("none".to_owned(), "compliant".to_owned())
+            ]
+        );
+        assert_eq!(
+            changes(store.changes("dev-b", 10).await.unwrap()),
+            [("none".to_owned(), "noncompliant".to_owned())]
+        );
+        let dev_a = store.device("dev-a").await.unwrap().unwrap();
+        assert_eq!(dev_a.status, "noncompliant");
+        // The serial number is recorded too (migration 30's column).
+        let found = store
+            .devices_by_identity(&["SN-dev-a".to_owned()], &[])
+            .await
+            .unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].device.id, "dev-a");
+        assert_eq!(found[0].serial_number.as_deref(), Some("SN-dev-a"));
+        let now = posture_server::now();
+        // The refused pieces' nonces are still there; the accepted ones' are spent.
+        for n in ["n2", "n4", "n5", "n6"] {
+            assert!(store.take_nonce(n, now).await.unwrap(), "{n} was spent");
+        }
+        for n in ["n1", "n3", "n7"] {
+            assert!(
+                !store.take_nonce(n, now).await.unwrap(),
+                "{n} was not spent"
+            );
+        }
+
+        // Through the batcher, concurrently: every piece twice (the second a replay,
+        // in the same batch or a later one), devices interleaved.
+        let devices: Vec<String> = (0..8).map(|d| format!("dev-{d}")).collect();
+        for id in &devices {
+            store.insert_device(&new_device(id)).await.unwrap();
+        }
+        let mut pieces = Vec::new();
+        for i in 0..160 {
+            let nonce = format!("c{i}");
+            store.insert_nonce(&nonce, expires).await.unwrap();
+            let status = if i % 3 == 0 {
+                "compliant"
+            } else {
+                "noncompliant"
+            };
+            let piece = ingest(
+                &devices[i % devices.len()],
+                &nonce,
+                &format!("cj{i}"),
+                status,
+            );
+            pieces.push(piece.clone());
+            pieces.push(piece);
+        }
+        let store = std::sync::Arc::new(store);
+        let tasks: Vec<_> = pieces
+            .into_iter()
+            .map(|piece| {
+                let store = std::sync::Arc::clone(&store);
+                tokio::spawn(async move { store.ingest(piece).await.unwrap() })
+            })
+            .collect();
+        let (mut accepted, mut replays) = (0, 0);
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => accepted += 1,
+                Err(IngestRefusal::Replay) => replays += 1,
+                Err(other) => panic!("refused: {other:?}"),
+            }
+        }
+        assert_eq!((accepted, replays), (160, 160));
+        // Each device's changes are exactly the transitions of its history, in order.
+        for id in &devices {
+            let history = store.history(id, 100).await.unwrap();
+            assert_eq!(history.len(), 20);
+            let mut expected = Vec::new();
+            let mut previous = "none".to_owned();
+            for entry in history.iter().rev() {
+                if entry.status != previous {
+                    expected.push((previous.clone(), entry.status.clone()));
+                    previous = entry.status.clone();
+                }
+            }
+            let mut recorded = changes(store.changes(id, 100).await.unwrap());
+            recorded.reverse();
+            assert_eq!(recorded, expected, "{id}");
+        }
+    });
+}
+
 #[test]
 fn database_down_answers_503_and_the_daemon_keeps_the_evidence_until_it_is_back() {
     let database = Database::new(Db::Postgres);

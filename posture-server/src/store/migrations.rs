@@ -196,6 +196,88 @@ pub const POSTGRES: &[(i64, &[&str])] = &[(
         END
         $$",
     ],
+),
+(
+    // The runner applies whatever is missing, in this list's order, and does not mind
+    // gaps between versions.
+    40,
+    &[
+        // Group commit: several pieces of verified evidence recorded in one statement,
+        // so in one transaction, one round trip and one WAL flush (and one pass through
+        // the lock PostgreSQL serializes NOTIFYing commits on). The elements of the
+        // arrays are the arguments of `posture_ingest` (migration 30's, with the serial
+        // number), one piece of evidence each; the server sends them sorted by device
+        // id, so that concurrent batches lock device rows in the same order. Each piece does what `posture_ingest` does, in order
+        // (a device's compliance changes are noted in the order its evidence arrived),
+        // but a refusal is an answer, not an exception: every refusal is decided before
+        // anything of that piece is written, so a refused piece leaves nothing — its
+        // nonce stays unspent — and the others are still recorded. The answer has one
+        // element per piece: `ok`, or `device` (unknown or disabled), `enrollment`
+        // (enrolled again meanwhile), `replay` (`jti` seen), `nonce` (unknown, expired
+        // or spent).
+        "CREATE FUNCTION posture_ingest_batch(p_device TEXT[], p_enrollment TEXT[],
+            p_nonce TEXT[], p_jti TEXT[], p_iat BIGINT[], p_received BIGINT[],
+            p_status TEXT[], p_failing TEXT[], p_host TEXT[], p_decision TEXT[],
+            p_report TEXT[], p_serial TEXT[]) RETURNS TEXT[]
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            v_out TEXT[] := '{}';
+            v_status TEXT;
+            v_disabled BIGINT;
+            v_enrollment TEXT;
+            v_expires BIGINT;
+        BEGIN
+            FOR i IN 1 .. coalesce(array_length(p_device, 1), 0) LOOP
+                SELECT status, disabled, enrollment INTO v_status, v_disabled, v_enrollment
+                    FROM devices WHERE id = p_device[i] FOR UPDATE;
+                IF NOT FOUND OR v_disabled <> 0 THEN
+                    v_out := v_out || 'device'::TEXT;
+                    CONTINUE;
+                END IF;
+                IF v_enrollment <> p_enrollment[i] THEN
+                    v_out := v_out || 'enrollment'::TEXT;
+                    CONTINUE;
+                END IF;
+                -- Evidence of this device is only written under its row lock, held
+                -- here: what this sees stays true until the commit.
+                IF EXISTS (SELECT 1 FROM evidence
+                           WHERE device_id = p_device[i] AND jti = p_jti[i]) THEN
+                    v_out := v_out || 'replay'::TEXT;
+                    CONTINUE;
+                END IF;
+                DELETE FROM nonces WHERE nonce = p_nonce[i] AND expires_at >= p_received[i]
+                    RETURNING expires_at INTO v_expires;
+                IF NOT FOUND THEN
+                    v_out := v_out || 'nonce'::TEXT;
+                    CONTINUE;
+                END IF;
+                INSERT INTO evidence (device_id, jti, iat, received_at, status, failing)
+                    VALUES (p_device[i], p_jti[i], p_iat[i], p_received[i], p_status[i],
+                            p_failing[i])
+                    ON CONFLICT (device_id, jti) DO NOTHING;
+                IF NOT FOUND THEN
+                    -- Not reachable under the row lock; should it happen, the nonce is
+                    -- given back so that the refused piece still leaves nothing.
+                    INSERT INTO nonces (nonce, expires_at) VALUES (p_nonce[i], v_expires);
+                    v_out := v_out || 'replay'::TEXT;
+                    CONTINUE;
+                END IF;
+                UPDATE devices SET host = p_host[i], serial = p_serial[i],
+                    last_seen = p_received[i],
+                    evidence_iat = p_iat[i], status = p_status[i], failing = p_failing[i],
+                    decision = p_decision[i], report = p_report[i]
+                    WHERE id = p_device[i];
+                IF v_status <> p_status[i] THEN
+                    INSERT INTO changes (device_id, at, from_status, to_status)
+                        VALUES (p_device[i], p_received[i], v_status, p_status[i]);
+                END IF;
+                PERFORM pg_notify('posture_devices', p_device[i]);
+                v_out := v_out || 'ok'::TEXT;
+            END LOOP;
+            RETURN v_out;
+        END
+        $$",
+    ],
 )];
 
 /// Version 20 on SQLite. No foreign key to `devices`: a deleted device's last

@@ -5,9 +5,10 @@
 //!   and one writer task that commits the evidence and nonces waiting at that moment in
 //!   one `BEGIN IMMEDIATE` transaction (group commit: one fsync for many, each caller
 //!   answered only after the commit).
-//! - [`PostgresStore`] (`postgres://...`, shared by several stateless replicas): evidence
-//!   recorded by one server-side function in one round trip (row lock on the device,
-//!   `ON CONFLICT` on the history), concurrent commits share WAL flushes in PostgreSQL.
+//! - [`PostgresStore`] (`postgres://...`, shared by several stateless replicas): the
+//!   evidence waiting at a moment recorded together by one server-side function, in one
+//!   statement and one commit (group commit again: row locks on the devices, a refusal
+//!   answered per piece of evidence, each caller answered after the commit).
 //!
 //! Each has its own versioned migrations ([`migrations`]); what is truly identical (row
 //! decoding) is shared in `rows`. The same test suite runs against both.

@@ -1,12 +1,23 @@
 //! [`Store`] on PostgreSQL, shared by several stateless `posture-server` replicas.
 //!
-//! Evidence is recorded by the `posture_ingest` function (migration 2) in one round trip
-//! and one implicit transaction: it locks the device row (`FOR UPDATE`, so concurrent
-//! evidence of one device records compliance changes in order), spends the nonce,
-//! appends the history (`ON CONFLICT` refuses a seen `jti`), updates the device and
-//! notifies `posture_devices`. A refusal is raised with its own SQLSTATE, which rolls the
-//! whole statement back. Concurrent commits share WAL flushes (PostgreSQL's own group
-//! commit), so no batching is done here.
+//! ## Recording evidence: group commit
+//! Evidence goes to a batcher task. Whenever one of its [`WRITERS`] is free, it takes
+//! everything waiting at that moment (up to [`MAX_BATCH`]) and records it with one call
+//! of `posture_ingest_batch` (migration 40): one statement, so one transaction, one round
+//! trip and one WAL flush for all of them; each caller is answered only after that
+//! statement — and so its commit — returned. There is no timer: a lone piece of evidence
+//! is written at once, and pieces gather only while the writers are busy. For each piece
+//! the function locks the device row (`FOR UPDATE`; batches are sorted by device id so
+//! that concurrent batches, here or on another replica, lock rows in the same order),
+//! spends the nonce, appends the history, updates the device, notes a compliance change
+//! in `changes` and notifies `posture_devices`. A refusal (unknown or disabled device,
+//! enrolled again, replay, nonce) is decided before anything of that piece is written and
+//! is answered for that piece alone; the others are recorded.
+//!
+//! Why: PostgreSQL holds one lock from a NOTIFYing transaction's commit to its end, so
+//! such commits — their WAL flushes included — happen one after the other; with one
+//! transaction per piece of evidence, ingestion was bound by the disk's flush latency
+//! and every request kept a backend busy. A batch pays that once.
 //! Device changes made by an admin (disable, enable, delete) notify `posture_devices`
 //! too.
 //!
@@ -28,6 +39,7 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
 use sqlx::{Executor as _, Row as _};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::migrations;
 use super::rows::{
@@ -51,11 +63,32 @@ const CHANNEL: &str = "posture_devices";
 /// Most device states cached per replica (an arbitrary one is dropped beyond).
 pub const CACHED_STATES: usize = 20_000;
 
+/// Batches of evidence being recorded at once by one replica (each on its own
+/// connection): one can be flushing its commit while the next runs its statements.
+pub const WRITERS: usize = 2;
+
+/// The most pieces of evidence recorded in one batch: bounds one statement's size
+/// (≈ 2–3 KB each) and how long it holds its device rows.
+pub const MAX_BATCH: usize = 128;
+
+/// Evidence waiting for a writer; beyond this, callers wait to enqueue (backpressure).
+const QUEUE: usize = 4096;
+
+/// What a batch answers a piece of evidence.
+type IngestOutcome = Result<Result<(), IngestRefusal>, StoreError>;
+
+/// A piece of evidence waiting to be recorded, and where its caller waits.
+struct Pending {
+    ingest: Ingest,
+    reply: oneshot::Sender<IngestOutcome>,
+}
+
 /// The PostgreSQL store (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
     pool: PgPool,
     states: Arc<StateCache>,
+    ingests: mpsc::Sender<Pending>,
 }
 
 impl PostgresStore {
@@ -71,8 +104,156 @@ impl PostgresStore {
         migrate(&pool).await?;
         let states = Arc::new(StateCache::default());
         tokio::spawn(listen(pool.clone(), Arc::clone(&states)));
-        Ok(Self { pool, states })
+        let (ingests, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(batcher(pool.clone(), Arc::clone(&states), queue));
+        Ok(Self {
+            pool,
+            states,
+            ingests,
+        })
     }
+
+    /// Records `batch` with one call of `posture_ingest_batch`, in this order (callers
+    /// sort by device id): one outcome per piece, or the error that rolled all of them
+    /// back. Public for the tests that check per-piece refusals inside one batch.
+    pub async fn ingest_batch(
+        &self,
+        batch: &[Ingest],
+    ) -> Result<Vec<Result<(), IngestRefusal>>, StoreError> {
+        let outcomes = record_batch(&self.pool, batch).await.map_err(db_err);
+        for ingest in batch {
+            self.states.changed(&ingest.device_id);
+        }
+        outcomes
+    }
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pending({})", self.ingest.device_id)
+    }
+}
+
+/// Takes the evidence waiting whenever a writer is free and records it as one batch (see
+/// the module documentation). Ends when the store is dropped.
+async fn batcher(pool: PgPool, states: Arc<StateCache>, mut queue: mpsc::Receiver<Pending>) {
+    let writers = Arc::new(Semaphore::new(WRITERS));
+    while let Some(first) = queue.recv().await {
+        // A writer first, then whatever gathered meanwhile: batches grow exactly when
+        // the writers are busy.
+        let Ok(permit) = Arc::clone(&writers).acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(pending) => batch.push(pending),
+                Err(_) => break,
+            }
+        }
+        let (pool, states) = (pool.clone(), Arc::clone(&states));
+        tokio::spawn(async move {
+            write_batch(&pool, &states, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Records one batch and answers its callers, each only after the commit.
+async fn write_batch(pool: &PgPool, states: &StateCache, mut batch: Vec<Pending>) {
+    // Stable: a device's evidence keeps its order of arrival.
+    batch.sort_by(|a, b| a.ingest.device_id.cmp(&b.ingest.device_id));
+    let (ingests, replies): (Vec<Ingest>, Vec<_>) =
+        batch.into_iter().map(|p| (p.ingest, p.reply)).unzip();
+    let outcomes = match record_batch(pool, &ingests).await {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        // Two batches can still wait on each other through rows other than devices
+        // (one nonce used by two devices' evidence): PostgreSQL aborts one of them,
+        // which then records its pieces one at a time, where that cannot happen.
+        Err(e) if ingests.len() > 1 && retryable(&e) => {
+            let mut outcomes = Vec::with_capacity(ingests.len());
+            for ingest in &ingests {
+                outcomes.push(
+                    record_batch(pool, std::slice::from_ref(ingest))
+                        .await
+                        .map_err(db_err)
+                        .and_then(|mut one| {
+                            one.pop().ok_or_else(|| {
+                                StoreError::Corrupt("posture_ingest_batch answered nothing".into())
+                            })
+                        }),
+                );
+            }
+            outcomes
+        }
+        Err(e) => {
+            let message = db_err(e).to_string();
+            ingests
+                .iter()
+                .map(|_| Err(StoreError::Unavailable(message.clone())))
+                .collect()
+        }
+    };
+    // This replica's own changes are seen at once (read your writes); the others hear
+    // them from the notifications.
+    for ingest in &ingests {
+        states.changed(&ingest.device_id);
+    }
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        let _ = reply.send(outcome);
+    }
+}
+
+/// A deadlock or serialization failure: nothing was written, trying again can succeed.
+fn retryable(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40P01" | "40001")))
+}
+
+/// One call of `posture_ingest_batch` with `batch`, in this order.
+async fn record_batch(
+    pool: &PgPool,
+    batch: &[Ingest],
+) -> Result<Vec<Result<(), IngestRefusal>>, sqlx::Error> {
+    fn column<'a, T>(batch: &'a [Ingest], f: impl Fn(&'a Ingest) -> T) -> Vec<T> {
+        batch.iter().map(f).collect()
+    }
+    let codes: Vec<String> = sqlx::query_scalar(
+        "SELECT posture_ingest_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(column(batch, |i| i.device_id.as_str()))
+    .bind(column(batch, |i| i.enrollment.as_str()))
+    .bind(column(batch, |i| i.nonce.as_str()))
+    .bind(column(batch, |i| i.jti.as_str()))
+    .bind(column(batch, |i| i.iat))
+    .bind(column(batch, |i| i.received_at))
+    .bind(column(batch, |i| i.status.as_str()))
+    .bind(column(batch, |i| i.failing.join(",")))
+    .bind(column(batch, |i| i.host.as_str()))
+    .bind(column(batch, |i| i.decision_json.as_str()))
+    .bind(column(batch, |i| i.report_json.as_str()))
+    .bind(column(batch, |i| i.serial_number.as_deref()))
+    .fetch_one(pool)
+    .await?;
+    if codes.len() != batch.len() {
+        return Err(sqlx::Error::Protocol(format!(
+            "posture_ingest_batch answered {} outcomes for {} pieces of evidence",
+            codes.len(),
+            batch.len()
+        )));
+    }
+    codes
+        .iter()
+        .map(|code| match code.as_str() {
+            "ok" => Ok(Ok(())),
+            "device" => Ok(Err(IngestRefusal::Device)),
+            "enrollment" => Ok(Err(IngestRefusal::Enrollment)),
+            "nonce" => Ok(Err(IngestRefusal::Nonce)),
+            "replay" => Ok(Err(IngestRefusal::Replay)),
+            other => Err(sqlx::Error::Protocol(format!(
+                "posture_ingest_batch answered {other:?}"
+            ))),
+        })
+        .collect()
 }
 
 /// Device states, valid while `listening` (see the module documentation).
@@ -213,20 +394,6 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
     .await
     .map_err(db_err)?;
     tx.commit().await.map_err(db_err)
-}
-
-/// The refusal `posture_ingest` raised, if it raised one.
-fn refusal(e: &sqlx::Error) -> Option<IngestRefusal> {
-    let sqlx::Error::Database(d) = e else {
-        return None;
-    };
-    match d.code().as_deref() {
-        Some("PTDEV") => Some(IngestRefusal::Device),
-        Some("PTENR") => Some(IngestRefusal::Enrollment),
-        Some("PTNON") => Some(IngestRefusal::Nonce),
-        Some("PTREP") => Some(IngestRefusal::Replay),
-        _ => None,
-    }
 }
 
 impl Store for PostgresStore {
@@ -609,33 +776,13 @@ impl Store for PostgresStore {
 
     fn ingest(&self, ingest: Ingest) -> StoreFuture<'_, Result<(), IngestRefusal>> {
         Box::pin(async move {
-            let done = sqlx::query(
-                "SELECT posture_ingest($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(&ingest.device_id)
-            .bind(&ingest.enrollment)
-            .bind(&ingest.nonce)
-            .bind(&ingest.jti)
-            .bind(ingest.iat)
-            .bind(ingest.received_at)
-            .bind(&ingest.status)
-            .bind(ingest.failing.join(","))
-            .bind(&ingest.host)
-            .bind(&ingest.decision_json)
-            .bind(&ingest.report_json)
-            .bind(&ingest.serial_number)
-            .execute(&self.pool)
-            .await;
-            // This replica's own change is seen at once (read your writes); the others
-            // hear it from the notification.
-            self.states.changed(&ingest.device_id);
-            match done {
-                Ok(_) => Ok(Ok(())),
-                Err(e) => match refusal(&e) {
-                    Some(refused) => Ok(Err(refused)),
-                    None => Err(db_err(e)),
-                },
-            }
+            let stopped = || StoreError::Unavailable("the evidence batcher stopped".into());
+            let (reply, answer) = oneshot::channel();
+            self.ingests
+                .send(Pending { ingest, reply })
+                .await
+                .map_err(|_| stopped())?;
+            answer.await.map_err(|_| stopped())?
         })
     }
 
