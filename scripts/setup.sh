@@ -48,6 +48,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   "${sudo_cmd[@]}" apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  # Debian starts nginx (on port 80) and a PostgreSQL cluster as system services on
+  # install; the tests start their own in temp dirs. A machine that runs this script
+  # (the README's first command, on a laptop) should not begin serving HTTP, so the
+  # services of packages this run installed are stopped and disabled. One that was
+  # installed before is left as it was.
+  if [ -d /run/systemd/system ]; then
+    for pair in nginx:nginx.service postgresql:postgresql.service; do
+      if [[ " ${missing[*]} " == *" ${pair%%:*} "* ]]; then
+        "${sudo_cmd[@]}" systemctl disable --now "${pair#*:}" >/dev/null 2>&1 || true
+      fi
+    done
+  fi
 fi
 
 if ! command -v cargo >/dev/null; then
