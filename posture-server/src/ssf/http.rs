@@ -251,6 +251,14 @@ pub struct StreamQuery {
     pub stream_id: Option<String>,
 }
 
+impl StreamQuery {
+    /// The stream id, where the endpoint needs one.
+    fn required(self) -> Result<String, ApiError> {
+        self.stream_id
+            .ok_or_else(|| ApiError::bad_request("bad_stream", "stream_id is required"))
+    }
+}
+
 /// `GET /ssf/streams[?stream_id=]`: one stream, or the list.
 pub async fn read_stream(
     State(server): Shared,
@@ -329,9 +337,7 @@ pub async fn delete_stream(
 ) -> Result<Response, ApiError> {
     authorize(&server, &headers, Role::Admin).await?;
     transmitter(&server)?;
-    let id = query
-        .stream_id
-        .ok_or_else(|| ApiError::bad_request("bad_stream", "stream_id is required"))?;
+    let id = query.required()?;
     if db::delete_stream(server.store.pool(), &id).await? {
         tracing::info!(stream = %id, "SSF stream deleted");
         Ok(StatusCode::NO_CONTENT.into_response())
@@ -348,9 +354,7 @@ pub async fn read_status(
 ) -> Result<Response, ApiError> {
     authorize(&server, &headers, Role::Reader).await?;
     transmitter(&server)?;
-    let id = query
-        .stream_id
-        .ok_or_else(|| ApiError::bad_request("bad_stream", "stream_id is required"))?;
+    let id = query.required()?;
     let stream = db::stream(server.store.pool(), &id)
         .await?
         .ok_or_else(no_stream)?;

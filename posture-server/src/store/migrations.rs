@@ -152,49 +152,6 @@ pub const POSTGRES: &[(i64, &[&str])] = &[(
         "ALTER TABLE devices ADD COLUMN serial TEXT",
         "CREATE INDEX devices_serial ON devices (serial)",
         "CREATE INDEX devices_host ON devices (lower(host))",
-        // posture_ingest of migration 2 with the serial number: a new overload (twelve
-        // arguments), so replicas not yet upgraded keep calling the eleven-argument one
-        // during a rolling upgrade.
-        "CREATE FUNCTION posture_ingest(p_device TEXT, p_enrollment TEXT, p_nonce TEXT,
-            p_jti TEXT, p_iat BIGINT, p_received BIGINT, p_status TEXT, p_failing TEXT,
-            p_host TEXT, p_decision TEXT, p_report TEXT, p_serial TEXT) RETURNS VOID
-        LANGUAGE plpgsql AS $$
-        DECLARE
-            v_status TEXT;
-            v_disabled BIGINT;
-            v_enrollment TEXT;
-        BEGIN
-            SELECT status, disabled, enrollment INTO v_status, v_disabled, v_enrollment
-                FROM devices WHERE id = p_device FOR UPDATE;
-            IF NOT FOUND OR v_disabled <> 0 THEN
-                RAISE EXCEPTION 'device refused' USING ERRCODE = 'PTDEV';
-            END IF;
-            IF v_enrollment <> p_enrollment THEN
-                RAISE EXCEPTION 'enrolled again' USING ERRCODE = 'PTENR';
-            END IF;
-            DELETE FROM nonces WHERE nonce = p_nonce AND expires_at >= p_received;
-            IF NOT FOUND THEN
-                IF EXISTS (SELECT 1 FROM evidence WHERE device_id = p_device AND jti = p_jti) THEN
-                    RAISE EXCEPTION 'replay' USING ERRCODE = 'PTREP';
-                END IF;
-                RAISE EXCEPTION 'nonce refused' USING ERRCODE = 'PTNON';
-            END IF;
-            INSERT INTO evidence (device_id, jti, iat, received_at, status, failing)
-                VALUES (p_device, p_jti, p_iat, p_received, p_status, p_failing)
-                ON CONFLICT (device_id, jti) DO NOTHING;
-            IF NOT FOUND THEN
-                RAISE EXCEPTION 'replay' USING ERRCODE = 'PTREP';
-            END IF;
-            UPDATE devices SET host = p_host, serial = p_serial, last_seen = p_received, evidence_iat = p_iat,
-                status = p_status, failing = p_failing, decision = p_decision,
-                report = p_report WHERE id = p_device;
-            IF v_status <> p_status THEN
-                INSERT INTO changes (device_id, at, from_status, to_status)
-                    VALUES (p_device, p_received, v_status, p_status);
-            END IF;
-            PERFORM pg_notify('posture_devices', p_device);
-        END
-        $$",
     ],
 ),
 (
@@ -205,9 +162,10 @@ pub const POSTGRES: &[(i64, &[&str])] = &[(
         // Group commit: several pieces of verified evidence recorded in one statement,
         // so in one transaction, one round trip and one WAL flush (and one pass through
         // the lock PostgreSQL serializes NOTIFYing commits on). The elements of the
-        // arrays are the arguments of `posture_ingest` (migration 30's, with the serial
-        // number), one piece of evidence each; the server sends them sorted by device
-        // id, so that concurrent batches lock device rows in the same order. Each piece does what `posture_ingest` does, in order
+        // arrays are the arguments of migration 2's `posture_ingest` and the serial number
+        // (migration 30), one piece of evidence each; the server sends them sorted by
+        // device id, so that concurrent batches lock device rows in the same order. Each
+        // piece does what `posture_ingest` does, in order
         // (a device's compliance changes are noted in the order its evidence arrived),
         // but a refusal is an answer, not an exception: every refusal is decided before
         // anything of that piece is written, so a refused piece leaves nothing — its
