@@ -21,6 +21,7 @@ packages=(
   dbus-daemon                     # private bus for the daemon's resume-from-suspend test
   lintian rpmlint rpm             # package lints (scripts/lint-packages.sh)
   qemu-system-x86 debootstrap     # the real-systemd install test (tests/vm/run.sh)
+  ovmf dosfstools mtools fdisk    # the Secure Boot guest (tests/vm/secure-boot.sh): OVMF with enrolled keys, a GPT disk with an ESP
   e2fsprogs binutils              # mkfs.ext4 -d builds the guest image; objcopy reads .dep-v0
   postgresql                      # posture-server tests: a real PostgreSQL (initdb/pg_ctl in a temp dir)
   chromium fonts-dejavu-core      # posture-server dashboard tests in headless Chromium (with screenshots)

@@ -1,0 +1,71 @@
+# Shared by the real-kernel guest tests (tests/vm/storage.sh, tests/vm/secure-boot.sh):
+# the cached guest image and local package repositories for the guest. Sourced, not run.
+# (tests/vm/run.sh, the install test, predates this file and keeps its own copy of the
+# image logic; both key the image by the hash of build-image.sh, so they share it.)
+
+vm_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+vm_cache=${POSTURE_VM_CACHE:-/var/cache/posture-test}
+
+# Fails (never skips) when a tool is missing: scripts/setup.sh installs them all.
+vm_require() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "vm: FAIL: $tool is missing (scripts/setup.sh installs it)" >&2; exit 1; }
+  done
+}
+
+# Prints the directory of the cached guest image (rootfs.img, vmlinuz, initrd.img),
+# building it first when the cache has none (tests/vm/build-image.sh, ~14 min).
+vm_image() {
+  local key image start
+  key=$(sha256sum "$vm_here/build-image.sh" | cut -c1-16)
+  image=$vm_cache/vm-$key
+  mkdir -p "$vm_cache"
+  (
+    flock 9
+    if [ ! -f "$image/rootfs.img" ]; then
+      start=$(date +%s)
+      rm -rf "$image.tmp"
+      "$vm_here/build-image.sh" "$image.tmp" >&2
+      mv "$image.tmp" "$image"
+      echo "vm: built the guest image in $(($(date +%s) - start)) s ($image)" >&2
+      find "$vm_cache" -maxdepth 1 -name 'vm-*' ! -name "vm-$key" -exec rm -rf {} +
+    fi
+  ) 9>"$vm_cache/.lock"
+  echo "$image"
+}
+
+# vm_local_repo NAME IMAGE_DIR PACKAGE...: prints a directory of .debs with a Packages
+# index holding PACKAGE... and their dependency closure minus what the image has
+# installed in the same version (the guest has no network). Downloaded on the host once
+# and cached as $vm_cache/NAME-HASH; older NAME-* caches are deleted.
+vm_local_repo() {
+  local name=$1 image=$2 installed closure missing dir
+  shift 2
+  installed=$(debugfs -R 'cat /var/lib/dpkg/status' "$image/rootfs.img" 2>/dev/null |
+    awk '/^Package:/ {p = $2} /^Version:/ {v = $2} /^Status: install ok installed/ {i = 1}
+         /^$/ {if (i) print p "=" v; i = 0} END {if (i) print p "=" v}' | sort -u)
+  # shellcheck disable=SC2046 # one package name per word
+  closure=$(apt-cache show --no-all-versions $(apt-cache depends --recurse --no-recommends \
+    --no-suggests --no-conflicts --no-breaks --no-replaces --no-enhances "$@" |
+    grep -v '^[ <]' | sort -u) | awk '/^Package:/ {p = $2} /^Version:/ {print p "=" $2}' | sort -u)
+  missing=$(comm -23 <(echo "$closure") <(echo "$installed"))
+  dir=$vm_cache/$name-$(echo "$missing" | sha256sum | cut -c1-16)
+  (
+    flock 9
+    if [ ! -f "$dir/Packages" ]; then
+      rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+      # shellcheck disable=SC2086 # one package name per word
+      (cd "$dir.tmp" && apt-get download -q $missing >/dev/null)
+      (cd "$dir.tmp" && dpkg-scanpackages --multiversion . /dev/null >Packages 2>/dev/null)
+      rm -rf "$dir" && mv "$dir.tmp" "$dir"
+      find "$vm_cache" -maxdepth 1 -name "$name-*" ! -name "${dir##*/}" -exec rm -rf {} +
+    fi
+  ) 9>"$vm_cache/.lock-$name"
+  echo "$dir"
+}
+
+# QEMU acceleration: TCG by default (this project's machines have a /dev/kvm that QEMU
+# aborts on); POSTURE_VM_ACCEL=kvm where KVM works.
+vm_accel=(-accel tcg,thread=multi)
+if [ "${POSTURE_VM_ACCEL:-tcg}" = kvm ]; then vm_accel=(-accel kvm -cpu host); fi
