@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets everything up and runs every test: lints, docs, unit and integration tests
 # (including the swtpm-backed TPM tests and the C programs), brief fuzzing, then the
-# packages: build (.deb, .rpm), lint, release checks, and the install test in a systemd guest.
+# packages: build (.deb, .rpm), lint, release checks, the install test in a systemd guest, and
+# the real-kernel storage and Secure Boot tests in guests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,3 +20,6 @@ step "packages" sh -c './scripts/package.sh && ./scripts/package.sh --deb-revisi
 step "package lints" ./scripts/lint-packages.sh
 step "release checks" ./scripts/release-check.sh
 step "install test in a systemd guest" ./tests/vm/run.sh "$(realpath -m "${CARGO_TARGET_DIR:-target}")/packages"
+# Real-kernel checks (tests/vm/README.md): the packaged posture in the same guest image.
+step "storage stacks in a guest" ./tests/vm/storage.sh "$(realpath -m "${CARGO_TARGET_DIR:-target}")/packages"
+step "Secure Boot guest (OVMF, swtpm)" ./tests/vm/secure-boot.sh "$(realpath -m "${CARGO_TARGET_DIR:-target}")/packages"

@@ -52,8 +52,8 @@ share=$work/share
 mkdir -p "$share/out" "$work/tpm"
 if [ -d "$arg" ]; then
   version=$(cargo pkgid --manifest-path "$here/../../Cargo.toml" -p posture-cli); version=${version##*[#@]}
-  dpkg-deb --fsys-tarfile "$arg/posture_${version}-1_amd64.deb" | tar -xO ./usr/bin/posture >"$share/posture"
-  chmod 755 "$share/posture"
+  dpkg-deb -x "$arg/posture_${version}-1_amd64.deb" "$work/deb"
+  install -m 755 "$work/deb/usr/bin/posture" "$share/posture"
 else
   install -m 755 "$arg" "$share/posture"
 fi
