@@ -107,5 +107,8 @@ start=$(date +%s%N)
 rc=$?; echo "# posture check --only disk_encryption took $((($(date +%s%N) - start) / 1000000)) ms under TCG"
 echo "posture check exited $rc ($(wc -c <"$out/storage.json") bytes of JSON)"
 sync
+# Tidy shutdown: the loop-mounted file on the btrfs first (systemd would otherwise fail
+# to unmount the btrfs at power-off, a harmless but confusing console line).
+umount /mnt/loopinner /mnt/btrfs-sub /mnt/btrfs
 echo "$failed setup steps failed"
 [ "$failed" = 0 ]

@@ -17,6 +17,9 @@ vm_require() {
 # Prints the directory of the cached guest image (rootfs.img, vmlinuz, initrd.img),
 # building it first when the cache has none (tests/vm/build-image.sh, ~14 min).
 vm_image() {
+  # Called as $(vm_image): command substitution does not inherit errexit, and a failed
+  # build must not be moved into the cache.
+  set -e
   local key image start
   key=$(sha256sum "$vm_here/build-image.sh" | cut -c1-16)
   image=$vm_cache/vm-$key
@@ -40,6 +43,7 @@ vm_image() {
 # installed in the same version (the guest has no network). Downloaded on the host once
 # and cached as $vm_cache/NAME-HASH; older NAME-* caches are deleted.
 vm_local_repo() {
+  set -e # called as $(vm_local_repo ...), see vm_image
   local name=$1 image=$2 installed closure missing dir
   shift 2
   installed=$(debugfs -R 'cat /var/lib/dpkg/status' "$image/rootfs.img" 2>/dev/null |
