@@ -375,6 +375,15 @@ fn event_log_reports_secure_boot_state_boot_loader_and_authority() {
         &eventlog::parse(&fixture("ubuntu_2104_shielded_vm_no_secure_boot_eventlog")).unwrap(),
     );
     assert_eq!(ubuntu.secure_boot, Some(false), "{ubuntu:#?}");
+    // shim's SbatLevel is measured with the authority event type but is no signer.
+    assert!(
+        ubuntu.measured_variables.iter().any(|v| v == "SbatLevel"),
+        "{ubuntu:#?}"
+    );
+    assert!(
+        !ubuntu.authorities.iter().any(|a| a.contains("SbatLevel")),
+        "{ubuntu:#?}"
+    );
     assert!(
         ubuntu.ipl.iter().any(|l| l.contains("vmlinuz")),
         "{:#?}",

@@ -273,6 +273,9 @@ fn variable(data: &[u8]) -> Option<(String, &[u8])> {
     Some((name, value))
 }
 
+/// Variables shim measures as `EV_EFI_VARIABLE_AUTHORITY` that name no certificate.
+const SHIM_CONFIG_VARIABLES: &[&str] = &["SbatLevel", "MokListTrusted"];
+
 /// Extracts the boot facts.
 pub fn facts(log: &EventLog) -> BootFacts {
     let bank = if log.algorithms.iter().any(|(a, _)| *a == ALG_SHA256) {
@@ -293,6 +296,15 @@ pub fn facts(log: &EventLog) -> BootFacts {
             }
             (7, event_type::EV_EFI_VARIABLE_AUTHORITY) => {
                 if let Some((name, value)) = variable(&event.data) {
+                    // shim measures its SBAT revocation level and MOK trust setting with the
+                    // authority event type; they are configuration, not a signer, and a
+                    // policy on authorities must not see them as one.
+                    if SHIM_CONFIG_VARIABLES.contains(&name.as_str()) {
+                        if !facts.measured_variables.contains(&name) {
+                            facts.measured_variables.push(name);
+                        }
+                        continue;
+                    }
                     // EFI_SIGNATURE_DATA: owner GUID, then the certificate.
                     let who = value
                         .get(16..)
