@@ -23,7 +23,7 @@ run() { # $1 = name, $2 = extra config
   url=$(sed -n 's/^posture-server listening on \([^ ]*\).*/\1/p' "$work/$1/out")
   token=$(sed -n 's/^admin token (shown once, keep it): //p' "$work/$1/out")
   echo "== $1"
-  for connections in ${CONNECTIONS:-16 64}; do
+  for connections in ${CONNECTIONS:-16 64 128}; do
     DB_PID=${DB_PID:-} "$bin/examples/loadgen" bench "$url" "$token" "${RATE:-1000}" "$pid" "$connections" | tee "$work/$1.$connections.txt"
     sed -n "s/^summary: /$1, /p" "$work/$1.$connections.txt" >> "$work/summary"
   done
