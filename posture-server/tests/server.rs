@@ -1472,7 +1472,16 @@ fn database_down_answers_503_and_the_daemon_keeps_the_evidence_until_it_is_back(
     let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
 
     database.pg.as_ref().unwrap().stop();
-    let (status, body) = server.get("/v1/challenge", None);
+    // A challenge needs no database (nothing is stored until a nonce is spent); evidence
+    // does: 503 with the stable code.
+    let (status, challenge) = server.get("/v1/challenge", None);
+    assert_eq!(status, 200, "{challenge}");
+    let evidence = SoftDevice::new().evidence(
+        &posture_test_support::healthy_report(),
+        challenge["nonce"].as_str().unwrap(),
+        &server.audience,
+    );
+    let (status, body) = server.post_raw("/v1/evidence", evidence.into_bytes());
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (503, Some("database_unavailable"))
