@@ -12,7 +12,8 @@
 //!
 //! The key is 32 random bytes made once, when the database is first migrated, and kept
 //! in the database (`meta.nonce_key`) beside the server id: replicas sharing PostgreSQL
-//! share it, and SQLite's copy is inside the state directory (0700). Whoever can read the
+//! share it, and the default SQLite database is inside the state directory (0700); the
+//! key is as well kept as the database's other secrets' hashes. Whoever can read the
 //! database can mint nonces, which gains nothing without a device's signing key; the
 //! expiry is bounded besides ([`NonceKey::check`] refuses one valid for longer than
 //! [`crate::domain::NONCE_TTL`] from now, so even a minted nonce cannot be stockpiled).
@@ -109,6 +110,12 @@ impl NonceKey {
         if decoded.len() != LEN {
             return Err(NonceError::Unknown);
         }
+        // One spelling per nonce: spent nonces are recorded as text, so a second spelling
+        // of the same bytes (other unused bits in the last character) would be a second
+        // use.
+        if Base64UrlUnpadded::encode_string(&bytes) != nonce {
+            return Err(NonceError::Unknown);
+        }
         let expected = self.tag(&bytes[..RANDOM + 8]);
         if !bool::from(expected.ct_eq(&bytes[RANDOM + 8..])) {
             return Err(NonceError::Unknown);
@@ -168,6 +175,15 @@ mod tests {
             let changed = String::from_utf8(changed).unwrap();
             assert!(key.check(&changed, 1_000_000, TTL).is_err(), "{changed}");
         }
+        // The last character carries 2 bits of the tag and 4 unused ones: another
+        // spelling of the same bytes is refused too.
+        let last = nonce.as_bytes()[53];
+        let pos = alphabet.bytes().position(|c| c == last).unwrap();
+        let respelled = format!("{}{}", &nonce[..53], &alphabet[pos + 1..pos + 2]);
+        assert_eq!(
+            key.check(&respelled, 1_000_000, TTL),
+            Err(NonceError::Unknown)
+        );
         for bad in ["", "made-up-nonce-123", &nonce[..53], &format!("{nonce}A")] {
             assert_eq!(
                 key.check(bad, 1_000_000, TTL),

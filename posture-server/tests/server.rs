@@ -689,6 +689,51 @@ fn software_device_lifecycle_and_bad_input_postgres() {
     software_lifecycle(Db::Postgres);
 }
 
+/// Challenges cost the database nothing: only a nonce that evidence spent is recorded.
+#[test]
+fn challenges_write_nothing_until_evidence_spends_a_nonce() {
+    let database = Database::new(Db::Sqlite);
+    let server = Server::start(&database, SOFTWARE);
+    let device = SoftDevice::new();
+    assert_eq!(
+        device
+            .enroll(&server, &server.enrollment_token("erin@example.com"))
+            .0,
+        201
+    );
+    let db = server.dir.path().join("state").join("posture.db");
+    let count = |table: &str| -> i64 {
+        let conn =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    // The enrollment proof spent one.
+    assert_eq!((count("spent_nonces"), count("nonces")), (1, 0));
+    for _ in 0..50 {
+        server.challenge();
+    }
+    assert_eq!((count("spent_nonces"), count("nonces")), (1, 0));
+    let evidence = device.fresh_evidence(&server, &posture_test_support::healthy_report());
+    assert_eq!(
+        server.post_raw("/v1/evidence", evidence.into_bytes()).0,
+        201
+    );
+    assert_eq!(count("spent_nonces"), 2);
+    // Refused evidence (a nonce of this server with a changed tag) records nothing.
+    let mut nonce = server.challenge()["nonce"].as_str().unwrap().to_owned();
+    let last = if nonce.ends_with('A') { "Q" } else { "A" };
+    nonce.replace_range(nonce.len() - 1.., last);
+    let forged = device.evidence(
+        &posture_test_support::healthy_report(),
+        &nonce,
+        &server.audience,
+    );
+    assert_eq!(server.post_raw("/v1/evidence", forged.into_bytes()).0, 400);
+    assert_eq!(count("spent_nonces"), 2);
+}
+
 #[test]
 fn software_keys_are_refused_unless_allowed_and_tokens_come_from_the_cli() {
     let database = Database::new(Db::Sqlite);
