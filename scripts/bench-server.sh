@@ -4,8 +4,10 @@
 # (when PostgreSQL is installed) PostgreSQL. Release build; the server, the load
 # generator (posture-server/examples/loadgen.rs, `loadgen bench`) and the database share
 # the machine. RATE=decisions per second (default 1000); CONNECTIONS=the ingestion
-# concurrencies, one full loadgen run each on the same server (default "16 64": 16 leaves
-# the server waiting on commits, 64 saturates it).
+# concurrencies, one full loadgen run each on the same server (default "16 64 128": 16 leaves
+# the server waiting on commits, 64 and 128 saturate it). The results block at the end has
+# one line per database and concurrency: raw verification/s, ingestion/s, the ratio, the
+# decision p50/p99, and the load average before and after that run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p posture-server --bin posture-server --example loadgen
@@ -23,7 +25,7 @@ run() { # $1 = name, $2 = extra config
   url=$(sed -n 's/^posture-server listening on \([^ ]*\).*/\1/p' "$work/$1/out")
   token=$(sed -n 's/^admin token (shown once, keep it): //p' "$work/$1/out")
   echo "== $1"
-  for connections in ${CONNECTIONS:-16 64}; do
+  for connections in ${CONNECTIONS:-16 64 128}; do
     DB_PID=${DB_PID:-} "$bin/examples/loadgen" bench "$url" "$token" "${RATE:-1000}" "$pid" "$connections" | tee "$work/$1.$connections.txt"
     sed -n "s/^summary: /$1, /p" "$work/$1.$connections.txt" >> "$work/summary"
   done

@@ -157,7 +157,12 @@ pub async fn issue(server: &Server, request: &CertificateRequest) -> Result<Issu
         ));
     }
     // Single use: the same CSR sent again finds its nonce spent.
-    if !server.store.take_nonce(&csr.nonce, crate::now()).await? {
+    let nonce_expires_at = domain::check_nonce(server, &csr.nonce, crate::now())?;
+    if !server
+        .store
+        .spend_nonce(&csr.nonce, nonce_expires_at)
+        .await?
+    {
         return Err(ApiError::bad_request(
             "nonce",
             "the CSR's challengePassword is not a nonce from GET /v1/challenge, or it expired \

@@ -23,6 +23,7 @@ use crate::cache::{CredentialCache, KeyCache};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::limits::RateLimiter;
+use crate::nonce::NonceKey;
 use crate::store::{
     CredentialKind, Device, DeviceKey, Ingest, IngestRefusal, NewCredential, NewDevice, Role, Store,
 };
@@ -61,6 +62,8 @@ pub struct Server {
     pub keys: KeyCache,
     /// This replica's recently checked API tokens.
     pub credentials: CredentialCache,
+    /// Makes and checks challenge nonces (the same key on every replica).
+    pub nonces: NonceKey,
     /// The Cloudflare Access keys, when `[cloudflare]` is configured.
     pub cloudflare: Option<crate::cloudflare::AccessKeys>,
     /// The Shared Signals transmitter and Tailscale adapter (set by `posture-server`
@@ -133,6 +136,8 @@ impl Server {
             .transpose()
             .map_err(anyhow::Error::msg)?;
         let server_id = store.server_id().await?;
+        let nonces = NonceKey::from_stored(&store.nonce_key().await?)
+            .context("the database's nonce key (meta.nonce_key) is not 32 bytes of base64url")?;
         let minute = Duration::from_secs(60);
         Ok(Self {
             device_limiter: RateLimiter::new(config.limits.device_requests_per_minute, minute),
@@ -142,6 +147,7 @@ impl Server {
             ),
             keys: KeyCache::new(config.limits.cached_devices),
             credentials: CredentialCache::new(),
+            nonces,
             cloudflare,
             ssf: None,
             store,
@@ -284,16 +290,38 @@ pub struct Challenge {
     pub expires_at: i64,
 }
 
-/// Issues a single-use nonce valid for [`NONCE_TTL`].
-pub async fn challenge(server: &Server) -> Result<Challenge, ApiError> {
-    let nonce = crate::secret::random_token(32);
+/// Issues a single-use nonce valid for [`NONCE_TTL`]. Nothing is stored: the nonce
+/// carries its expiry under the server's MAC ([`crate::nonce`]) and is recorded only
+/// when evidence spends it.
+pub fn challenge(server: &Server) -> Challenge {
     let expires_at = crate::now() + NONCE_TTL.as_secs() as i64;
-    server.store.insert_nonce(&nonce, expires_at).await?;
-    Ok(Challenge {
-        nonce,
+    Challenge {
+        nonce: server.nonces.issue(expires_at),
         audience: server.audience.clone(),
         expires_at,
-    })
+    }
+}
+
+/// Checks that `nonce` is one of this server's and unexpired at `now`: its expiry.
+/// Whether it was spent is decided when it is recorded as spent.
+pub fn check_nonce(server: &Server, nonce: &str, now: i64) -> Result<i64, ApiError> {
+    server
+        .nonces
+        .check(nonce, now, NONCE_TTL)
+        .map_err(|e| match e {
+            crate::nonce::NonceError::Unknown => nonce_refused("not one of this server's nonces"),
+            crate::nonce::NonceError::Expired => nonce_refused("expired"),
+        })
+}
+
+fn nonce_refused(why: &str) -> ApiError {
+    ApiError::bad_request(
+        "nonce",
+        format!(
+            "the nonce is refused ({why}); fetch a new one from GET /v1/challenge for each \
+             delivery"
+        ),
+    )
 }
 
 // ---------------------------------------------------------------------------------------
@@ -521,6 +549,8 @@ pub async fn software_enroll(
         .eat_nonce
         .as_deref()
         .ok_or_else(|| ApiError::bad_request("nonce", "the proof carries no nonce"))?;
+    let now = crate::now();
+    let nonce_expires_at = check_nonce(server, nonce, now)?;
     if server.store.device_key(&kid).await?.is_some() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -528,8 +558,7 @@ pub async fn software_enroll(
             "this device key is already enrolled; an admin can delete the device first",
         ));
     }
-    let now = crate::now();
-    if !server.store.take_nonce(nonce, now).await? {
+    if !server.store.spend_nonce(nonce, nonce_expires_at).await? {
         return Err(ApiError::bad_request(
             "nonce",
             "the proof's nonce is unknown, expired or already used",
@@ -564,7 +593,8 @@ pub async fn software_enroll(
 fn verify_options(server: &Server) -> VerifyOptions {
     VerifyOptions {
         audience: Some(server.audience.clone()),
-        // The nonce is checked (and spent) against the database after the signature.
+        // The nonce is checked after the signature (its MAC and expiry) and recorded as
+        // spent with the evidence.
         nonce: None,
         max_age: Some(NONCE_TTL + Duration::from_secs(60)),
         ..VerifyOptions::default()
@@ -684,6 +714,7 @@ fn verify_and_decide(
         )
     })?;
     let now = SystemTime::now();
+    let nonce_expires_at = check_nonce(server, &nonce, unix(now))?;
     let report = &verified.claims.report;
     let decision = match &server.policy {
         Some(policy) => policy.decide_at(&verified, now),
@@ -701,6 +732,7 @@ fn verify_and_decide(
         device_id: kid.to_owned(),
         enrollment: key.enrollment.clone(),
         nonce,
+        nonce_expires_at,
         jti: verified.claims.jti.clone(),
         iat: i64::try_from(verified.claims.iat).unwrap_or(i64::MAX),
         received_at: unix(now),
@@ -753,12 +785,7 @@ pub async fn ingest(server: &Server, token: &[u8]) -> Result<Accepted, ApiError>
                     "this evidence was already received",
                 ))
             }
-            Err(IngestRefusal::Nonce) => {
-                return Err(ApiError::bad_request(
-                    "nonce",
-                    "the nonce is unknown, expired or already used; fetch a new one from GET /v1/challenge",
-                ))
-            }
+            Err(IngestRefusal::Nonce) => return Err(nonce_refused("already used")),
             Err(IngestRefusal::Device) => {
                 server.keys.remove(&kid);
                 return Err(ApiError::forbidden(

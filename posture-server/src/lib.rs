@@ -23,8 +23,8 @@
 //! ## Threading
 //! A multi-threaded tokio runtime; [`Server`] is shared read-only (`Arc`) by every
 //! request, its rate limiters behind mutexes. Every piece of state replicas must share
-//! (nonces, pending enrollments, tokens, sessions) is in the database, so PostgreSQL
-//! replicas are stateless.
+//! (spent nonces and the key that makes them, pending enrollments, tokens, sessions) is
+//! in the database, so PostgreSQL replicas are stateless.
 //!
 //! ## Example
 //! ```no_run
@@ -49,6 +49,7 @@ pub mod devcerts;
 pub mod domain;
 pub mod error;
 pub mod limits;
+pub mod nonce;
 pub mod secret;
 pub mod serve;
 pub mod ssf;

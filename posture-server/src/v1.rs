@@ -130,7 +130,7 @@ pub async fn challenge(
     peer: Option<Extension<Peer>>,
 ) -> Result<impl IntoResponse, ApiError> {
     limit_client(&server, peer)?;
-    let challenge = domain::challenge(&server).await?;
+    let challenge = domain::challenge(&server);
     Ok((
         [(axum::http::header::CACHE_CONTROL, "no-store")],
         Json(challenge),

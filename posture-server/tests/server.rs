@@ -552,6 +552,18 @@ fn software_lifecycle(db: Db) {
         (409, Some("replay"))
     );
     assert_eq!(server.history_jtis(&device.id()).len(), 1);
+    // New evidence (a new jti) with a nonce that was spent: refused, nothing stored.
+    let nonce = server.challenge()["nonce"].as_str().unwrap().to_owned();
+    let first = device.evidence(&laptop, &nonce, &server.audience);
+    assert_eq!(server.post_raw("/v1/evidence", first.into_bytes()).0, 201);
+    let again = device.evidence(&laptop, &nonce, &server.audience);
+    let (status, refused) = server.post_raw("/v1/evidence", again.into_bytes());
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (400, Some("nonce")),
+        "{refused}"
+    );
+    assert_eq!(server.history_jtis(&device.id()).len(), 2);
 
     // A healthy report: allowed; the change is in the history.
     let evidence = device.fresh_evidence(&server, &posture_test_support::healthy_report());
@@ -608,8 +620,20 @@ fn software_lifecycle(db: Db) {
     // Malformed and oversized.
     assert_eq!(refused(b"not a jws".to_vec()), (400, "malformed".into()));
     assert_eq!(refused(vec![b'a'; 200 * 1024]).0, 413);
+    // A nonce of this server with one character changed (its MAC no longer matches).
+    let mut nonce = server.challenge()["nonce"].as_str().unwrap().to_owned();
+    let changed = if nonce.starts_with('A') { "B" } else { "A" };
+    nonce.replace_range(0..1, changed);
+    assert_eq!(
+        refused(
+            device
+                .evidence(&healthy, &nonce, &server.audience)
+                .into_bytes()
+        ),
+        (400, "nonce".into())
+    );
     // Nothing of the refused evidence was stored.
-    assert_eq!(server.history_jtis(&device.id()).len(), 2);
+    assert_eq!(server.history_jtis(&device.id()).len(), 3);
 
     // Admin: list, disable (evidence refused, decision deny), delete.
     let (_, list) = server.get("/v1/devices", Some(&server.admin));
@@ -663,6 +687,51 @@ fn software_device_lifecycle_and_bad_input_sqlite() {
 #[test]
 fn software_device_lifecycle_and_bad_input_postgres() {
     software_lifecycle(Db::Postgres);
+}
+
+/// Challenges cost the database nothing: only a nonce that evidence spent is recorded.
+#[test]
+fn challenges_write_nothing_until_evidence_spends_a_nonce() {
+    let database = Database::new(Db::Sqlite);
+    let server = Server::start(&database, SOFTWARE);
+    let device = SoftDevice::new();
+    assert_eq!(
+        device
+            .enroll(&server, &server.enrollment_token("erin@example.com"))
+            .0,
+        201
+    );
+    let db = server.dir.path().join("state").join("posture.db");
+    let count = |table: &str| -> i64 {
+        let conn =
+            rusqlite::Connection::open_with_flags(&db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    // The enrollment proof spent one.
+    assert_eq!((count("spent_nonces"), count("nonces")), (1, 0));
+    for _ in 0..50 {
+        server.challenge();
+    }
+    assert_eq!((count("spent_nonces"), count("nonces")), (1, 0));
+    let evidence = device.fresh_evidence(&server, &posture_test_support::healthy_report());
+    assert_eq!(
+        server.post_raw("/v1/evidence", evidence.into_bytes()).0,
+        201
+    );
+    assert_eq!(count("spent_nonces"), 2);
+    // Refused evidence (a nonce of this server with a changed tag) records nothing.
+    let mut nonce = server.challenge()["nonce"].as_str().unwrap().to_owned();
+    let last = if nonce.ends_with('A') { "Q" } else { "A" };
+    nonce.replace_range(nonce.len() - 1.., last);
+    let forged = device.evidence(
+        &posture_test_support::healthy_report(),
+        &nonce,
+        &server.audience,
+    );
+    assert_eq!(server.post_raw("/v1/evidence", forged.into_bytes()).0, 400);
+    assert_eq!(count("spent_nonces"), 2);
 }
 
 #[test]
@@ -1175,6 +1244,19 @@ fn replicas_sharing_postgres_see_each_others_changes_in_their_decisions() {
     wait_for("B to see the evidence", Duration::from_secs(10), || {
         b.decision(&device.id())["decision"] == "allow"
     });
+    // A nonce from A is good on B (the replicas share the nonce key through the
+    // database), and once spent there it is refused on A: single use across replicas.
+    let healthy = posture_test_support::healthy_report();
+    let nonce = a.challenge()["nonce"].as_str().unwrap().to_owned();
+    let on_b = device.evidence(&healthy, &nonce, &b.audience);
+    assert_eq!(b.post_raw("/v1/evidence", on_b.into_bytes()).0, 201);
+    let on_a = device.evidence(&healthy, &nonce, &a.audience);
+    let (status, refused) = a.post_raw("/v1/evidence", on_a.into_bytes());
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (400, Some("nonce")),
+        "{refused}"
+    );
     let path = format!("/v1/admin/devices/{}/disable", device.id());
     assert_eq!(a.post(&path, Some(&a.admin), &json!({})).0, 204);
     wait_for(
@@ -1218,6 +1300,9 @@ fn replicas_sharing_postgres_see_each_others_changes_in_their_decisions() {
     );
 }
 
+/// The nonce expiry of [`ingest`]'s evidence (in 2096; the store takes it as given).
+const NONCE_EXPIRES: i64 = 4_000_000_000;
+
 /// Evidence for the store tests below: `device` (enrollment `e1` unless given), `nonce`,
 /// `jti`, `status`.
 fn ingest(device: &str, nonce: &str, jti: &str, status: &str) -> posture_server::store::Ingest {
@@ -1226,6 +1311,7 @@ fn ingest(device: &str, nonce: &str, jti: &str, status: &str) -> posture_server:
         device_id: device.into(),
         enrollment: "e1".into(),
         nonce: nonce.into(),
+        nonce_expires_at: NONCE_EXPIRES,
         jti: jti.into(),
         iat: now,
         received_at: now,
@@ -1263,8 +1349,8 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// PostgreSQL records evidence in batches (group commit): within one batch every piece is
-/// refused or recorded on its own, a refused piece leaves nothing (its nonce stays
-/// unspent), and a device's compliance changes follow its evidence in order.
+/// refused or recorded on its own, a refused piece leaves nothing (its nonce is not
+/// recorded as spent), and a device's compliance changes follow its evidence in order.
 #[test]
 fn postgres_batch_refuses_each_piece_on_its_own_and_records_the_rest() {
     use posture_server::store::{IngestRefusal, PostgresStore, Store};
@@ -1276,10 +1362,9 @@ fn postgres_batch_refuses_each_piece_on_its_own_and_records_the_rest() {
             store.insert_device(&new_device(id)).await.unwrap();
         }
         assert!(store.set_disabled("dev-c", true).await.unwrap());
-        let expires = posture_server::now() + 120;
-        for n in 1..=7 {
-            store.insert_nonce(&format!("n{n}"), expires).await.unwrap();
-        }
+        // Spent before (by other evidence, or a device certificate request).
+        assert!(store.spend_nonce("n0", NONCE_EXPIRES).await.unwrap());
+        assert!(!store.spend_nonce("n0", NONCE_EXPIRES).await.unwrap());
         let mut enrolled_again = ingest("dev-b", "n6", "j7", "compliant");
         enrolled_again.enrollment = "e2".into();
         let batch = [
@@ -1287,7 +1372,7 @@ fn postgres_batch_refuses_each_piece_on_its_own_and_records_the_rest() {
             // The same jti with a fresh nonce: a replay; n2 is not spent.
             ingest("dev-a", "n2", "j1", "compliant"),
             ingest("dev-a", "n3", "j2", "noncompliant"),
-            ingest("dev-b", "never-issued", "j3", "compliant"),
+            ingest("dev-b", "n0", "j3", "compliant"),
             // n1 was spent by the first piece, in this same batch.
             ingest("dev-b", "n1", "j4", "compliant"),
             ingest("dev-c", "n4", "j5", "compliant"),
@@ -1343,14 +1428,16 @@ fn postgres_batch_refuses_each_piece_on_its_own_and_records_the_rest() {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].device.id, "dev-a");
         assert_eq!(found[0].serial_number.as_deref(), Some("SN-dev-a"));
-        let now = posture_server::now();
-        // The refused pieces' nonces are still there; the accepted ones' are spent.
+        // The refused pieces' nonces were not recorded as spent; the accepted ones' were.
         for n in ["n2", "n4", "n5", "n6"] {
-            assert!(store.take_nonce(n, now).await.unwrap(), "{n} was spent");
+            assert!(
+                store.spend_nonce(n, NONCE_EXPIRES).await.unwrap(),
+                "{n} was spent"
+            );
         }
         for n in ["n1", "n3", "n7"] {
             assert!(
-                !store.take_nonce(n, now).await.unwrap(),
+                !store.spend_nonce(n, NONCE_EXPIRES).await.unwrap(),
                 "{n} was not spent"
             );
         }
@@ -1364,7 +1451,6 @@ fn postgres_batch_refuses_each_piece_on_its_own_and_records_the_rest() {
         let mut pieces = Vec::new();
         for i in 0..160 {
             let nonce = format!("c{i}");
-            store.insert_nonce(&nonce, expires).await.unwrap();
             let status = if i % 3 == 0 {
                 "compliant"
             } else {
@@ -1431,7 +1517,16 @@ fn database_down_answers_503_and_the_daemon_keeps_the_evidence_until_it_is_back(
     let id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
 
     database.pg.as_ref().unwrap().stop();
-    let (status, body) = server.get("/v1/challenge", None);
+    // A challenge needs no database (nothing is stored until a nonce is spent); evidence
+    // does: 503 with the stable code.
+    let (status, challenge) = server.get("/v1/challenge", None);
+    assert_eq!(status, 200, "{challenge}");
+    let evidence = SoftDevice::new().evidence(
+        &posture_test_support::healthy_report(),
+        challenge["nonce"].as_str().unwrap(),
+        &server.audience,
+    );
+    let (status, body) = server.post_raw("/v1/evidence", evidence.into_bytes());
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (503, Some("database_unavailable"))

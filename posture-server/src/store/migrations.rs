@@ -48,7 +48,7 @@ pub const SQLITE: &[(i64, &[&str])] = &[(
     SSF_SQLITE,
 ),
 (
-    // Versions are not contiguous: each integration owns a range (10, 20, 30, 40); the
+    // Versions are not contiguous: each integration owns a range (10, 20, 30, 40, 50); the
     // runner applies every listed version it has not recorded, in list order.
     30,
     &[
@@ -57,6 +57,16 @@ pub const SQLITE: &[(i64, &[&str])] = &[(
         "CREATE INDEX devices_serial ON devices (serial)",
         "CREATE INDEX devices_host ON devices (lower(host))",
     ],
+),
+(
+    // 50: stateless challenges (`crate::nonce`): a nonce is recorded only when evidence
+    // spends it. Keyed by expiry first, so that new rows go to the end of the tree and
+    // the purge deletes a range from its start; the nonce itself carries its expiry
+    // under the MAC, so (expires_at, nonce) is unique exactly when the nonce is. The
+    // `nonces` table of version 1 is no longer written (purged as before).
+    50,
+    &["CREATE TABLE spent_nonces (expires_at INTEGER NOT NULL, nonce TEXT NOT NULL,
+        PRIMARY KEY (expires_at, nonce)) WITHOUT ROWID"],
 )];
 
 /// `(version, statements)` for PostgreSQL.
@@ -217,6 +227,85 @@ pub const POSTGRES: &[(i64, &[&str])] = &[(
                     -- Not reachable under the row lock; should it happen, the nonce is
                     -- given back so that the refused piece still leaves nothing.
                     INSERT INTO nonces (nonce, expires_at) VALUES (p_nonce[i], v_expires);
+                    v_out := v_out || 'replay'::TEXT;
+                    CONTINUE;
+                END IF;
+                UPDATE devices SET host = p_host[i], serial = p_serial[i],
+                    last_seen = p_received[i],
+                    evidence_iat = p_iat[i], status = p_status[i], failing = p_failing[i],
+                    decision = p_decision[i], report = p_report[i]
+                    WHERE id = p_device[i];
+                IF v_status <> p_status[i] THEN
+                    INSERT INTO changes (device_id, at, from_status, to_status)
+                        VALUES (p_device[i], p_received[i], v_status, p_status[i]);
+                END IF;
+                PERFORM pg_notify('posture_devices', p_device[i]);
+                v_out := v_out || 'ok'::TEXT;
+            END LOOP;
+            RETURN v_out;
+        END
+        $$",
+    ],
+),
+(
+    // 50: stateless challenges (`crate::nonce`), as on SQLite: a nonce is recorded only
+    // when evidence spends it, in `spent_nonces` (keyed by expiry first: inserts at the
+    // end of the index, the purge takes a range from its start). `posture_record_evidence`
+    // is migration 40's `posture_ingest_batch` with that one difference — the nonce is
+    // inserted as spent (refused when it is there already) instead of deleted from
+    // `nonces`, and its expiry comes as one more array (`p_nonce_expires`). Migration
+    // 40's function and the `nonces` table stay for servers of the previous version
+    // during a rolling upgrade; nothing of this version uses them.
+    50,
+    &[
+        "CREATE TABLE spent_nonces (expires_at BIGINT NOT NULL, nonce TEXT NOT NULL,
+            PRIMARY KEY (expires_at, nonce))",
+        "CREATE FUNCTION posture_record_evidence(p_device TEXT[], p_enrollment TEXT[],
+            p_nonce TEXT[], p_nonce_expires BIGINT[], p_jti TEXT[], p_iat BIGINT[],
+            p_received BIGINT[], p_status TEXT[], p_failing TEXT[], p_host TEXT[],
+            p_decision TEXT[], p_report TEXT[], p_serial TEXT[]) RETURNS TEXT[]
+        LANGUAGE plpgsql AS $$
+        DECLARE
+            v_out TEXT[] := '{}';
+            v_status TEXT;
+            v_disabled BIGINT;
+            v_enrollment TEXT;
+        BEGIN
+            FOR i IN 1 .. coalesce(array_length(p_device, 1), 0) LOOP
+                SELECT status, disabled, enrollment INTO v_status, v_disabled, v_enrollment
+                    FROM devices WHERE id = p_device[i] FOR UPDATE;
+                IF NOT FOUND OR v_disabled <> 0 THEN
+                    v_out := v_out || 'device'::TEXT;
+                    CONTINUE;
+                END IF;
+                IF v_enrollment <> p_enrollment[i] THEN
+                    v_out := v_out || 'enrollment'::TEXT;
+                    CONTINUE;
+                END IF;
+                -- Evidence of this device is only written under its row lock, held
+                -- here: what this sees stays true until the commit.
+                IF EXISTS (SELECT 1 FROM evidence
+                           WHERE device_id = p_device[i] AND jti = p_jti[i]) THEN
+                    v_out := v_out || 'replay'::TEXT;
+                    CONTINUE;
+                END IF;
+                -- Another transaction inserting the same nonce makes this wait for its
+                -- end: spent if it commits, ours if it rolls back.
+                INSERT INTO spent_nonces (expires_at, nonce)
+                    VALUES (p_nonce_expires[i], p_nonce[i]) ON CONFLICT DO NOTHING;
+                IF NOT FOUND THEN
+                    v_out := v_out || 'nonce'::TEXT;
+                    CONTINUE;
+                END IF;
+                INSERT INTO evidence (device_id, jti, iat, received_at, status, failing)
+                    VALUES (p_device[i], p_jti[i], p_iat[i], p_received[i], p_status[i],
+                            p_failing[i])
+                    ON CONFLICT (device_id, jti) DO NOTHING;
+                IF NOT FOUND THEN
+                    -- Not reachable under the row lock; should it happen, the nonce is
+                    -- given back so that the refused piece still leaves nothing.
+                    DELETE FROM spent_nonces
+                        WHERE expires_at = p_nonce_expires[i] AND nonce = p_nonce[i];
                     v_out := v_out || 'replay'::TEXT;
                     CONTINUE;
                 END IF;

@@ -2,7 +2,7 @@
 //! with two implementations chosen by the URL:
 //!
 //! - [`SqliteStore`] (`sqlite://PATH`, embedded, the default): WAL, `synchronous=FULL`,
-//!   and one writer task that commits the evidence and nonces waiting at that moment in
+//!   and one writer task that commits the evidence waiting at that moment in
 //!   one `BEGIN IMMEDIATE` transaction (group commit: one fsync for many, each caller
 //!   answered only after the commit).
 //! - [`PostgresStore`] (`postgres://...`, shared by several stateless replicas): the
@@ -13,8 +13,8 @@
 //! Each has its own versioned migrations ([`migrations`]); what is truly identical (row
 //! decoding) is shared in `rows`. The same test suite runs against both.
 //!
-//! Everything a replica must agree on lives in the database: nonces, pending
-//! enrollments, tokens, sessions. Times are seconds since the Unix epoch.
+//! Everything a replica must agree on lives in the database: spent nonces and the nonce
+//! key, pending enrollments, tokens, sessions. Times are seconds since the Unix epoch.
 
 pub mod migrations;
 mod postgres;
@@ -28,6 +28,11 @@ use serde::Serialize;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+/// How long a spent nonce is kept after its expiry. Past its expiry a nonce is refused
+/// by its own check, before the database is asked; the margin covers replicas whose
+/// clocks disagree (one purging by a clock ahead of another that still accepts it).
+pub const SPENT_NONCE_MARGIN: i64 = 600;
 
 /// A boxed future of a store call (the trait stays object-safe).
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
@@ -230,8 +235,11 @@ pub struct Ingest {
     /// The enrollment whose key record verified it: refused as [`IngestRefusal::Enrollment`]
     /// when the device was enrolled again meanwhile.
     pub enrollment: String,
-    /// The nonce it is bound to (spent here).
+    /// The nonce it is bound to, already checked ([`crate::nonce::NonceKey::check`]):
+    /// recorded as spent here, refused when it was spent before.
     pub nonce: String,
+    /// That nonce's expiry (spent nonces are kept until then).
+    pub nonce_expires_at: i64,
     /// Its `jti` (refused when seen before).
     pub jti: String,
     /// Its `iat`.
@@ -264,7 +272,7 @@ pub struct IdentifiedDevice {
 /// Why evidence was not recorded (the device and the nonce are checked in the transaction).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IngestRefusal {
-    /// The nonce was never issued, has expired, or was spent.
+    /// The nonce was spent before.
     Nonce,
     /// This `jti` was already recorded: a replay.
     Replay,
@@ -369,10 +377,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         now: i64,
     ) -> StoreFuture<'a, Option<(String, String)>>;
 
-    /// Records an issued nonce.
-    fn insert_nonce<'a>(&'a self, nonce: &'a str, expires_at: i64) -> StoreFuture<'a, ()>;
-    /// Spends a nonce outside ingestion (software enrollment's proof of possession).
-    fn take_nonce<'a>(&'a self, nonce: &'a str, now: i64) -> StoreFuture<'a, bool>;
+    /// The key challenge nonces are made with ([`crate::nonce`]): made at the first
+    /// migration, the same for every replica.
+    fn nonce_key(&self) -> StoreFuture<'_, String>;
+    /// Records a nonce (already checked: [`crate::nonce::NonceKey::check`]) as spent
+    /// outside ingestion (software enrollment's proof of possession, device certificate
+    /// requests); `false` when it was spent before.
+    fn spend_nonce<'a>(&'a self, nonce: &'a str, expires_at: i64) -> StoreFuture<'a, bool>;
 
     /// Records an enrolled device; [`StoreError::Conflict`] when the key is enrolled already.
     fn insert_device<'a>(&'a self, device: &'a NewDevice) -> StoreFuture<'a, ()>;
@@ -398,16 +409,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes a device and its history; whether it existed.
     fn delete_device<'a>(&'a self, id: &'a str) -> StoreFuture<'a, bool>;
 
-    /// Records verified evidence in one transaction: spends the nonce, refuses a seen
-    /// `jti`, appends the history, updates the device, notes a compliance change. When
+    /// Records verified evidence in one transaction: records the nonce as spent (refused
+    /// when it was), refuses a seen `jti`, appends the history, updates the device, notes a compliance change. When
     /// this returns `Ok(Ok(()))` the evidence is durable.
     fn ingest(&self, ingest: Ingest) -> StoreFuture<'_, Result<(), IngestRefusal>>;
     /// The latest `limit` history entries of a device, newest first.
     fn history<'a>(&'a self, id: &'a str, limit: i64) -> StoreFuture<'a, Vec<HistoryEntry>>;
     /// The latest `limit` compliance changes of a device, newest first.
     fn changes<'a>(&'a self, id: &'a str, limit: i64) -> StoreFuture<'a, Vec<Change>>;
-    /// Deletes history older than `history_before`, and expired nonces, pending
-    /// enrollments and sessions. Returns the number of history rows removed.
+    /// Deletes history older than `history_before`, spent nonces expired for
+    /// [`SPENT_NONCE_MARGIN`], and expired pending enrollments and sessions. Returns the number of history rows removed.
     fn purge(&self, history_before: i64, now: i64) -> StoreFuture<'_, u64>;
 }
 

@@ -3,14 +3,14 @@
 //! ## Recording evidence: group commit
 //! Evidence goes to a batcher task. Whenever one of its [`WRITERS`] is free, it takes
 //! everything waiting at that moment (up to [`MAX_BATCH`]) and records it with one call
-//! of `posture_ingest_batch` (migration 40): one statement, so one transaction, one round
-//! trip and one WAL flush for all of them; each caller is answered only after that
+//! of `posture_record_evidence` (migration 50): one statement, so one transaction, one
+//! round trip and one WAL flush for all of them; each caller is answered only after that
 //! statement — and so its commit — returned. There is no timer: a lone piece of evidence
 //! is written at once, and pieces gather only while the writers are busy. For each piece
 //! the function locks the device row (`FOR UPDATE`; batches are sorted by device id so
 //! that concurrent batches, here or on another replica, lock rows in the same order),
-//! spends the nonce, appends the history, updates the device, notes a compliance change
-//! in `changes` and notifies `posture_devices`. A refusal (unknown or disabled device,
+//! records the nonce as spent (refused when it was), appends the history, updates the
+//! device, notes a compliance change in `changes` and notifies `posture_devices`. A refusal (unknown or disabled device,
 //! enrolled again, replay, nonce) is decided before anything of that piece is written and
 //! is answered for that piece alone; the others are recorded.
 //!
@@ -113,7 +113,7 @@ impl PostgresStore {
         })
     }
 
-    /// Records `batch` with one call of `posture_ingest_batch`, in this order (callers
+    /// Records `batch` with one call of `posture_record_evidence`, in this order (callers
     /// sort by device id): one outcome per piece, or the error that rolled all of them
     /// back. Public for the tests that check per-piece refusals inside one batch.
     pub async fn ingest_batch(
@@ -179,7 +179,9 @@ async fn write_batch(pool: &PgPool, states: &StateCache, mut batch: Vec<Pending>
                         .map_err(db_err)
                         .and_then(|mut one| {
                             one.pop().ok_or_else(|| {
-                                StoreError::Corrupt("posture_ingest_batch answered nothing".into())
+                                StoreError::Corrupt(
+                                    "posture_record_evidence answered nothing".into(),
+                                )
                             })
                         }),
                 );
@@ -209,7 +211,7 @@ fn retryable(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40P01" | "40001")))
 }
 
-/// One call of `posture_ingest_batch` with `batch`, in this order.
+/// One call of `posture_record_evidence` with `batch`, in this order.
 async fn record_batch(
     pool: &PgPool,
     batch: &[Ingest],
@@ -218,11 +220,12 @@ async fn record_batch(
         batch.iter().map(f).collect()
     }
     let codes: Vec<String> = sqlx::query_scalar(
-        "SELECT posture_ingest_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        "SELECT posture_record_evidence($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(column(batch, |i| i.device_id.as_str()))
     .bind(column(batch, |i| i.enrollment.as_str()))
     .bind(column(batch, |i| i.nonce.as_str()))
+    .bind(column(batch, |i| i.nonce_expires_at))
     .bind(column(batch, |i| i.jti.as_str()))
     .bind(column(batch, |i| i.iat))
     .bind(column(batch, |i| i.received_at))
@@ -236,7 +239,7 @@ async fn record_batch(
     .await?;
     if codes.len() != batch.len() {
         return Err(sqlx::Error::Protocol(format!(
-            "posture_ingest_batch answered {} outcomes for {} pieces of evidence",
+            "posture_record_evidence answered {} outcomes for {} pieces of evidence",
             codes.len(),
             batch.len()
         )));
@@ -250,7 +253,7 @@ async fn record_batch(
             "nonce" => Ok(Err(IngestRefusal::Nonce)),
             "replay" => Ok(Err(IngestRefusal::Replay)),
             other => Err(sqlx::Error::Protocol(format!(
-                "posture_ingest_batch answered {other:?}"
+                "posture_record_evidence answered {other:?}"
             ))),
         })
         .collect()
@@ -386,10 +389,13 @@ async fn migrate(pool: &PgPool) -> Result<(), StoreError> {
             .await
             .map_err(db_err)?;
     }
+    // Made once, by whichever replica migrates first; the others read the same.
     sqlx::query(
-        "INSERT INTO meta (key, value) VALUES ('server_id', $1) ON CONFLICT (key) DO NOTHING",
+        "INSERT INTO meta (key, value) VALUES ('server_id', $1), ('nonce_key', $2) \
+         ON CONFLICT (key) DO NOTHING",
     )
     .bind(crate::secret::random_token(16))
+    .bind(crate::nonce::NonceKey::generate())
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
@@ -408,6 +414,15 @@ impl Store for PostgresStore {
     fn server_id(&self) -> StoreFuture<'_, String> {
         Box::pin(async move {
             sqlx::query_scalar("SELECT value FROM meta WHERE key = 'server_id'")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)
+        })
+    }
+
+    fn nonce_key(&self) -> StoreFuture<'_, String> {
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'nonce_key'")
                 .fetch_one(&self.pool)
                 .await
                 .map_err(db_err)
@@ -597,26 +612,17 @@ impl Store for PostgresStore {
         })
     }
 
-    fn insert_nonce<'a>(&'a self, nonce: &'a str, expires_at: i64) -> StoreFuture<'a, ()> {
+    fn spend_nonce<'a>(&'a self, nonce: &'a str, expires_at: i64) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            sqlx::query("INSERT INTO nonces (nonce, expires_at) VALUES ($1, $2)")
-                .bind(nonce)
-                .bind(expires_at)
-                .execute(&self.pool)
-                .await
-                .map_err(db_err)?;
-            Ok(())
-        })
-    }
-
-    fn take_nonce<'a>(&'a self, nonce: &'a str, now: i64) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let done = sqlx::query("DELETE FROM nonces WHERE nonce = $1 AND expires_at >= $2")
-                .bind(nonce)
-                .bind(now)
-                .execute(&self.pool)
-                .await
-                .map_err(db_err)?;
+            let done = sqlx::query(
+                "INSERT INTO spent_nonces (expires_at, nonce) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(expires_at)
+            .bind(nonce)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
             Ok(done.rows_affected() > 0)
         })
     }
@@ -849,7 +855,13 @@ impl Store for PostgresStore {
                     break;
                 }
             }
+            sqlx::query("DELETE FROM spent_nonces WHERE expires_at < $1")
+                .bind(now.saturating_sub(super::SPENT_NONCE_MARGIN))
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
             for statement in [
+                // Left by servers before migration 50 (rolling upgrades).
                 "DELETE FROM nonces WHERE expires_at < $1",
                 "DELETE FROM pending_enrollments WHERE expires_at < $1",
                 "DELETE FROM credentials WHERE expires_at IS NOT NULL AND expires_at < $1",

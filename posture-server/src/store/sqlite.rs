@@ -1,7 +1,7 @@
 //! [`Store`] on an embedded SQLite database: WAL, `synchronous=FULL`, foreign keys on.
 //!
 //! SQLite has one writer at a time and `synchronous=FULL` costs one fsync per commit, so
-//! the hot writes — evidence and challenge nonces — go to one writer thread. It takes
+//! the hot write — evidence, with the nonce it spends — goes to one writer thread. It takes
 //! whatever is waiting when it is free (up to [`MAX_BATCH`]), runs it in one
 //! `BEGIN IMMEDIATE` transaction, commits once, and only then answers each caller: group
 //! commit, without a timer and without acknowledging anything before it is on disk.
@@ -45,18 +45,11 @@ const QUEUE: usize = 4096;
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
-/// A write for the group-commit writer.
-enum Write {
-    Nonce {
-        nonce: String,
-        expires_at: i64,
-        reply: Reply<()>,
-    },
-    Ingest {
-        // Boxed: the queue's slots stay the size of a nonce write.
-        ingest: Box<Ingest>,
-        reply: Reply<Result<(), IngestRefusal>>,
-    },
+/// A write for the group-commit writer: a piece of evidence.
+struct Write {
+    // Boxed: the queue's slots stay small.
+    ingest: Box<Ingest>,
+    reply: Reply<Result<(), IngestRefusal>>,
 }
 
 /// The SQLite store (see the module documentation).
@@ -143,10 +136,7 @@ fn device_state_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Device> {
 
 impl std::fmt::Debug for Write {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Write::Nonce { .. } => f.write_str("Write::Nonce"),
-            Write::Ingest { ingest, .. } => write!(f, "Write::Ingest({})", ingest.device_id),
-        }
+        write!(f, "Write({})", self.ingest.device_id)
     }
 }
 
@@ -233,9 +223,11 @@ async fn migrate(pool: &SqlitePool) -> Result<(), StoreError> {
             .map_err(db_err)?;
     }
     sqlx::query(
-        "INSERT INTO meta (key, value) VALUES ('server_id', ?1) ON CONFLICT (key) DO NOTHING",
+        "INSERT INTO meta (key, value) VALUES ('server_id', ?1), ('nonce_key', ?2) \
+         ON CONFLICT (key) DO NOTHING",
     )
     .bind(crate::secret::random_token(16))
+    .bind(crate::nonce::NonceKey::generate())
     .execute(&mut *tx)
     .await
     .map_err(db_err)?;
@@ -293,14 +285,7 @@ fn open_writer(path: &std::path::Path) -> Result<rusqlite::Connection, StoreErro
 fn fail(batch: &mut Vec<Write>, error: &StoreError) {
     let error = || StoreError::Unavailable(error.to_string());
     for write in batch.drain(..) {
-        match write {
-            Write::Nonce { reply, .. } => {
-                let _ = reply.send(Err(error()));
-            }
-            Write::Ingest { reply, .. } => {
-                let _ = reply.send(Err(error()));
-            }
-        }
+        let _ = write.reply.send(Err(error()));
     }
 }
 
@@ -313,28 +298,11 @@ fn commit(conn: &mut rusqlite::Connection, batch: &mut Vec<Write>) -> Result<(),
         .map_err(sq_err)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     for write in batch.iter() {
-        outcomes.push(match write {
-            Write::Nonce {
-                nonce, expires_at, ..
-            } => {
-                tx.prepare_cached("INSERT INTO nonces (nonce, expires_at) VALUES (?1, ?2)")
-                    .and_then(|mut s| s.execute(rusqlite::params![nonce, expires_at]))
-                    .map_err(sq_err)?;
-                Ok(())
-            }
-            Write::Ingest { ingest, .. } => apply_ingest(&tx, ingest).map_err(sq_err)?,
-        });
+        outcomes.push(apply_ingest(&tx, &write.ingest).map_err(sq_err)?);
     }
     tx.commit().map_err(sq_err)?;
     for (write, outcome) in batch.drain(..).zip(outcomes) {
-        match write {
-            Write::Nonce { reply, .. } => {
-                let _ = reply.send(Ok(()));
-            }
-            Write::Ingest { reply, .. } => {
-                let _ = reply.send(Ok(outcome));
-            }
-        }
+        let _ = write.reply.send(Ok(outcome));
     }
     Ok(())
 }
@@ -362,9 +330,13 @@ fn apply_ingest(
     if enrollment != ingest.enrollment {
         return Ok(Err(IngestRefusal::Enrollment));
     }
+    // The nonce was checked (MAC, expiry) before; here it is recorded as spent, which
+    // fails when it was spent before.
     let spent = tx
-        .prepare_cached("DELETE FROM nonces WHERE nonce = ?1 AND expires_at >= ?2")?
-        .execute(params![ingest.nonce, ingest.received_at])?;
+        .prepare_cached(
+            "INSERT INTO spent_nonces (expires_at, nonce) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![ingest.nonce_expires_at, ingest.nonce])?;
     if spent == 0 {
         let seen = tx
             .prepare_cached("SELECT 1 FROM evidence WHERE device_id = ?1 AND jti = ?2")?
@@ -433,6 +405,15 @@ impl Store for SqliteStore {
     fn server_id(&self) -> StoreFuture<'_, String> {
         Box::pin(async move {
             sqlx::query_scalar("SELECT value FROM meta WHERE key = 'server_id'")
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)
+        })
+    }
+
+    fn nonce_key(&self) -> StoreFuture<'_, String> {
+        Box::pin(async move {
+            sqlx::query_scalar("SELECT value FROM meta WHERE key = 'nonce_key'")
                 .fetch_one(&self.pool)
                 .await
                 .map_err(db_err)
@@ -622,26 +603,17 @@ impl Store for SqliteStore {
         })
     }
 
-    fn insert_nonce<'a>(&'a self, nonce: &'a str, expires_at: i64) -> StoreFuture<'a, ()> {
+    fn spend_nonce<'a>(&'a self, nonce: &'a str, expires_at: i64) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let nonce = nonce.to_owned();
-            self.write(|reply| Write::Nonce {
-                nonce,
-                expires_at,
-                reply,
-            })
+            let done = sqlx::query(
+                "INSERT INTO spent_nonces (expires_at, nonce) VALUES (?1, ?2) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(expires_at)
+            .bind(nonce)
+            .execute(&self.pool)
             .await
-        })
-    }
-
-    fn take_nonce<'a>(&'a self, nonce: &'a str, now: i64) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let done = sqlx::query("DELETE FROM nonces WHERE nonce = ?1 AND expires_at >= ?2")
-                .bind(nonce)
-                .bind(now)
-                .execute(&self.pool)
-                .await
-                .map_err(db_err)?;
+            .map_err(db_err)?;
             Ok(done.rows_affected() > 0)
         })
     }
@@ -778,7 +750,7 @@ impl Store for SqliteStore {
 
     fn ingest(&self, ingest: Ingest) -> StoreFuture<'_, Result<(), IngestRefusal>> {
         Box::pin(async move {
-            self.write(|reply| Write::Ingest {
+            self.write(|reply| Write {
                 ingest: Box::new(ingest),
                 reply,
             })
@@ -849,7 +821,13 @@ impl Store for SqliteStore {
                     break;
                 }
             }
+            sqlx::query("DELETE FROM spent_nonces WHERE expires_at < ?1")
+                .bind(now.saturating_sub(super::SPENT_NONCE_MARGIN))
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
             for statement in [
+                // Left by servers before migration 50.
                 "DELETE FROM nonces WHERE expires_at < ?1",
                 "DELETE FROM pending_enrollments WHERE expires_at < ?1",
                 "DELETE FROM credentials WHERE expires_at IS NOT NULL AND expires_at < ?1",
