@@ -32,6 +32,22 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     sync_dir(&dir)
 }
 
+/// [`write_private`] without the two `fsync`s: atomic (old or new content, never a mix,
+/// while the system stays up), owner-only, never through a symlink, but after a power loss
+/// the file may hold the previous content or be empty. Only for data whose loss or
+/// staleness is harmless, written often (a run's timestamp), where two `fsync`s per run
+/// cost more than the rest of the write.
+pub fn write_private_unsynced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = temp_path(path);
+    let result = open_new(&tmp)
+        .and_then(|mut file| file.write_all(bytes))
+        .and_then(|()| fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Creates a new file at `path` (never one that exists, never through a symlink), mode
 /// 0600, writes `bytes` and syncs it. Fails with `AlreadyExists` when anything is there.
 pub fn write_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
