@@ -124,8 +124,46 @@ pub fn save(dir: &Path, previous: &State, state: &State) -> std::io::Result<()> 
         let text = serde_json::to_string_pretty(state).map_err(std::io::Error::other)?;
         posture_core::files::write_private(&main, text.as_bytes())?;
     }
-    let last_run = state.last_run.map(|t| t.to_string()).unwrap_or_default();
-    posture_core::files::write_private_unsynced(&dir.join(LAST_RUN_FILE_NAME), last_run.as_bytes())
+    // Fixed width, so a later run can overwrite it in place.
+    let last_run = state
+        .last_run
+        .map(|t| format!("{t:020}\n"))
+        .unwrap_or_default();
+    let path = dir.join(LAST_RUN_FILE_NAME);
+    if last_run.len() == 21 && overwrite_own_file(&path, last_run.as_bytes()) {
+        return Ok(());
+    }
+    posture_core::files::write_private_unsynced(&path, last_run.as_bytes())
+}
+
+/// Overwrites an existing file in place, only when it is a regular file of the same
+/// length, owned by this user and private (no group or other bits), opened without
+/// following a symlink: a rename over it would make ext4 flush it (`auto_da_alloc`), the
+/// cost this file exists to avoid. `false` when anything is otherwise: the caller then
+/// writes a new file.
+#[cfg(unix)]
+fn overwrite_own_file(path: &Path, bytes: &[u8]) -> bool {
+    use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+    let Ok(file) = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+    else {
+        return false;
+    };
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    let ours = meta.is_file()
+        && meta.uid() == rustix::process::geteuid().as_raw()
+        && meta.mode() & 0o077 == 0
+        && meta.len() == bytes.len() as u64;
+    ours && file.write_all_at(bytes, 0).is_ok()
+}
+
+#[cfg(not(unix))]
+fn overwrite_own_file(_path: &Path, _bytes: &[u8]) -> bool {
+    false
 }
 
 #[cfg(test)]
@@ -196,13 +234,17 @@ mod tests {
         // A new update is bounded by that newer time, not the older one in the state file.
         let (_, ages) = loaded.observe(&[("e".into(), None), ("f".into(), None)], t(3));
         assert_eq!(ages[1].at_most, Some(Duration::from_secs(2 * DAY)));
+        // Saved again, the file is overwritten in place with the same content.
+        save(dir.path(), &second, &second).unwrap();
+        assert_eq!(load(dir.path()), second);
         // A damaged last-run file only loses the newer time.
         std::fs::write(dir.path().join(LAST_RUN_FILE_NAME), "garbage").unwrap();
         assert_eq!(load(dir.path()).last_run, first.last_run);
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            // A save replaces the file written above with a new owner-only one.
+            // The damaged file has another length (and mode 0644 from `fs::write`): a
+            // save replaces it with a new owner-only one.
             save(dir.path(), &second, &second).unwrap();
             let mode = std::fs::metadata(dir.path().join(LAST_RUN_FILE_NAME))
                 .unwrap()
