@@ -198,6 +198,22 @@ mod tests {
     }
 
     #[test]
+    fn unsynced_write_is_owner_only_and_replaces_a_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"keep me").unwrap();
+        let path = dir.path().join("last_run");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        write_private_unsynced(&path, b"1").unwrap();
+        write_private_unsynced(&path, b"2").unwrap();
+        assert_eq!(fs::read(&victim).unwrap(), b"keep me");
+        assert_eq!(fs::read(&path).unwrap(), b"2");
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
     fn a_symlink_at_the_destination_is_replaced_not_followed() {
         let dir = tempfile::tempdir().unwrap();
         let victim = dir.path().join("victim");
