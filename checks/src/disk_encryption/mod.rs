@@ -1116,7 +1116,10 @@ pub fn check(ctx: &Context) -> Finding {
         .source("/sys/class/block")
         .source(SWAPS)
         .source(RESUME);
-    if volumes.iter().any(|v| !v.crypt_layers.is_empty()) {
+    if volumes
+        .iter()
+        .any(|v| v.crypt_layers.iter().any(|l| l.format.starts_with("luks")))
+    {
         finding =
             finding.source("LUKS header at the start of the device under each dm-crypt mapping");
     }
