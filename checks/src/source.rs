@@ -85,14 +85,22 @@ impl SourceError {
 /// Reads a whole text file below the context root (`absolute` is the system path, e.g.
 /// `/etc/os-release`). Invalid UTF-8 is replaced, never an error.
 pub fn read_text(ctx: &Context, absolute: impl AsRef<Path>) -> Result<String, SourceError> {
-    read_bytes(ctx, absolute).map(|b| String::from_utf8_lossy(&b).into_owned())
+    // Valid UTF-8 (nearly always) becomes the string without a copy; only invalid input
+    // pays for the replacement.
+    read_bytes(ctx, absolute).map(|b| {
+        String::from_utf8(b).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    })
 }
 
 /// Reads a whole file below the context root.
 pub fn read_bytes(ctx: &Context, absolute: impl AsRef<Path>) -> Result<Vec<u8>, SourceError> {
     let path = ctx.path(absolute);
     let file = std::fs::File::open(&path).map_err(|e| SourceError::from_io(&path, e))?;
-    let mut bytes = Vec::new();
+    // `take` hides the file's size from `read_to_end`: size the buffer here, so a large
+    // file (dpkg's status, ~1 MB) is read into one allocation instead of a doubling
+    // series of copies. procfs and sysfs files report size 0 and grow as before.
+    let size_hint = file.metadata().map_or(0, |m| m.len()).min(MAX_FILE_BYTES);
+    let mut bytes = Vec::with_capacity(usize::try_from(size_hint).unwrap_or(0).saturating_add(1));
     file.take(MAX_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| SourceError::from_io(&path, e))?;

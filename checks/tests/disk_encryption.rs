@@ -1237,3 +1237,120 @@ fn dm_integrity_under_dm_crypt_is_encrypted_and_the_header_is_read_below_it() {
     assert_eq!(layer["header_device"], "nvme0n1p3");
     assert_eq!(layer["cipher"], "aes-xts-plain64");
 }
+
+/// bcachefs on two plain NVMe partitions (anonymous device number, source names both),
+/// whose device nodes carry `superblock`.
+fn bcachefs_root(superblock: Option<&[u8]>) -> Tree {
+    let mut tree = Tree::new();
+    tree.mount_pseudo();
+    let disk = tree.disk(NVME, "259:0", false);
+    tree.partition(&disk, "nvme0n1p1", "259:1", 1);
+    tree.partition(&disk, "nvme0n1p2", "259:2", 2);
+    tree.mount(
+        "0:40",
+        "/",
+        "/",
+        "bcachefs",
+        "/dev/nvme0n1p1:/dev/nvme0n1p2",
+    );
+    if let Some(sb) = superblock {
+        std::fs::create_dir_all(tree.root().join("dev")).unwrap();
+        for dev in ["nvme0n1p1", "nvme0n1p2"] {
+            std::fs::write(tree.root().join("dev").join(dev), sb).unwrap();
+        }
+    }
+    tree
+}
+
+/// The real 1.33 superblock with a `crypt` field appended (see the unit test in
+/// `bcachefs.rs`: derived, not captured).
+fn encrypted_bcachefs_superblock() -> Vec<u8> {
+    let mut bytes = header_fixture("bcachefs-3-util-linux.sb");
+    let sb = 4096;
+    let u64s = u32::from_le_bytes(bytes[sb + 124..sb + 128].try_into().unwrap());
+    let end = sb + 752 + u64s as usize * 8;
+    bytes[end..end + 8].copy_from_slice(&[12, 0, 0, 0, 2, 0, 0, 0]);
+    bytes[sb + 124..sb + 128].copy_from_slice(&(u64s + 12).to_le_bytes());
+    bytes
+}
+
+#[test]
+fn bcachefs_native_encryption_passes_with_cipher_and_key_size() {
+    let finding = bcachefs_root(Some(&encrypted_bcachefs_superblock())).run();
+    assert_eq!(finding.status, Status::Pass, "{finding:#?}");
+    assert_eq!(finding.observed["root"], "bcachefs-native");
+    let layers = volume(&finding, "/")["crypt_layers"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(layers.len(), 2, "{layers:#?}");
+    for layer in layers {
+        assert_eq!(layer["format"], "bcachefs-native");
+        assert_eq!(layer["cipher"], "chacha20-poly1305");
+        assert_eq!(layer["key_bits"], 256);
+    }
+}
+
+#[test]
+fn bcachefs_without_crypt_field_fails() {
+    let finding = bcachefs_root(Some(&header_fixture("bcachefs-3-util-linux.sb"))).run();
+    assert_eq!(finding.status, Status::Fail, "{finding:#?}");
+    assert_eq!(finding.observed["root"], "none");
+}
+
+#[test]
+fn bcachefs_with_unreadable_superblock_is_unknown_never_fail_or_pass() {
+    let finding = bcachefs_root(None).run();
+    assert_eq!(finding.status, Status::Unknown, "{finding:#?}");
+    assert!(
+        finding.summary.contains("superblock of /dev/nvme0n1p1"),
+        "{}",
+        finding.summary
+    );
+}
+
+#[test]
+fn plain_nvme_root_records_why_opal_was_not_read() {
+    // Not on the live system, so no ioctl: the Opal state is "not read" with the reason,
+    // and the volume fails as plain.
+    let mut tree = Tree::new();
+    tree.mount_pseudo();
+    let disk = tree.disk(NVME, "259:0", false);
+    tree.partition(&disk, "nvme0n1p2", "259:2", 2);
+    tree.mount("259:2", "/", "/", "ext4", "/dev/nvme0n1p2");
+    let finding = tree.run();
+    assert_eq!(finding.status, Status::Fail, "{finding:#?}");
+    let layer = crypt_layer(&finding, "/");
+    assert_eq!(layer["format"], "opal");
+    assert_eq!(layer["device"], "nvme0n1");
+    assert!(
+        layer["header"]
+            .as_str()
+            .unwrap()
+            .contains("live system only"),
+        "{layer:#?}"
+    );
+}
+
+#[test]
+fn plain_virtio_root_has_no_opal_without_opening_the_disk() {
+    let mut tree = Tree::new();
+    tree.mount_pseudo();
+    let disk = tree.disk(
+        "devices/pci0000:00/0000:00:04.0/virtio1/block/vda",
+        "254:0",
+        false,
+    );
+    tree.partition(&disk, "vda1", "254:1", 1);
+    tree.mount("254:1", "/", "/", "ext4", "/dev/vda1");
+    let finding = tree.run();
+    assert_eq!(finding.status, Status::Fail, "{finding:#?}");
+    let layer = crypt_layer(&finding, "/");
+    assert!(
+        layer["header"]
+            .as_str()
+            .unwrap()
+            .starts_with("no Opal: vda is a virtio disk"),
+        "{layer:#?}"
+    );
+}

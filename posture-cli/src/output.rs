@@ -35,7 +35,9 @@ pub fn print_report(
 ) -> io::Result<u8> {
     use std::io::IsTerminal;
     let stdout = io::stdout();
-    let mut out = stdout.lock();
+    // Stdout is line-buffered: without this, pretty JSON is one `write` per line (hundreds
+    // of system calls for a report).
+    let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     if json {
         serde_json::to_writer_pretty(&mut out, report)?;
         writeln!(out)?;

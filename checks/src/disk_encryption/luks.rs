@@ -27,7 +27,9 @@ pub const MAX_HEADER_LEN: u64 = 4 * 1024 * 1024;
 /// What a LUKS header says about the volume's encryption.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LuksParams {
-    /// 1 or 2.
+    /// LUKS version, 1 or 2; 0 for encryption that is not LUKS (ZFS native, bcachefs),
+    /// where it is not reported.
+    #[serde(skip_serializing_if = "is_zero")]
     pub version: u16,
     /// dm-crypt cipher specification, e.g. `aes-xts-plain64`.
     pub cipher: String,
@@ -36,6 +38,10 @@ pub struct LuksParams {
     /// LUKS2 authenticated encryption (dm-integrity under dm-crypt), e.g. `hmac(sha256)`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub integrity: Option<String>,
+}
+
+fn is_zero(version: &u16) -> bool {
+    *version == 0
 }
 
 impl LuksParams {

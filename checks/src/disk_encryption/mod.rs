@@ -10,7 +10,14 @@
 //!   to a physical device passes through a dm-crypt layer.
 //! - `/proc/swaps`: active swap areas.
 //! - `<mount point>/.fscrypt/policies`: fscrypt's metadata, when fscrypt is set up.
-//! - ZFS datasets: `zfs get -H -o value encryption,keystatus <dataset>`, live system only.
+//! - ZFS datasets: `zfs get -H -o value encryption,keystatus <dataset>`, live system only;
+//!   a dataset without native encryption is judged by its pool's devices (`zpool status -P
+//!   <pool>`, then sysfs), so ZFS on LUKS counts as encrypted through the LUKS layer.
+//! - bcachefs: the superblock of each member device (root only): a `crypt` field means
+//!   native encryption (ChaCha20/Poly1305, 256-bit key).
+//! - Self-encrypting drives: for a volume whose stack has no encryption layer, the Opal
+//!   locking state of each disk under it (`IOC_OPAL_GET_STATUS`, live, root); a drive with
+//!   locking enabled counts as encrypted by the hardware layer.
 //! - The LUKS header at the start of the device under each dm-crypt mapping (root only):
 //!   which layer encrypts, with which cipher and key size; a weak cipher (`cipher_null`,
 //!   ECB, CBC with a plain IV, AES-128-XTS) fails. A device that does not start with a
@@ -27,9 +34,11 @@
 //! network mounts are listed under `ignored` with the reason. A stack that cannot be
 //! resolved makes the volume `unknown`, never `pass`.
 
+mod bcachefs;
 mod dm;
 mod luks;
 mod mounts;
+mod opal;
 mod sysfs;
 mod zfs;
 
@@ -41,11 +50,13 @@ use posture_core::{Finding, Remediation};
 use crate::source::{list_dir, read_attr, read_prefix, read_text, SourceError};
 use crate::Context;
 
+pub use bcachefs::{parse_superblock, BcachefsSuper};
 pub use dm::{classify_uuid, CryptKind, DmKind};
 pub use luks::{parse_header, parse_luks2_json, weakness, HeaderError, LuksParams};
 pub use mounts::{classify, parse_mountinfo, parse_swaps, Mount, MountClass, SwapArea};
+pub use opal::{parse_level0, Level0, Locking, OpalState};
 pub use sysfs::{Attachment, BlockNode, Layer};
-pub use zfs::{parse_zfs_get, ZfsEncryption};
+pub use zfs::{parse_zfs_get, parse_zpool_status_vdevs, ZfsEncryption};
 
 /// Check id.
 pub const ID: &str = "disk_encryption";
@@ -430,6 +441,15 @@ fn block_volume(ctx: &Context, mount: &Mount, mounts: &[Mount], depth: usize) ->
             for node in &nodes {
                 crypt_layers(ctx, node, &mut layers);
             }
+            let mut protection = protection;
+            if protection == Protection::Clear && mount.fstype == "bcachefs" {
+                let (native, native_layers) = bcachefs_native(ctx, &nodes);
+                protection = native;
+                layers.extend(native_layers);
+            }
+            if protection == Protection::Clear {
+                protection = opal_protection(ctx, &nodes, &mut layers);
+            }
             (
                 nodes.iter().flat_map(BlockNode::chain).collect(),
                 protection,
@@ -447,6 +467,123 @@ fn block_volume(ctx: &Context, mount: &Mount, mounts: &[Mount], depth: usize) ->
         zfs: None,
         crypt_layers: layers,
     }))
+}
+
+/// The physical disks reached by paths of a stack that pass no encryption layer, as
+/// `(kernel name, sysfs directory)`. `false` when such a path goes through something a
+/// disk's hardware encryption cannot be credited to (a loop device's backing file).
+fn clear_disks(node: &BlockNode, out: &mut Vec<(String, String)>) -> bool {
+    match &node.layer {
+        Layer::Dm {
+            kind: DmKind::Crypt(_),
+            ..
+        } => true,
+        Layer::Loop(_) => false,
+        Layer::Zram if node.below.is_empty() => true,
+        Layer::Disk(_) if node.below.is_empty() => {
+            out.push((node.name.clone(), node.sys_path.clone()));
+            true
+        }
+        Layer::Partition(_) if node.below.is_empty() => {
+            // A partition's directory is inside its disk's directory.
+            let disk = std::path::Path::new(&node.sys_path).parent();
+            match disk.and_then(|d| Some((d.file_name()?.to_str()?, d.to_str()?))) {
+                Some((name, path)) => {
+                    out.push((name.to_owned(), path.to_owned()));
+                    true
+                }
+                None => false,
+            }
+        }
+        _ => !node.below.is_empty() && node.below.iter().all(|b| clear_disks(b, out)),
+    }
+}
+
+/// A stack judged clear is still protected at rest when every disk its clear paths reach
+/// is a self-encrypting drive with Opal locking enabled. Records what was found for each
+/// disk (also when it does not help) in `layers`.
+fn opal_protection(ctx: &Context, nodes: &[BlockNode], layers: &mut Vec<CryptLayer>) -> Protection {
+    let mut disks = Vec::new();
+    if !nodes.iter().all(|n| clear_disks(n, &mut disks)) || disks.is_empty() {
+        return Protection::Clear;
+    }
+    disks.sort();
+    disks.dedup();
+    let mut all_locking = true;
+    for (disk, sys_path) in &disks {
+        let state = opal::read_status(ctx, disk, sys_path);
+        let header = match &state {
+            OpalState::Read(l) if l.protects() => format!(
+                "self-encrypting drive (Opal), locking enabled{}; the drive encrypts with its own media key (it reports neither cipher nor key size); whether each locking range locks on power loss (LockOnReset) is readable only with the drive's Admin1 credential, not verified (Opal's default is power cycle)",
+                if l.mbr_enabled { ", shadow MBR (pre-boot unlock) enabled" } else { "" }
+            ),
+            OpalState::Read(_) => "Opal drive with locking not enabled: its media key is not protected, so the data reads back in clear".to_owned(),
+            OpalState::NotApplicable(why) => format!("no Opal: {why}"),
+            OpalState::Unknown(why) => format!("Opal state not read: {why}"),
+        };
+        all_locking &= matches!(&state, OpalState::Read(l) if l.protects());
+        layers.push(CryptLayer {
+            device: disk.clone(),
+            format: "opal".to_owned(),
+            header_device: None,
+            params: None,
+            header,
+            weakness: None,
+        });
+    }
+    if all_locking {
+        Protection::Encrypted(vec!["opal".to_owned()])
+    } else {
+        Protection::Clear
+    }
+}
+
+/// bcachefs native encryption of a filesystem whose devices are not under dm-crypt: the
+/// superblock of each member device (needs root).
+fn bcachefs_native(ctx: &Context, nodes: &[BlockNode]) -> (Protection, Vec<CryptLayer>) {
+    let mut layers = Vec::new();
+    let mut all_encrypted = true;
+    for node in nodes {
+        let dev = format!("/dev/{}", node.name);
+        let parsed = read_prefix(ctx, &dev, bcachefs::READ_LEN)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| parse_superblock(&bytes));
+        match parsed {
+            Err(reason) => {
+                return (
+                    Protection::Unknown(format!(
+                        "bcachefs native encryption is recorded in the superblock of {dev}, which was not read: {reason}"
+                    )),
+                    layers,
+                )
+            }
+            Ok(sb) if sb.is_encrypted() => layers.push(CryptLayer {
+                device: node.name.clone(),
+                format: "bcachefs-native".to_owned(),
+                header_device: None,
+                params: Some(LuksParams {
+                    version: 0,
+                    cipher: "chacha20-poly1305".to_owned(),
+                    key_bits: 256,
+                    integrity: None,
+                }),
+                header: format!(
+                    "bcachefs superblock (format {}) has a crypt field",
+                    sb.version_text()
+                ),
+                weakness: None,
+            }),
+            Ok(_) => all_encrypted = false,
+        }
+    }
+    if all_encrypted && !layers.is_empty() {
+        (
+            Protection::Encrypted(vec!["bcachefs-native".to_owned()]),
+            layers,
+        )
+    } else {
+        (Protection::Clear, Vec::new())
+    }
 }
 
 fn read_source_devices(ctx: &Context, mount: &Mount) -> Result<Vec<BlockNode>, String> {
@@ -467,14 +604,45 @@ fn read_source_devices(ctx: &Context, mount: &Mount) -> Result<Vec<BlockNode>, S
     Ok(nodes)
 }
 
+/// The key size in a ZFS `encryption` value (`aes-256-gcm`): the number after `aes-`.
+fn zfs_key_bits(encryption: &str) -> u32 {
+    encryption
+        .split('-')
+        .nth(1)
+        .and_then(|bits| bits.parse().ok())
+        .unwrap_or(0)
+}
+
 fn zfs_volume(ctx: &Context, mount: &Mount) -> Volume {
     let dataset = mount.source.clone();
+    let mut chain = vec![format!("{dataset} (ZFS dataset)")];
+    let mut layers = Vec::new();
     let (protection, zfs) = match zfs::read_zfs_encryption(ctx, &dataset) {
-        Ok(props) if props.is_encrypted() => (
-            Protection::Encrypted(vec![format!("zfs-native ({})", props.encryption)]),
-            Some(props),
-        ),
-        Ok(props) => (Protection::Clear, Some(props)),
+        Ok(props) if props.is_encrypted() => {
+            layers.push(CryptLayer {
+                device: dataset.clone(),
+                format: "zfs-native".to_owned(),
+                header_device: None,
+                params: Some(LuksParams {
+                    version: 0,
+                    cipher: props.encryption.clone(),
+                    key_bits: zfs_key_bits(&props.encryption),
+                    integrity: None,
+                }),
+                header: format!("ZFS dataset property, key {}", props.keystatus),
+                weakness: None,
+            });
+            (
+                Protection::Encrypted(vec![format!("zfs-native ({})", props.encryption)]),
+                Some(props),
+            )
+        }
+        Ok(props) => {
+            // No native encryption: the pool's devices may be encrypted (ZFS on LUKS).
+            let pool = dataset.split('/').next().unwrap_or(&dataset).to_owned();
+            let protection = zfs_pool_protection(ctx, &pool, &mut chain, &mut layers);
+            (protection, Some(props))
+        }
         Err(reason) => (Protection::Unknown(reason), None),
     };
     Volume {
@@ -482,11 +650,47 @@ fn zfs_volume(ctx: &Context, mount: &Mount) -> Volume {
         also_mounted_at: Vec::new(),
         fstype: mount.fstype.clone(),
         source: dataset.clone(),
-        chain: vec![format!("{dataset} (ZFS dataset)")],
+        chain,
         protection,
         fscrypt_policies: 0,
         zfs,
-        crypt_layers: Vec::new(),
+        crypt_layers: layers,
+    }
+}
+
+/// How a pool's devices protect it: every leaf vdev resolved through sysfs and judged as
+/// a block device stack (dm-crypt, or an Opal drive with locking enabled).
+fn zfs_pool_protection(
+    ctx: &Context,
+    pool: &str,
+    chain: &mut Vec<String>,
+    layers: &mut Vec<CryptLayer>,
+) -> Protection {
+    let vdevs = match zfs::read_pool_vdevs(ctx, pool) {
+        Ok(vdevs) => vdevs,
+        Err(reason) => {
+            return Protection::Unknown(format!(
+                "the dataset has no ZFS native encryption and its pool's devices were not read: {reason}"
+            ))
+        }
+    };
+    let mut nodes = Vec::new();
+    for vdev in vdevs {
+        let path = zfs::vdev_path(ctx, &vdev);
+        match sysfs::read_dev_path(ctx, &path) {
+            Ok(node) => nodes.push(node),
+            Err(reason) => {
+                return Protection::Unknown(format!("ZFS pool {pool}: vdev {vdev}: {reason}"))
+            }
+        }
+    }
+    chain.extend(nodes.iter().flat_map(BlockNode::chain));
+    for node in &nodes {
+        crypt_layers(ctx, node, layers);
+    }
+    match combine(&nodes, &|_| None) {
+        Protection::Clear => opal_protection(ctx, &nodes, layers),
+        other => other,
     }
 }
 
@@ -616,7 +820,7 @@ fn volume_problem(volume: &Volume) -> Problem {
     if volume.zfs.is_some() {
         return Problem {
             fix: format!(
-                "ZFS dataset {} ({}) is not encrypted. ZFS encryption is chosen when a dataset is created: create an encrypted dataset (`zfs create -o encryption=on -o keyformat=passphrase <pool>/<name>`), copy the data into it (`zfs send | zfs recv`) and destroy the old one, after a backup.",
+                "ZFS dataset {} ({}) is not encrypted, and neither are its pool's devices (no dm-crypt under them). ZFS encryption is chosen when a dataset is created: create an encrypted dataset (`zfs create -o encryption=on -o keyformat=passphrase <pool>/<name>`), copy the data into it (`zfs send | zfs recv`) and destroy the old one, after a backup.",
                 volume.source, volume.mount_point
             ),
             what,
@@ -912,15 +1116,29 @@ pub fn check(ctx: &Context) -> Finding {
         .source("/sys/class/block")
         .source(SWAPS)
         .source(RESUME);
-    if volumes.iter().any(|v| !v.crypt_layers.is_empty()) {
+    if volumes
+        .iter()
+        .any(|v| v.crypt_layers.iter().any(|l| l.format.starts_with("luks")))
+    {
         finding =
             finding.source("LUKS header at the start of the device under each dm-crypt mapping");
+    }
+    if volumes
+        .iter()
+        .any(|v| v.crypt_layers.iter().any(|l| l.format == "opal"))
+    {
+        finding = finding.source("IOC_OPAL_GET_STATUS on each disk under an unencrypted stack");
+    }
+    if volumes.iter().any(|v| v.fstype == "bcachefs") {
+        finding = finding.source("bcachefs superblock of each member device");
     }
     if volumes.iter().any(|v| v.fscrypt_policies > 0) {
         finding = finding.source("<mount point>/.fscrypt/policies");
     }
     if used_zfs {
-        finding = finding.source("zfs get -H -o value encryption,keystatus <dataset>");
+        finding = finding
+            .source("zfs get -H -o value encryption,keystatus <dataset>")
+            .source("zpool status -P <pool> (datasets without native encryption)");
     }
     finding
 }

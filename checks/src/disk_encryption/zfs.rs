@@ -1,9 +1,14 @@
-//! ZFS native encryption of a mounted dataset.
+//! ZFS native encryption of a mounted dataset, and ZFS on LUKS.
 //!
 //! ZFS keeps the `encryption` property in the pool, not in sysfs, so the only source is
 //! the `zfs` command: `zfs get -H -o value encryption,keystatus <dataset>` (read-only,
 //! needs no root, finishes in milliseconds). It runs only on the live system
 //! (`Context::live`); against a fixture tree the answer is `unknown`.
+//!
+//! A dataset without native encryption may still be encrypted below the pool: vdevs on
+//! dm-crypt (ZFS on LUKS). ZFS opens its vdevs exclusively but does not register as a
+//! sysfs holder, so the pool's devices come from `zpool status -P <pool>` (also read-only,
+//! no root); each leaf vdev is then resolved through sysfs like any block device.
 
 use std::time::Duration;
 
@@ -57,9 +62,103 @@ pub fn read_zfs_encryption(ctx: &Context, dataset: &str) -> Result<ZfsEncryption
     parse_zfs_get(&output.stdout)
 }
 
+/// The leaf vdevs of `zpool status [-P]` output for one pool: the rows of its `config:`
+/// table that have no rows indented below them, the pool's own row and grouping rows
+/// (`mirror-0`, `raidz2-0`, `logs`, `cache`, `special`, `spares`) excluded. With `-P` a
+/// leaf is a full path; without it a name (`sda`, `dm-uuid-CRYPT-LUKS2-...`).
+pub fn parse_zpool_status_vdevs(text: &str) -> Result<Vec<String>, String> {
+    let mut rows: Vec<(usize, String)> = Vec::new();
+    let mut in_table = false;
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        if !in_table {
+            if trimmed.starts_with("NAME") && trimmed.contains("STATE") {
+                in_table = true;
+            }
+            continue;
+        }
+        if trimmed.is_empty() || trimmed.starts_with("errors:") {
+            break;
+        }
+        let indent = line.len() - trimmed.len();
+        let name = trimmed.split_whitespace().next().unwrap_or_default();
+        rows.push((indent, name.to_owned()));
+    }
+    if rows.is_empty() {
+        return Err("no `config:` table in `zpool status` output".to_owned());
+    }
+    let mut leaves = Vec::new();
+    // Row 0 is the pool itself.
+    for i in 1..rows.len() {
+        let (indent, name) = &rows[i];
+        let has_children = rows.get(i + 1).is_some_and(|(next, _)| next > indent);
+        let grouping = ["logs", "cache", "spares", "special", "dedup"].contains(&name.as_str());
+        if !has_children && !grouping {
+            leaves.push(name.clone());
+        }
+    }
+    if leaves.is_empty() {
+        return Err("`zpool status` lists no devices for the pool".to_owned());
+    }
+    Ok(leaves)
+}
+
+/// The device path of a leaf vdev as `zpool status` names it: a path as is, else the
+/// udev names ZFS uses (`/dev/disk/by-id/NAME`, `/dev/mapper/NAME`, `/dev/NAME`), the
+/// first that exists below the context root.
+pub fn vdev_path(ctx: &Context, name: &str) -> String {
+    if name.starts_with('/') {
+        return name.to_owned();
+    }
+    for dir in [
+        "/dev/disk/by-id",
+        "/dev/mapper",
+        "/dev/disk/by-partuuid",
+        "/dev",
+    ] {
+        let path = format!("{dir}/{name}");
+        if crate::source::exists(ctx, &path) {
+            return path;
+        }
+    }
+    format!("/dev/{name}")
+}
+
+/// Reads a pool's leaf vdevs with `zpool status -P` (live system only).
+pub fn read_pool_vdevs(ctx: &Context, pool: &str) -> Result<Vec<String>, String> {
+    if !ctx.live {
+        return Err(format!(
+            "ZFS pool {pool}: its devices are read with `zpool status`, which is only run on the live system"
+        ));
+    }
+    let output = run_command(ctx, "zpool", &["status", "-P", pool], ZFS_TIMEOUT)
+        .and_then(|o| o.success("zpool status -P"))
+        .map_err(|e| format!("ZFS pool {pool}: {e}"))?;
+    parse_zpool_status_vdevs(&output.stdout).map_err(|e| format!("ZFS pool {pool}: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Real `zpool status` outputs (see the fixtures' README): a root pool mirrored over
+    /// two LUKS2 mappings, and a pool on one plain partition.
+    #[test]
+    fn zpool_status_leaves() {
+        let luks =
+            include_str!("../../tests/fixtures/disk_encryption/zpool-status-mirror-on-luks2.txt");
+        assert_eq!(
+            parse_zpool_status_vdevs(luks).unwrap(),
+            vec![
+                "dm-uuid-CRYPT-LUKS2-bcb691b129a64eb29b0e2229a09b65d8-ata-CT1000MX500SSD1_2205E6057147_crypt",
+                "dm-uuid-CRYPT-LUKS2-4df0ad7f3699492588873511a6664d8e-ata-CT1000MX500SSD1_2205E605725B_crypt",
+            ]
+        );
+        let plain =
+            include_str!("../../tests/fixtures/disk_encryption/zpool-status-single-disk.txt");
+        assert_eq!(parse_zpool_status_vdevs(plain).unwrap(), vec!["mfid1p1"]);
+        assert!(parse_zpool_status_vdevs("cannot open 'x': no such pool\n").is_err());
+    }
 
     #[test]
     fn parses_encrypted_and_plain_datasets() {

@@ -128,6 +128,14 @@ pub enum Reader {
     MdatpHealthy,
     /// `wazuh-control status`.
     WazuhControlStatus,
+    /// `sentinelctl control status` (SentinelOne).
+    SentinelctlControlStatus,
+    /// `cytool runtime query` (Cortex XDR).
+    CytoolRuntimeQuery,
+    /// `bduitool get ps` (Bitdefender GravityZone).
+    BduitoolProtectionStatus,
+    /// ESET's `lic --status`.
+    EsetLicenseStatus,
 }
 
 /// Why the catalogue did not parse (a build defect; a test keeps it from shipping).

@@ -69,12 +69,69 @@ pub fn read_wazuh_control_status(output: &str) -> Option<bool> {
         })
 }
 
+/// Reads `sentinelctl control status`: healthy when `Agent state` is `Enabled` (the agent
+/// is protecting), unhealthy when it names another state (`Disabled`, ...).
+pub fn read_sentinelctl_control_status(output: &str) -> Option<bool> {
+    output.lines().find_map(|line| {
+        let rest = line.trim().strip_prefix("Agent state")?;
+        let value = rest.trim_start_matches([':', ' ', '\t']).trim();
+        (!value.is_empty()).then(|| value.eq_ignore_ascii_case("enabled"))
+    })
+}
+
+/// Reads `cytool runtime query` (Cortex XDR): a table of the agent's processes with a
+/// `Status` column; healthy when every process is `Running`.
+pub fn read_cytool_runtime_query(output: &str) -> Option<bool> {
+    let mut lines = output.lines().filter(|l| !l.trim().is_empty());
+    let header: Vec<&str> = lines.next()?.split_whitespace().collect();
+    let status_column = header.iter().position(|h| *h == "Status")?;
+    let mut rows = 0;
+    for line in lines {
+        let status = line.split_whitespace().nth(status_column)?;
+        rows += 1;
+        if status != "Running" {
+            return Some(false);
+        }
+    }
+    (rows > 0).then_some(true)
+}
+
+/// Reads `bduitool get ps` (Bitdefender GravityZone, BEST for Linux): healthy when
+/// `Antimalware status: On`.
+pub fn read_bduitool_protection_status(output: &str) -> Option<bool> {
+    output.lines().find_map(|line| {
+        let value = line
+            .trim()
+            .trim_start_matches("- ")
+            .strip_prefix("Antimalware status:")?
+            .trim();
+        match value {
+            "On" => Some(true),
+            "Off" => Some(false),
+            _ => None,
+        }
+    })
+}
+
+/// Reads ESET's `lic --status`: healthy when the product is `Activated` (a product that is
+/// not activated gets no detection engine updates).
+pub fn read_eset_license_status(output: &str) -> Option<bool> {
+    output.lines().find_map(|line| {
+        let value = line.trim().strip_prefix("Status:")?.trim();
+        Some(value.eq_ignore_ascii_case("activated"))
+    })
+}
+
 /// Reads a status command's output with the named reader.
 pub fn read(reader: Reader, output: &str) -> Option<bool> {
     match reader {
         Reader::FalconctlRfmState => read_falconctl_rfm_state(output),
         Reader::MdatpHealthy => read_mdatp_healthy(output),
         Reader::WazuhControlStatus => read_wazuh_control_status(output),
+        Reader::SentinelctlControlStatus => read_sentinelctl_control_status(output),
+        Reader::CytoolRuntimeQuery => read_cytool_runtime_query(output),
+        Reader::BduitoolProtectionStatus => read_bduitool_protection_status(output),
+        Reader::EsetLicenseStatus => read_eset_license_status(output),
     }
 }
 
@@ -238,6 +295,56 @@ mod tests {
             read_wazuh_control_status("wazuh-execd is running...\n"),
             None
         );
+    }
+
+    /// Captured outputs (see `tests/fixtures/edr/README.md` for where each comes from).
+    const SENTINELCTL: &str =
+        include_str!("../../tests/fixtures/edr/status/sentinelctl-30.1.1.10.txt");
+    const CYTOOL: &str =
+        include_str!("../../tests/fixtures/edr/status/cytool-runtime-query-8.2.1.txt");
+    const BDUITOOL: &str =
+        include_str!("../../tests/fixtures/edr/status/bduitool-get-ps-7.0.3.2239.txt");
+    const ESET_LIC: &str =
+        include_str!("../../tests/fixtures/edr/status/eset-lic-status-12.0.13.0.txt");
+
+    #[test]
+    fn sentinelctl_outputs() {
+        assert_eq!(read_sentinelctl_control_status(SENTINELCTL), Some(true));
+        let disabled = SENTINELCTL.replace("Agent state      Enabled", "Agent state      Disabled");
+        assert_eq!(read_sentinelctl_control_status(&disabled), Some(false));
+        assert_eq!(
+            read_sentinelctl_control_status("Agent version: 30.1.1.10\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn cytool_outputs() {
+        assert_eq!(read_cytool_runtime_query(CYTOOL), Some(true));
+        let stopped = CYTOOL.replacen("Running", "Stopped", 2);
+        assert_eq!(read_cytool_runtime_query(&stopped), Some(false));
+        assert_eq!(read_cytool_runtime_query("Error: must run as root\n"), None);
+        let header_only = CYTOOL.lines().next().unwrap();
+        assert_eq!(read_cytool_runtime_query(header_only), None);
+    }
+
+    #[test]
+    fn bduitool_outputs() {
+        assert_eq!(read_bduitool_protection_status(BDUITOOL), Some(true));
+        let off = BDUITOOL.replace("Antimalware status: On", "Antimalware status: Off");
+        assert_eq!(read_bduitool_protection_status(&off), Some(false));
+        assert_eq!(
+            read_bduitool_protection_status("Product version: 7\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn eset_license_outputs() {
+        assert_eq!(read_eset_license_status(ESET_LIC), Some(true));
+        let expired = ESET_LIC.replace("Status: Activated", "Status: Not activated");
+        assert_eq!(read_eset_license_status(&expired), Some(false));
+        assert_eq!(read_eset_license_status(""), None);
     }
 
     #[test]

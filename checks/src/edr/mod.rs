@@ -145,7 +145,22 @@ pub fn installed_sources(ctx: &Context, os: Os, entry: &OsEntry) -> Vec<String> 
 /// installation is known and the check answers `unknown`.
 pub fn check(ctx: &Context) -> Finding {
     if ctx.live {
-        check_with_processes(ctx, Some(&live_processes()))
+        // Only processes with a catalogue name are read in full; matching (and
+        // verification) then runs on those as on the whole list.
+        let names: Vec<String> = catalogue::builtin()
+            .ok()
+            .zip(Os::current())
+            .map(|(catalogue, os)| {
+                catalogue
+                    .products
+                    .iter()
+                    .filter_map(|p| p.entry(os))
+                    .flat_map(|e| e.processes.iter().cloned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let processes = process::live_processes_where(|p| process_matches(p, &names));
+        check_with_processes(ctx, Some(&processes))
     } else {
         check_with_processes(ctx, None)
     }

@@ -105,6 +105,51 @@ pub fn read_process(pid: u32) -> Option<ProcessInfo> {
     })
 }
 
+/// A process's name (`comm`) and executable path only: a short read and a `readlink`,
+/// without `status`, which the kernel generates with the process's memory statistics.
+fn read_name_and_exe(pid: u32) -> Option<ProcessInfo> {
+    use rustix::fs::{openat, readlinkat, Mode, OFlags, CWD};
+    use std::io::Read;
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+    let dir = openat(CWD, format!("/proc/{pid}"), flags, Mode::empty()).ok()?;
+    let fd = openat(
+        &dir,
+        "comm",
+        OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let mut comm = String::new();
+    std::fs::File::from(fd)
+        .take(64)
+        .read_to_string(&mut comm)
+        .ok()?;
+    let exe = readlinkat(&dir, "exe", Vec::new())
+        .ok()
+        .map(|target| target.to_string_lossy().into_owned())?;
+    let mut info = ProcessInfo::named(comm.trim_end_matches('\n'), Some(&exe));
+    info.pid = pid;
+    Some(info)
+}
+
+/// The processes in `/proc` that `wanted` accepts by name and executable path, each then
+/// read in full by [`read_process`] (and judged again on what that read says). The
+/// others cost one short read and a `readlink`: a machine runs hundreds of processes and
+/// the check cares about a handful of names. Kernel threads have no executable and are
+/// skipped.
+pub fn live_processes_where(wanted: impl Fn(&ProcessInfo) -> bool) -> Vec<ProcessInfo> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| read_name_and_exe(*pid).is_some_and(|p| wanted(&p)))
+        .filter_map(read_process)
+        .filter(|p| p.exe.is_some())
+        .collect()
+}
+
 /// Every process in `/proc` (kernel threads have no executable and are skipped).
 pub fn live_processes() -> Vec<ProcessInfo> {
     let Ok(entries) = std::fs::read_dir("/proc") else {

@@ -39,6 +39,25 @@ struct Paragraph {
 /// few thousand packages installed. `Package:` comes first in both file kinds, so an
 /// unwanted paragraph is skipped with one SIMD search for the blank line that ends it,
 /// instead of a search per line (about a million of them).
+/// [`for_each_paragraph`] over text already in memory: no copy into a read buffer.
+fn for_each_paragraph_in(
+    bytes: &[u8],
+    wanted: impl Fn(&str) -> bool,
+    mut f: impl FnMut(&str, &str, &str, Option<&str>),
+) {
+    let separator = memchr::memmem::Finder::new(b"\n\n");
+    let mut start = 0;
+    while let Some(end) = separator.find(bytes.get(start..).unwrap_or_default()) {
+        paragraph(
+            bytes.get(start..start + end + 1).unwrap_or_default(),
+            &wanted,
+            &mut f,
+        );
+        start += end + 2;
+    }
+    paragraph(bytes.get(start..).unwrap_or_default(), &wanted, &mut f);
+}
+
 fn for_each_paragraph(
     mut reader: impl Read,
     wanted: impl Fn(&str) -> bool,
@@ -117,8 +136,7 @@ fn status_is_installed(status: &str) -> bool {
 /// Parses `/var/lib/dpkg/status`: the installed packages.
 pub fn parse_dpkg_status(text: &str) -> Vec<Installed> {
     let mut out = Vec::new();
-    // Reading from a &[u8] cannot fail.
-    let _ = for_each_paragraph(
+    for_each_paragraph_in(
         text.as_bytes(),
         |_| true,
         |name, arch, version, status| {
@@ -136,9 +154,29 @@ pub fn parse_dpkg_status(text: &str) -> Vec<Installed> {
 
 /// Whether a package is installed according to a dpkg status file's text.
 pub fn is_installed(status_text: &str, package: &str) -> bool {
-    parse_dpkg_status(status_text)
-        .iter()
-        .any(|p| p.name == package)
+    // Only the paragraphs naming the package are parsed: one SIMD search for its
+    // `Package:` line (dpkg writes exactly one space) instead of parsing and copying all
+    // of a status file that lists thousands of packages.
+    let bytes = status_text.as_bytes();
+    let needle = format!("Package: {package}\n");
+    let mut found = false;
+    for at in memchr::memmem::find_iter(bytes, needle.as_bytes()) {
+        if at > 0 && bytes.get(at - 1) != Some(&b'\n') {
+            continue;
+        }
+        let before = bytes.get(..at).unwrap_or_default();
+        let start = memchr::memmem::rfind(before, b"\n\n").map_or(0, |p| p + 2);
+        let end = memchr::memmem::find(bytes.get(at..).unwrap_or_default(), b"\n\n")
+            .map_or(bytes.len(), |e| at + e + 1);
+        paragraph(
+            bytes.get(start..end).unwrap_or_default(),
+            &|name: &str| name == package,
+            &mut |_: &str, _: &str, _: &str, status: Option<&str>| {
+                found |= status.is_some_and(status_is_installed);
+            },
+        );
+    }
+    found
 }
 
 /// The fields of a `Release`/`InRelease` file that matter here.
@@ -513,7 +551,11 @@ Version: 2.0
         assert_eq!(installed[0].version, "5.2.15-2+b8");
         assert_eq!(installed[1].arch, "all");
         assert!(is_installed(STATUS, "held"));
+        // The first paragraph of the file.
+        assert!(is_installed(STATUS, "bash"));
         assert!(!is_installed(STATUS, "old-removed"));
+        // A prefix of an installed package's name is not that package.
+        assert!(!is_installed(STATUS, "hel"));
     }
 
     #[test]

@@ -202,8 +202,9 @@ pub fn check(ctx: &Context) -> Finding {
     let mut notes = facts.notes.clone();
     let ages = match &ctx.state_dir {
         Some(dir) => {
-            let (next, ages) = state::load(dir).observe(&keyed, now);
-            if let Err(e) = state::save(dir, &next) {
+            let previous = state::load(dir);
+            let (next, ages) = previous.observe(&keyed, now);
+            if let Err(e) = state::save(dir, &previous, &next) {
                 notes.push(format!("cannot save state in {}: {e}", dir.display()));
             }
             ages

@@ -91,19 +91,79 @@ impl State {
     }
 }
 
-/// Reads the state from `dir` (absent or unreadable: empty state).
+/// The file holding only the time of the last run (Unix seconds), beside [`FILE_NAME`].
+pub const LAST_RUN_FILE_NAME: &str = "patch_level.last_run";
+
+/// Reads the state from `dir` (absent or unreadable: empty state). The last run's time is
+/// the later of the state file's and [`LAST_RUN_FILE_NAME`]'s.
 pub fn load(dir: &Path) -> State {
-    std::fs::read_to_string(dir.join(FILE_NAME))
+    let mut state: State = std::fs::read_to_string(dir.join(FILE_NAME))
         .map(|t| State::parse(&t))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let last_run = std::fs::read_to_string(dir.join(LAST_RUN_FILE_NAME))
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok());
+    if let Some(t) = last_run {
+        state.last_run = Some(state.last_run.map_or(t, |s| s.max(t)));
+    }
+    state
 }
 
-/// Writes the state to `dir` atomically and owner-only, never through a symlink
-/// ([`posture_core::files`]), creating `dir` (0700) if needed.
-pub fn save(dir: &Path, state: &State) -> std::io::Result<()> {
+/// Writes the state to `dir` owner-only, never through a symlink ([`posture_core::files`]),
+/// creating `dir` (0700) if needed.
+///
+/// The pending updates (what `at_least`, and so a failure, rests on) are written with
+/// `fsync` whenever they differ from `previous`, the state loaded at the start of the run.
+/// The run's time changes every run but only ever moves an upper bound (`at_most`): it goes
+/// to [`LAST_RUN_FILE_NAME`] without `fsync`. Losing it in a power cut leaves an older time
+/// or none, which makes `at_most` larger or unknown: less known, never a wrong pass.
+pub fn save(dir: &Path, previous: &State, state: &State) -> std::io::Result<()> {
     posture_core::files::create_private_dir(dir)?;
-    let text = serde_json::to_string_pretty(state).map_err(std::io::Error::other)?;
-    posture_core::files::write_private(&dir.join(FILE_NAME), text.as_bytes())
+    let main = dir.join(FILE_NAME);
+    if state.updates != previous.updates || !main.exists() {
+        let text = serde_json::to_string_pretty(state).map_err(std::io::Error::other)?;
+        posture_core::files::write_private(&main, text.as_bytes())?;
+    }
+    // Fixed width, so a later run can overwrite it in place.
+    let last_run = state
+        .last_run
+        .map(|t| format!("{t:020}\n"))
+        .unwrap_or_default();
+    let path = dir.join(LAST_RUN_FILE_NAME);
+    if last_run.len() == 21 && overwrite_own_file(&path, last_run.as_bytes()) {
+        return Ok(());
+    }
+    posture_core::files::write_private_unsynced(&path, last_run.as_bytes())
+}
+
+/// Overwrites an existing file in place, only when it is a regular file of the same
+/// length, owned by this user and private (no group or other bits), opened without
+/// following a symlink: a rename over it would make ext4 flush it (`auto_da_alloc`), the
+/// cost this file exists to avoid. `false` when anything is otherwise: the caller then
+/// writes a new file.
+#[cfg(unix)]
+fn overwrite_own_file(path: &Path, bytes: &[u8]) -> bool {
+    use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+    let Ok(file) = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+    else {
+        return false;
+    };
+    let Ok(meta) = file.metadata() else {
+        return false;
+    };
+    let ours = meta.is_file()
+        && meta.uid() == rustix::process::geteuid().as_raw()
+        && meta.mode() & 0o077 == 0
+        && meta.len() == bytes.len() as u64;
+    ours && file.write_all_at(bytes, 0).is_ok()
+}
+
+#[cfg(not(unix))]
+fn overwrite_own_file(_path: &Path, _bytes: &[u8]) -> bool {
+    false
 }
 
 #[cfg(test)]
@@ -149,8 +209,48 @@ mod tests {
     fn round_trips_through_a_directory() {
         let dir = tempfile::tempdir().unwrap();
         let (state, _) = State::default().observe(&[("d".into(), None)], t(0));
-        save(&dir.path().join("sub"), &state).unwrap();
-        assert_eq!(load(&dir.path().join("sub")), state);
+        let sub = dir.path().join("sub");
+        save(&sub, &State::default(), &state).unwrap();
+        assert_eq!(load(&sub), state);
         assert_eq!(State::parse("not json"), State::default());
+    }
+
+    #[test]
+    fn unchanged_updates_only_move_the_last_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, _) = State::default().observe(&[("e".into(), None)], t(0));
+        save(dir.path(), &State::default(), &first).unwrap();
+        let main = std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap();
+        // Same pending update a day later: the state file is left as it is, the run's
+        // time goes to its own file, and loading sees the newer time.
+        let (second, _) = load(dir.path()).observe(&[("e".into(), None)], t(1));
+        save(dir.path(), &first, &second).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(FILE_NAME)).unwrap(),
+            main
+        );
+        let loaded = load(dir.path());
+        assert_eq!(loaded, second);
+        // A new update is bounded by that newer time, not the older one in the state file.
+        let (_, ages) = loaded.observe(&[("e".into(), None), ("f".into(), None)], t(3));
+        assert_eq!(ages[1].at_most, Some(Duration::from_secs(2 * DAY)));
+        // Saved again, the file is overwritten in place with the same content.
+        save(dir.path(), &second, &second).unwrap();
+        assert_eq!(load(dir.path()), second);
+        // A damaged last-run file only loses the newer time.
+        std::fs::write(dir.path().join(LAST_RUN_FILE_NAME), "garbage").unwrap();
+        assert_eq!(load(dir.path()).last_run, first.last_run);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // The damaged file has another length (and mode 0644 from `fs::write`): a
+            // save replaces it with a new owner-only one.
+            save(dir.path(), &second, &second).unwrap();
+            let mode = std::fs::metadata(dir.path().join(LAST_RUN_FILE_NAME))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
     }
 }
