@@ -25,6 +25,7 @@ pub mod lockers;
 #[cfg(target_os = "linux")]
 pub mod logind;
 pub mod sessions;
+pub mod windows_policy;
 pub mod xfce;
 
 #[cfg(target_os = "linux")]
@@ -33,7 +34,6 @@ mod linux;
 mod macos;
 #[cfg(target_os = "windows")]
 mod windows;
-
 
 use posture_core::Finding;
 use serde_json::Value;
