@@ -55,7 +55,9 @@ fn under_wine() -> bool {
 /// Asks TBS; `Err` when `tbs.dll` or its function is not there.
 fn ask_tbs() -> Result<TpmAnswer, String> {
     if under_wine() {
-        return Err("running under Wine, whose tbs.dll is a stub that always reports no TPM".into());
+        return Err(
+            "running under Wine, whose tbs.dll is a stub that always reports no TPM".into(),
+        );
     }
     let name: Vec<u16> = "tbs.dll\0".encode_utf16().collect();
     // SAFETY: `name` is a NUL-terminated UTF-16 string that outlives the call.
