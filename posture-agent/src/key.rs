@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 
 use posture_core::evidence::TpmClaims;
 use posture_core::keys::software::SoftwareKey;
-use posture_core::keys::{KeyAssurance, KeyError, Signer, TpmFailure};
+#[cfg(not(windows))]
+use posture_core::keys::TpmFailure;
+use posture_core::keys::{KeyAssurance, KeyError, Signer};
 use serde::Deserialize;
 
 /// The sha256 PCRs quoted by default: firmware, boot loader, Secure Boot policy.

@@ -34,7 +34,6 @@ mod macos;
 #[cfg(target_os = "windows")]
 mod windows;
 
-
 use posture_core::Finding;
 use serde_json::Value;
 
