@@ -35,6 +35,9 @@ mod config;
 mod context;
 mod device;
 mod error;
+#[cfg(windows)]
+mod powershell;
+pub mod ps_json;
 mod runner;
 pub mod source;
 

@@ -282,6 +282,23 @@ pub fn exists(ctx: &Context, absolute: impl AsRef<Path>) -> bool {
 }
 
 /// Finds an executable on the standard system paths below the root.
+#[cfg(windows)]
+pub fn find_program(_ctx: &Context, name: &str) -> Option<PathBuf> {
+    // Windows: the system directories only (never the current directory or PATH, which a
+    // user can change).
+    let root = std::env::var_os("SystemRoot").unwrap_or_else(|| "C:\\Windows".into());
+    let system32 = PathBuf::from(root).join("System32");
+    [
+        system32.clone(),
+        system32.join("WindowsPowerShell").join("v1.0"),
+    ]
+    .iter()
+    .map(|dir| dir.join(name))
+    .find(|p| p.is_file())
+}
+
+/// Finds an executable on the standard system paths below the root.
+#[cfg(not(windows))]
 pub fn find_program(ctx: &Context, name: &str) -> Option<PathBuf> {
     [
         "/usr/sbin",

@@ -25,6 +25,7 @@
 
 pub mod aptconf;
 pub mod systemd;
+pub mod windows_update_policy;
 
 #[cfg(target_os = "linux")]
 mod linux;

@@ -31,6 +31,8 @@ pub mod catalogue;
 pub mod health;
 #[cfg(target_os = "linux")]
 pub mod process;
+pub mod security_center;
+pub mod windows_products;
 
 #[cfg(target_os = "linux")]
 mod linux;

@@ -7,6 +7,8 @@
 //! The sources above are Linux's (`linux.rs`); `windows.rs` and `macos.rs` read their own
 //! OS (documented there). Any other OS answers `unknown` ("not supported on this OS").
 
+pub mod windows_version;
+
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "macos")]
@@ -16,6 +18,8 @@ mod windows;
 
 #[cfg(target_os = "linux")]
 pub use linux::*;
+#[cfg(target_os = "windows")]
+pub(crate) use windows::read as read_windows_version;
 
 use posture_core::Finding;
 #[cfg(not(target_os = "linux"))]
