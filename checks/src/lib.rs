@@ -35,6 +35,9 @@ mod config;
 mod context;
 mod device;
 mod error;
+#[cfg(windows)]
+mod powershell;
+pub mod ps_json;
 mod runner;
 pub mod source;
 
@@ -115,6 +118,12 @@ pub const CHECKS: &[CheckDef] = &[
         run: screen_lock::check,
     },
 ];
+
+/// The finding of a check on an OS posture has no implementation for.
+#[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
+pub(crate) fn unsupported_os(id: &str, _ctx: &Context) -> Finding {
+    Finding::unknown(id, "not supported on this OS")
+}
 
 /// The check with this id.
 pub fn check_by_id(id: &str) -> Option<&'static CheckDef> {

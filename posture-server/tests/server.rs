@@ -3,6 +3,8 @@
 //! `postgres` user, removed afterwards), swtpm-backed devices running the `posture`
 //! binary (`posture enroll --server`, `posture daemon`), and headless Chromium for the
 //! dashboard. Every test runs against both databases where the database matters.
+// Real parts of a Linux host (PostgreSQL as `postgres`, swtpm, nginx, Chromium, Unix modes).
+#![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[path = "../../posture-agent/tests/tpm_support/mod.rs"]

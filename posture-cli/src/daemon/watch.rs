@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 
 use super::scheduler::Trigger;
 
-/// One watched directory and the checks its changes affect.
+/// One watched directory and the checks its changes affect (inotify: Linux only).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WatchSpec {
     /// Absolute directory, below the configured root.
@@ -30,9 +31,11 @@ pub struct WatchSpec {
     pub cause: &'static str,
 }
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const PACKAGES: &[&str] = &["os", "patch_level", "auto_updates", "edr", "firewall"];
 
 /// What is watched on Linux.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub const LINUX_WATCHES: &[WatchSpec] = &[
     WatchSpec {
         dir: "/var/lib/dpkg",
@@ -116,6 +119,7 @@ pub const LINUX_WATCHES: &[WatchSpec] = &[
     },
 ];
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 impl WatchSpec {
     /// Whether a change to `name` in this directory matters.
     pub fn matches(&self, name: &str) -> bool {
