@@ -68,6 +68,10 @@ pub(crate) fn query(ctx: &Context, script: &str) -> Result<Value, String> {
             err.chars().take(300).collect::<String>()
         ));
     }
+    if output.stdout.trim().is_empty() {
+        // Wine's powershell.exe is a stub that exits 0 and writes nothing.
+        return Err("PowerShell wrote no answer (powershell.exe is not Windows PowerShell)".into());
+    }
     serde_json::from_str(output.stdout.trim())
         .map_err(|e| format!("PowerShell did not answer JSON: {e}"))
 }

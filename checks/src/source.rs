@@ -411,7 +411,13 @@ mod tests {
     fn command_that_hangs_is_killed_at_timeout() {
         let ctx = Context::system(ChecksConfig::default());
         let started = Instant::now();
-        let err = run_command(&ctx, "sleep", &["30"], Duration::from_millis(200)).unwrap_err();
+        // A command that runs ~30 s: sleep; on Windows ping (one echo a second), which
+        // Wine has too.
+        #[cfg(unix)]
+        let (program, args) = ("sleep", &["30"][..]);
+        #[cfg(windows)]
+        let (program, args) = ("ping.exe", &["-n", "30", "127.0.0.1"][..]);
+        let err = run_command(&ctx, program, args, Duration::from_millis(200)).unwrap_err();
         assert!(matches!(err, SourceError::CommandTimeout(_)), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
     }

@@ -37,8 +37,28 @@ extern "system" {
     fn GetProcAddress(module: *mut c_void, name: *const u8) -> *mut c_void;
 }
 
+/// Whether this runs under Wine: its `ntdll.dll` exports `wine_get_version` (the way Wine's
+/// own documentation says to detect it). Wine's `tbs.dll` is a stub that reports no TPM
+/// whatever the machine has, so its answer says nothing about the device.
+fn under_wine() -> bool {
+    let name: Vec<u16> = "ntdll.dll\0".encode_utf16().collect();
+    // SAFETY: `name` is a NUL-terminated UTF-16 string that outlives the call; ntdll is
+    // loaded in every Windows process, so this only takes a reference.
+    let module = unsafe { LoadLibraryW(name.as_ptr()) };
+    if module.is_null() {
+        return false;
+    }
+    // SAFETY: `module` is a loaded module; the name is a NUL-terminated ASCII string.
+    !unsafe { GetProcAddress(module, c"wine_get_version".as_ptr().cast()) }.is_null()
+}
+
 /// Asks TBS; `Err` when `tbs.dll` or its function is not there.
 fn ask_tbs() -> Result<TpmAnswer, String> {
+    if under_wine() {
+        return Err(
+            "running under Wine, whose tbs.dll is a stub that always reports no TPM".into(),
+        );
+    }
     let name: Vec<u16> = "tbs.dll\0".encode_utf16().collect();
     // SAFETY: `name` is a NUL-terminated UTF-16 string that outlives the call.
     let module = unsafe { LoadLibraryW(name.as_ptr()) };
