@@ -44,6 +44,7 @@ pub mod edr;
 pub mod firewall;
 pub mod os;
 pub mod patch_level;
+pub mod plist;
 pub mod screen_lock;
 pub mod secure_boot;
 pub mod tpm;

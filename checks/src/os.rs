@@ -3,6 +3,8 @@
 //! Sources: `/etc/os-release` (falling back to `/usr/lib/os-release`, as os-release(5)
 //! says), `/proc/sys/kernel/osrelease`, the build's target architecture.
 
+pub mod sw_vers;
+
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 

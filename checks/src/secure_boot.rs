@@ -24,6 +24,7 @@
 //! Boot does not apply there, and a policy decides what that means. A variable that is
 //! truncated or holds anything but 0 or 1 is `unknown`, never a pass.
 
+pub mod apple;
 pub mod eventlog;
 pub mod fwupd;
 pub mod siglist;

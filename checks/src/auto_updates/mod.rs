@@ -20,6 +20,7 @@
 //! **pacman, zypper**: no standard automatic-update mechanism to check: `unknown`.
 
 pub mod aptconf;
+pub mod softwareupdate_prefs;
 pub mod systemd;
 
 use std::collections::BTreeMap;

@@ -28,6 +28,7 @@
 //! resolved makes the volume `unknown`, never `pass`.
 
 mod dm;
+pub mod fdesetup;
 mod luks;
 mod mounts;
 mod sysfs;

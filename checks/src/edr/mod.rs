@@ -23,9 +23,12 @@
 //! `observed` carries `products: [{id, name, installed, running, healthy, sources, ...}]` and
 //! `running: [ids]`; the policy engine relies on both.
 
+pub mod apple;
 pub mod catalogue;
 pub mod health;
+pub mod launchctl;
 pub mod process;
+pub mod systemextensionsctl;
 
 use std::collections::BTreeSet;
 

@@ -21,6 +21,7 @@ pub mod assess;
 pub mod frontends;
 pub mod netlink;
 pub mod ruleset;
+pub mod socketfilterfw;
 
 use std::time::Duration;
 

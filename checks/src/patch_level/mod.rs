@@ -73,6 +73,7 @@ pub mod debversion;
 pub mod kernel;
 pub mod list_cache;
 pub mod others;
+pub mod softwareupdate;
 pub mod state;
 pub mod time;
 

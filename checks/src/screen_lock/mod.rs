@@ -20,6 +20,7 @@ pub mod kde;
 pub mod lockers;
 pub mod logind;
 pub mod sessions;
+pub mod sysadminctl;
 pub mod xfce;
 
 use posture_core::{Finding, Remediation, Status};
