@@ -5,6 +5,7 @@
 //! unshare --net sh -c 'nft -f rules.nft && nft-netlink-dump > rules.nlmsg'
 //! ```
 
+#[cfg(target_os = "linux")]
 use std::io::Write;
 
 fn main() -> std::process::ExitCode {

@@ -117,6 +117,12 @@ pub const CHECKS: &[CheckDef] = &[
     },
 ];
 
+/// The finding of a check on an OS posture has no implementation for.
+#[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
+pub(crate) fn unsupported_os(id: &str, _ctx: &Context) -> Finding {
+    Finding::unknown(id, "not supported on this OS")
+}
+
 /// The check with this id.
 pub fn check_by_id(id: &str) -> Option<&'static CheckDef> {
     CHECKS.iter().find(|c| c.id == id)

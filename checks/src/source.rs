@@ -139,6 +139,20 @@ pub fn read_user_file(ctx: &Context, home: &str, relative: &str) -> Result<Vec<u
     read_user_file_capped(ctx, home, relative, MAX_USER_FILE_BYTES)
 }
 
+#[cfg(not(unix))]
+fn read_user_file_capped(
+    ctx: &Context,
+    home: &str,
+    relative: &str,
+    _cap: u64,
+) -> Result<Vec<u8>, SourceError> {
+    Err(SourceError::Refused {
+        path: ctx.path(home).join(relative),
+        why: "reading a user's file without following links is implemented on Unix only".to_owned(),
+    })
+}
+
+#[cfg(unix)]
 fn read_user_file_capped(
     ctx: &Context,
     home: &str,
@@ -229,6 +243,7 @@ fn read_user_file_capped(
     Err(refused(&full, "not a plain relative path".to_owned()))
 }
 
+#[cfg(unix)]
 fn kind_name(kind: rustix::fs::FileType) -> &'static str {
     use rustix::fs::FileType;
     match kind {

@@ -1,5 +1,8 @@
 //! `auto_updates` over real directory trees built in temp dirs from captured files.
 
+// The Linux implementation over Linux fixture trees; other OSes test their parsers in
+// their own files.
+#![cfg(target_os = "linux")]
 // Test helpers outside #[test] functions may unwrap too: a failure is a test failure.
 #![allow(clippy::unwrap_used)]
 

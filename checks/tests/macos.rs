@@ -453,7 +453,7 @@ fn system_extensions_launchd_and_processes() {
     let procs = launchctl::parse_ps(&fixture("edr/ps.txt"));
     assert_eq!(procs.len(), 4);
     assert_eq!(procs[2].name, "Google Chrome");
-    assert_eq!(procs[3].uids, Some((501, 501)));
+    assert_eq!((procs[3].ruid, procs[3].uid), (501, 501));
 
     let catalogue = catalogue::builtin().unwrap();
     let crowdstrike = |observed| {

@@ -837,6 +837,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)] // checks Unix file modes
     fn the_ca_is_created_private_then_loaded_and_verifies_what_it_issued() {
         let (dir, ca) = ca();
         use std::os::unix::fs::PermissionsExt as _;

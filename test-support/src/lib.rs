@@ -5,6 +5,7 @@
 //! broken test setup is right, so helpers panic instead of returning errors.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+#[cfg(unix)] // SoftHSM (a PKCS#11 module loaded with dlopen) and 0600 PIN files: Unix only.
 pub mod softhsm;
 
 use posture_core::keys::software::SoftwareKey;

@@ -23,7 +23,7 @@ pub fn posture_bin() -> PathBuf {
         .and_then(|deps| deps.parent())
         .map(PathBuf::from)
         .unwrap_or_default();
-    let bin = profile_dir.join("posture");
+    let bin = profile_dir.join(format!("posture{}", std::env::consts::EXE_SUFFIX));
     if !bin.is_file() {
         // A clear message beats a confusing "No such file" from Command.
         eprintln!(
@@ -52,12 +52,24 @@ pub fn run_posture(args: &[&str], env: &[(&str, &str)]) -> Output {
         Err(e) => {
             eprintln!("cannot run {}: {e}", posture_bin().display());
             Output {
-                status: std::os::unix::process::ExitStatusExt::from_raw(127 << 8),
+                status: not_run_status(),
                 stdout: Vec::new(),
                 stderr: e.to_string().into_bytes(),
             }
         }
     }
+}
+
+/// The exit status of a command that could not be started (the shell's 127).
+#[cfg(unix)]
+fn not_run_status() -> std::process::ExitStatus {
+    std::os::unix::process::ExitStatusExt::from_raw(127 << 8)
+}
+
+/// The exit status of a command that could not be started (the shell's 127).
+#[cfg(windows)]
+fn not_run_status() -> std::process::ExitStatus {
+    std::os::windows::process::ExitStatusExt::from_raw(127)
 }
 
 /// Parses stdout as JSON, with the output in the message when it is not.

@@ -2,6 +2,8 @@
 //! against the committed schema, and findings compared with facts read independently.
 
 // Test helpers outside #[test] functions are not covered by clippy.toml's test allowance.
+// Linux end to end (daemon sockets, Linux checks against this machine).
+#![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;

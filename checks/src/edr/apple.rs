@@ -12,10 +12,9 @@
 //! A user's process that merely has a product's name is rejected, with the reason.
 
 use super::catalogue::{Catalogue, OsEntry, Product};
-use super::launchctl::LaunchdJob;
-use super::process::ProcessInfo;
+use super::launchctl::{LaunchdJob, MacProcess};
 use super::systemextensionsctl::SystemExtension;
-use super::{process_matches, ProductState};
+use super::ProductState;
 
 /// What was read on the device; `None` where the source could not be read.
 #[derive(Debug, Clone, Copy, Default)]
@@ -25,7 +24,7 @@ pub struct Observed<'a> {
     /// `launchctl list` (as root: the system domain).
     pub jobs: Option<&'a [LaunchdJob]>,
     /// `ps`.
-    pub processes: Option<&'a [ProcessInfo]>,
+    pub processes: Option<&'a [MacProcess]>,
 }
 
 impl Observed<'_> {
@@ -88,11 +87,15 @@ fn state(
             .any(|j| j.pid.is_some() && entry.services.contains(&j.label))
     });
     for p in observed.processes.unwrap_or_default() {
-        if !process_matches(p, &entry.processes) {
+        if !entry
+            .processes
+            .iter()
+            .any(|name| p.name.eq_ignore_ascii_case(name))
+        {
             continue;
         }
-        let exe = p.exe.as_deref().unwrap_or("");
-        let root = p.uids == Some((0, 0));
+        let exe = p.exe.as_str();
+        let root = p.ruid == 0 && p.uid == 0;
         if !root {
             rejected.push(format!("{} (pid {}): not running as root", p.name, p.pid));
         } else if job_running || trusted_location(entry, exe) {

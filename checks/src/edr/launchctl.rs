@@ -9,7 +9,20 @@
 //! ```
 //! A PID means the job runs now; `-` that it is loaded but not running.
 
-use super::process::ProcessInfo;
+/// A process as `ps` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MacProcess {
+    /// Process id.
+    pub pid: u32,
+    /// Real user id.
+    pub ruid: u32,
+    /// Effective user id.
+    pub uid: u32,
+    /// The executable's path.
+    pub exe: String,
+    /// The executable's file name.
+    pub name: String,
+}
 
 /// One launchd job.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -44,7 +57,7 @@ pub fn parse_list(text: &str) -> Vec<LaunchdJob> {
 
 /// Parses `ps -axo pid=,ruid=,uid=,comm=`: the PID, the real and effective user ids and
 /// the executable path (which may contain spaces: everything after the third column).
-pub fn parse_ps(text: &str) -> Vec<ProcessInfo> {
+pub fn parse_ps(text: &str) -> Vec<MacProcess> {
     text.lines()
         .filter_map(|line| {
             let mut rest = line.trim_start();
@@ -59,10 +72,13 @@ pub fn parse_ps(text: &str) -> Vec<ProcessInfo> {
                 return None;
             }
             let name = exe.rsplit('/').next().unwrap_or(exe);
-            let mut process = ProcessInfo::named(name, Some(exe));
-            process.pid = numbers[0];
-            process.uids = Some((numbers[1], numbers[2]));
-            Some(process)
+            Some(MacProcess {
+                pid: numbers[0],
+                ruid: numbers[1],
+                uid: numbers[2],
+                exe: exe.to_owned(),
+                name: name.to_owned(),
+            })
         })
         .collect()
 }

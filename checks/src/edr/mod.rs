@@ -22,366 +22,48 @@
 //!
 //! `observed` carries `products: [{id, name, installed, running, healthy, sources, ...}]` and
 //! `running: [ids]`; the policy engine relies on both.
+//!
+//! # Per-OS implementations
+//! The sources above are Linux's (`linux.rs`); `windows.rs` and `macos.rs` read their own
+//! OS (documented there). Any other OS answers `unknown` ("not supported on this OS").
 
 pub mod apple;
 pub mod catalogue;
+mod decide;
 pub mod health;
 pub mod launchctl;
+#[cfg(target_os = "linux")]
 pub mod process;
 pub mod systemextensionsctl;
 
-use std::collections::BTreeSet;
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "windows")]
+mod windows;
 
-use posture_core::{Finding, Remediation};
-use serde::Serialize;
-use serde_json::json;
-
-use crate::source::exists;
-use crate::Context;
-use catalogue::{Catalogue, Os, OsEntry, Product};
-use health::HealthReport;
+pub use decide::{decide, ProductState};
+#[cfg(target_os = "linux")]
+pub use linux::*;
+#[cfg(target_os = "linux")]
 pub use process::{live_processes, ProcessInfo};
+
+use posture_core::Finding;
+
+use crate::Context;
 
 /// Check id.
 pub const ID: &str = "edr";
 
-/// Linux truncates a process's name (`comm`) to this many bytes.
-const LINUX_COMM_LEN: usize = 15;
-
-/// Where systemd unit files live.
-const SYSTEMD_DIRS: &[&str] = &[
-    "/etc/systemd/system",
-    "/lib/systemd/system",
-    "/usr/lib/systemd/system",
-];
-
-/// Where launchd daemons and agents live.
-const LAUNCHD_DIRS: &[&str] = &["/Library/LaunchDaemons", "/Library/LaunchAgents"];
-
-/// One product's state on this device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ProductState {
-    /// Catalogue id.
-    pub id: String,
-    /// Name for people.
-    pub name: String,
-    /// A service unit or install path exists.
-    pub installed: bool,
-    /// One of its processes runs; `None` when the process list was not read.
-    pub running: Option<bool>,
-    /// Its own health verdict, when it has a source and the source could tell.
-    pub healthy: Option<bool>,
-    /// The unit files and install paths found.
-    pub sources: Vec<String>,
-    /// The processes verified to be the product, as `name (exe)`.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub processes: Vec<String>,
-    /// Processes with one of the product's names that do not count as the product, and
-    /// why (`name (pid N): reason`): another user's process, a copy outside the install
-    /// directories, a deleted executable, outside its service unit.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub rejected: Vec<String>,
-    /// The health source and what it said.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub health: Option<HealthReport>,
-}
-
-/// Whether a process is one of `names` (catalogue process names). Matches the process name
-/// or the executable's file name, ignoring ASCII case (Windows), and a Linux name
-/// truncated to 15 bytes.
-pub fn process_matches(process: &ProcessInfo, names: &[String]) -> bool {
-    let exe_name = process.exe.as_deref().map(|exe| {
-        // Both separators: a Windows path read on any OS still yields its file name.
-        exe.rsplit(['/', '\\']).next().unwrap_or(exe)
-    });
-    names.iter().any(|name| {
-        process.name.eq_ignore_ascii_case(name)
-            || exe_name.is_some_and(|e| e.eq_ignore_ascii_case(name))
-            || (name.len() > LINUX_COMM_LEN
-                && process.name.len() == LINUX_COMM_LEN
-                && name
-                    .get(..LINUX_COMM_LEN)
-                    .is_some_and(|prefix| prefix == process.name))
-    })
-}
-
-/// For each product, the processes that belong to it (pure).
-pub fn match_processes<'a>(
-    products: impl IntoIterator<Item = (&'a str, &'a OsEntry)>,
-    processes: &[ProcessInfo],
-) -> Vec<(&'a str, Vec<&'_ ProcessInfo>)> {
-    products
-        .into_iter()
-        .map(|(id, entry)| {
-            let matched = processes
-                .iter()
-                .filter(|p| process_matches(p, &entry.processes))
-                .collect();
-            (id, matched)
-        })
-        .collect()
-}
-
-/// The unit files and install paths of a product found below the root.
-pub fn installed_sources(ctx: &Context, os: Os, entry: &OsEntry) -> Vec<String> {
-    let mut found = Vec::new();
-    for service in &entry.services {
-        let candidates: Vec<String> = match os {
-            Os::Linux => SYSTEMD_DIRS
-                .iter()
-                .map(|dir| format!("{dir}/{service}"))
-                .collect(),
-            Os::Macos => LAUNCHD_DIRS
-                .iter()
-                .map(|dir| format!("{dir}/{service}.plist"))
-                .collect(),
-            // Service names need the service control manager; paths cover Windows for now.
-            Os::Windows => Vec::new(),
-        };
-        found.extend(candidates.into_iter().filter(|path| exists(ctx, path)));
-    }
-    found.extend(entry.paths.iter().filter(|p| exists(ctx, p)).cloned());
-    found
-}
-
-/// Runs the check: the live process list in a live context; against a fixture root only
-/// installation is known and the check answers `unknown`.
+/// Runs the check for the OS this was built for.
 pub fn check(ctx: &Context) -> Finding {
-    if ctx.live {
-        check_with_processes(ctx, Some(&live_processes()))
-    } else {
-        check_with_processes(ctx, None)
-    }
-}
-
-/// Runs the check with a given process list (`None`: not known). Installation and file-based
-/// health are read below `ctx.root`; health commands run only when `ctx.live`.
-pub fn check_with_processes(ctx: &Context, processes: Option<&[ProcessInfo]>) -> Finding {
-    match catalogue::builtin() {
-        Ok(catalogue) => check_with_catalogue(ctx, catalogue, processes),
-        Err(e) => Finding::unknown(ID, e.to_string()),
-    }
-}
-
-/// [`check_with_processes`] with a given catalogue (tests of products that are not
-/// installed on the test machine).
-pub fn check_with_catalogue(
-    ctx: &Context,
-    catalogue: &Catalogue,
-    processes: Option<&[ProcessInfo]>,
-) -> Finding {
-    let Some(os) = Os::current() else {
-        return Finding::unknown(
-            ID,
-            "unsupported on this OS: the EDR catalogue has no entries for it",
-        );
-    };
-    let required = &ctx.config.edr.required;
-    let unknown_ids: Vec<&str> = required
-        .iter()
-        .filter(|id| !catalogue.products.iter().any(|p| &p.id == *id))
-        .map(String::as_str)
-        .collect();
-    if !unknown_ids.is_empty() {
-        let known: Vec<&str> = catalogue.products.iter().map(|p| p.id.as_str()).collect();
-        return Finding::unknown(
-            ID,
-            format!(
-                "config names EDR product(s) not in the catalogue: {} (known: {})",
-                unknown_ids.join(", "),
-                known.join(", ")
-            ),
-        );
-    }
-
-    let states = product_states(ctx, catalogue, os, processes);
-    let running: Vec<&str> = states
-        .iter()
-        .filter(|s| s.running == Some(true))
-        .map(|s| s.id.as_str())
-        .collect();
-    let reported: Vec<&ProductState> = states
-        .iter()
-        .filter(|s| s.installed || s.running == Some(true) || required.contains(&s.id))
-        .collect();
-    let mut sources: BTreeSet<String> = reported
-        .iter()
-        .flat_map(|s| s.sources.iter().cloned())
-        .collect();
-    sources.extend(
-        reported
-            .iter()
-            .filter_map(|s| s.health.as_ref().map(|h| h.source.clone())),
-    );
-    if processes.is_some() {
-        sources.insert("process list".to_owned());
-    }
-
-    let mut finding = decide(&states, required, processes.is_some())
-        .observe("products", json!(reported))
-        .observe("running", json!(running))
-        .observe("required", json!(required));
-    for source in sources {
-        finding = finding.source(source);
-    }
-    finding
-}
-
-fn product_states(
-    ctx: &Context,
-    catalogue: &Catalogue,
-    os: Os,
-    processes: Option<&[ProcessInfo]>,
-) -> Vec<ProductState> {
-    let with_entries: Vec<(&Product, &OsEntry)> = catalogue
-        .products
-        .iter()
-        .filter_map(|p| p.entry(os).map(|e| (p, e)))
-        .collect();
-    let matches = processes
-        .map(|list| match_processes(with_entries.iter().map(|(p, e)| (p.id.as_str(), *e)), list));
-    with_entries
-        .iter()
-        .enumerate()
-        .map(|(i, (product, entry))| {
-            let allowed_uids = process::allowed_uids(ctx, entry);
-            let mut matched: Vec<String> = Vec::new();
-            let mut rejected: Vec<String> = Vec::new();
-            let candidates = matches.as_ref().and_then(|m| m.get(i)).map(|(_, p)| p);
-            for p in candidates.into_iter().flatten() {
-                match process::verify(ctx, entry, &allowed_uids, p) {
-                    Ok(()) => matched.push(match &p.exe {
-                        Some(exe) => format!("{} ({exe})", p.name),
-                        None => p.name.clone(),
-                    }),
-                    Err(why) => rejected.push(format!("{} (pid {}): {why}", p.name, p.pid)),
-                }
-            }
-            let running = processes.map(|_| !matched.is_empty());
-            let sources = installed_sources(ctx, os, entry);
-            let installed = !sources.is_empty();
-            let health = if installed || running == Some(true) {
-                entry
-                    .health
-                    .as_ref()
-                    .and_then(|h| health::evaluate(ctx, h, running == Some(true)))
-            } else {
-                None
-            };
-            ProductState {
-                id: product.id.clone(),
-                name: product.name.clone(),
-                installed,
-                running,
-                healthy: health.as_ref().and_then(|h| h.healthy),
-                sources,
-                processes: matched,
-                rejected,
-                health,
-            }
-        })
-        .collect()
-}
-
-/// The decision over the products' states (pure).
-pub fn decide(states: &[ProductState], required: &[String], processes_known: bool) -> Finding {
-    let candidates: Vec<&ProductState> = states
-        .iter()
-        .filter(|s| required.is_empty() || required.contains(&s.id))
-        .collect();
-    let names = |list: &[&ProductState]| {
-        list.iter()
-            .map(|s| s.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let running: Vec<&ProductState> = candidates
-        .iter()
-        .copied()
-        .filter(|s| s.running == Some(true))
-        .collect();
-    let healthy_running: Vec<&ProductState> = running
-        .iter()
-        .copied()
-        .filter(|s| s.healthy != Some(false))
-        .collect();
-    let installed: Vec<&ProductState> =
-        candidates.iter().copied().filter(|s| s.installed).collect();
-
-    if !healthy_running.is_empty() {
-        let health = |s: &ProductState| match s.healthy {
-            Some(true) => " (healthy)",
-            _ => "",
-        };
-        let list = healthy_running
-            .iter()
-            .map(|s| format!("{}{}", s.name, health(s)))
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Finding::pass(ID, format!("running: {list}"));
-    }
-    if !running.is_empty() {
-        let detail = running
-            .iter()
-            .filter_map(|s| {
-                s.health
-                    .as_ref()
-                    .map(|h| format!("{}: {}", s.name, h.detail))
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
-        return Finding::fail(
-            ID,
-            format!(
-                "{} is running but reports it is not healthy ({detail})",
-                names(&running)
-            ),
-            Remediation::new(format!(
-                "{} reports a problem and may not be protecting this device. Restart the device; \
-                 if that does not help, contact IT with this message.",
-                names(&running)
-            )),
-        );
-    }
-    if !processes_known {
-        let what = if installed.is_empty() {
-            "no catalogued EDR product is installed".to_owned()
-        } else {
-            format!("installed: {}", names(&installed))
-        };
-        return Finding::unknown(
-            ID,
-            format!("the process list is live state and is not read from a fixture root ({what})"),
-        );
-    }
-    if !installed.is_empty() {
-        return Finding::fail(
-            ID,
-            format!("{} is installed but not running", names(&installed)),
-            Remediation::new(format!(
-                "Start {} (on Linux: `sudo systemctl start` its service), or restart the device. \
-                 If it keeps stopping, contact IT.",
-                names(&installed)
-            )),
-        );
-    }
-    if required.is_empty() {
-        Finding::fail(
-            ID,
-            "no EDR or antivirus product is running",
-            Remediation::new(
-                "Install your organisation's endpoint security (EDR/antivirus) agent. \
-                 Contact IT for the installer and enrolment instructions.",
-            ),
-        )
-    } else {
-        Finding::fail(
-            ID,
-            format!("required EDR product not found: {}", names(&candidates)),
-            Remediation::new(format!(
-                "Your organisation requires {} on this device. Contact IT to install it.",
-                names(&candidates)
-            )),
-        )
-    }
+    #[cfg(target_os = "linux")]
+    return linux::check(ctx);
+    #[cfg(target_os = "macos")]
+    return macos::check(ctx);
+    #[cfg(target_os = "windows")]
+    return windows::check(ctx);
+    #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
+    return crate::unsupported_os(ID, ctx);
 }

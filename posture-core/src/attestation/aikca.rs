@@ -643,6 +643,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(unix)] // checks Unix file modes
     fn init_then_load_and_refuse_a_second_init() {
         let dir = tempfile::tempdir().unwrap();
         let ca_dir = dir.path().join("ca");

@@ -1,10 +1,7 @@
-//! `os`: the operating system, its version and kernel, and whether it is still supported.
-//!
-//! Sources: `/etc/os-release` (falling back to `/usr/lib/os-release`, as os-release(5)
-//! says), `/proc/sys/kernel/osrelease`, the build's target architecture.
+//! Linux implementation (its sources are described in the parent module).
 
-pub mod sw_vers;
-
+#[allow(unused_imports)]
+use super::*;
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
@@ -12,9 +9,6 @@ use posture_core::{Finding, OsFacts, Remediation, Timestamp};
 
 use crate::source::{read_attr, read_text};
 use crate::Context;
-
-/// Check id.
-pub const ID: &str = "os";
 
 /// The fields of os-release(5) that posture uses.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -177,7 +171,7 @@ pub fn os_facts(ctx: &Context) -> OsFacts {
 }
 
 /// Runs the check.
-pub fn check(ctx: &Context) -> Finding {
+pub(super) fn check(ctx: &Context) -> Finding {
     let (release, path) = match read_os_release(ctx) {
         Ok(found) => found,
         Err(reason) => return Finding::unknown(ID, reason).source("/etc/os-release"),

@@ -1,15 +1,7 @@
-//! `tpm`: whether the machine has a TPM 2.0, and whether this user can use it.
-//!
-//! Sources: `/sys/class/tpm/tpmN/tpm_version_major` (kernel 5.6+); on older kernels the
-//! TPM 1.2 `caps` file (`TCG version: 1.2`) or a `/sys/class/tpmrm/tpmrmN` resource
-//! manager (which the kernel creates only for TPM 2.0); and opening `/dev/tpmrmN` for
-//! reading and writing, which is the access check that matters (opening the resource
-//! manager sends nothing to the TPM).
-//!
-//! No TPM, or only a TPM 1.2, fails. A TPM 2.0 that this user cannot open still passes:
-//! the device has the hardware, and access is a configuration of the agent's user, not a
-//! weakness of the device. The finding then says `accessible: false` and how to fix it.
+//! Linux implementation (its sources are described in the parent module).
 
+#[allow(unused_imports)]
+use super::*;
 use std::fs::OpenOptions;
 use std::io;
 
@@ -18,9 +10,6 @@ use serde_json::Value;
 
 use crate::source::{exists, list_dir, read_attr, read_text};
 use crate::Context;
-
-/// Check id.
-pub const ID: &str = "tpm";
 
 const CLASS_TPM: &str = "/sys/class/tpm";
 const CLASS_TPMRM: &str = "/sys/class/tpmrm";
@@ -128,7 +117,7 @@ fn access_remediation(device: &str) -> Remediation {
 }
 
 /// Runs the check.
-pub fn check(ctx: &Context) -> Finding {
+pub(super) fn check(ctx: &Context) -> Finding {
     let names = match list_dir(ctx, CLASS_TPM) {
         Ok(names) => names,
         // /sys/class exists but has no tpm class: no TPM driver found a device.
