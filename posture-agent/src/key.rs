@@ -96,7 +96,8 @@ impl KeyConfig {
 pub struct DeviceKey {
     /// The key that signs.
     pub signer: Box<dyn Signer>,
-    /// Where the key (or its TPM-wrapped blob) is stored.
+    /// Where the key (or its TPM-wrapped blob) is stored. For a Windows Platform Crypto
+    /// Provider key (no file): the key directory joined with the provider's key name.
     pub path: PathBuf,
     /// Why a software key is used although the TPM was wanted.
     pub fallback_reason: Option<String>,
@@ -188,7 +189,19 @@ fn remediation_short(config: &KeyConfig) -> &'static str {
     }
 }
 
+/// What the person at the laptop should do about an unusable TPM (Windows: the Platform
+/// Crypto Provider could not give a hardware key).
+#[cfg(windows)]
+pub fn remediation(e: &KeyError) -> String {
+    let _ = e;
+    "check that this device has a TPM 2.0 that Windows uses (tpm.msc shows \"The TPM is ready \
+     for use\"; enable \"TPM 2.0\", \"PTT\" or \"fTPM\" in the firmware setup otherwise), or set \
+     [key] backend = \"software\" to accept a software key"
+        .into()
+}
+
 /// What the person at the laptop should do about an unusable TPM, by what went wrong.
+#[cfg(not(windows))]
 pub fn remediation(e: &KeyError) -> String {
     match e {
         KeyError::Tpm(tpm) => match &tpm.kind {
@@ -216,6 +229,7 @@ pub fn remediation(e: &KeyError) -> String {
     }
 }
 
+#[cfg(not(windows))]
 fn tcti() -> String {
     #[cfg(all(feature = "tpm", target_os = "linux"))]
     return crate::tpm::Tpm::tcti_from_env();
@@ -312,7 +326,20 @@ struct CachedInfo {
     software: bool,
 }
 
-#[cfg(not(all(feature = "tpm", target_os = "linux")))]
+/// Windows: the key in the TPM through the Microsoft Platform Crypto Provider. No
+/// attestation key yet (quotes and enrollment are Linux-only), so `with_ak` is not used.
+#[cfg(windows)]
+fn open_tpm(key_dir: &Path, _with_ak: bool) -> Result<DeviceKey, KeyError> {
+    let signer = crate::pcp::PcpSigner::load_or_create(key_dir)?;
+    Ok(DeviceKey {
+        path: key_dir.join(signer.name()),
+        signer: Box::new(signer),
+        fallback_reason: None,
+        fallback_fix: None,
+    })
+}
+
+#[cfg(not(any(all(feature = "tpm", target_os = "linux"), windows)))]
 fn open_tpm(_key_dir: &Path, _with_ak: bool) -> Result<DeviceKey, KeyError> {
     Err(KeyError::Unsupported(
         "this build of posture has no TPM support (Linux, feature `tpm`)".into(),
@@ -387,6 +414,7 @@ mod tests {
         assert!(big.validate().is_err());
     }
 
+    #[cfg(not(windows))]
     #[test]
     fn a_missing_tpm_device_falls_back_only_when_allowed() {
         let dir = tempfile::tempdir().unwrap();

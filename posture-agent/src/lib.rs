@@ -34,8 +34,11 @@ pub mod collect;
 pub mod compliance;
 pub mod config;
 pub mod daemon_config;
+mod ecc_blob;
 pub mod key;
 pub mod paths;
+#[cfg(windows)]
+pub mod pcp;
 pub mod sign;
 #[cfg(all(feature = "tpm", target_os = "linux"))]
 pub mod tpm;

@@ -1,8 +1,8 @@
 //! `posture status`: asks the running daemon for the latest posture and shows it.
 
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::Path;
+#[cfg(unix)]
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
@@ -31,6 +31,24 @@ pub struct Response {
     pub body: Vec<u8>,
 }
 
+/// The daemon's socket, with read and write deadlines.
+#[cfg(unix)]
+fn connect(socket: &Path) -> std::io::Result<std::os::unix::net::UnixStream> {
+    let stream = std::os::unix::net::UnixStream::connect(socket)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
+    Ok(stream)
+}
+
+#[cfg(not(unix))]
+fn connect(socket: &Path) -> std::io::Result<std::fs::File> {
+    let _ = socket;
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "the posture daemon runs on Linux and macOS only in this build",
+    ))
+}
+
 /// One HTTP/1.1 request over the daemon's unix socket (the daemon closes after it).
 pub fn request(
     socket: &Path,
@@ -38,9 +56,7 @@ pub fn request(
     path: &str,
     json_body: Option<&[u8]>,
 ) -> std::io::Result<Response> {
-    let mut stream = UnixStream::connect(socket)?;
-    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(30)))?;
+    let mut stream = connect(socket)?;
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
     if let Some(body) = json_body {
         head.push_str(&format!(

@@ -5,6 +5,8 @@
 //! Debian 10 ship), so compliance can be flipped by editing one file.
 
 // Test helpers outside `#[test]` functions: failing loudly is their job.
+// A unix socket, signals and a Linux fixture root.
+#![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};

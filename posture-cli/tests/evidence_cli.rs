@@ -104,6 +104,7 @@ fn key_prints_jwk_pem_id_and_assurance() {
     assert!(stderr(&out).contains("assurance: software"));
 }
 
+#[cfg(unix)]
 #[test]
 fn key_with_loose_permissions_is_refused_with_a_clear_error() {
     use std::os::unix::fs::PermissionsExt;

@@ -46,7 +46,19 @@ pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)
+    #[cfg(not(windows))]
+    {
+        builder.create(dir)
+    }
+    #[cfg(windows)]
+    {
+        // Parents are ordinary directories; the last one is created owner-only (an
+        // existing one is left as it is, as the mode above applies only to what is created).
+        if let Some(parent) = dir.parent() {
+            builder.create(parent)?;
+        }
+        crate::files_windows::create_private_dir(dir)
+    }
 }
 
 /// What a private file or directory must be.
@@ -97,11 +109,25 @@ pub fn private_problem(path: &Path, kind: PrivateKind) -> std::io::Result<Option
         }
         Ok(None)
     }
-    #[cfg(not(unix))]
+    #[cfg(windows)]
+    {
+        let meta = fs::symlink_metadata(path)?;
+        match kind {
+            PrivateKind::File if !meta.file_type().is_file() => {
+                return Ok(Some("not a regular file".into()))
+            }
+            PrivateKind::Dir if !meta.file_type().is_dir() => {
+                return Ok(Some("not a directory".into()))
+            }
+            _ => {}
+        }
+        crate::files_windows::private_problem(path)
+    }
+    #[cfg(not(any(unix, windows)))]
     {
         let _ = (path, kind);
         Ok(Some(
-            "permission checks are only implemented for Unix".into(),
+            "permission checks are only implemented for Unix and Windows".into(),
         ))
     }
 }
@@ -131,7 +157,14 @@ fn open_new(path: &Path) -> std::io::Result<fs::File> {
         .open(path)
 }
 
-#[cfg(not(unix))]
+/// Windows: owner-only from creation (a descriptor given to `CreateFileW`), as the mode is
+/// given to `open(2)` on Unix.
+#[cfg(windows)]
+fn open_new(path: &Path) -> std::io::Result<fs::File> {
+    crate::files_windows::create_new_private_file(path)
+}
+
+#[cfg(not(any(unix, windows)))]
 fn open_new(path: &Path) -> std::io::Result<fs::File> {
     fs::OpenOptions::new()
         .write(true)

@@ -39,6 +39,8 @@ pub mod devcert;
 pub mod evidence;
 pub mod exports;
 pub mod files;
+#[cfg(windows)]
+mod files_windows;
 pub mod hex;
 pub mod jose;
 pub mod keys;
@@ -46,6 +48,7 @@ pub mod measured_boot;
 mod model;
 pub mod policy;
 pub mod process;
+pub mod sddl;
 mod time;
 pub mod verify;
 pub mod webauthn;

@@ -11,6 +11,8 @@
 //! keys signing a fixture report.
 
 // Test support functions outside #[test]: failing loudly on a broken setup is right.
+// Builds C programs and a Python ctypes consumer against the Linux shared library.
+#![cfg(target_os = "linux")]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;

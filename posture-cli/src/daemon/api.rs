@@ -109,6 +109,7 @@ impl Drop for Waiting {
 /// `/proc/PID` is opened, and then the pidfd's process is confirmed alive, so the pid was
 /// not reused in between and the directory is that process's. `None` when the kernel has
 /// no `SO_PEERPIDFD`, the process is gone or its executable was deleted.
+#[cfg(target_os = "linux")]
 fn peer_exe(stream: &UnixStream, pid: i32) -> Option<PathBuf> {
     use rustix::fs::{openat, readlinkat, Mode, OFlags, CWD};
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -158,6 +159,13 @@ fn peer_exe(stream: &UnixStream, pid: i32) -> Option<PathBuf> {
         return None;
     }
     Some(exe)
+}
+
+/// Off Linux there is no pidfd of the peer: the executable cannot be told race-free, so
+/// it is not told (`allowed_clients` then refuses evidence requests, as on an old kernel).
+#[cfg(not(target_os = "linux"))]
+fn peer_exe(_stream: &UnixStream, _pid: i32) -> Option<PathBuf> {
+    None
 }
 
 /// Accepts connections until shutdown.

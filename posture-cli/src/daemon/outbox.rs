@@ -10,7 +10,6 @@
 //! The methods do blocking file I/O; call them from `spawn_blocking`.
 
 use std::collections::VecDeque;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -98,11 +97,7 @@ impl Outbox {
     /// Opens (creating) the outbox in `dir`, loading what a previous run left queued.
     /// Half-written `.tmp` files are removed; unreadable items are set aside as `.bad`.
     pub fn open(dir: &Path, max_items: usize, max_bytes: u64) -> Result<Self, OutboxError> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(io_err(dir))?;
+        posture_core::files::create_private_dir(dir).map_err(io_err(dir))?;
         let mut entries = Vec::new();
         for dirent in std::fs::read_dir(dir).map_err(io_err(dir))? {
             let dirent = dirent.map_err(io_err(dir))?;

@@ -76,24 +76,36 @@ pub fn account_groups(uid: u32) -> Vec<u32> {
     if rc != 0 || result.is_null() || entry.pw_name.is_null() {
         return Vec::new();
     }
-    let mut groups: Vec<libc::gid_t> = vec![0; 64];
+    let mut groups: Vec<ListGid> = vec![0; 64];
     for _ in 0..4 {
         let mut count = libc::c_int::try_from(groups.len()).unwrap_or(libc::c_int::MAX);
         // SAFETY: `entry.pw_name` is a NUL-terminated string inside `buffer` (alive);
         // `groups` is writable for `count` gids, and getgrouplist writes at most that many.
         let rc = unsafe {
-            libc::getgrouplist(entry.pw_name, entry.pw_gid, groups.as_mut_ptr(), &mut count)
+            libc::getgrouplist(
+                entry.pw_name,
+                entry.pw_gid as ListGid,
+                groups.as_mut_ptr(),
+                &mut count,
+            )
         };
         let count = usize::try_from(count).unwrap_or(0);
         if rc >= 0 {
             groups.truncate(count.min(groups.len()));
-            return groups;
+            // Apple's getgrouplist takes gids as int: the same 32 bits.
+            return groups.into_iter().map(|g| g as u32).collect();
         }
         // Too small: `count` now holds the number needed.
         groups.resize(count.max(groups.len() * 2).min(65_536), 0);
     }
     Vec::new()
 }
+
+/// The gid type of `getgrouplist`: `gid_t`, but `int` on Apple's (BSD) declaration.
+#[cfg(not(target_vendor = "apple"))]
+type ListGid = libc::gid_t;
+#[cfg(target_vendor = "apple")]
+type ListGid = libc::c_int;
 
 fn parse_group_id(etc_group: &str, name: &str) -> Option<u32> {
     etc_group.lines().find_map(|line| {

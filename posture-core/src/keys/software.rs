@@ -162,7 +162,11 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 
 #[cfg(not(unix))]
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    fs::create_dir_all(dir)
+    // As on Unix, only the last component is made owner-only.
+    if let Some(parent) = dir.parent() {
+        fs::create_dir_all(parent)?;
+    }
+    crate::files::create_private_dir(dir)
 }
 
 fn check_private(path: &Path, kind: PrivateKind) -> Result<(), KeyError> {
@@ -297,5 +301,27 @@ mod tests {
         let pem = fs::read_to_string(key.path()).unwrap();
         let body: String = pem.lines().nth(1).unwrap().chars().take(20).collect();
         assert!(!format!("{key:?}").contains(&body));
+    }
+}
+
+#[cfg(all(test, windows))]
+mod windows_tests {
+    use super::*;
+
+    #[test]
+    fn the_key_directory_is_private_and_its_key_loads_again() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("keys");
+        let first = SoftwareKey::load_or_create(&dir).unwrap();
+        let second = SoftwareKey::load_or_create(&dir).unwrap();
+        assert_eq!(first.public_key(), second.public_key());
+        assert_eq!(
+            crate::files::private_problem(&dir, PrivateKind::Dir).unwrap(),
+            None
+        );
+        assert_eq!(
+            crate::files::private_problem(&dir.join(KEY_FILE_NAME), PrivateKind::File).unwrap(),
+            None
+        );
     }
 }
