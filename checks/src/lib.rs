@@ -35,6 +35,8 @@ mod config;
 mod context;
 mod device;
 mod error;
+#[cfg(target_os = "macos")]
+mod macos_source;
 mod runner;
 pub mod source;
 
