@@ -509,3 +509,22 @@ fn system_extensions_launchd_and_processes() {
     assert_eq!(f.status, Status::Fail);
     assert!(f.remediation.is_some());
 }
+
+/// The launchd job in `packaging/macos/` is a well-formed plist that runs the daemon as
+/// root with the `posture` group, restarts it on failure and keeps files owner-only.
+#[test]
+fn launchd_plist_is_the_daemon() {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging/macos/org.posture.daemon.plist");
+    let job = plist::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(job["Label"], "org.posture.daemon");
+    assert_eq!(
+        job["ProgramArguments"],
+        serde_json::json!(["/usr/local/bin/posture", "daemon"])
+    );
+    assert_eq!(job["UserName"], "root");
+    assert_eq!(job["GroupName"], "posture");
+    assert_eq!(job["Umask"], 0o077);
+    assert_eq!(job["RunAtLoad"], true);
+    assert_eq!(job["KeepAlive"]["SuccessfulExit"], false);
+}

@@ -12,3 +12,9 @@ dir=$(cd "$(dirname "$0")" && pwd)
 var=$(printf '%s' "$target" | tr '-' '_')
 echo "export CC_${var}=clang"
 echo "export CFLAGS_${var}='--target=${target} -ffreestanding -nostdlibinc -isystem ${dir}'"
+# libsqlite3-sys (sqlx's SQLite, in posture-server) would compile the bundled sqlite3.c,
+# which needs the whole C library's headers. For a type-check it need not: told to use a
+# system SQLite, it only prints link flags (never used: nothing is linked) and takes its
+# pre-generated bindings. Only `cargo check` for an Apple target may use this.
+echo "export LIBSQLITE3_SYS_USE_PKG_CONFIG=1"
+echo "export SQLITE3_LIB_DIR=/nonexistent-macos-sdk"

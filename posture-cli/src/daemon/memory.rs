@@ -11,6 +11,10 @@
 //!   mappings of files with no copied-on-write page are dropped, so no data can be lost:
 //!   relocated, writable and anonymous mappings stay.
 
+// Its Linux sources (/proc smaps, inotify paths) are used only on Linux; elsewhere (macOS)
+// the daemon runs without them, and this module only has to compile.
+#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
+
 use std::sync::Arc;
 use std::time::Duration;
 

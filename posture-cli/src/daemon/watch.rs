@@ -6,6 +6,10 @@
 //! is on a directory, filtered by file name, so editors' and dpkg's write-and-rename
 //! replacements are seen too. The task sleeps in the kernel until an event arrives.
 
+// Its Linux sources (/proc smaps, inotify paths) are used only on Linux; elsewhere (macOS)
+// the daemon runs without them, and this module only has to compile.
+#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
+
 use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
