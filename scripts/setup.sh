@@ -29,6 +29,8 @@ packages=(
   nginx                           # posture-server forward-auth test: a real nginx (mTLS, auth_request) started by the test
   tpm2-openssl                    # curl with a TPM-held device key through the tpm2 OpenSSL provider (device-certificate test)
   openssl                         # posture-server Cloudflare tests: an independent RSA key and RS256 signer for Access tokens
+  mingw-w64 wine64 wine           # scripts/cross.sh: builds for x86_64-pc-windows-gnu and runs the Windows tests under Wine
+  clang                           # scripts/cross.sh: ring's C for the macOS type-check (cargo check --target *-apple-darwin)
 )
 # Node.js and npm run Ajv 8, the strict JSON Schema validator of the schema tests. A
 # machine may already have Node.js from another source (e.g. NodeSource's nodejs, which
@@ -66,6 +68,10 @@ if ! command -v cargo >/dev/null; then
   echo "setup: cargo not found; install Rust (https://rustup.rs) and re-run" >&2
   exit 2
 fi
+# The cross targets of scripts/cross.sh (Windows build + Wine tests, macOS type-check).
+for target in x86_64-pc-windows-gnu aarch64-apple-darwin x86_64-apple-darwin; do
+  rustup target list --installed | grep -qx "$target" || rustup target add "$target"
+done
 if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi

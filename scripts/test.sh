@@ -10,6 +10,9 @@ cd "$(dirname "$0")/.."
 echo "== fmt";    cargo fmt --all --check
 echo "== clippy"; cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== doc";    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+# Windows build + Wine tests, Apple type-checks; before the tests: the Wine report test
+# among them needs the posture.exe this builds.
+echo "== cross";  ./scripts/cross.sh
 echo "== tests";  cargo nextest run --workspace --locked --no-fail-fast
 echo "== doctests"; cargo test --workspace --doc --locked
 echo "== fuzz";  ./scripts/fuzz.sh

@@ -37,6 +37,9 @@ mod device;
 mod error;
 #[cfg(target_os = "macos")]
 mod macos_source;
+#[cfg(windows)]
+mod powershell;
+pub mod ps_json;
 mod runner;
 pub mod source;
 

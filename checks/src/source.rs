@@ -282,6 +282,23 @@ pub fn exists(ctx: &Context, absolute: impl AsRef<Path>) -> bool {
 }
 
 /// Finds an executable on the standard system paths below the root.
+#[cfg(windows)]
+pub fn find_program(_ctx: &Context, name: &str) -> Option<PathBuf> {
+    // Windows: the system directories only (never the current directory or PATH, which a
+    // user can change).
+    let root = std::env::var_os("SystemRoot").unwrap_or_else(|| "C:\\Windows".into());
+    let system32 = PathBuf::from(root).join("System32");
+    [
+        system32.clone(),
+        system32.join("WindowsPowerShell").join("v1.0"),
+    ]
+    .iter()
+    .map(|dir| dir.join(name))
+    .find(|p| p.is_file())
+}
+
+/// Finds an executable on the standard system paths below the root.
+#[cfg(not(windows))]
 pub fn find_program(ctx: &Context, name: &str) -> Option<PathBuf> {
     [
         "/usr/sbin",
@@ -394,7 +411,13 @@ mod tests {
     fn command_that_hangs_is_killed_at_timeout() {
         let ctx = Context::system(ChecksConfig::default());
         let started = Instant::now();
-        let err = run_command(&ctx, "sleep", &["30"], Duration::from_millis(200)).unwrap_err();
+        // A command that runs ~30 s: sleep; on Windows ping (one echo a second), which
+        // Wine has too.
+        #[cfg(unix)]
+        let (program, args) = ("sleep", &["30"][..]);
+        #[cfg(windows)]
+        let (program, args) = ("ping.exe", &["-n", "30", "127.0.0.1"][..]);
+        let err = run_command(&ctx, program, args, Duration::from_millis(200)).unwrap_err();
         assert!(matches!(err, SourceError::CommandTimeout(_)), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
     }

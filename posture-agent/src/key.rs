@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use posture_core::evidence::TpmClaims;
 use posture_core::keys::software::SoftwareKey;
-#[cfg(not(target_os = "macos"))]
+#[cfg(not(any(windows, target_os = "macos")))]
 use posture_core::keys::TpmFailure;
 use posture_core::keys::{KeyAssurance, KeyError, Signer};
 use serde::Deserialize;

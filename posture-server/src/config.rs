@@ -576,9 +576,13 @@ fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 /// The default state directory.
 pub fn default_state_dir() -> Option<PathBuf> {
     // /proc/self belongs to the effective uid: root without unsafe code or libc.
+    #[cfg(unix)]
     let root = std::fs::metadata("/proc/self")
         .map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
         .unwrap_or(false);
+    // Elsewhere the per-user data directory (the server is packaged for Linux only).
+    #[cfg(not(unix))]
+    let root = false;
     if root {
         return Some(PathBuf::from("/var/lib/posture-server"));
     }

@@ -167,6 +167,7 @@ async fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
                 .context("no state directory: set state_dir or --state-dir")?;
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
+            #[cfg(unix)]
             let _ =
                 std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700));
             format!("sqlite://{}", dir.join("posture.db").display())
@@ -448,6 +449,12 @@ async fn purge_loop(server: Arc<Server>) {
     }
 }
 
+#[cfg(not(unix))]
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(unix)]
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
@@ -463,8 +470,15 @@ async fn shutdown_signal() {
     }
 }
 
+/// No systemd journal off Unix.
+#[cfg(not(unix))]
+fn stdout_is_journal() -> bool {
+    false
+}
+
 /// Whether stdout is connected to the systemd journal: systemd sets `JOURNAL_STREAM` to
 /// the device and inode of that stream, which a child's redirected stdout does not match.
+#[cfg(unix)]
 fn stdout_is_journal() -> bool {
     use std::os::unix::fs::MetadataExt;
     let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {

@@ -337,3 +337,67 @@ fn statuses_agree_with_facts_read_independently() {
         }
     }
 }
+
+/// `posture.exe check --json` run under Wine (issue 15, `scripts/cross.sh` builds it first):
+/// the report is schema-valid and every finding is `unknown` with a reason. Wine has no
+/// Windows PowerShell, WMI, Security Center or TPM, so any other status would be an answer
+/// about Wine's stubs, not about a device.
+#[test]
+fn windows_report_under_wine_is_schema_valid_and_all_unknown() {
+    let exe_path = std::env::current_exe().unwrap();
+    // <target>/debug/deps/check_cli-<hash>: the target directory is three levels up.
+    let target = exe_path.ancestors().nth(3).unwrap().to_owned();
+    let exe = target.join("x86_64-pc-windows-gnu/debug/posture.exe");
+    let wine = ["/usr/bin/wine64", "/usr/lib/wine/wine64"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists());
+    let needs = if !wine {
+        Err("wine64 is not installed".to_owned())
+    } else if !exe.is_file() {
+        Err(format!(
+            "{} is not built (scripts/cross.sh builds it)",
+            exe.display()
+        ))
+    } else {
+        Ok(())
+    };
+    if !posture_test_support::can_run(needs) {
+        return;
+    }
+    let output = Command::new(workspace_root().join("scripts/wine/run.sh"))
+        .arg(&exe)
+        .args(["check", "--json"])
+        .env("CARGO_TARGET_DIR", &target)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let report = stdout_json(&output);
+    validate_against_schema(&report);
+    assert_eq!(report["os"]["family"], "windows", "{report}");
+    let findings = findings_by_id(&report);
+    let mut ids = CHECK_IDS.to_vec();
+    ids.sort_unstable();
+    assert_eq!(
+        findings.keys().map(String::as_str).collect::<Vec<_>>(),
+        ids,
+        "every check, once: {report}"
+    );
+    for (id, finding) in &findings {
+        assert_eq!(finding["status"], "unknown", "{id} under Wine: {finding}");
+        let reason = finding["reason"].as_str().unwrap_or("");
+        assert!(!reason.is_empty(), "{id} has no reason: {finding}");
+    }
+}
+
+/// The ids of `posture_checks::CHECKS`.
+const CHECK_IDS: &[&str] = &[
+    "os",
+    "patch_level",
+    "auto_updates",
+    "disk_encryption",
+    "edr",
+    "firewall",
+    "secure_boot",
+    "tpm",
+    "screen_lock",
+];

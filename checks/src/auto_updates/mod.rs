@@ -26,6 +26,7 @@
 pub mod aptconf;
 pub mod softwareupdate_prefs;
 pub mod systemd;
+pub mod windows_update_policy;
 
 #[cfg(target_os = "linux")]
 mod linux;

@@ -34,7 +34,9 @@ pub mod health;
 pub mod launchctl;
 #[cfg(target_os = "linux")]
 pub mod process;
+pub mod security_center;
 pub mod systemextensionsctl;
+pub mod windows_products;
 
 #[cfg(target_os = "linux")]
 mod linux;

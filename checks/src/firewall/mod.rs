@@ -27,6 +27,7 @@ pub mod frontends;
 pub mod netlink;
 pub mod ruleset;
 pub mod socketfilterfw;
+pub mod windows_profiles;
 
 #[cfg(target_os = "linux")]
 mod linux;

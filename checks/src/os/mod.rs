@@ -8,6 +8,7 @@
 //! OS (documented there). Any other OS answers `unknown` ("not supported on this OS").
 
 pub mod sw_vers;
+pub mod windows_version;
 
 #[cfg(target_os = "linux")]
 mod linux;
@@ -18,6 +19,8 @@ mod windows;
 
 #[cfg(target_os = "linux")]
 pub use linux::*;
+#[cfg(target_os = "windows")]
+pub(crate) use windows::read as read_windows_version;
 
 use posture_core::Finding;
 #[cfg(not(target_os = "linux"))]

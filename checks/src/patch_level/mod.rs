@@ -73,6 +73,7 @@
 //! OS (documented there). Any other OS answers `unknown` ("not supported on this OS").
 
 pub mod apt;
+pub mod cumulative_updates;
 pub mod debversion;
 #[cfg(target_os = "linux")]
 mod gather;
@@ -83,6 +84,7 @@ pub mod others;
 pub mod softwareupdate;
 pub mod state;
 pub mod time;
+pub mod windows_update;
 
 #[cfg(target_os = "linux")]
 mod linux;

@@ -26,6 +26,7 @@ pub mod lockers;
 pub mod logind;
 pub mod sessions;
 pub mod sysadminctl;
+pub mod windows_policy;
 pub mod xfce;
 
 #[cfg(target_os = "linux")]

@@ -33,6 +33,7 @@ pub mod eventlog;
 #[cfg(target_os = "linux")]
 pub mod fwupd;
 pub mod siglist;
+pub mod windows_state;
 
 #[cfg(target_os = "linux")]
 mod linux;

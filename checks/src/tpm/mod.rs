@@ -14,6 +14,8 @@
 //! The sources above are Linux's (`linux.rs`); `windows.rs` and `macos.rs` read their own
 //! OS (documented there). Any other OS answers `unknown` ("not supported on this OS").
 
+pub mod tbs;
+
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "macos")]

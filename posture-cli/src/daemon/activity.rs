@@ -54,7 +54,7 @@ impl Recorder {
         self.update(|a| a.delivery_failures += 1);
     }
 
-    /// logind's resume signal is subscribed to (Linux only: no logind elsewhere).
+    /// logind's resume signal is subscribed to (Linux).
     #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub fn watching_logind(&self) {
         self.update(|a| a.watching_logind = true);

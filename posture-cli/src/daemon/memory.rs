@@ -11,10 +11,6 @@
 //!   mappings of files with no copied-on-write page are dropped, so no data can be lost:
 //!   relocated, writable and anonymous mappings stay.
 
-// Its Linux sources (/proc smaps, inotify paths) are used only on Linux; elsewhere (macOS)
-// the daemon runs without them, and this module only has to compile.
-#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
-
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,6 +84,7 @@ fn drop_clean_executable_pages() {
 }
 
 /// One mapping of `/proc/self/smaps`.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Mapping {
     start: usize,
@@ -100,6 +97,7 @@ struct Mapping {
 /// Dirty page-cache pages (`Private_Dirty` without `Anonymous`: an executable the linker
 /// or dpkg has just written and the kernel has not written back yet) belong to the file:
 /// unmapping them loses nothing, the page cache keeps and writes them.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn clean_read_only_mappings(smaps: &str) -> Vec<Mapping> {
     let mut found = Vec::new();
     let mut current: Option<(Mapping, bool)> = None;
@@ -129,6 +127,7 @@ fn clean_read_only_mappings(smaps: &str) -> Vec<Mapping> {
 }
 
 /// `start-end perms offset dev inode path` lines start a mapping.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn header(line: &str) -> Option<(Mapping, &str, &str)> {
     let mut parts = line.split_whitespace();
     let (start, end) = parts.next()?.split_once('-')?;
@@ -141,6 +140,7 @@ fn header(line: &str) -> Option<(Mapping, &str, &str)> {
 }
 
 /// `Key:   N kB` lines describe the current mapping.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 fn field(line: &str) -> Option<(&str, u64)> {
     let (key, rest) = line.split_once(':')?;
     let kib = rest.trim().strip_suffix(" kB")?.trim().parse().ok()?;

@@ -6,17 +6,14 @@
 //! is on a directory, filtered by file name, so editors' and dpkg's write-and-rename
 //! replacements are seen too. The task sleeps in the kernel until an event arrives.
 
-// Its Linux sources (/proc smaps, inotify paths) are used only on Linux; elsewhere (macOS)
-// the daemon runs without them, and this module only has to compile.
-#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
-
 use std::path::{Path, PathBuf};
 
 use tokio::sync::mpsc;
 
 use super::scheduler::Trigger;
 
-/// One watched directory and the checks its changes affect.
+/// One watched directory and the checks its changes affect (inotify: Linux only).
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WatchSpec {
     /// Absolute directory, below the configured root.
@@ -34,9 +31,11 @@ pub struct WatchSpec {
     pub cause: &'static str,
 }
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 const PACKAGES: &[&str] = &["os", "patch_level", "auto_updates", "edr", "firewall"];
 
 /// What is watched on Linux.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub const LINUX_WATCHES: &[WatchSpec] = &[
     WatchSpec {
         dir: "/var/lib/dpkg",
@@ -120,6 +119,7 @@ pub const LINUX_WATCHES: &[WatchSpec] = &[
     },
 ];
 
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 impl WatchSpec {
     /// Whether a change to `name` in this directory matters.
     pub fn matches(&self, name: &str) -> bool {

@@ -222,7 +222,8 @@ fn read_or_create(
     Ok(Zeroizing::new(std::fs::read_to_string(path).map_err(io)?))
 }
 
-#[cfg(test)]
+// Checks Unix file modes.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt as _;

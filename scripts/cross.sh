@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Other operating systems, from this Linux machine (issue 15): the workspace built for
+# Windows (x86_64-pc-windows-gnu, mingw-w64) with its Windows tests run under Wine
+# (.cargo/config.toml's runner, scripts/wine/run.sh), `posture.exe check --json` run under
+# Wine and validated against the report schema, and the workspace type-checked for both
+# Apple targets (clang with the SDK stand-in headers of scripts/macos-sdk-shim).
+# Called by scripts/test.sh; each step prints what it costs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { local name=$1 t=$SECONDS; shift; echo "== cross: $name"; "$@"; echo "== cross: $name: $((SECONDS - t)) s"; }
+win=x86_64-pc-windows-gnu
+
+step "windows build" cargo build --workspace --locked --target "$win"
+# Unit and parser tests of the checks, as Windows executables under Wine (no doctests:
+# cargo does not run them for another target).
+step "windows tests under wine" cargo test --locked --target "$win" -p posture-checks --lib --tests
+# posture.exe check --json under Wine: schema-valid, every finding unknown with a reason.
+step "posture.exe check under wine" cargo nextest run --locked -p posture-integration-tests \
+  -E 'test(windows_report_under_wine_is_schema_valid_and_all_unknown)'
+
+# ring compiles C for the target even in `cargo check`: clang with the shim headers
+# (scripts/macos-sdk-shim/env.sh prints CC_<target> and CFLAGS_<target>).
+check_apple() (
+  eval "$(scripts/macos-sdk-shim/env.sh "$1")"
+  cargo check --workspace --locked --target "$1"
+)
+for target in aarch64-apple-darwin x86_64-apple-darwin; do
+  step "check $target" check_apple "$target"
+done
