@@ -1,5 +1,5 @@
 //! Reading macOS sources for the `macos.rs` check implementations: commands through the
-//! [`run_command`](crate::source::run_command) runner (timeout, cancel, `LC_ALL=C`), plists
+//! `crate::source::run_command` runner (timeout, cancel, `LC_ALL=C`), plists
 //! (binary ones converted with `plutil`, part of every macOS), the console user, root.
 //! Nothing here interprets what it reads; the parsers do.
 

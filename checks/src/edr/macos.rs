@@ -2,7 +2,7 @@
 //! extensions, with their team IDs), `launchctl list` (as root: the system domain's jobs),
 //! `ps -axo pid=,ruid=,uid=,comm=`, and the products' launchd plists and install paths
 //! below the context root. Which of them prove a product runs: see [`super::apple`];
-//! the decision is shared with the other OSes ([`super::decide`]).
+//! the decision is shared with the other OSes (`super::decide`).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
