@@ -15,6 +15,13 @@ step "windows build" cargo build --workspace --locked --target "$win"
 # Unit and parser tests of the checks, as Windows executables under Wine (no doctests:
 # cargo does not run them for another target).
 step "windows tests under wine" cargo test --locked --target "$win" -p posture-checks --lib --tests
+# The device key (Platform Crypto Provider, which Wine lacks: the software fallback with
+# its reason is what the test must see), owner-only key files (DACL), and the C library's
+# verification functions, under Wine.
+# (posture-core: its unit tests only; its integration tests run Python and C consumers.)
+step "windows key and ffi tests under wine" cargo test --locked --target "$win" \
+  -p posture-agent -p posture-ffi --lib --tests
+step "windows core unit tests under wine" cargo test --locked --target "$win" -p posture-core --lib
 # posture.exe check --json under Wine: schema-valid, every finding unknown with a reason.
 step "posture.exe check under wine" cargo nextest run --locked -p posture-integration-tests \
   -E 'test(windows_report_under_wine_is_schema_valid_and_all_unknown)'

@@ -127,11 +127,29 @@ fn write_tpm_key(blob: &Path, write: &dyn Fn(&str, &[u8]) -> Result<()>) -> Resu
     write("key.txt", TPM_KEY_TXT.as_bytes())
 }
 
-#[cfg(not(all(feature = "tpm", target_os = "linux")))]
+/// A Windows Platform Crypto Provider key: no file to give, only its provider and name
+/// (`key_path`'s last component, see `posture_agent::pcp`).
+#[cfg(windows)]
+fn write_tpm_key(key_path: &Path, write: &dyn Fn(&str, &[u8]) -> Result<()>) -> Result<()> {
+    let name = key_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let text = format!(
+        "The private key of cert.pem is in this device's TPM and never leaves it: it is the\n\
+         key {name:?} of the Microsoft Platform Crypto Provider (CNG), in the key store of\n\
+         the user posture ran as. There is no key file; programs that use CNG keys can use it\n\
+         by that provider and key name.\n"
+    );
+    write("key.txt", text.as_bytes())
+}
+
+#[cfg(not(any(all(feature = "tpm", target_os = "linux"), windows)))]
 fn write_tpm_key(_blob: &Path, write: &dyn Fn(&str, &[u8]) -> Result<()>) -> Result<()> {
     write("key.txt", TPM_KEY_TXT.as_bytes())
 }
 
+#[cfg(not(windows))]
 const TPM_KEY_TXT: &str =
     "The private key of cert.pem is in this device's TPM and never leaves it.\n\
 key.pem is its TPM-wrapped blob (TSS2 PRIVATE KEY): OpenSSL 3 uses it through the tpm2\n\
@@ -200,10 +218,17 @@ pub fn run(config: posture_agent::Config, args: CertArgs) -> Result<u8> {
         );
     } else {
         write_tpm_key(&key.path, &write)?;
+        #[cfg(not(windows))]
         eprintln!(
             "posture: the key is in the TPM: {} is its TPM-wrapped blob for the tpm2 OpenSSL \
              provider (see {})",
             out.join("key.pem").display(),
+            out.join("key.txt").display()
+        );
+        #[cfg(windows)]
+        eprintln!(
+            "posture: the key is in the TPM, behind the Microsoft Platform Crypto Provider; \
+             there is no key file (see {})",
             out.join("key.txt").display()
         );
     }

@@ -188,8 +188,8 @@ fn own_executable() -> PathBuf {
     }
 }
 
-// The misbehaving children are shell scripts.
-#[cfg(all(test, unix))]
+#[cfg(test)]
+#[cfg(unix)] // the misbehaving children are shell scripts
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;

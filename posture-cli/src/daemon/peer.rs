@@ -81,6 +81,8 @@ pub fn group_id(name: &str) -> Option<u32> {
 /// primary group, then `getgrouplist`, through NSS as `id` does). Empty when the uid has no
 /// account. This, not `/proc/PID/status`, is what a peer's groups are taken from: the uid
 /// comes race-free from `SO_PEERCRED`, while a pid may already belong to another process.
+// The casts between `gid_t` and `ListGid` are no-ops except on Apple (int).
+#[allow(clippy::unnecessary_cast)]
 pub fn account_groups(uid: u32) -> Vec<u32> {
     let mut buffer = vec![0 as libc::c_char; 16 * 1024];
     // SAFETY: an all-zero `passwd` is a valid value (null pointers, zero ids); it is only
