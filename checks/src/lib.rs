@@ -35,6 +35,8 @@ mod config;
 mod context;
 mod device;
 mod error;
+#[cfg(target_os = "macos")]
+mod macos_source;
 #[cfg(windows)]
 mod powershell;
 pub mod ps_json;
@@ -47,6 +49,7 @@ pub mod edr;
 pub mod firewall;
 pub mod os;
 pub mod patch_level;
+pub mod plist;
 pub mod screen_lock;
 pub mod secure_boot;
 pub mod tpm;

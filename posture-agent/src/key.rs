@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use posture_core::evidence::TpmClaims;
 use posture_core::keys::software::SoftwareKey;
-#[cfg(not(windows))]
+#[cfg(not(any(windows, target_os = "macos")))]
 use posture_core::keys::TpmFailure;
 use posture_core::keys::{KeyAssurance, KeyError, Signer};
 use serde::Deserialize;
@@ -202,8 +202,18 @@ pub fn remediation(e: &KeyError) -> String {
         .into()
 }
 
+/// What the person at the laptop should do when the Secure Enclave key cannot be used.
+#[cfg(target_os = "macos")]
+pub fn remediation(e: &KeyError) -> String {
+    let _ = e;
+    "the Secure Enclave (T2 or Apple silicon Macs) keeps the device key only for a posture \
+     build code-signed with a keychain access group: install the signed package, or set \
+     [key] backend = \"software\" to accept a software key"
+        .into()
+}
+
 /// What the person at the laptop should do about an unusable TPM, by what went wrong.
-#[cfg(not(windows))]
+#[cfg(not(any(windows, target_os = "macos")))]
 pub fn remediation(e: &KeyError) -> String {
     match e {
         KeyError::Tpm(tpm) => match &tpm.kind {
@@ -231,7 +241,7 @@ pub fn remediation(e: &KeyError) -> String {
     }
 }
 
-#[cfg(not(windows))]
+#[cfg(not(any(windows, target_os = "macos")))]
 fn tcti() -> String {
     #[cfg(all(feature = "tpm", target_os = "linux"))]
     return crate::tpm::Tpm::tcti_from_env();
@@ -341,7 +351,23 @@ fn open_tpm(key_dir: &Path, _with_ak: bool) -> Result<DeviceKey, KeyError> {
     })
 }
 
-#[cfg(not(any(all(feature = "tpm", target_os = "linux"), windows)))]
+/// macOS: the key in the Secure Enclave (no attestation key: it has none to offer).
+#[cfg(target_os = "macos")]
+fn open_tpm(key_dir: &Path, _with_ak: bool) -> Result<DeviceKey, KeyError> {
+    let signer = crate::secure_enclave::SecureEnclaveSigner::load_or_create(key_dir)?;
+    Ok(DeviceKey {
+        path: key_dir.join(signer.label()),
+        signer: Box::new(signer),
+        fallback_reason: None,
+        fallback_fix: None,
+    })
+}
+
+#[cfg(not(any(
+    all(feature = "tpm", target_os = "linux"),
+    windows,
+    target_os = "macos"
+)))]
 fn open_tpm(_key_dir: &Path, _with_ak: bool) -> Result<DeviceKey, KeyError> {
     Err(KeyError::Unsupported(
         "this build of posture has no TPM support (Linux, feature `tpm`)".into(),

@@ -39,6 +39,8 @@ pub mod key;
 pub mod paths;
 #[cfg(windows)]
 pub mod pcp;
+#[cfg(target_os = "macos")]
+pub mod secure_enclave;
 pub mod sign;
 #[cfg(all(feature = "tpm", target_os = "linux"))]
 pub mod tpm;

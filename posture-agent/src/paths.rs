@@ -8,6 +8,9 @@
 //! | device key | `<state>/keys` | `<state>/keys` |
 //! | daemon socket | `/run/posture/posture.sock` | `$XDG_RUNTIME_DIR/posture/posture.sock` |
 //!
+//! On macOS the system paths are `/var/db/posture` (state) and
+//! `/var/run/posture/posture.sock` (socket); see `packaging/macos/README.md`.
+//!
 //! Overrides, strongest first: an explicit path (`--key-dir`, `[daemon] state_dir`,
 //! `[daemon] socket`), `POSTURE_STATE_DIR`, and under systemd `$STATE_DIRECTORY` and
 //! `$RUNTIME_DIRECTORY`.
@@ -45,9 +48,18 @@ pub struct Overrides {
 pub struct NoHome;
 
 /// The system daemon's socket, where `posture status` also looks.
+#[cfg(not(target_os = "macos"))]
 pub const SYSTEM_SOCKET: &str = "/run/posture/posture.sock";
 /// The system state directory.
+#[cfg(not(target_os = "macos"))]
 pub const SYSTEM_STATE_DIR: &str = "/var/lib/posture";
+/// The system daemon's socket, where `posture status` also looks (macOS has no `/run`;
+/// `/var/run` is its runtime directory).
+#[cfg(target_os = "macos")]
+pub const SYSTEM_SOCKET: &str = "/var/run/posture/posture.sock";
+/// The system state directory (`/var/db` is where macOS daemons keep state).
+#[cfg(target_os = "macos")]
+pub const SYSTEM_STATE_DIR: &str = "/var/db/posture";
 /// The system config file.
 pub const SYSTEM_CONFIG: &str = "/etc/posture/config.toml";
 

@@ -24,6 +24,7 @@
 //! OS (documented there). Any other OS answers `unknown` ("not supported on this OS").
 
 pub mod aptconf;
+pub mod softwareupdate_prefs;
 pub mod systemd;
 pub mod windows_update_policy;
 

@@ -41,6 +41,7 @@
 pub mod bitlocker;
 mod bcachefs;
 mod dm;
+pub mod fdesetup;
 mod luks;
 mod mounts;
 mod opal;

@@ -94,6 +94,14 @@ pub struct OsEntry {
     /// Its own cheap health source, if any.
     #[serde(default)]
     pub health: Option<Health>,
+    /// macOS: the code-signing team ID of its system extensions (Apple issues one per
+    /// developer; nobody else can sign as it).
+    #[serde(default)]
+    pub team_id: Option<String>,
+    /// macOS: bundle IDs of its system extensions (endpoint security, network), matched
+    /// only together with [`OsEntry::team_id`].
+    #[serde(default)]
+    pub system_extensions: Vec<String>,
 }
 
 /// A product's own cheap health source.

@@ -27,11 +27,15 @@
 //! The sources above are Linux's (`linux.rs`); `windows.rs` and `macos.rs` read their own
 //! OS (documented there). Any other OS answers `unknown` ("not supported on this OS").
 
+pub mod apple;
 pub mod catalogue;
+mod decide;
 pub mod health;
+pub mod launchctl;
 #[cfg(target_os = "linux")]
 pub mod process;
 pub mod security_center;
+pub mod systemextensionsctl;
 pub mod windows_products;
 
 #[cfg(target_os = "linux")]
@@ -41,6 +45,7 @@ mod macos;
 #[cfg(target_os = "windows")]
 mod windows;
 
+pub use decide::{decide, ProductState};
 #[cfg(target_os = "linux")]
 pub use linux::*;
 #[cfg(target_os = "linux")]

@@ -26,6 +26,7 @@ pub mod frontends;
 #[cfg(target_os = "linux")]
 pub mod netlink;
 pub mod ruleset;
+pub mod socketfilterfw;
 pub mod windows_profiles;
 
 #[cfg(target_os = "linux")]

@@ -7,6 +7,7 @@
 //! The sources above are Linux's (`linux.rs`); `windows.rs` and `macos.rs` read their own
 //! OS (documented there). Any other OS answers `unknown` ("not supported on this OS").
 
+pub mod sw_vers;
 pub mod windows_version;
 
 #[cfg(target_os = "linux")]

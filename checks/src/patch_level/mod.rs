@@ -81,6 +81,7 @@ pub mod kernel;
 #[cfg(target_os = "linux")]
 pub mod list_cache;
 pub mod others;
+pub mod softwareupdate;
 pub mod state;
 pub mod time;
 pub mod windows_update;

@@ -25,6 +25,7 @@ pub mod lockers;
 #[cfg(target_os = "linux")]
 pub mod logind;
 pub mod sessions;
+pub mod sysadminctl;
 pub mod windows_policy;
 pub mod xfce;
 

@@ -28,6 +28,7 @@
 //! The sources above are Linux's (`linux.rs`); `windows.rs` and `macos.rs` read their own
 //! OS (documented there). Any other OS answers `unknown` ("not supported on this OS").
 
+pub mod apple;
 pub mod eventlog;
 #[cfg(target_os = "linux")]
 pub mod fwupd;

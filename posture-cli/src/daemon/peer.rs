@@ -47,9 +47,34 @@ pub fn client_may_request(
 }
 
 /// The gid of a group name from `/etc/group`.
+#[cfg(not(target_vendor = "apple"))]
 pub fn group_id(name: &str) -> Option<u32> {
     let text = std::fs::read_to_string("/etc/group").ok()?;
     parse_group_id(&text, name)
+}
+
+/// The gid of a group name from the directory service (`getgrnam_r`): on macOS groups
+/// made with `dscl` (as packaging/macos/README.md does) are not in `/etc/group`.
+#[cfg(target_vendor = "apple")]
+pub fn group_id(name: &str) -> Option<u32> {
+    let name = std::ffi::CString::new(name).ok()?;
+    let mut buffer = vec![0 as libc::c_char; 16 * 1024];
+    // SAFETY: an all-zero `group` is a valid value (null pointers, zero id); it is only
+    // read after getgrnam_r reported success.
+    let mut entry: libc::group = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::group = std::ptr::null_mut();
+    // SAFETY: `name` is NUL-terminated and alive; `entry` and `result` are live locals;
+    // `buffer` is writable for `buffer.len()` bytes and outlives every use of `entry`.
+    let rc = unsafe {
+        libc::getgrnam_r(
+            name.as_ptr(),
+            &mut entry,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut result,
+        )
+    };
+    (rc == 0 && !result.is_null()).then_some(entry.gr_gid)
 }
 
 /// The groups of a user from the account database (`getpwuid_r` for the name and
@@ -109,6 +134,7 @@ type ListGid = libc::gid_t;
 #[cfg(target_vendor = "apple")]
 type ListGid = libc::c_int;
 
+#[cfg_attr(target_vendor = "apple", allow(dead_code))]
 fn parse_group_id(etc_group: &str, name: &str) -> Option<u32> {
     etc_group.lines().find_map(|line| {
         let mut fields = line.split(':');
