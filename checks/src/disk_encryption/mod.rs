@@ -38,8 +38,8 @@
 //! The sources above are Linux's (`linux.rs`); `windows.rs` and `macos.rs` read their own
 //! OS (documented there). Any other OS answers `unknown` ("not supported on this OS").
 
-pub mod bitlocker;
 mod bcachefs;
+pub mod bitlocker;
 mod dm;
 pub mod fdesetup;
 mod luks;
