@@ -7,8 +7,8 @@
 //! - `installed`: a service unit (Linux systemd, macOS launchd) or an install path exists
 //!   below the context root;
 //! - `running`: one of its processes runs (the live process list from `/proc`; matching by
-//!   name is the pure [`match_processes`]) *and* is verified to be the product
-//!   ([`process::verify`]): it runs as root or the catalogue's service user, its
+//!   name is the pure `match_processes`) *and* is verified to be the product
+//!   (`process::verify`): it runs as root or the catalogue's service user, its
 //!   executable is the root-owned file in the product's install directories (not deleted,
 //!   no directory above it writable by other users), and it runs in the product's service
 //!   unit where the catalogue names one. A process that only has the right name — a copy

@@ -2,7 +2,7 @@
 //!
 //! The decision comes from the ruleset loaded in the kernel, never from config files alone:
 //! - nftables (and iptables-nft, whose tables are nftables tables) is read over netlink
-//!   ([`netlink`]): the table, chain and rule dumps `nft list ruleset` asks for, decoded by
+//!   (`netlink`): the table, chain and rule dumps `nft list ruleset` asks for, decoded by
 //!   `netlink-packet-netfilter`. No process is spawned, so the check works on minimal
 //!   installs with neither `nft` nor `iptables-save`.
 //! - iptables-legacy's tables, which nftables cannot see, live in the old xtables modules.
@@ -13,7 +13,7 @@
 //! Reading the loaded ruleset needs root (CAP_NET_ADMIN); without it the check answers
 //! `unknown` and reports what the ufw / firewalld configuration files say.
 //!
-//! Parsing ([`netlink::parse_dump`], [`ruleset`]) and deciding ([`assess()`]) are pure and
+//! Parsing (`netlink::parse_dump`, [`ruleset`]) and deciding ([`assess()`]) are pure and
 //! tested on real netlink dumps and `nft -j` outputs captured in throwaway network
 //! namespaces.
 //!

@@ -7,7 +7,7 @@
 //! [`gvdb`] reader), KDE's `kscreenlockerrc` ([`kde`]), xfce4-screensaver's xfconf
 //! channel ([`xfce`]), and Cinnamon, MATE, swayidle, hypridle, xss-lock, xscreensaver and
 //! light-locker ([`lockers`]). On the live system the sessions come from logind over D-Bus
-//! ([`logind`]), with its idle and locked hints.
+//! (`logind`), with its idle and locked hints.
 //!
 //! Pass: every graphical session locks on idle within
 //! [`ScreenLockConfig::max_idle_minutes`](crate::ScreenLockConfig) (and, on KDE, locks on

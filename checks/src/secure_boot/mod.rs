@@ -17,7 +17,7 @@
 //!   line) are observed, so a verifier that has a quote can check the replay and then
 //!   write policy on events. (The replay-versus-quote comparison itself is verifier work.)
 //! - `/sys/module/module/parameters/sig_enforce`: module signature enforcement.
-//! - [`fwupd`]: fwupd's Host Security ID (`HostSecurityId` over D-Bus) when fwupd runs.
+//! - `fwupd`: fwupd's Host Security ID (`HostSecurityId` over D-Bus) when fwupd runs.
 //!
 //! Pass: `SecureBoot` is 1 and `SetupMode` is 0 (platform keys enrolled, so the firmware
 //! really verifies what it boots). A machine booted by legacy BIOS is `unknown`: Secure
