@@ -12,19 +12,9 @@ import json
 import struct
 import sys
 
+from tap import check, finish
+
 out, esp, image = sys.argv[1:4]
-failed = 0
-
-
-def check(what, cond, detail=None):
-    global failed
-    if cond:
-        print(f"ok - {what}")
-    else:
-        failed += 1
-        print(f"not ok - {what}")
-        if detail is not None:
-            print("    " + json.dumps(detail, indent=2).replace("\n", "\n    "))
 
 
 def authenticode_sha256(path):
@@ -153,5 +143,4 @@ check("the measured IPL events name /vmlinuz and the command line",
       any("/vmlinuz" in e for e in facts.get("ipl", [])) and any("root=/dev/vda" in e for e in facts.get("ipl", [])),
       facts.get("ipl"))
 
-print(f"{failed} failed")
-sys.exit(1 if failed else 0)
+finish()

@@ -8,20 +8,9 @@ Usage: check-storage.py OUT_DIR   (the guest's /mnt/host/out: storage.json, disk
 import json
 import sys
 
+from tap import check, finish
+
 out = sys.argv[1]
-failed = 0
-
-
-def check(what, cond, detail=None):
-    global failed
-    if cond:
-        print(f"ok - {what}")
-    else:
-        failed += 1
-        print(f"not ok - {what}")
-        if detail is not None:
-            print("    " + json.dumps(detail, indent=2).replace("\n", "\n    "))
-
 
 with open(f"{out}/storage.json") as f:
     report = json.load(f)
@@ -131,5 +120,4 @@ for name in ["/mnt/btrfs", "/mnt/loopcrypt", "/mnt/integrity", "/mnt/detached", 
     check(f"the summary does not blame {name}", f"{name} (" not in summary and f"{name}," not in summary
           and not summary.endswith(name), summary)
 
-print(f"{failed} failed")
-sys.exit(1 if failed else 0)
+finish()

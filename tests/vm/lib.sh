@@ -1,7 +1,5 @@
-# Shared by the real-kernel guest tests (tests/vm/storage.sh, tests/vm/secure-boot.sh):
-# the cached guest image and local package repositories for the guest. Sourced, not run.
-# (tests/vm/run.sh, the install test, predates this file and keeps its own copy of the
-# image logic; both key the image by the hash of build-image.sh, so they share it.)
+# Shared by the guest tests (tests/vm/run.sh, storage.sh, secure-boot.sh): the cached
+# guest image and local package repositories for the guest. Sourced, not run.
 
 vm_here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 vm_cache=${POSTURE_VM_CACHE:-/var/cache/posture-test}

@@ -19,30 +19,13 @@ packages=$(realpath "${1:?usage: tests/vm/run.sh PACKAGES_DIR}")
 version=$(cargo pkgid --manifest-path "$repo/Cargo.toml" -p posture-cli); version=${version##*[#@]}
 deb1=$packages/posture_${version}-1_amd64.deb
 deb2=$packages/posture_${version}-2_amd64.deb
-cache=${POSTURE_VM_CACHE:-/var/cache/posture-test}
 timeout_s=${POSTURE_VM_TIMEOUT:-1200}
 
-for tool in qemu-system-x86_64 debootstrap mkfs.ext4 dpkg-deb debugfs dpkg-scanpackages pkg-config cc; do
-  command -v "$tool" >/dev/null || { echo "vm: FAIL: $tool is missing (scripts/setup.sh installs it)" >&2; exit 1; }
-done
-
-key=$(sha256sum "$here/build-image.sh" | cut -c1-16)
-image=$cache/vm-$key
-mkdir -p "$cache"
-(
-  flock 9
-  if [ ! -f "$image/rootfs.img" ]; then
-    start=$(date +%s)
-    rm -rf "$image.tmp"
-    "$here/build-image.sh" "$image.tmp"
-    mv "$image.tmp" "$image"
-    echo "vm: built the guest image in $(($(date +%s) - start)) s ($image)"
-    # Older images (other keys) are no longer used.
-    find "$cache" -maxdepth 1 -name 'vm-*' ! -name "vm-$key" -exec rm -rf {} +
-  else
-    echo "vm: cached guest image $image"
-  fi
-) 9>"$cache/.lock"
+# shellcheck source=tests/vm/lib.sh
+. "$here/lib.sh"
+vm_require qemu-system-x86_64 debootstrap mkfs.ext4 dpkg-deb debugfs dpkg-scanpackages pkg-config cc
+image=$(vm_image)
+echo "vm: guest image $image"
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/posture-vm-run.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -79,38 +62,18 @@ fi
 # host once, cached, and offered to the guest's apt as a local repository.
 # Compared as name=version: a package the image has in an older version than the one
 # the host's lists offer (a point release since the image was built) is offered too.
-installed=$(debugfs -R 'cat /var/lib/dpkg/status' "$image/rootfs.img" 2>/dev/null |
-  awk '/^Package:/ {p = $2} /^Version:/ {v = $2} /^Status: install ok installed/ {i = 1}
-       /^$/ {if (i) print p "=" v; i = 0} END {if (i) print p "=" v}' | sort -u)
-# shellcheck disable=SC2046 # one package name per word
-closure=$(apt-cache show --no-all-versions $(apt-cache depends --recurse --no-recommends \
-  --no-suggests --no-conflicts --no-breaks --no-replaces --no-enhances libtss2-dev |
-  grep -v '^[ <]' | sort -u) | awk '/^Package:/ {p = $2} /^Version:/ {print p "=" $2}' | sort -u)
-missing=$(comm -23 <(echo "$closure") <(echo "$installed"))
-repo_cache=$cache/debs-$(echo "$missing" | sha256sum | cut -c1-16)
-if [ ! -f "$repo_cache/Packages" ]; then
-  rm -rf "$repo_cache.tmp" && mkdir -p "$repo_cache.tmp"
-  # shellcheck disable=SC2086 # one package name per word
-  (cd "$repo_cache.tmp" && apt-get download -q $missing >/dev/null)
-  (cd "$repo_cache.tmp" && dpkg-scanpackages --multiversion . /dev/null >Packages 2>/dev/null)
-  rm -rf "$repo_cache" && mv "$repo_cache.tmp" "$repo_cache"
-  find "$cache" -maxdepth 1 -name 'debs-*' ! -name "${repo_cache##*/}" -exec rm -rf {} +
-fi
+repo_cache=$(vm_local_repo debs "$image" libtss2-dev)
 cp -r "$repo_cache" "$share/repo"
-echo "vm: $(echo "$missing" | wc -w) dependency packages for libposture-dev in a local repository"
+echo "vm: $(find "$repo_cache" -name '*.deb' | wc -l) dependency packages for libposture-dev in a local repository"
 # The scores the README records for the units (its "Install" section).
 score() { sed -n "s/.*Overall exposure level for $1.service: \([0-9.]*\).*/\1/p" "$repo/README.md" | head -1; }
 score posture >"$share/expected-exposure"
 score posture-server >"$share/expected-exposure-server"
 
-# TCG by default: these machines have a /dev/kvm that QEMU cannot use (nested KVM aborts
-# on an MSR). POSTURE_VM_ACCEL=kvm where KVM works.
-accel=(-accel tcg,thread=multi)
-if [ "${POSTURE_VM_ACCEL:-tcg}" = kvm ]; then accel=(-accel kvm -cpu host); fi
-echo "vm: booting the guest (${accel[1]%%,*}), at most ${timeout_s}s"
+echo "vm: booting the guest (${vm_accel[1]%%,*}), at most ${timeout_s}s"
 start=$(date +%s)
 rc=0
-timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 "${accel[@]}" -m 1536 -smp 2 \
+timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 "${vm_accel[@]}" -m 1536 -smp 2 \
   -nodefaults -display none -no-reboot -serial "file:$work/console.log" \
   -kernel "$image/vmlinuz" -initrd "$image/initrd.img" \
   -append "root=/dev/vda rw console=ttyS0 quiet loglevel=3 systemd.show_status=error panic=-1" \
