@@ -1,5 +1,7 @@
 //! The Windows checks' pure parsers over the fixtures in `fixtures/windows/` (see their
-//! PROVENANCE.md). Compiled on every OS: run on Linux in the normal test run, and under
+//! PROVENANCE.md: `*.fl.txt` / `*.wmic.txt` / `manage-bde-*.txt` are outputs published
+//! from real machines, read verbatim; `*.json` are constructed in the shape the checks'
+//! scripts write). Compiled on every OS: run on Linux in the normal test run, and under
 //! Wine by `scripts/cross.sh`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -8,6 +10,7 @@ use std::path::Path;
 
 use posture_checks::auto_updates::windows_update_policy;
 use posture_checks::disk_encryption::bitlocker::{self, VolumeState};
+use posture_checks::disk_encryption::manage_bde;
 use posture_checks::edr::catalogue;
 use posture_checks::edr::security_center::{self, EngineState};
 use posture_checks::edr::windows_products;
@@ -15,16 +18,26 @@ use posture_checks::firewall::windows_profiles;
 use posture_checks::os::windows_version;
 use posture_checks::patch_level::cumulative_updates::{self, LcuState};
 use posture_checks::patch_level::windows_update;
+use posture_checks::ps_json::from_list_text;
 use posture_checks::screen_lock::{problems, windows_policy};
 use posture_checks::secure_boot::windows_state::{self, SecureBoot};
 use posture_checks::tpm::tbs::{self, TpmAnswer};
 use serde_json::Value;
 
-fn fixture(rel: &str) -> Value {
+fn fixture_text(rel: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/windows")
         .join(rel);
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+    std::fs::read_to_string(&path).unwrap()
+}
+
+fn fixture(rel: &str) -> Value {
+    serde_json::from_str(&fixture_text(rel)).unwrap()
+}
+
+/// A published `Format-List` / `wmic /format:list` capture, read as its JSON would be.
+fn published(rel: &str) -> Value {
+    from_list_text(&fixture_text(rel))
 }
 
 #[test]
@@ -262,4 +275,171 @@ fn automatic_update_policy() {
         "2027-01-01T00:00:00Z",
     );
     assert_eq!(later.len(), 3);
+}
+
+#[test]
+fn published_windows_version() {
+    // Get-ItemProperty of CurrentVersion on Windows 10 21H2 (19044.3086), as published.
+    let v = windows_version::parse(&published("os/currentversion-win10-21h2.fl.txt")[0]).unwrap();
+    assert_eq!((v.build, v.ubr), (19044, 3086));
+    assert_eq!(v.edition, "Professional");
+    assert_eq!(v.display_version.as_deref(), Some("21H2"));
+    assert_eq!(v.name(), "Windows 10 Professional 21H2 (build 19044.3086)");
+    assert_eq!(
+        windows_version::servicing_end(&v),
+        Some("2023-06-13"),
+        "21H2 Home/Pro servicing ended"
+    );
+    assert_eq!(
+        cumulative_updates::assess(v.build, v.ubr),
+        LcuState::UnknownBuild
+    );
+}
+
+#[test]
+fn published_security_center_third_party_beside_defender() {
+    for capture in [
+        "edr/sentinelone-beside-defender.fl.txt",
+        "edr/bitdefender-beside-defender.fl.txt",
+    ] {
+        let products = security_center::parse(&published(capture));
+        assert_eq!(products.len(), 2, "{capture}");
+        let third = &products[0];
+        assert!(
+            third.protecting() && !third.microsoft,
+            "{capture}: {third:?}"
+        );
+        assert_eq!(third.product_state, 266_240);
+        let defender = &products[1];
+        assert_eq!(defender.name, "Windows Defender");
+        assert!(defender.microsoft && defender.state == EngineState::Off);
+        assert!(
+            !defender.protecting(),
+            "Defender stands down beside {}",
+            third.name
+        );
+    }
+    // wmic /format:list, Defender alone and on: 397568 = 0x61100.
+    let on = security_center::parse(&published("edr/defender-on.wmic.txt"));
+    assert_eq!(on.len(), 1);
+    assert_eq!(on[0].product_state, 397_568);
+    assert!(on[0].protecting() && on[0].microsoft);
+    // Defender alone on a Windows 10 20H2 test machine: 401664 = 0x62100, engine bits
+    // 0x2000 = snoozed (real-time protection turned off for a while): not protecting.
+    let snoozed = security_center::parse(&published("edr/defender-snoozed.wmic.txt"));
+    assert_eq!(snoozed[0].product_state, 401_664);
+    assert_eq!(snoozed[0].state, EngineState::Snoozed);
+    assert!(!snoozed[0].protecting());
+}
+
+#[test]
+fn published_manage_bde() {
+    // Windows 11 24H2, OS volume still encrypting, protection not yet on.
+    let v = manage_bde::parse(&fixture_text(
+        "disk_encryption/manage-bde-encrypting-24h2.txt",
+    ));
+    assert_eq!(v.len(), 1);
+    assert_eq!(v[0].drive_letter, "C:");
+    assert_eq!(v[0].volume_type, Some(0));
+    assert_eq!(v[0].state(), VolumeState::EncryptionInProgress);
+    assert_eq!(v[0].method_name(), "XTS-AES-128");
+
+    // Fully (used space) encrypted with protection off: the key is in the clear.
+    let off = manage_bde::parse(&fixture_text(
+        "disk_encryption/manage-bde-protection-off.txt",
+    ));
+    assert_eq!(off.len(), 1, "a capture without its header is one volume");
+    assert_eq!(off[0].state(), VolumeState::Suspended);
+    assert_eq!(off[0].suspend_count, None, "no reboot count printed");
+
+    // The suspension form `Suspend-BitLocker -RebootCount 1` leaves (Microsoft Learn's
+    // wording; constructed, no published capture was found).
+    let suspended = manage_bde::parse(
+        "Volume D: [Data]\n[Data Volume]\n    Conversion Status:    Fully Encrypted\n    \
+         Protection Status:    Protection Off (1 reboots left)\n    Lock Status:          Unlocked\n\
+         Volume E: [Stick]\n[Data Volume]\n    Conversion Status:    Unknown\n    \
+         Lock Status:          Locked\n",
+    );
+    assert_eq!(suspended.len(), 2);
+    assert_eq!(suspended[0].state(), VolumeState::Suspended);
+    assert_eq!(suspended[0].suspend_count, Some(1));
+    assert_eq!(suspended[1].state(), VolumeState::Unknown, "locked");
+    assert!(
+        manage_bde::parse("ERROR: An attempt to access a required resource was denied.").is_empty()
+    );
+}
+
+#[test]
+fn published_win32_encryptable_volume() {
+    // Get-WmiObject's Format-List of two plain volumes (OS C:, fixed data D:).
+    let v = bitlocker::parse(&published("disk_encryption/wmi-not-encrypted.fl.txt"));
+    assert_eq!(v.len(), 2);
+    assert_eq!(
+        v[0].device_id,
+        r"\\?\Volume{90dc9ab6-791d-46f6-ade8-e6d3201baf52}\"
+    );
+    assert_eq!((v[0].label(), v[0].volume_type), ("C:", Some(0)));
+    assert_eq!((v[1].label(), v[1].volume_type), ("D:", Some(1)));
+    assert!(v
+        .iter()
+        .all(|v| v.is_fixed() && v.state() == VolumeState::NotEncrypted));
+    assert_eq!(v[0].method_name(), "none");
+}
+
+#[test]
+fn bitlocker_answer_combines_wmi_and_manage_bde() {
+    let bde = fixture_text("disk_encryption/manage-bde-encrypting-24h2.txt")
+        .replace("Protection Off", "Protection Off (2 reboots left)");
+    let wmi = serde_json::json!([{"DriveLetter": "C:", "DeviceID": "\\\\?\\Volume{x}\\",
+        "VolumeType": 0, "ProtectionStatus": 0, "ConversionStatus": 1, "EncryptionMethod": 6}]);
+    let both = bitlocker::parse_answer(&serde_json::json!({
+        "EncryptableVolume": wmi, "EncryptableVolumeError": null, "ManageBde": bde
+    }))
+    .unwrap();
+    assert_eq!(both.len(), 1);
+    assert_eq!(
+        both[0].state(),
+        VolumeState::Suspended,
+        "WMI decides the state"
+    );
+    assert_eq!(
+        both[0].suspend_count,
+        Some(2),
+        "manage-bde gives the restarts left"
+    );
+
+    let bde_only = bitlocker::parse_answer(&serde_json::json!({
+        "EncryptableVolume": null, "EncryptableVolumeError": "Access denied",
+        "ManageBde": fixture_text("disk_encryption/manage-bde-encrypting-24h2.txt")
+    }))
+    .unwrap();
+    assert_eq!(bde_only[0].state(), VolumeState::EncryptionInProgress);
+
+    let none = bitlocker::parse_answer(&serde_json::json!({
+        "EncryptableVolume": [], "EncryptableVolumeError": "Access denied", "ManageBde": null
+    }));
+    assert!(none.unwrap_err().contains("Access denied"));
+}
+
+#[test]
+fn published_firewall_profiles() {
+    // Windows Server: the Domain profile's default inbound action set to Allow.
+    let server =
+        windows_profiles::parse(&published("firewall/server-domain-allows-inbound.fl.txt"));
+    assert_eq!(server.len(), 3);
+    let problems: Vec<_> = server.iter().filter_map(|p| p.problem()).collect();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("Domain") && problems[0].contains("inbound"));
+
+    // After `Set-NetFirewallProfile -Enabled False`.
+    let off = windows_profiles::parse(&published("firewall/all-profiles-off.fl.txt"));
+    assert_eq!(off.len(), 3);
+    assert!(off.iter().all(|p| p.enabled == Some(false)));
+}
+
+#[test]
+fn published_win32_tpm() {
+    let (answer, enabled) = tbs::from_win32_tpm(&published("tpm/win32-tpm-nuvoton.fl.txt"));
+    assert_eq!(answer, TpmAnswer::Present("2.0"));
+    assert_eq!(enabled, Some(true));
 }

@@ -11,12 +11,20 @@
 //! drive's own, self-encrypting drive), 6/7 = XTS-AES-128/256; `SuspendCount` = restarts
 //! left before suspended protection resumes by itself.
 //!
+//! The check's script writes one object per source: `EncryptableVolume`, the
+//! `Win32_EncryptableVolume` instances with their own property names (the shape of
+//! `Get-CimInstance ... | Select-Object DriveLetter, ... | ConvertTo-Json`, and of a
+//! published `Format-List` capture read with [`crate::ps_json::from_list_text`]), and
+//! `ManageBde`, the text of `manage-bde -status` ([`super::manage_bde`]), which gives the
+//! restarts left of a suspension and stands in when WMI answered nothing.
+//!
 //! "Suspended" is a fully encrypted volume whose protection is off: its key is stored in
 //! the clear on the volume, so the data is readable by anyone with the disk.
 
 use serde::Serialize;
 use serde_json::Value;
 
+use super::manage_bde;
 use crate::ps_json::{list, text, uint};
 
 /// One volume as WMI reports it.
@@ -110,4 +118,36 @@ pub fn parse(value: &Value) -> Vec<Volume> {
             suspend_count: uint(v, "SuspendCount"),
         })
         .collect()
+}
+
+/// Parses the check's answer (see the module documentation): the WMI volumes, each
+/// completed with the restarts left that `manage-bde` printed for its drive letter; or,
+/// when WMI gave none, the volumes of `manage-bde`. `Err` (the reason) when neither
+/// source reported a volume.
+pub fn parse_answer(value: &Value) -> Result<Vec<Volume>, String> {
+    let from_bde = value
+        .get("ManageBde")
+        .and_then(Value::as_str)
+        .map(manage_bde::parse)
+        .unwrap_or_default();
+    let mut volumes = parse(value.get("EncryptableVolume").unwrap_or(&Value::Null));
+    if volumes.is_empty() {
+        if from_bde.is_empty() {
+            let why = text(value, "EncryptableVolumeError")
+                .unwrap_or_else(|| "no volume reported".to_owned());
+            return Err(format!(
+                "neither Win32_EncryptableVolume nor manage-bde reported a volume ({why})"
+            ));
+        }
+        return Ok(from_bde);
+    }
+    for v in &mut volumes {
+        if v.suspend_count.is_none() && !v.drive_letter.is_empty() {
+            v.suspend_count = from_bde
+                .iter()
+                .find(|b| b.drive_letter.eq_ignore_ascii_case(&v.drive_letter))
+                .and_then(|b| b.suspend_count);
+        }
+    }
+    Ok(volumes)
 }

@@ -43,6 +43,7 @@ pub mod bitlocker;
 mod dm;
 pub mod fdesetup;
 mod luks;
+pub mod manage_bde;
 mod mounts;
 mod opal;
 #[cfg(target_os = "linux")]

@@ -1,6 +1,7 @@
 //! Windows implementation: BitLocker on every fixed volume (operating system and fixed
 //! data volumes; removable ones are listed, not judged), from WMI
-//! `Win32_EncryptableVolume` ([`super::bitlocker`]). Reading it needs an administrator.
+//! `Win32_EncryptableVolume` ([`super::bitlocker`]), with `manage-bde -status` for the
+//! restarts left of a suspension ([`super::manage_bde`]). Reading them needs an administrator.
 //!
 //! Pass: every fixed volume fully encrypted with protection on. Fail: any fixed volume
 //! not encrypted, still encrypting, or with protection suspended. A locked or unreported
@@ -9,25 +10,31 @@
 use posture_core::{Finding, Remediation};
 use serde_json::json;
 
-use super::bitlocker::{parse, VolumeState};
+use super::bitlocker::{parse_answer, VolumeState};
 use super::ID;
 use crate::powershell::query;
 use crate::Context;
 
 const SOURCE: &str = r"WMI root\cimv2\Security\MicrosoftVolumeEncryption Win32_EncryptableVolume";
+const BDE_SOURCE: &str = "manage-bde -status";
 
-const SCRIPT: &str = r"$v = @(Get-CimInstance -Namespace root/cimv2/Security/MicrosoftVolumeEncryption -ClassName Win32_EncryptableVolume | ForEach-Object { $sc = $null; try { $sc = (Invoke-CimMethod -InputObject $_ -MethodName GetSuspendCount).SuspendCount } catch { }; [pscustomobject]@{ DriveLetter = $_.DriveLetter; DeviceID = $_.DeviceID; VolumeType = $_.VolumeType; ProtectionStatus = $_.ProtectionStatus; ConversionStatus = $_.ConversionStatus; EncryptionMethod = $_.EncryptionMethod; SuspendCount = $sc } })
-ConvertTo-Json -InputObject $v -Compress";
+/// One object per source, each in its standard shape: the `Win32_EncryptableVolume`
+/// properties under their own names, and `manage-bde -status` as printed.
+const SCRIPT: &str = r"$v = $null; $ve = $null
+try { $v = @(Get-CimInstance -Namespace root/cimv2/Security/MicrosoftVolumeEncryption -ClassName Win32_EncryptableVolume | Select-Object DeviceID, DriveLetter, VolumeType, ProtectionStatus, ConversionStatus, EncryptionMethod) } catch { $ve = $_.Exception.Message }
+$bde = $null; try { $bde = (& manage-bde.exe -status 2>&1 | Out-String) } catch { }
+[pscustomobject]@{ EncryptableVolume = $v; EncryptableVolumeError = $ve; ManageBde = $bde } | ConvertTo-Json -Compress -Depth 3";
 
 pub(super) fn check(ctx: &Context) -> Finding {
-    let volumes = match query(ctx, SCRIPT) {
-        Ok(v) => parse(&v),
+    let volumes = match query(ctx, SCRIPT).and_then(|v| parse_answer(&v)) {
+        Ok(v) => v,
         Err(reason) => {
             return Finding::unknown(
                 ID,
                 format!("cannot read BitLocker's volumes (needs an administrator): {reason}"),
             )
             .source(SOURCE)
+            .source(BDE_SOURCE)
         }
     };
     let observed: Vec<_> = volumes
@@ -86,5 +93,8 @@ pub(super) fn check(ctx: &Context) -> Finding {
             format!("BitLocker protects every fixed volume ({})", fixed.len()),
         )
     };
-    finding.observe("volumes", observed).source(SOURCE)
+    finding
+        .observe("volumes", observed)
+        .source(SOURCE)
+        .source(BDE_SOURCE)
 }
