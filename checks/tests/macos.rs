@@ -36,8 +36,9 @@ fn sw_vers_and_system_version_plist() {
     assert_eq!(v.major(), Some(14));
     assert_eq!(v.display(), "macOS Sonoma 14.2.1 (23C71)");
 
-    let rsr = sw_vers::parse_sw_vers(&fixture("os/sw_vers-13.4.1-rsr.txt")).unwrap();
+    let rsr = sw_vers::parse_sw_vers(&fixture("os/sw_vers-13.3.1-rsr.txt")).unwrap();
     assert_eq!(rsr.extra.as_deref(), Some("(a)"));
+    assert_eq!(rsr.build.as_deref(), Some("22E772610a"));
     let f = sw_vers::decide(Some(&rsr), "sw_vers");
     assert_eq!(f.status, Status::Fail, "Ventura no longer gets updates");
     assert!(f.remediation.is_some());
@@ -327,7 +328,15 @@ fn sip_gatekeeper_and_boot_policy() {
         .contains(&"Apple Internal".to_owned()));
     let unknown = boot::parse_csrutil(&fixture("secure_boot/csrutil-unknown-custom.txt")).unwrap();
     assert_eq!(unknown.status, "unknown");
-    assert_eq!(unknown.disabled_protections, ["BaseSystem Verification"]);
+    assert_eq!(
+        unknown.disabled_protections,
+        [
+            "Filesystem Protections",
+            "Debugging Restrictions",
+            "NVRAM Protections",
+            "Boot-arg Restrictions"
+        ]
+    );
 
     assert_eq!(
         boot::parse_spctl(&fixture("secure_boot/spctl-enabled.txt")),
@@ -386,7 +395,11 @@ fn screen_lock_settings() {
         Some(LockDelay::Immediate)
     );
     assert_eq!(parse("sysadminctl-300.txt"), Some(LockDelay::After(300)));
-    assert_eq!(parse("sysadminctl-off.txt"), Some(LockDelay::Off));
+    assert_eq!(parse("sysadminctl-off-26.6.2.txt"), Some(LockDelay::Off));
+    assert_eq!(
+        parse("sysadminctl-5s-26.6.2.txt"),
+        Some(LockDelay::After(5))
+    );
     assert_eq!(
         sysadminctl::parse_status("screenLock delay is -1.000000 seconds"),
         Some(LockDelay::Off)

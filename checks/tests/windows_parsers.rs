@@ -392,10 +392,11 @@ fn bitlocker_answer_combines_wmi_and_manage_bde() {
         .replace("Protection Off", "Protection Off (2 reboots left)");
     let wmi = serde_json::json!([{"DriveLetter": "C:", "DeviceID": "\\\\?\\Volume{x}\\",
         "VolumeType": 0, "ProtectionStatus": 0, "ConversionStatus": 1, "EncryptionMethod": 6}]);
-    let both = bitlocker::parse_answer(&serde_json::json!({
+    let (both, from) = bitlocker::parse_answer(&serde_json::json!({
         "EncryptableVolume": wmi, "EncryptableVolumeError": null, "ManageBde": bde
     }))
     .unwrap();
+    assert_eq!(from, bitlocker::VolumeSource::Wmi);
     assert_eq!(both.len(), 1);
     assert_eq!(
         both[0].state(),
@@ -408,11 +409,12 @@ fn bitlocker_answer_combines_wmi_and_manage_bde() {
         "manage-bde gives the restarts left"
     );
 
-    let bde_only = bitlocker::parse_answer(&serde_json::json!({
+    let (bde_only, from) = bitlocker::parse_answer(&serde_json::json!({
         "EncryptableVolume": null, "EncryptableVolumeError": "Access denied",
         "ManageBde": fixture_text("disk_encryption/manage-bde-encrypting-24h2.txt")
     }))
     .unwrap();
+    assert_eq!(from, bitlocker::VolumeSource::ManageBde);
     assert_eq!(bde_only[0].state(), VolumeState::EncryptionInProgress);
 
     let none = bitlocker::parse_answer(&serde_json::json!({

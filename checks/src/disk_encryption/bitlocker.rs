@@ -120,11 +120,21 @@ pub fn parse(value: &Value) -> Vec<Volume> {
         .collect()
 }
 
+/// Which source the volumes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeSource {
+    /// `Win32_EncryptableVolume` (with `manage-bde`'s reboot counts).
+    Wmi,
+    /// `manage-bde -status` alone: it does not say whether a data volume is fixed or
+    /// removable.
+    ManageBde,
+}
+
 /// Parses the check's answer (see the module documentation): the WMI volumes, each
 /// completed with the restarts left that `manage-bde` printed for its drive letter; or,
 /// when WMI gave none, the volumes of `manage-bde`. `Err` (the reason) when neither
 /// source reported a volume.
-pub fn parse_answer(value: &Value) -> Result<Vec<Volume>, String> {
+pub fn parse_answer(value: &Value) -> Result<(Vec<Volume>, VolumeSource), String> {
     let from_bde = value
         .get("ManageBde")
         .and_then(Value::as_str)
@@ -139,7 +149,7 @@ pub fn parse_answer(value: &Value) -> Result<Vec<Volume>, String> {
                 "neither Win32_EncryptableVolume nor manage-bde reported a volume ({why})"
             ));
         }
-        return Ok(from_bde);
+        return Ok((from_bde, VolumeSource::ManageBde));
     }
     for v in &mut volumes {
         if v.suspend_count.is_none() && !v.drive_letter.is_empty() {
@@ -149,5 +159,5 @@ pub fn parse_answer(value: &Value) -> Result<Vec<Volume>, String> {
                 .and_then(|b| b.suspend_count);
         }
     }
-    Ok(volumes)
+    Ok((volumes, VolumeSource::Wmi))
 }

@@ -10,7 +10,7 @@
 use posture_core::{Finding, Remediation};
 use serde_json::json;
 
-use super::bitlocker::{parse_answer, VolumeState};
+use super::bitlocker::{parse_answer, VolumeSource, VolumeState};
 use super::ID;
 use crate::powershell::query;
 use crate::Context;
@@ -26,7 +26,7 @@ $bde = $null; try { $bde = (& manage-bde.exe -status 2>&1 | Out-String) } catch 
 [pscustomobject]@{ EncryptableVolume = $v; EncryptableVolumeError = $ve; ManageBde = $bde } | ConvertTo-Json -Compress -Depth 3";
 
 pub(super) fn check(ctx: &Context) -> Finding {
-    let volumes = match query(ctx, SCRIPT).and_then(|v| parse_answer(&v)) {
+    let (volumes, from) = match query(ctx, SCRIPT).and_then(|v| parse_answer(&v)) {
         Ok(v) => v,
         Err(reason) => {
             return Finding::unknown(
@@ -53,6 +53,16 @@ pub(super) fn check(ctx: &Context) -> Finding {
     let mut problems = Vec::new();
     let mut unknown = Vec::new();
     for v in &fixed {
+        // manage-bde alone does not say whether a data volume is fixed or removable: a
+        // USB stick is not judged, so neither is a data volume it cannot place.
+        let unplaced = from == VolumeSource::ManageBde && v.volume_type != Some(0);
+        if unplaced && v.state() != VolumeState::Protected {
+            unknown.push(format!(
+                "{} (manage-bde does not say whether it is fixed or removable)",
+                v.label()
+            ));
+            continue;
+        }
         match v.state() {
             VolumeState::Protected => {}
             VolumeState::Suspended => problems.push(format!(
