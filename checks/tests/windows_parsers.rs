@@ -425,7 +425,7 @@ fn bitlocker_answer_combines_wmi_and_manage_bde() {
 
 #[test]
 fn published_firewall_profiles() {
-    // Windows Server: the Domain profile's default inbound action set to Allow.
+    // The Domain profile's default inbound action set to Allow (machine SRV2).
     let server =
         windows_profiles::parse(&published("firewall/server-domain-allows-inbound.fl.txt"));
     assert_eq!(server.len(), 3);
