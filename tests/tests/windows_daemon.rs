@@ -226,3 +226,116 @@ fn windows_daemon_serves_status_over_its_pipe_under_wine() {
     let report = report_of(&output, &daemon);
     assert_eq!(report["os"]["family"], "windows", "{report}");
 }
+
+/// `posture.exe daemon --service` under Wine's Service Control Manager: `sc create`,
+/// `sc start` (the service reports RUNNING and answers `posture status` over its pipe),
+/// `sc stop` (the daemon's graceful stop; the service reports STOPPED with exit code 0).
+///
+/// Wine runs services only while another Wine process lives (services.exe goes when the
+/// last ordinary process has exited), so a `cmd /c pause` keeps the prefix up. The
+/// service process is started by services.exe without run.sh's `WINEPATH`, so the
+/// ProcessPrng shim DLL is copied beside a copy of `posture.exe`.
+#[test]
+fn windows_service_starts_serves_and_stops_under_wine_scm() {
+    let needs = windows_posture();
+    if !posture_test_support::can_run(needs.as_ref().map(|_| ()).map_err(Clone::clone)) {
+        return;
+    }
+    let (target, exe) = needs.unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::copy(&exe, bin.join("posture.exe")).unwrap();
+    let shim = target.join("wine-shim/bcryptprimitives.dll");
+    if !shim.is_file() {
+        // run.sh builds it on first use.
+        let built = Command::new(workspace_root().join("scripts/wine/run.sh"))
+            .args(["cmd", "/c", "exit"])
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap();
+        assert!(shim.is_file(), "no shim: {built:?}");
+    }
+    std::fs::copy(&shim, bin.join("bcryptprimitives.dll")).unwrap();
+    let wine = Wine {
+        target,
+        exe: bin.join("posture.exe"),
+    };
+    let config = write_config(
+        tmp.path(),
+        &format!("posture-service-test-{}", std::process::id()),
+        "",
+    );
+    let wine_cmd = |args: &[&str]| -> Output {
+        Command::new(workspace_root().join("scripts/wine/run.sh"))
+            .args(args)
+            .env("CARGO_TARGET_DIR", &wine.target)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let mut keepalive = Command::new(workspace_root().join("scripts/wine/run.sh"))
+        .args(["cmd", "/c", "pause"])
+        .env("CARGO_TARGET_DIR", &wine.target)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let query = |wanted: &str| -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = wine_cmd(&["sc", "query", "posture"]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if text.contains(wanted) || Instant::now() > deadline {
+                return text;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+
+    // A leftover from an interrupted run would make `sc create` fail.
+    wine_cmd(&["sc", "delete", "posture"]);
+    let bin_path = format!(
+        "{} --config {} daemon --service",
+        wine_path(&wine.exe),
+        wine_path(&config)
+    );
+    let created = wine_cmd(&[
+        "sc", "create", "posture", "binPath=", &bin_path, "start=", "demand",
+    ]);
+    assert!(created.status.success(), "sc create: {created:?}");
+    let started = wine_cmd(&["sc", "start", "posture"]);
+    assert!(started.status.success(), "sc start: {started:?}");
+    let log = tmp.path().join("state/daemon.log");
+    let state = query("4  RUNNING");
+    assert!(
+        state.contains("4  RUNNING"),
+        "not running: {state}\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+
+    let output = wine.run(&config, &["status", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "no report from the service ({e}): {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    assert_eq!(report["os"]["family"], "windows", "{report}");
+
+    let stopped = wine_cmd(&["sc", "stop", "posture"]);
+    assert!(stopped.status.success(), "sc stop: {stopped:?}");
+    let state = query("1  STOPPED");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(state.contains("1  STOPPED"), "not stopped: {state}\n{text}");
+    assert!(state.contains("WIN32_EXIT_CODE    : 0 "), "{state}");
+    // The graceful stop ran: the API closed and the outbox was left for the next start.
+    assert!(text.contains("stopping") && text.contains("stopped queued="), "{text}");
+    assert!(text.contains("request peer=sid "), "{text}");
+
+    wine_cmd(&["sc", "delete", "posture"]);
+    let _ = keepalive.kill();
+    let _ = keepalive.wait();
+}
