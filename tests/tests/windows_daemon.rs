@@ -332,7 +332,10 @@ fn windows_service_starts_serves_and_stops_under_wine_scm() {
     assert!(state.contains("1  STOPPED"), "not stopped: {state}\n{text}");
     assert!(state.contains("WIN32_EXIT_CODE    : 0 "), "{state}");
     // The graceful stop ran: the API closed and the outbox was left for the next start.
-    assert!(text.contains("stopping") && text.contains("stopped queued="), "{text}");
+    assert!(
+        text.contains("stopping") && text.contains("stopped queued="),
+        "{text}"
+    );
     assert!(text.contains("request peer=sid "), "{text}");
 
     wine_cmd(&["sc", "delete", "posture"]);
