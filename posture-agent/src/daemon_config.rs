@@ -355,6 +355,18 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_windows_config_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../packaging/windows/config.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config = crate::config::Config::parse(&text, &path).unwrap();
+        config.daemon.validate().unwrap();
+        assert_eq!(config.daemon.allow_sids, ["S-1-5-32-544", "S-1-5-4"]);
+        let socket = config.daemon.socket.as_deref().unwrap();
+        assert_eq!(pipe_name(socket), Some("posture"));
+    }
+
+    #[test]
     fn pipe_names() {
         use std::path::Path;
         assert_eq!(pipe_name(Path::new(r"\\.\pipe\posture")), Some("posture"));
