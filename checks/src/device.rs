@@ -61,6 +61,7 @@ pub fn device_identity(ctx: &Context) -> Device {
 /// The `MachineGuid` value from `reg.exe query HKLM\SOFTWARE\Microsoft\Cryptography /v
 /// MachineGuid` output (`    MachineGuid    REG_SZ    <guid>`), lower-cased; `None` unless
 /// it is a GUID (8-4-4-4-12 hex digits).
+#[cfg_attr(not(windows), allow(dead_code))]
 pub fn machine_guid_from_reg_query(output: &str) -> Option<String> {
     let line = output
         .lines()
