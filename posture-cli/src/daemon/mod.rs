@@ -411,11 +411,9 @@ async fn main_loop(
     }
     tracing::info!("posture daemon ready");
 
-    loop {
-        match signals.next().await {
-            Event::Reload => reload(&shared, config_path.as_deref()),
-            Event::Stop => break,
-        }
+    // Reloads until a stop.
+    while let Event::Reload = signals.next().await {
+        reload(&shared, config_path.as_deref());
     }
 
     tracing::info!("stopping");
