@@ -20,9 +20,9 @@
 
 //! ## Windows
 //! The same daemon runs in the foreground from a console (Ctrl+C stops it) or, with
-//! `--service`, under the Service Control Manager ([`service`]: stop and shutdown stop
+//! `--service`, under the Service Control Manager (`service`: stop and shutdown stop
 //! it, `paramchange` reloads). Its local API is the named pipe `\\.\pipe\posture`
-//! ([`winpipe`]), with the same HTTP protocol and the same kind of peer checks
+//! (`winpipe`), with the same HTTP protocol and the same kind of peer checks
 //! (`[daemon] allow_sids`).
 
 pub mod activity;
