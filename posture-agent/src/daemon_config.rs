@@ -103,7 +103,8 @@ pub struct DaemonConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AllowedClient {
-    /// Absolute path of the executable (as `/proc/PID/exe` names it).
+    /// Absolute path of the executable (as `/proc/PID/exe` names it; on Windows as
+    /// `QueryFullProcessImageNameW` does, compared case-insensitively).
     pub exe: PathBuf,
     /// Audiences it may ask evidence for; `"*"` is any, and an empty list is none (a
     /// request without an audience is refused too).
