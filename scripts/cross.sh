@@ -25,6 +25,10 @@ step "windows core unit tests under wine" cargo test --locked --target "$win" -p
 # posture.exe check --json under Wine: schema-valid, every finding unknown with a reason.
 step "posture.exe check under wine" cargo nextest run --locked -p posture-integration-tests \
   -E 'test(windows_report_under_wine_is_schema_valid_and_all_unknown)'
+# The daemon under Wine: its named pipe (status, allow_sids refusal, squatting) and the
+# service under Wine's SCM (sc create/start/stop). About 10 s warm.
+step "posture.exe daemon and service under wine" cargo nextest run --locked \
+  -p posture-integration-tests -E 'test(/^windows_(daemon|service)_/)'
 
 # ring compiles C for the target even in `cargo check`: clang with the shim headers
 # (scripts/macos-sdk-shim/env.sh prints CC_<target> and CFLAGS_<target>).

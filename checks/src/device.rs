@@ -3,6 +3,7 @@
 use posture_core::Device;
 use sha2::{Digest, Sha256};
 
+#[cfg(not(windows))]
 use crate::source::read_attr;
 use crate::Context;
 
@@ -18,8 +19,68 @@ pub fn device_id_from_machine_id(machine_id: &str) -> String {
     posture_core::hex::encode(&hasher.finalize())
 }
 
+/// Windows: the device id is derived from the registry's
+/// `HKLM\SOFTWARE\Microsoft\Cryptography\MachineGuid` (set at installation; what MDMs
+/// key devices by), read with `reg.exe query` from System32; the host name from
+/// `COMPUTERNAME`. Never the Unix files: `\etc\machine-id` on the current drive is a path
+/// any user may create. Without a MachineGuid (a fixture root, no `reg.exe`, a malformed
+/// value) the id is `unidentified`, as on Linux.
+#[cfg(windows)]
+pub fn device_identity(ctx: &Context) -> Device {
+    let id = crate::source::run_command(
+        ctx,
+        "reg.exe",
+        &[
+            "query",
+            "HKLM\\SOFTWARE\\Microsoft\\Cryptography",
+            "/v",
+            "MachineGuid",
+        ],
+        std::time::Duration::from_secs(10),
+    )
+    .ok()
+    .and_then(|out| machine_guid_from_reg_query(&out.stdout))
+    .map_or_else(
+        || "unidentified".to_owned(),
+        |guid| device_id_from_machine_id(&guid),
+    );
+    let hostname = if ctx.live {
+        std::env::var("COMPUTERNAME").ok().filter(|h| !h.is_empty())
+    } else {
+        None
+    };
+    Device {
+        id,
+        hostname: hostname.unwrap_or_else(|| "unknown".to_owned()),
+        vendor: None,
+        model: None,
+        serial_number: None,
+    }
+}
+
+/// The `MachineGuid` value from `reg.exe query HKLM\SOFTWARE\Microsoft\Cryptography /v
+/// MachineGuid` output (`    MachineGuid    REG_SZ    <guid>`), lower-cased; `None` unless
+/// it is a GUID (8-4-4-4-12 hex digits).
+#[cfg_attr(not(windows), allow(dead_code))]
+pub fn machine_guid_from_reg_query(output: &str) -> Option<String> {
+    let line = output
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("MachineGuid"))?;
+    let mut fields = line.split_whitespace();
+    let (_, kind, value) = (fields.next()?, fields.next()?, fields.next()?);
+    let groups: Vec<&str> = value.split('-').collect();
+    let shape_ok = kind == "REG_SZ"
+        && fields.next().is_none()
+        && groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups
+            .iter()
+            .all(|g| g.bytes().all(|b| b.is_ascii_hexdigit()));
+    shape_ok.then(|| value.to_ascii_lowercase())
+}
+
 /// Reads the device's identity: hashed machine id, host name, DMI vendor, model and serial
 /// number (the serial only as root: `product_serial` is 0400 root).
+#[cfg(not(windows))]
 pub fn device_identity(ctx: &Context) -> Device {
     // systemd's machine id first; D-Bus's copy on systems without systemd; the firmware
     // UUID (root-only) last. "unidentified" makes a missing id visible rather than invented.
@@ -55,6 +116,7 @@ pub fn device_identity(ctx: &Context) -> Device {
 /// (empty, "To Be Filled By O.E.M.", "0", "Default string", all zeros, ...). A device is
 /// mapped to other systems by this value, so a shared placeholder must never stand in
 /// for a serial.
+#[cfg_attr(windows, allow(dead_code))]
 pub fn serial_number(raw: &str) -> Option<String> {
     let value = raw.trim();
     let lower = value.to_ascii_lowercase();
@@ -81,6 +143,7 @@ pub fn serial_number(raw: &str) -> Option<String> {
     (!placeholder).then(|| value.to_owned())
 }
 
+#[cfg(not(windows))]
 fn dmi(ctx: &Context, attr: &str) -> Option<String> {
     read_attr(ctx, format!("/sys/class/dmi/id/{attr}"))
         .ok()
@@ -88,6 +151,7 @@ fn dmi(ctx: &Context, attr: &str) -> Option<String> {
 }
 
 /// Firmware fills unset DMI fields with placeholders; reporting them is noise.
+#[cfg_attr(windows, allow(dead_code))]
 fn is_placeholder(value: &str) -> bool {
     let lower = value.to_ascii_lowercase();
     [
@@ -102,7 +166,40 @@ fn is_placeholder(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn machine_guid_from_reg_query_output() {
+        // Captured here from Wine 8.0's reg.exe (scripts/wine/run.sh reg query ...); the
+        // same layout as Windows' reg.exe (four-space indents, REG_SZ).
+        let wine = "\r\nHKEY_LOCAL_MACHINE\\SOFTWARE\\Microsoft\\Cryptography\r\n    MachineGuid    REG_SZ    119e84be-5627-4798-a0d5-c15773f35631\r\n\r\n";
+        assert_eq!(
+            machine_guid_from_reg_query(wine).as_deref(),
+            Some("119e84be-5627-4798-a0d5-c15773f35631")
+        );
+        let upper = "    MachineGuid    REG_SZ    119E84BE-5627-4798-A0D5-C15773F35631";
+        assert_eq!(
+            machine_guid_from_reg_query(upper).as_deref(),
+            Some("119e84be-5627-4798-a0d5-c15773f35631")
+        );
+        for bad in [
+            "",
+            "ERROR: The system was unable to find the specified registry key or value.",
+            "    MachineGuid    REG_SZ    ",
+            "    MachineGuid    REG_SZ    not-a-guid",
+            "    MachineGuid    REG_DWORD    0x1",
+            "    MachineGuid    REG_SZ    119e84be-5627-4798-a0d5-c15773f3563",
+            "    MachineGuid    REG_SZ    119e84be-5627-4798-a0d5-c15773f35631 x",
+        ] {
+            assert_eq!(machine_guid_from_reg_query(bad), None, "{bad:?}");
+        }
+        // The id is the hash of the GUID, not the GUID.
+        let id = device_id_from_machine_id("119e84be-5627-4798-a0d5-c15773f35631");
+        assert_eq!(id.len(), 64);
+        assert!(!id.contains("119e84be"));
+    }
+    #[cfg(not(windows))]
     use crate::ChecksConfig;
+    #[cfg(not(windows))]
     use std::time::SystemTime;
 
     #[test]
@@ -116,6 +213,7 @@ mod tests {
         );
     }
 
+    #[cfg(not(windows))]
     #[test]
     fn reads_identity_from_tree() {
         let dir = tempfile::tempdir().unwrap();

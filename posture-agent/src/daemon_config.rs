@@ -15,7 +15,8 @@ use serde::{Deserialize, Deserializer};
 pub struct DaemonConfig {
     /// The local API's unix socket. Default: `$RUNTIME_DIRECTORY/posture.sock` under
     /// systemd, `/run/posture/posture.sock` as root, else
-    /// `$XDG_RUNTIME_DIR/posture/posture.sock`.
+    /// `$XDG_RUNTIME_DIR/posture/posture.sock`. On Windows the local API's named pipe,
+    /// `\\.\pipe\<name>` (default `\\.\pipe\posture`).
     pub socket: Option<PathBuf>,
     /// Group that may connect to the socket (mode 0660). Without it the socket is 0600.
     pub socket_group: Option<String>,
@@ -40,6 +41,12 @@ pub struct DaemonConfig {
     pub allow_gids: Vec<u32>,
     /// Group names allowed to use the local API, resolved through `/etc/group`.
     pub allow_groups: Vec<String>,
+    /// Windows: SIDs (users or groups, e.g. `S-1-5-32-544` for Administrators) allowed
+    /// to use the local API, matched against the caller's token user and its enabled
+    /// groups. Empty means only the daemon's own user, as `allow_uids` does on Unix
+    /// (where this list is not used; `allow_uids`, `allow_gids` and `allow_groups` are
+    /// not used on Windows).
+    pub allow_sids: Vec<String>,
     /// Connections served at once; more wait in the socket's backlog.
     pub max_connections: usize,
     /// Connections of one uid served at once; more from that uid wait for one of its
@@ -96,14 +103,19 @@ pub struct DaemonConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AllowedClient {
-    /// Absolute path of the executable (as `/proc/PID/exe` names it).
+    /// Absolute path of the executable (as `/proc/PID/exe` names it; on Windows as
+    /// `QueryFullProcessImageNameW` does, compared case-insensitively).
     pub exe: PathBuf,
     /// Audiences it may ask evidence for; `"*"` is any, and an empty list is none (a
     /// request without an audience is refused too).
     pub audiences: Vec<String>,
-    /// Uids that may run it to ask; empty is any uid allowed to use the API.
+    /// Uids that may run it to ask; empty is any uid allowed to use the API (Unix).
     #[serde(default)]
     pub uids: Vec<u32>,
+    /// Windows: user SIDs that may run it to ask; empty is any user allowed to use the
+    /// API.
+    #[serde(default)]
+    pub sids: Vec<String>,
 }
 
 impl Default for DaemonConfig {
@@ -118,6 +130,7 @@ impl Default for DaemonConfig {
             allow_uids: Vec::new(),
             allow_gids: Vec::new(),
             allow_groups: Vec::new(),
+            allow_sids: Vec::new(),
             max_connections: 64,
             max_connections_per_uid: 8,
             read_timeout: Duration::from_secs(2),
@@ -194,6 +207,29 @@ impl DaemonConfig {
             if !client.exe.is_absolute() {
                 return invalid("allowed_clients", "exe must be an absolute path");
             }
+            if let Some(bad) = client.sids.iter().find(|s| !is_sid(s)) {
+                return invalid(
+                    "allowed_clients",
+                    &format!("{bad:?} is not a SID (S-1-5-21-...)"),
+                );
+            }
+        }
+        if let Some(bad) = self.allow_sids.iter().find(|s| !is_sid(s)) {
+            return invalid(
+                "allow_sids",
+                &format!(
+                    "{bad:?} is not a SID (S-1-<authority>-<sub-authority>..., e.g. S-1-5-32-544)"
+                ),
+            );
+        }
+        #[cfg(windows)]
+        if let Some(socket) = &self.socket {
+            if pipe_name(socket).is_none() {
+                return invalid(
+                    "socket",
+                    "on Windows this is the named pipe, \\\\.\\pipe\\<name>",
+                );
+            }
         }
         if !(64..=1024 * 1024).contains(&self.max_request_bytes) {
             return invalid("max_request_bytes", "must be between 64 and 1048576");
@@ -227,6 +263,40 @@ impl DaemonConfig {
     }
 }
 
+/// Whether `text` is a SID in string form (`S-1-<authority>-<sub-authority>...`, as
+/// `ConvertSidToStringSidW` writes it; at most 15 sub-authorities of 32 bits). SDDL
+/// aliases (`BA`, `SY`) are not accepted: the allow-list names SIDs exactly.
+pub fn is_sid(text: &str) -> bool {
+    let mut parts = text.split('-');
+    if !parts.next().is_some_and(|s| s.eq_ignore_ascii_case("S")) || parts.next() != Some("1") {
+        return false;
+    }
+    let Some(authority) = parts.next() else {
+        return false;
+    };
+    // The identifier authority: 48 bits, decimal (or hex `0x...` above 2^32).
+    let authority_ok = match authority.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).is_ok_and(|a| a < 1 << 48),
+        None => authority.parse::<u64>().is_ok_and(|a| a < 1 << 48),
+    };
+    let subs: Vec<&str> = parts.collect();
+    authority_ok
+        && (1..=15).contains(&subs.len())
+        && subs.iter().all(|s| {
+            !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u32>().is_ok()
+        })
+}
+
+/// The name of a Windows named pipe path (`\\.\pipe\<name>`, case-insensitive), or
+/// `None` when `path` is not one.
+pub fn pipe_name(path: &std::path::Path) -> Option<&str> {
+    let text = path.to_str()?;
+    let prefix = text.get(..9)?;
+    let name = text.get(9..)?;
+    (prefix.eq_ignore_ascii_case("\\\\.\\pipe\\") && !name.is_empty() && !name.contains('\\'))
+        .then_some(name)
+}
+
 /// Deserializes a human duration such as `15m`, `500ms` or `2s`.
 fn de_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
@@ -236,6 +306,80 @@ fn de_duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sids_are_checked_for_their_string_form() {
+        for good in [
+            "S-1-5-18",
+            "S-1-5-32-544",
+            "s-1-5-21-3623811015-3361044348-30300820-1013",
+            "S-1-0x123456789ABC-1",
+            "S-1-5-21-0-0-0-1000",
+        ] {
+            assert!(is_sid(good), "{good}");
+        }
+        for bad in [
+            "",
+            "BA",
+            "SY",
+            "S-1",
+            "S-1-5",
+            "S-2-5-18",
+            "S-1-5-",
+            "S-1-5--18",
+            "S-1-5-18 ",
+            "S-1-5-4294967296",
+            "S-1-281474976710656-1",
+            "S-1-5-1-2-3-4-5-6-7-8-9-10-11-12-13-14-15-16",
+        ] {
+            assert!(!is_sid(bad), "{bad}");
+        }
+        let config: DaemonConfig =
+            toml::from_str("allow_sids = [\"S-1-5-32-544\", \"S-1-5-21-1-2-3-1001\"]\n").unwrap();
+        assert_eq!(config.allow_sids.len(), 2);
+        config.validate().unwrap();
+        let config: DaemonConfig = toml::from_str("allow_sids = [\"Administrators\"]\n").unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("allow_sids") && error.contains("Administrators"),
+            "{error}"
+        );
+        let config: DaemonConfig = toml::from_str(
+            "[[allowed_clients]]\nexe = \"/usr/bin/x\"\naudiences = []\nsids = [\"S-1-5\"]\n",
+        )
+        .unwrap();
+        assert!(config
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("allowed_clients"));
+    }
+
+    #[test]
+    fn the_packaged_windows_config_is_valid() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../packaging/windows/config.toml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let config = crate::config::Config::parse(&text, &path).unwrap();
+        config.daemon.validate().unwrap();
+        assert_eq!(config.daemon.allow_sids, ["S-1-5-32-544", "S-1-5-4"]);
+        let socket = config.daemon.socket.as_deref().unwrap();
+        assert_eq!(pipe_name(socket), Some("posture"));
+    }
+
+    #[test]
+    fn pipe_names() {
+        use std::path::Path;
+        assert_eq!(pipe_name(Path::new(r"\\.\pipe\posture")), Some("posture"));
+        assert_eq!(
+            pipe_name(Path::new(r"\\.\PIPE\posture-test")),
+            Some("posture-test")
+        );
+        assert_eq!(pipe_name(Path::new(r"\\.\pipe\")), None);
+        assert_eq!(pipe_name(Path::new(r"\\server\pipe\posture")), None);
+        assert_eq!(pipe_name(Path::new(r"\\.\pipe\a\b")), None);
+        assert_eq!(pipe_name(Path::new("/run/posture/posture.sock")), None);
+    }
 
     #[test]
     fn bad_url_and_zero_interval_are_rejected() {

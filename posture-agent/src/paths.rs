@@ -8,6 +8,11 @@
 //! | device key | `<state>/keys` | `<state>/keys` |
 //! | daemon socket | `/run/posture/posture.sock` | `$XDG_RUNTIME_DIR/posture/posture.sock` |
 //!
+//! On Windows the daemon's local API is the named pipe `\\.\pipe\posture` (for every
+//! user: the pipe namespace is per machine) and the Windows service keeps its config and
+//! state under `%ProgramData%\posture` (set in its config by
+//! `packaging/windows/install.ps1`).
+//!
 //! On macOS the system paths are `/var/db/posture` (state) and
 //! `/var/run/posture/posture.sock` (socket); see `packaging/macos/README.md`.
 //!
@@ -48,8 +53,12 @@ pub struct Overrides {
 pub struct NoHome;
 
 /// The system daemon's socket, where `posture status` also looks.
-#[cfg(not(target_os = "macos"))]
+#[cfg(not(any(target_os = "macos", windows)))]
 pub const SYSTEM_SOCKET: &str = "/run/posture/posture.sock";
+/// The daemon's named pipe on Windows (one per machine: the pipe namespace is global; see
+/// `packaging/windows/README.md`).
+#[cfg(windows)]
+pub const SYSTEM_SOCKET: &str = r"\\.\pipe\posture";
 /// The system state directory.
 #[cfg(not(target_os = "macos"))]
 pub const SYSTEM_STATE_DIR: &str = "/var/lib/posture";
@@ -157,6 +166,9 @@ fn default_state_dir(env: &Environment) -> Result<PathBuf, NoHome> {
 }
 
 fn default_socket(env: &Environment) -> Option<PathBuf> {
+    if cfg!(windows) {
+        return Some(PathBuf::from(SYSTEM_SOCKET));
+    }
     if let Some(dir) = &env.systemd_runtime_directory {
         return Some(dir.join("posture.sock"));
     }
@@ -191,6 +203,8 @@ mod tests {
         }
     }
 
+    // The socket defaults are Unix paths; Windows has its pipe (below).
+    #[cfg(not(windows))]
     #[test]
     fn a_user_keeps_state_and_key_under_one_data_directory() {
         let paths = Paths::resolve_with(&Overrides::default(), &user()).unwrap();
@@ -212,6 +226,7 @@ mod tests {
         );
     }
 
+    #[cfg(not(windows))]
     #[test]
     fn root_and_systemd_directories() {
         let root = Environment {
@@ -250,6 +265,20 @@ mod tests {
         let paths = Paths::resolve_with(&overrides, &env).unwrap();
         assert_eq!(paths.key_dir, Path::new("/srv/posture/keys"));
         assert_eq!(paths.socket.as_deref(), Some(Path::new("/tmp/s.sock")));
+    }
+
+    #[cfg(windows)]
+    #[test]
+    fn windows_uses_the_machine_wide_pipe() {
+        let paths = Paths::resolve_with(&Overrides::default(), &user()).unwrap();
+        assert_eq!(
+            paths.socket.as_deref(),
+            Some(Path::new(r"\\.\pipe\posture"))
+        );
+        assert_eq!(
+            paths.client_sockets(),
+            vec![PathBuf::from(r"\\.\pipe\posture")]
+        );
     }
 
     #[test]

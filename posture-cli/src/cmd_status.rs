@@ -40,16 +40,56 @@ fn connect(socket: &Path) -> std::io::Result<std::os::unix::net::UnixStream> {
     Ok(stream)
 }
 
-#[cfg(not(unix))]
+/// The daemon's named pipe, opened so the daemon can identify this process but not act
+/// as it (`SECURITY_SQOS_PRESENT | SECURITY_IDENTIFICATION`), and trusted only when the
+/// process serving it runs as SYSTEM (the service) or as this user (a daemon this user
+/// started): anything else may have taken the name to answer in the daemon's place.
+#[cfg(windows)]
+fn connect(socket: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::windows::fs::OpenOptionsExt;
+    // GENERIC_READ | FILE_WRITE_DATA: writing without FILE_APPEND_DATA (the same bit as
+    // FILE_CREATE_PIPE_INSTANCE), which the pipe's DACL does not grant to callers.
+    const ACCESS: u32 = 0x8000_0000 | 0x0002;
+    const SECURITY_IDENTIFICATION: u32 = 0x0001_0000;
+    const ERROR_PIPE_BUSY: i32 = 231;
+    let mut attempts = 0;
+    let file = loop {
+        match std::fs::OpenOptions::new()
+            .access_mode(ACCESS)
+            .security_qos_flags(SECURITY_IDENTIFICATION)
+            .open(socket)
+        {
+            // Every instance is serving someone: the daemon makes a new one as each
+            // connects, so wait a little.
+            Err(e) if e.raw_os_error() == Some(ERROR_PIPE_BUSY) && attempts < 100 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => break other?,
+        }
+    };
+    let server = crate::daemon::winpipe::server_sid(&file)?;
+    let own = crate::daemon::winpipe::own_sid()?;
+    if !crate::daemon::peer::trusted_server(&server, &own) {
+        return Err(std::io::Error::other(format!(
+            "the process serving {} runs as {server}, neither SYSTEM nor this user ({own}); not trusting its answer",
+            socket.display()
+        )));
+    }
+    Ok(file)
+}
+
+#[cfg(not(any(unix, windows)))]
 fn connect(socket: &Path) -> std::io::Result<std::fs::File> {
     let _ = socket;
     Err(std::io::Error::new(
         std::io::ErrorKind::Unsupported,
-        "the posture daemon runs on Linux and macOS only in this build",
+        "the posture daemon runs on Linux, macOS and Windows only",
     ))
 }
 
-/// One HTTP/1.1 request over the daemon's unix socket (the daemon closes after it).
+/// One HTTP/1.1 request over the daemon's unix socket or named pipe (the daemon closes
+/// after it).
 pub fn request(
     socket: &Path,
     method: &str,
@@ -120,9 +160,17 @@ pub fn run(config: Config, args: StatusArgs) -> anyhow::Result<u8> {
     )?)
 }
 
-/// The daemon's socket: the first configured candidate that exists, else the first.
+/// The daemon's socket: the first configured candidate that exists, else the first. On
+/// Windows the first, the pipe: asking whether a pipe exists would connect to it (and
+/// use up the daemon's waiting instance).
 pub fn daemon_socket(agent: &Agent) -> anyhow::Result<std::path::PathBuf> {
     let candidates = agent.paths.client_sockets();
+    if cfg!(windows) {
+        return candidates
+            .first()
+            .cloned()
+            .context("no pipe to ask: set [daemon] socket in the config");
+    }
     match candidates
         .iter()
         .find(|p| p.exists())
@@ -144,8 +192,9 @@ pub fn get(socket: &Path, path: &str) -> anyhow::Result<Vec<u8>> {
             ) =>
         {
             bail!(
-                "the posture daemon is not running (nothing answers at {}); start it with `systemctl start posture` or `posture daemon`",
-                socket.display()
+                "the posture daemon is not running (nothing answers at {}); start it with `{}` or `posture daemon`",
+                socket.display(),
+                if cfg!(windows) { "Start-Service posture" } else { "systemctl start posture" }
             )
         }
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => bail!(
@@ -158,6 +207,9 @@ pub fn get(socket: &Path, path: &str) -> anyhow::Result<Vec<u8>> {
     };
     match response.status {
         200 => Ok(response.body),
+        403 if cfg!(windows) => {
+            bail!("the posture daemon refused this user (not in [daemon] allow_sids)")
+        }
         403 => {
             bail!("the posture daemon refused this user (not in [daemon] allow_uids or allow_gids)")
         }

@@ -136,8 +136,12 @@ pub struct EvidenceClaims {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Requester {
-    /// The requesting process's uid (`SO_PEERCRED`: from the kernel, race-free).
+    /// The requesting process's uid (`SO_PEERCRED`: from the kernel, race-free);
+    /// 4294967295 (`(uid_t) -1`, no uid) on Windows, where `sid` names the caller.
     pub uid: u32,
+    /// Windows: the requesting process's token user SID (`S-1-5-21-...`); absent on Unix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
     /// Its executable (`/proc/PID/exe`), present only when the agent could tell it
     /// without a pid-reuse race (a pidfd of the peer); absent otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,4 +1,5 @@
-//! The local API: HTTP/1.1 with JSON over a unix socket.
+//! The local API: HTTP/1.1 with JSON over a unix socket, or on Windows over a named pipe
+//! (`\\.\pipe\posture`; the pipe's own parts are in `winpipe`).
 //!
 //! - `GET /v1/health`: liveness, version, the device key's public JWK, outbox length.
 //! - `GET /v1/report`: the latest report.
@@ -33,11 +34,14 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite};
+#[cfg(unix)]
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{watch, Semaphore};
 
 use posture_core::evidence::Requester;
 
+use super::peer::{Identity, Own};
 use super::{stopped, Shared};
 
 /// hyper's read buffer (and so the largest request head). hyper requires at least 8192.
@@ -50,29 +54,28 @@ const AUDIENCE_MAX: usize = 512;
 /// The peer of a connection.
 #[derive(Debug, Clone)]
 struct Caller {
-    uid: u32,
-    gid: u32,
-    pid: Option<i32>,
+    identity: Identity,
+    pid: Option<u32>,
     allowed: bool,
     /// The connecting process's executable, when it could be told race-free.
     exe: Option<PathBuf>,
 }
 
-/// Connections of one uid beyond its served ones wait for one of its slots; beyond this
+/// Connections of one user beyond its served ones wait for one of its slots; beyond this
 /// many waiting, more are closed at once.
 const MAX_WAITING_PER_UID: usize = 256;
 
-/// Per uid: a semaphore of `max_connections_per_uid` served connections, and how many
-/// wait for one.
+/// Per user (uid, or SID on Windows): a semaphore of `max_connections_per_uid` served
+/// connections, and how many wait for one.
 #[derive(Debug, Default)]
-struct PerUid(Mutex<HashMap<u32, (Arc<Semaphore>, usize)>>);
+struct PerUid(Mutex<HashMap<String, (Arc<Semaphore>, usize)>>);
 
 impl PerUid {
-    /// The uid's semaphore and a waiting ticket, or `None` when too many already wait.
-    fn enqueue(self: &Arc<Self>, uid: u32, max: usize) -> Option<(Arc<Semaphore>, Waiting)> {
+    /// The user's semaphore and a waiting ticket, or `None` when too many already wait.
+    fn enqueue(self: &Arc<Self>, user: &str, max: usize) -> Option<(Arc<Semaphore>, Waiting)> {
         let mut table = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let (semaphore, waiting) = table
-            .entry(uid)
+            .entry(user.to_owned())
             .or_insert_with(|| (Arc::new(Semaphore::new(max)), 0));
         if *waiting >= MAX_WAITING_PER_UID {
             return None;
@@ -82,25 +85,108 @@ impl PerUid {
             Arc::clone(semaphore),
             Waiting {
                 table: Arc::clone(self),
-                uid,
+                user: user.to_owned(),
             },
         ))
     }
 }
 
-/// One connection waiting for its uid's slot; counted until dropped.
+/// One connection waiting for its user's slot; counted until dropped.
 #[derive(Debug)]
 struct Waiting {
     table: Arc<PerUid>,
-    uid: u32,
+    user: String,
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
         let mut table = self.table.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, waiting)) = table.get_mut(&self.uid) {
+        if let Some((_, waiting)) = table.get_mut(&self.user) {
             *waiting = waiting.saturating_sub(1);
         }
+    }
+}
+
+/// The connection limits every transport shares.
+#[derive(Debug)]
+struct Limits {
+    slots: Arc<Semaphore>,
+    per_uid: Arc<PerUid>,
+    own: Own,
+}
+
+impl Limits {
+    fn new(shared: &Shared, own: Own) -> Self {
+        let max = shared.settings.borrow().daemon.max_connections;
+        Limits {
+            slots: Arc::new(Semaphore::new(max)),
+            per_uid: Arc::new(PerUid::default()),
+            own,
+        }
+    }
+
+    /// A shared slot, taken before accepting, so excess clients wait in the kernel's
+    /// backlog (or for a pipe instance) instead of costing memory here. `None` at shutdown.
+    async fn slot(
+        &self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        tokio::select! {
+            permit = Arc::clone(&self.slots).acquire_owned() => permit.ok(),
+            () = stopped(shutdown) => None,
+        }
+    }
+
+    /// An accepted, identified connection: queued under its user's slots, checked
+    /// against the allow-list (`exe` is only asked for an allowed caller) and served on
+    /// its own task.
+    fn admit<S>(
+        &self,
+        stream: S,
+        identity: Identity,
+        pid: Option<u32>,
+        exe: impl FnOnce(&S) -> Option<PathBuf>,
+        permit: tokio::sync::OwnedSemaphorePermit,
+        shared: &Arc<Shared>,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let per_uid_max = shared.settings.borrow().daemon.max_connections_per_uid;
+        let Some((uid_slots, waiting)) = self.per_uid.enqueue(&identity.user_key(), per_uid_max)
+        else {
+            tracing::warn!(
+                peer = %identity,
+                pid = pid.unwrap_or_default(),
+                "too many connections from this user; closing"
+            );
+            return;
+        };
+        // Connections of a user beyond its share wait for that user's slot without
+        // holding one of the shared slots, so one user cannot hold them all.
+        drop(permit);
+        let allowed =
+            super::peer::allows_identity(&shared.settings.borrow().daemon, &identity, &self.own);
+        let exe = if allowed { exe(&stream) } else { None };
+        let caller = Caller {
+            identity,
+            pid,
+            allowed,
+            exe,
+        };
+        let shared = Arc::clone(shared);
+        let slots = Arc::clone(&self.slots);
+        tokio::spawn(async move {
+            let Ok(uid_slot) = uid_slots.acquire_owned().await else {
+                return;
+            };
+            drop(waiting);
+            let Ok(permit) = slots.acquire_owned().await else {
+                return;
+            };
+            serve_connection(stream, caller, shared).await;
+            drop(uid_slot);
+            drop(permit);
+        });
     }
 }
 
@@ -163,29 +249,22 @@ fn peer_exe(stream: &UnixStream, pid: i32) -> Option<PathBuf> {
 
 /// Off Linux there is no pidfd of the peer: the executable cannot be told race-free, so
 /// it is not told (`allowed_clients` then refuses evidence requests, as on an old kernel).
-#[cfg(not(target_os = "linux"))]
+#[cfg(all(unix, not(target_os = "linux")))]
 fn peer_exe(_stream: &UnixStream, _pid: i32) -> Option<PathBuf> {
     None
 }
 
-/// Accepts connections until shutdown.
+/// Accepts connections on the unix socket until shutdown.
+#[cfg(unix)]
 pub async fn serve(
     listener: UnixListener,
     shared: Arc<Shared>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let max = shared.settings.borrow().daemon.max_connections;
-    let slots = Arc::new(Semaphore::new(max));
-    let per_uid = Arc::new(PerUid::default());
+    let limits = Limits::new(&shared, Own::Uid(posture_core::process::effective_uid()));
     loop {
-        // Take a slot before accepting, so excess clients wait in the kernel's backlog
-        // instead of costing memory here.
-        let permit = tokio::select! {
-            permit = Arc::clone(&slots).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            () = stopped(&mut shutdown) => break,
+        let Some(permit) = limits.slot(&mut shutdown).await else {
+            break;
         };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -205,52 +284,88 @@ pub async fn serve(
                 continue;
             }
         };
-        let per_uid_max = shared.settings.borrow().daemon.max_connections_per_uid;
-        let Some((uid_slots, waiting)) = per_uid.enqueue(cred.uid(), per_uid_max) else {
-            tracing::warn!(
-                uid = cred.uid(),
-                pid = cred.pid().unwrap_or_default(),
-                "too many connections from this uid; closing"
-            );
-            continue;
-        };
-        // Connections of a uid beyond its share wait for that uid's slot without holding
-        // one of the shared slots, so one uid cannot hold them all.
-        drop(permit);
         // The uid is the kernel's; the groups come from the account database, not from
         // /proc/PID (whose pid may already be another process's).
         let mut groups = vec![cred.gid()];
         groups.extend(super::peer::account_groups(cred.uid()));
-        let allowed = super::peer::allows(&shared.settings.borrow().daemon, cred.uid(), &groups);
-        let exe = match (allowed, cred.pid()) {
-            (true, Some(pid)) => peer_exe(&stream, pid),
-            _ => None,
-        };
-        let caller = Caller {
+        let identity = Identity::Unix {
             uid: cred.uid(),
             gid: cred.gid(),
-            pid: cred.pid(),
-            allowed,
-            exe,
+            groups,
         };
-        let shared = Arc::clone(&shared);
-        let slots = Arc::clone(&slots);
-        tokio::spawn(async move {
-            let Ok(uid_slot) = uid_slots.acquire_owned().await else {
-                return;
-            };
-            drop(waiting);
-            let Ok(permit) = slots.acquire_owned().await else {
-                return;
-            };
-            serve_connection(stream, caller, shared).await;
-            drop(uid_slot);
-            drop(permit);
-        });
+        let pid = cred.pid();
+        limits.admit(
+            stream,
+            identity,
+            pid.and_then(|p| u32::try_from(p).ok()),
+            |stream| pid.and_then(|p| peer_exe(stream, p)),
+            permit,
+            &shared,
+        );
     }
 }
 
-async fn serve_connection(stream: UnixStream, caller: Caller, shared: Arc<Shared>) {
+/// Accepts connections on the named pipe `pipe` until shutdown, starting with the
+/// daemon's `first` instance (created with `FILE_FLAG_FIRST_PIPE_INSTANCE`, so nobody
+/// else owns the name). A new instance is created as each one connects, with the
+/// current allow-list's DACL; each client is identified by its process's token.
+#[cfg(windows)]
+pub async fn serve_pipe(
+    first: tokio::net::windows::named_pipe::NamedPipeServer,
+    pipe: PathBuf,
+    own_sid: String,
+    shared: Arc<Shared>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use super::winpipe;
+
+    let limits = Limits::new(&shared, Own::Sid(own_sid.clone()));
+    let mut server = first;
+    loop {
+        let Some(permit) = limits.slot(&mut shutdown).await else {
+            break;
+        };
+        let connected = tokio::select! {
+            connected = server.connect() => connected,
+            () = stopped(&mut shutdown) => break,
+        };
+        // The next instance before this one is handed off, so a client always finds one.
+        let sddl = super::peer::pipe_sddl(&shared.settings.borrow().daemon, &own_sid);
+        let next = match winpipe::create(&pipe, false, &sddl) {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot create the next pipe instance; the local API stops");
+                break;
+            }
+        };
+        let stream = std::mem::replace(&mut server, next);
+        if let Err(e) = connected {
+            tracing::warn!(error = %e, "pipe connect failed");
+            continue;
+        }
+        shared.api_activity.notify_one();
+        let peer = match winpipe::client(&stream) {
+            Ok(peer) => peer,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot identify the pipe's client; refusing the connection");
+                continue;
+            }
+        };
+        limits.admit(
+            stream,
+            peer.identity,
+            Some(peer.pid),
+            move |_| peer.exe,
+            permit,
+            &shared,
+        );
+    }
+}
+
+async fn serve_connection<S>(stream: S, caller: Caller, shared: Arc<Shared>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (timeout, read_timeout) = {
         let settings = shared.settings.borrow();
         (
@@ -259,7 +374,7 @@ async fn serve_connection(stream: UnixStream, caller: Caller, shared: Arc<Shared
         )
     };
     let service_shared = Arc::clone(&shared);
-    let uid = caller.uid;
+    let peer = caller.identity.to_string();
     let pid = caller.pid;
     let caller = Arc::new(caller);
     let service = hyper::service::service_fn(move |request| {
@@ -282,9 +397,9 @@ async fn serve_connection(stream: UnixStream, caller: Caller, shared: Arc<Shared
         // Malformed or oversized requests: hyper has already answered 400/431 where it
         // could; the connection is simply closed.
         Ok(Err(e)) => {
-            tracing::info!(uid, pid = pid.unwrap_or_default(), error = %e, "bad request")
+            tracing::info!(peer, pid = pid.unwrap_or_default(), error = %e, "bad request")
         }
-        Err(_) => tracing::info!(uid, pid = pid.unwrap_or_default(), "connection timed out"),
+        Err(_) => tracing::info!(peer, pid = pid.unwrap_or_default(), "connection timed out"),
     }
 }
 
@@ -300,14 +415,18 @@ async fn handle(
     } else {
         error(
             StatusCode::FORBIDDEN,
-            "this user may not use the posture API (see [daemon] allow_uids)",
+            if caller.identity.sid().is_some() {
+                "this user may not use the posture API (see [daemon] allow_sids)"
+            } else {
+                "this user may not use the posture API (see [daemon] allow_uids)"
+            },
         )
     };
     let status = response.status().as_u16();
     if caller.allowed {
-        tracing::info!(uid = caller.uid, gid = caller.gid, pid = caller.pid.unwrap_or_default(), %method, %path, status, "request");
+        tracing::info!(peer = %caller.identity, pid = caller.pid.unwrap_or_default(), %method, %path, status, "request");
     } else {
-        tracing::warn!(uid = caller.uid, gid = caller.gid, pid = caller.pid.unwrap_or_default(), %method, %path, status, "refused caller not on the allow-list");
+        tracing::warn!(peer = %caller.identity, pid = caller.pid.unwrap_or_default(), %method, %path, status, "refused caller not on the allow-list");
     }
     response
 }
@@ -439,13 +558,13 @@ async fn evidence(
     }
     let may = super::peer::client_may_request(
         &shared.settings.borrow().daemon,
-        caller.uid,
+        &caller.identity,
         caller.exe.as_deref(),
         request.audience.as_deref(),
     );
     if !may {
         tracing::warn!(
-            uid = caller.uid,
+            peer = %caller.identity,
             pid = caller.pid.unwrap_or_default(),
             exe = %caller.exe.as_deref().unwrap_or(Path::new("?")).display(),
             audience = request.audience.as_deref().unwrap_or(""),
@@ -463,7 +582,8 @@ async fn evidence(
         );
     };
     let requester = Requester {
-        uid: caller.uid,
+        uid: caller.identity.uid(),
+        sid: caller.identity.sid().map(str::to_owned),
         exe: caller.exe.as_ref().map(|e| e.display().to_string()),
     };
     match shared.evidence.sign(

@@ -18,11 +18,14 @@
 //! daemon: the API closes, delivery gets a few seconds to flush the outbox, and whatever
 //! is still queued stays on disk for the next start.
 
-// Off Unix the daemon does not run yet (see `run`): its parts compile, unused.
-#![cfg_attr(not(unix), allow(dead_code, unused_imports))]
+//! ## Windows
+//! The same daemon runs in the foreground from a console (Ctrl+C stops it) or, with
+//! `--service`, under the Service Control Manager (`service`: stop and shutdown stop
+//! it, `paramchange` reloads). Its local API is the named pipe `\\.\pipe\posture`
+//! (`winpipe`), with the same HTTP protocol and the same kind of peer checks
+//! (`[daemon] allow_sids`).
 
 pub mod activity;
-#[cfg(unix)]
 pub mod api;
 pub mod collector;
 pub mod delivery;
@@ -30,11 +33,14 @@ pub mod evidence_port;
 pub mod memory;
 pub mod notify;
 pub mod outbox;
-#[cfg(unix)]
 pub mod peer;
 pub mod scheduler;
+#[cfg(windows)]
+pub mod service;
 pub mod sleep;
 pub mod watch;
+#[cfg(windows)]
+pub mod winpipe;
 
 #[cfg(unix)]
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -65,6 +71,12 @@ pub struct DaemonArgs {
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, default_value = "info", value_name = "LEVEL")]
     log_level: String,
+    /// Run under the Windows Service Control Manager (what the service definition of
+    /// `packaging/windows/install.ps1` runs); logs go to `daemon.log` in the state
+    /// directory. Without it the daemon runs in the foreground until Ctrl+C.
+    #[cfg(windows)]
+    #[arg(long)]
+    service: bool,
 }
 
 /// Log output format.
@@ -99,9 +111,19 @@ pub enum DaemonError {
         source: std::io::Error,
     },
     /// Another daemon answers on the socket.
+    #[cfg(unix)]
     #[error("another posture daemon is already listening on {0}")]
     AlreadyRunning(PathBuf),
+    /// Another process already owns the named pipe (Windows).
+    #[cfg(windows)]
+    #[error("another process already owns the pipe {0} (a posture daemon, or a process squatting its name); not starting")]
+    PipeTaken(PathBuf),
+    /// The Service Control Manager.
+    #[cfg(windows)]
+    #[error("service control manager: {0}")]
+    Service(std::io::Error),
     /// `socket_group` names no group.
+    #[cfg(unix)]
     #[error("daemon.socket_group: no group named {0:?} in /etc/group")]
     NoGroup(String),
     /// No place for state, key or socket.
@@ -157,28 +179,42 @@ pub struct Shared {
     pub triggers: mpsc::Sender<Trigger>,
 }
 
-/// Runs the daemon until SIGTERM/SIGINT.
-#[cfg(not(unix))]
-pub fn run(
-    _config_path: Option<PathBuf>,
-    _config: Config,
-    _args: DaemonArgs,
-) -> Result<(), DaemonError> {
-    Err(DaemonError::Start(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "the posture daemon runs on Linux and macOS only in this build",
-    )))
-}
-
-/// Runs the daemon until SIGTERM/SIGINT.
-#[cfg(unix)]
+/// Runs the daemon until SIGTERM/SIGINT (Ctrl+C, or the service's stop on Windows).
 pub fn run(
     config_path: Option<PathBuf>,
     config: Config,
     args: DaemonArgs,
 ) -> Result<(), DaemonError> {
-    init_logging(args.log_format, &args.log_level)?;
+    #[cfg(windows)]
+    if args.service {
+        let paths = config.paths(None)?;
+        create_state_dir(&paths.state_dir)?;
+        let log = paths.state_dir.join("daemon.log");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|source| DaemonError::Dir { path: log, source })?;
+        init_logging(args.log_format, &args.log_level, Some(file))?;
+        config.daemon.validate()?;
+        return service::run(move |events| run_runtime(config_path, config, Some(events)));
+    }
+    init_logging(args.log_format, &args.log_level, None)?;
     config.daemon.validate()?;
+    run_runtime(config_path, config, None)
+}
+
+/// How the SCM talks to the daemon (Windows; never on Unix).
+#[cfg(windows)]
+type ServiceEvents = Option<&'static service::Events>;
+#[cfg(not(windows))]
+type ServiceEvents = Option<std::convert::Infallible>;
+
+fn run_runtime(
+    config_path: Option<PathBuf>,
+    config: Config,
+    service: ServiceEvents,
+) -> Result<(), DaemonError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
@@ -187,21 +223,97 @@ pub fn run(
         .thread_keep_alive(Duration::from_secs(5))
         .build()
         .map_err(DaemonError::Start)?;
-    let result = runtime.block_on(main_loop(config_path, config));
+    let result = runtime.block_on(main_loop(config_path, config, service));
     // A check stuck past its timeout must not hold up the exit.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
 }
 
+/// What stops or reloads the daemon.
+enum Event {
+    Reload,
+    Stop,
+}
+
+/// SIGHUP reloads; SIGTERM and SIGINT stop.
 #[cfg(unix)]
-async fn main_loop(config_path: Option<PathBuf>, config: Config) -> Result<(), DaemonError> {
-    let mut hangup = signal(SignalKind::hangup()).map_err(DaemonError::Start)?;
-    let mut terminate = signal(SignalKind::terminate()).map_err(DaemonError::Start)?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(DaemonError::Start)?;
+struct Signals {
+    hangup: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    interrupt: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn new(_service: ServiceEvents) -> Result<Self, DaemonError> {
+        Ok(Signals {
+            hangup: signal(SignalKind::hangup()).map_err(DaemonError::Start)?,
+            terminate: signal(SignalKind::terminate()).map_err(DaemonError::Start)?,
+            interrupt: signal(SignalKind::interrupt()).map_err(DaemonError::Start)?,
+        })
+    }
+
+    async fn next(&mut self) -> Event {
+        tokio::select! {
+            _ = self.hangup.recv() => Event::Reload,
+            _ = self.terminate.recv() => Event::Stop,
+            _ = self.interrupt.recv() => Event::Stop,
+        }
+    }
+}
+
+/// Ctrl+C (or Ctrl+Break, closing the console) stops; under the SCM its stop and
+/// shutdown stop and `paramchange` reloads.
+#[cfg(windows)]
+struct Signals {
+    ctrl_c: tokio::signal::windows::CtrlC,
+    ctrl_break: tokio::signal::windows::CtrlBreak,
+    service: ServiceEvents,
+}
+
+#[cfg(windows)]
+impl Signals {
+    fn new(service: ServiceEvents) -> Result<Self, DaemonError> {
+        Ok(Signals {
+            ctrl_c: tokio::signal::windows::ctrl_c().map_err(DaemonError::Start)?,
+            ctrl_break: tokio::signal::windows::ctrl_break().map_err(DaemonError::Start)?,
+            service,
+        })
+    }
+
+    async fn next(&mut self) -> Event {
+        let service = self.service;
+        let stop = async {
+            match service {
+                Some(events) => events.stop.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        let reload = async {
+            match service {
+                Some(events) => events.reload.notified().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = self.ctrl_c.recv() => Event::Stop,
+            _ = self.ctrl_break.recv() => Event::Stop,
+            () = stop => Event::Stop,
+            () = reload => Event::Reload,
+        }
+    }
+}
+
+async fn main_loop(
+    config_path: Option<PathBuf>,
+    config: Config,
+    service: ServiceEvents,
+) -> Result<(), DaemonError> {
+    let mut signals = Signals::new(service)?;
 
     let paths = config.paths(None)?;
     let state_dir = paths.state_dir.clone();
-    create_dir(&state_dir, 0o700)?;
+    create_state_dir(&state_dir)?;
     // The TPM key (with its attestation key, for quotes) where there is a usable TPM,
     // else the software key as `[key]` allows; the same key `posture report` uses.
     let key = posture_agent::key::open(&config.key, &paths.key_dir, true)?;
@@ -225,7 +337,10 @@ async fn main_loop(config_path: Option<PathBuf>, config: Config) -> Result<(), D
         config.daemon.outbox_max_bytes,
     )?;
     let socket_path = paths.socket.clone().ok_or(DaemonError::NoSocket)?;
+    #[cfg(unix)]
     let (listener, socket_path) = bind(&config.daemon, socket_path)?;
+    #[cfg(windows)]
+    let (first_instance, own_sid) = bind_pipe(&config.daemon, &socket_path)?;
     tracing::info!(
         socket = %socket_path.display(),
         state = %state_dir.display(),
@@ -256,8 +371,17 @@ async fn main_loop(config_path: Option<PathBuf>, config: Config) -> Result<(), D
         triggers: triggers.clone(),
     });
 
+    #[cfg(unix)]
     let api = tokio::spawn(api::serve(
         listener,
+        Arc::clone(&shared),
+        shutdown_rx.clone(),
+    ));
+    #[cfg(windows)]
+    let api = tokio::spawn(api::serve_pipe(
+        first_instance,
+        socket_path.clone(),
+        own_sid,
         Arc::clone(&shared),
         shutdown_rx.clone(),
     ));
@@ -281,14 +405,15 @@ async fn main_loop(config_path: Option<PathBuf>, config: Config) -> Result<(), D
         tokio::spawn(notify::watchdog(interval, shutdown_rx.clone()));
     }
     notify::ready("serving");
+    #[cfg(windows)]
+    if service.is_some() {
+        service::running();
+    }
     tracing::info!("posture daemon ready");
 
-    loop {
-        tokio::select! {
-            _ = hangup.recv() => reload(&shared, config_path.as_deref()),
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
-        }
+    // Reloads until a stop.
+    while let Event::Reload = signals.next().await {
+        reload(&shared, config_path.as_deref());
     }
 
     tracing::info!("stopping");
@@ -297,6 +422,7 @@ async fn main_loop(config_path: Option<PathBuf>, config: Config) -> Result<(), D
     let _ = api.await;
     let _ = schedule.await;
     let _ = delivery.await;
+    #[cfg(unix)]
     if let Err(e) = std::fs::remove_file(&socket_path) {
         tracing::debug!(error = %e, "socket already gone");
     }
@@ -304,7 +430,6 @@ async fn main_loop(config_path: Option<PathBuf>, config: Config) -> Result<(), D
     Ok(())
 }
 
-#[cfg(unix)]
 fn reload(shared: &Shared, config_path: Option<&Path>) {
     notify::reloading();
     match Config::load(config_path) {
@@ -385,6 +510,54 @@ fn bind(daemon: &DaemonConfig, path: PathBuf) -> Result<(UnixListener, PathBuf),
     Ok((listener, path))
 }
 
+/// The state directory, owner-only (0700 on Unix; on Windows a protected DACL for the
+/// daemon's user, SYSTEM and Administrators).
+fn create_state_dir(path: &Path) -> Result<(), DaemonError> {
+    #[cfg(unix)]
+    {
+        create_dir(path, 0o700)
+    }
+    #[cfg(not(unix))]
+    {
+        posture_core::files::create_private_dir(path).map_err(|source| DaemonError::Dir {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+/// Creates the pipe's first instance: `FILE_FLAG_FIRST_PIPE_INSTANCE` makes this fail
+/// when any process (another daemon, or one squatting the name) already owns the name.
+/// Returns it with the daemon's own SID (which the allow-list defaults to).
+#[cfg(windows)]
+fn bind_pipe(
+    daemon: &DaemonConfig,
+    pipe: &Path,
+) -> Result<(tokio::net::windows::named_pipe::NamedPipeServer, String), DaemonError> {
+    let socket_err = |source| DaemonError::Socket {
+        path: pipe.to_owned(),
+        source,
+    };
+    if posture_agent::daemon_config::pipe_name(pipe).is_none() {
+        return Err(socket_err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a named pipe path (\\\\.\\pipe\\<name>)",
+        )));
+    }
+    if winpipe::exists(pipe) {
+        return Err(DaemonError::PipeTaken(pipe.to_owned()));
+    }
+    let own_sid = winpipe::own_sid().map_err(socket_err)?;
+    let sddl = peer::pipe_sddl(daemon, &own_sid);
+    match winpipe::create(pipe, true, &sddl) {
+        Ok(first) => Ok((first, own_sid)),
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            Err(DaemonError::PipeTaken(pipe.to_owned()))
+        }
+        Err(e) => Err(socket_err(e)),
+    }
+}
+
 #[cfg(unix)]
 fn create_dir(path: &Path, mode: u32) -> Result<(), DaemonError> {
     std::fs::DirBuilder::new()
@@ -397,15 +570,24 @@ fn create_dir(path: &Path, mode: u32) -> Result<(), DaemonError> {
         })
 }
 
-#[cfg(unix)]
-fn init_logging(format: LogFormat, level: &str) -> Result<(), DaemonError> {
+/// Logs to standard error, or (the Windows service, which has none) to `file`.
+fn init_logging(
+    format: LogFormat,
+    level: &str,
+    file: Option<std::fs::File>,
+) -> Result<(), DaemonError> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let level: tracing::level_filters::LevelFilter = level
         .parse()
         .map_err(|_| DaemonError::LogLevel(level.to_owned()))?;
     // journald timestamps every line itself and shows no colours.
     let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let writer = match file {
+        Some(file) => BoxMakeWriter::new(std::sync::Mutex::new(file)),
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
     let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_max_level(level)
         .with_ansi(false)
         .with_target(false);
