@@ -11,7 +11,7 @@
 //! - [`sign`]: evidence signed with the device key (and a PCR quote with a nonce).
 //! - [`compliance`]: the one definition of "compliant" (the configured policy).
 //! - [`caep`]: CAEP compliance-change events.
-//! - [`tpm`] (Linux, feature `tpm`): the TPM device side (keys, activation, quotes).
+//! - `tpm` (Linux, feature `tpm`): the TPM device side (keys, activation, quotes).
 //!
 //! ## Threading
 //! [`Agent`] is plain data (`Send + Sync`); collection blocks (one thread per check, each

@@ -20,6 +20,7 @@
 pub const SUPERBLOCK_OFFSET: usize = 4096;
 /// How much of the device to read: the superblock's fixed part and its fields (bcachefs
 /// superblocks are a few KiB; 64 KiB covers the largest shown by `show-super`).
+#[cfg(target_os = "linux")]
 pub const READ_LEN: u64 = (SUPERBLOCK_OFFSET + 64 * 1024) as u64;
 
 /// The two magic numbers bcachefs has used (`BCACHE_MAGIC` and `BCHFS_MAGIC`), as stored.
