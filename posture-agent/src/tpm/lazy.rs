@@ -17,8 +17,10 @@
 //! a call that reaches a trampoline without it aborts with the reason, as the loader
 //! did at start before.
 //!
-//! `tests/lazy_tss.rs` checks that the built `posture` binary does not list the libraries
-//! as needed (a function missing from [`SYMBOLS`] would silently bring them back).
+//! posture-cli's test `tpm_cli::the_tss_libraries_are_not_loaded_at_start` checks that
+//! the built `posture` binary does not load the libraries at start (a function missing
+//! from `SYMBOLS` would silently bring them back), and its swtpm tests go through the
+//! trampolines.
 //!
 //! Nothing here changes what the TSS does: the same libraries, the same functions.
 
@@ -122,7 +124,8 @@ macro_rules! lazy_symbols {
 
 lazy_symbols!(
     // Every TSS function the binary calls (`nm -D --undefined-only` of a normally
-    // linked build); tests/lazy_tss.rs fails when one is missing.
+    // linked build); tpm_cli's the_tss_libraries_are_not_loaded_at_start fails when one
+    // is missing.
     Esys_ActivateCredential,
     Esys_Certify,
     Esys_Create,
