@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use crate::ChecksConfig;
@@ -31,6 +31,32 @@ pub struct Context {
     /// is no longer wanted. Long loops and parsers look at [`Context::cancelled`] and stop;
     /// commands started through [`run_command`](crate::source::run_command) are killed.
     pub cancel: Cancel,
+    /// Files that several checks read, read once per collection (the runner starts a
+    /// fresh one for every collection, as it does the cancellation flag).
+    pub(crate) shared: SharedReads,
+}
+
+/// The contents of files more than one check reads, shared by every clone of one
+/// collection's [`Context`]: dpkg's status file (≈ 1 MB here), which both `patch_level`
+/// and `auto_updates` read — once instead of twice (issue 17's 10 ms budget; reading it
+/// costs page faults and a copy, not just parsing).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SharedReads(Arc<SharedFiles>);
+
+#[derive(Debug, Default)]
+struct SharedFiles {
+    /// `Err` holds the reason, worded as the error of the read itself.
+    dpkg_status: OnceLock<Result<Arc<String>, String>>,
+}
+
+impl SharedReads {
+    /// The file, read by the first check that asks (a second one waits for that read).
+    pub(crate) fn dpkg_status(
+        &self,
+        read: impl FnOnce() -> Result<Arc<String>, String>,
+    ) -> Result<Arc<String>, String> {
+        self.0.dpkg_status.get_or_init(read).clone()
+    }
 }
 
 /// A cancellation flag shared by every clone of one collection's [`Context`].
@@ -64,6 +90,7 @@ impl Context {
             live: true,
             state_dir: None,
             cancel: Cancel::new(),
+            shared: SharedReads::default(),
         }
     }
 
@@ -76,6 +103,7 @@ impl Context {
             live: false,
             state_dir: None,
             cancel: Cancel::new(),
+            shared: SharedReads::default(),
         }
     }
 

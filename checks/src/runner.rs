@@ -131,6 +131,8 @@ pub fn wait_for_stragglers(grace: Duration) -> Vec<&'static str> {
 pub fn collect_checks(checks: &[&'static CheckDef], ctx: &Context) -> Result<Vec<Finding>, Error> {
     let mut ctx = ctx.clone();
     ctx.cancel = Cancel::new();
+    // Files are read afresh by every collection (the daemon's run every few minutes).
+    ctx.shared = crate::context::SharedReads::default();
     let ctx = Arc::new(ctx);
     let timeout = humantime::format_duration(ctx.config.timeout);
     let deadline = Instant::now() + ctx.config.timeout;

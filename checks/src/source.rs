@@ -92,6 +92,17 @@ pub fn read_text(ctx: &Context, absolute: impl AsRef<Path>) -> Result<String, So
     })
 }
 
+/// dpkg's status file (`/var/lib/dpkg/status`), read once per collection however many
+/// checks ask (see [`Context`]'s shared reads). `Err` is the read's reason, as
+/// [`read_text`] words it.
+pub fn read_dpkg_status(ctx: &Context) -> Result<std::sync::Arc<String>, String> {
+    ctx.shared.dpkg_status(|| {
+        read_text(ctx, "/var/lib/dpkg/status")
+            .map(std::sync::Arc::new)
+            .map_err(|e| e.to_string())
+    })
+}
+
 /// Reads a whole file below the context root.
 pub fn read_bytes(ctx: &Context, absolute: impl AsRef<Path>) -> Result<Vec<u8>, SourceError> {
     let path = ctx.path(absolute);

@@ -865,3 +865,31 @@ fn hex_bytes(hex: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
         .collect()
 }
+
+/// The TSS libraries (and libcrypto, which only they bring) are loaded when a TPM is
+/// first used, not at every start (`posture check` never needs them; issue 17's 10 ms
+/// budget). glibc's loader lists what it loads at start under LD_TRACE_LOADED_OBJECTS
+/// (what `ldd` does), without running the program. A TSS function missing from
+/// posture-agent's `tpm::lazy::SYMBOLS` would bring the libraries back here.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_tss_libraries_are_not_loaded_at_start() {
+    let out = Command::new(env!("CARGO_BIN_EXE_posture"))
+        .arg("--version")
+        .env("LD_TRACE_LOADED_OBJECTS", "1")
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && listed.contains("libc.so"),
+        "{listed}"
+    );
+    assert!(
+        !listed.contains("libtss2"),
+        "TSS loaded at start:\n{listed}"
+    );
+    assert!(
+        !listed.contains("libcrypto"),
+        "libcrypto loaded at start:\n{listed}"
+    );
+}

@@ -8,7 +8,7 @@ use posture_core::{Finding, Remediation};
 
 use crate::patch_level::apt::is_installed;
 use crate::patch_level::{detect, Manager};
-use crate::source::{exists, list_dir, read_text};
+use crate::source::{exists, list_dir, read_dpkg_status, read_text};
 use crate::Context;
 use systemd::{timer_state, UnitState};
 
@@ -32,9 +32,10 @@ pub fn read_apt_config(ctx: &Context, sources: &mut Vec<String>) -> BTreeMap<Str
 
 fn check_apt(ctx: &Context) -> Finding {
     let mut sources = vec!["/var/lib/dpkg/status".to_owned()];
-    let status = match read_text(ctx, "/var/lib/dpkg/status") {
+    // Shared with patch_level: read once per collection.
+    let status = match read_dpkg_status(ctx) {
         Ok(text) => text,
-        Err(e) => return Finding::unknown(ID, e.to_string()).source("/var/lib/dpkg/status"),
+        Err(e) => return Finding::unknown(ID, e).source("/var/lib/dpkg/status"),
     };
     let installed = is_installed(&status, "unattended-upgrades");
     let config = read_apt_config(ctx, &mut sources);

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use super::list_cache;
 use super::{apt, kernel, others};
-use crate::source::{exists, list_dir, read_attr, read_bytes, read_text, run_command};
+use crate::source::{
+    exists, list_dir, read_attr, read_bytes, read_dpkg_status, read_text, run_command,
+};
 use crate::Context;
 
 /// Decompressed lists larger than this are not read further (apt's largest is ~60 MB).
@@ -136,18 +138,18 @@ fn open_list(
 fn gather_apt(ctx: &Context, facts: &mut Facts) {
     apt_last_upgrade(ctx, facts);
     facts.sources.push("/var/lib/dpkg/status".to_owned());
-    let status = match read_text(ctx, "/var/lib/dpkg/status") {
+    // Shared with auto_updates: read once per collection.
+    let status = match read_dpkg_status(ctx) {
         Ok(text) => text,
         Err(e) => {
-            facts.security_reason = e.to_string();
+            facts.security_reason = e;
             return;
         }
     };
     let installed = apt::parse_dpkg_status(&status);
-    let index: HashMap<(String, String), String> = installed
-        .iter()
-        .map(|p| ((p.name.clone(), p.arch.clone()), p.version.clone()))
-        .collect();
+    // The installed packages by (name, architecture), for reading a list that is not in
+    // the cache; built only then (a warm run never needs it).
+    let mut index: Option<HashMap<(String, String), String>> = None;
 
     facts.sources.push("/var/lib/apt/lists".to_owned());
     let files = match list_dir(ctx, "/var/lib/apt/lists") {
@@ -162,6 +164,7 @@ fn gather_apt(ctx: &Context, facts: &mut Facts) {
     let mut cache = list_cache::ListCache::load(ctx.state_dir.as_deref(), &status_fingerprint);
     let mut offers = Vec::new();
     let mut unreadable = Vec::new();
+    let mut releases: HashMap<String, Option<apt::Release>> = HashMap::new();
     for file in &files {
         let compression = match apt::packages_list_kind(file) {
             None => continue,
@@ -178,9 +181,15 @@ fn gather_apt(ctx: &Context, facts: &mut Facts) {
             .and_then(|fp| cache.get(file, fp));
         let contents = match cached {
             Some(contents) => contents,
-            None => match open_list(ctx, file, compression)
-                .and_then(|reader| apt::read_list(reader, &index))
-            {
+            None => match open_list(ctx, file, compression).and_then(|reader| {
+                let index = index.get_or_insert_with(|| {
+                    installed
+                        .iter()
+                        .map(|p| ((p.name.clone(), p.arch.clone()), p.version.clone()))
+                        .collect()
+                });
+                apt::read_list(reader, index)
+            }) {
                 Ok(c) => {
                     if let Some(fp) = list_fingerprint {
                         cache.put(file, fp, &c);
@@ -193,10 +202,17 @@ fn gather_apt(ctx: &Context, facts: &mut Facts) {
                 }
             },
         };
+        // One Release file describes every list of its suite (main, contrib, each
+        // architecture, ...): read and parse it once per run.
         let release = apt::release_file_for(file, &files).and_then(|name| {
-            read_text(ctx, Path::new("/var/lib/apt/lists").join(name))
-                .ok()
-                .map(|t| apt::parse_release(&t))
+            releases
+                .entry(name.to_owned())
+                .or_insert_with(|| {
+                    read_text(ctx, Path::new("/var/lib/apt/lists").join(name))
+                        .ok()
+                        .map(|t| apt::parse_release(&t))
+                })
+                .clone()
         });
         if let Some(date) = release.as_ref().and_then(|r| r.date) {
             facts.lists_date = Some(facts.lists_date.map_or(date, |d| d.max(date)));

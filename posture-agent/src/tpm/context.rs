@@ -55,6 +55,8 @@ impl Tpm {
     /// For a device TCTI, a missing device is [`KeyError::Unsupported`] and a permission
     /// problem is [`TpmFailure::PermissionDenied`] (the agent's key choice says how to fix it).
     pub fn open(tcti: &str) -> Result<Tpm, KeyError> {
+        // The TSS libraries are loaded here, not at process start (see `lazy`).
+        super::lazy::ensure_loaded().map_err(KeyError::Unsupported)?;
         if let Some(device) = tcti.strip_prefix("device:") {
             check_device(Path::new(if device.is_empty() {
                 "/dev/tpm0"

@@ -24,6 +24,19 @@
 mod attest;
 mod blob;
 mod context;
+// The TSS libraries are loaded on first use (x86_64: trampolines + dlopen, see lazy.rs);
+// elsewhere they are linked the ordinary way and are always there.
+#[cfg(target_arch = "x86_64")]
+mod lazy;
+#[cfg(not(target_arch = "x86_64"))]
+mod lazy {
+    //! The TSS libraries are linked the ordinary way on this architecture.
+
+    /// Always loaded (by the dynamic loader at start).
+    pub fn ensure_loaded() -> Result<(), String> {
+        Ok(())
+    }
+}
 mod signer;
 mod templates;
 mod tss2key;
