@@ -93,6 +93,7 @@ step "plain ext4 image file on /, loop-mounted at /mnt/loopplain" sh -c "
 # ZFS: OpenZFS built on the host for this kernel (tests/vm/build-zfs.sh), the modules
 # and zfsutils-linux shared in $host/zfs. zfsutils-linux is installed without its python3
 # dependency (only arc_summary/arcstat use it) and without starting its services.
+zfs_start=$(date +%s)
 step "load the ZFS modules built for this kernel" sh -c "
   dir=/lib/modules/\$(uname -r)/extra/zfs && mkdir -p \$dir && cp $host/zfs/modules/*.ko \$dir/ &&
   depmod -a && modprobe zfs zfs_arc_max=67108864"
@@ -115,6 +116,7 @@ step "ptank/locked: aes-256-gcm, unmounted and its key unloaded" sh -c "
 step "LUKS2 on vdj, ZFS pool pluks on it at /mnt/zluks" sh -c "
   $(printf '%q ' "${luks2[@]}") /dev/vdj && cryptsetup open --key-file $key /dev/vdj cr_zfs &&
   zpool create -f -O mountpoint=/mnt/zluks pluks /dev/mapper/cr_zfs"
+echo "# the ZFS setup took $(($(date +%s) - zfs_start)) s under TCG"
 
 # What the tools say, for the host's assertions and for reading a failure.
 {
