@@ -598,6 +598,18 @@ fn swap_on_plain_dm_crypt_passes() {
     assert_eq!(finding.status, Status::Pass, "{finding:#?}");
     assert_eq!(finding.observed["swap"]["state"], "encrypted");
     assert_eq!(finding.observed["swap"]["areas"][0]["encryption"], "plain");
+    // The layer is named; a plain mapping has no header to read the cipher from.
+    let layer = &finding.observed["swap"]["areas"][0]["crypt_layers"][0];
+    assert_eq!(layer["device"], "dm-1");
+    assert_eq!(layer["format"], "plain");
+    assert_eq!(layer["header_device"], "nvme0n1p4");
+    assert!(
+        layer["header"]
+            .as_str()
+            .unwrap()
+            .starts_with("no LUKS header"),
+        "{layer}"
+    );
 }
 
 #[test]

@@ -107,6 +107,10 @@ check("two swap areas", len(areas) == 2, swap)
 enc = [a for a in areas if "vde" in " ".join(a.get("device_chain", []))]
 clear = [a for a in areas if a.get("filename") == "/dev/vdf"]
 check("swap on vde (plain dm-crypt, random key) is encrypted: plain", len(enc) == 1 and enc[0].get("encryption") == "plain", areas)
+check("swap on vde: its plain dm-crypt layer named (no header, so no cipher claimed)",
+      len(enc) == 1 and len(enc[0].get("crypt_layers", [])) == 1 and enc[0]["crypt_layers"][0].get("format") == "plain"
+      and enc[0]["crypt_layers"][0].get("header_device") == "vde" and "cipher" not in enc[0]["crypt_layers"][0],
+      enc)
 check("swap on vdf is not encrypted", len(clear) == 1 and clear[0].get("encryption") == "none", areas)
 check("swap state: unencrypted", swap.get("state") == "unencrypted", swap)
 

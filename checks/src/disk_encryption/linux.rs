@@ -696,6 +696,8 @@ struct Swap {
     kind: String,
     chain: Vec<String>,
     protection: Protection,
+    /// The encryption layers, as for a volume (a swap file: its filesystem's).
+    crypt_layers: Vec<CryptLayer>,
 }
 
 impl Swap {
@@ -711,6 +713,7 @@ impl Swap {
             "type": self.kind,
             "device_chain": self.chain,
             "encryption": encryption,
+            "crypt_layers": self.crypt_layers,
         });
         if let (Protection::Unknown(reason), Some(map)) = (&self.protection, value.as_object_mut())
         {
@@ -730,9 +733,13 @@ fn read_swap(
     Ok(areas
         .into_iter()
         .map(|area| {
+            let mut layers = Vec::new();
             let (chain, protection) = if area.kind == "partition" {
                 match sysfs::read_dev_path(ctx, &area.filename) {
-                    Ok(node) => (node.chain(), protection(&node)),
+                    Ok(node) => {
+                        crypt_layers(ctx, &node, &mut layers);
+                        (node.chain(), protection(&node))
+                    }
                     Err(reason) => (Vec::new(), Protection::Unknown(reason)),
                 }
             } else {
@@ -752,6 +759,7 @@ fn read_swap(
                     Some(volume) => {
                         let mut chain = vec![format!("file on {}", volume.mount_point)];
                         chain.extend(volume.chain.iter().cloned());
+                        layers.clone_from(&volume.crypt_layers);
                         (chain, volume.protection.clone())
                     }
                     None => (
@@ -768,6 +776,7 @@ fn read_swap(
                 kind: area.kind,
                 chain,
                 protection,
+                crypt_layers: layers,
             }
         })
         .collect())

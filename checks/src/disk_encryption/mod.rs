@@ -8,7 +8,7 @@
 //!   followed down to the physical disks. LVM-on-LUKS and
 //!   LUKS-on-LVM are both just stacks: the volume is encrypted when every path from it
 //!   to a physical device passes through a dm-crypt layer.
-//! - `/proc/swaps`: active swap areas.
+//! - `/proc/swaps`: active swap areas (each with its encryption layers, as for volumes).
 //! - `<mount point>/.fscrypt/policies`: fscrypt's metadata, when fscrypt is set up.
 //! - ZFS datasets: `zfs get -H -o value encryption,keystatus <dataset>`, live system only;
 //!   a dataset without native encryption is judged by its pool's devices (`zpool status -P
