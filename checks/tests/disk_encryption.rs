@@ -598,6 +598,18 @@ fn swap_on_plain_dm_crypt_passes() {
     assert_eq!(finding.status, Status::Pass, "{finding:#?}");
     assert_eq!(finding.observed["swap"]["state"], "encrypted");
     assert_eq!(finding.observed["swap"]["areas"][0]["encryption"], "plain");
+    // The layer is named; a plain mapping has no header to read the cipher from.
+    let layer = &finding.observed["swap"]["areas"][0]["crypt_layers"][0];
+    assert_eq!(layer["device"], "dm-1");
+    assert_eq!(layer["format"], "plain");
+    assert_eq!(layer["header_device"], "nvme0n1p4");
+    assert!(
+        layer["header"]
+            .as_str()
+            .unwrap()
+            .starts_with("no LUKS header"),
+        "{layer}"
+    );
 }
 
 #[test]
@@ -1008,6 +1020,52 @@ fn plain_loop_file_is_as_protected_as_the_filesystem_it_is_on() {
             "{image}: {finding:#?}"
         );
     }
+}
+
+/// A plain image file on a loop device, on the LUKS root: the finding names the layer
+/// that encrypts it (the root's dm-crypt, with the cipher from its header) and the file
+/// it goes through; a weak cipher there makes the loop volume weak too.
+#[test]
+fn loop_file_on_an_encrypted_filesystem_names_the_layer_below() {
+    for (hdr, kind, bits, status) in [
+        ("luks2-aes-xts-512.hdr", "LUKS2", 512, "pass"),
+        ("luks1-aes-xts-256.hdr", "LUKS1", 256, "fail"),
+    ] {
+        let mut tree = luks_root(kind, &header_fixture(hdr));
+        tree.loop_dev(0, "/var/lib/images/data.img");
+        tree.mount("7:0", "/", "/mnt/data", "ext4", "/dev/loop0");
+        let finding = tree.run();
+        let data = volume(&finding, "/mnt/data");
+        assert_eq!(data["status"], status, "{hdr}: {finding:#?}");
+        assert_eq!(data["encryption"], kind.to_lowercase());
+        let layers = data["crypt_layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 1, "{data}");
+        let layer = &layers[0];
+        assert_eq!(layer["device"], "dm-0");
+        assert_eq!(layer["header_device"], "nvme0n1p3");
+        assert_eq!(layer["cipher"], "aes-xts-plain64");
+        assert_eq!(layer["key_bits"], bits);
+        assert_eq!(layer["via_loop_file"], "/var/lib/images/data.img");
+        // The root's own layer is not marked as going through a loop file.
+        assert!(crypt_layer(&finding, "/").get("via_loop_file").is_none());
+        if status == "fail" {
+            assert!(finding.summary.contains("/mnt/data"), "{}", finding.summary);
+        }
+    }
+    // On a plain filesystem: no layer is invented.
+    let mut tree = Tree::new();
+    lvm_on_luks(&mut tree);
+    let disk = tree.disk(SATA, "8:0", false);
+    tree.partition(&disk, "sda1", "8:1", 1);
+    tree.mount("8:1", "/", "/srv", "ext4", "/dev/sda1");
+    tree.loop_dev(0, "/srv/data.img");
+    tree.mount("7:0", "/", "/mnt/data", "ext4", "/dev/loop0");
+    let finding = tree.run();
+    assert_eq!(volume(&finding, "/mnt/data")["status"], "fail");
+    assert_eq!(
+        volume(&finding, "/mnt/data")["crypt_layers"],
+        Value::Array(Vec::new())
+    );
 }
 
 #[test]

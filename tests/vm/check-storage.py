@@ -60,6 +60,10 @@ check("btrfs: the subvolume mount is the same volume (also_mounted_at)",
 inner = volume("/mnt/loopinner")
 check("loop file on the btrfs-on-LUKS: encrypted (luks2), pass",
       inner.get("encryption") == "luks2" and inner.get("status") == "pass", inner)
+check("loop file on the btrfs-on-LUKS: the btrfs's two LUKS2 layers (vdb, vdc, aes-xts-plain64 512-bit), via the file",
+      sorted(lay.get("header_device") for lay in layers(inner)) == ["vdb", "vdc"]
+      and all(lay.get("format") == "luks2" and lay.get("cipher") == "aes-xts-plain64" and lay.get("key_bits") == 512
+              and lay.get("via_loop_file") == "/mnt/btrfs/inner.img" for lay in layers(inner)), layers(inner))
 
 # Encrypted container file on the plain root, and a plain one.
 lc = volume("/mnt/loopcrypt")
@@ -103,6 +107,10 @@ check("two swap areas", len(areas) == 2, swap)
 enc = [a for a in areas if "vde" in " ".join(a.get("device_chain", []))]
 clear = [a for a in areas if a.get("filename") == "/dev/vdf"]
 check("swap on vde (plain dm-crypt, random key) is encrypted: plain", len(enc) == 1 and enc[0].get("encryption") == "plain", areas)
+check("swap on vde: its plain dm-crypt layer named (no header, so no cipher claimed)",
+      len(enc) == 1 and len(enc[0].get("crypt_layers", [])) == 1 and enc[0]["crypt_layers"][0].get("format") == "plain"
+      and enc[0]["crypt_layers"][0].get("header_device") == "vde" and "cipher" not in enc[0]["crypt_layers"][0],
+      enc)
 check("swap on vdf is not encrypted", len(clear) == 1 and clear[0].get("encryption") == "none", areas)
 check("swap state: unencrypted", swap.get("state") == "unencrypted", swap)
 
@@ -111,12 +119,86 @@ hib = obs.get("hibernation", {})
 check("hibernation resume device /dev/vdf, not encrypted",
       hib.get("resume_device") == "/dev/vdf" and hib.get("encrypted") is False, hib)
 
+# ZFS, against ZFS's own view (`zfs get` in the guest) and cryptsetup's for ZFS on LUKS.
+zget = {}
+with open(f"{out}/zfs-get.txt") as f:
+    for line in f:
+        parts = line.rstrip("\n").split("\t")
+        if len(parts) == 3:
+            zget[(parts[0], parts[1])] = parts[2]
+check("zfs get lists the five datasets", all((d, "encryption") in zget for d in
+      ["ptank/secure", "ptank/weak", "ptank/plain", "ptank/locked", "pluks"]), zget)
+
+
+def zfs_volume(mount_point, dataset):
+    v = volume(mount_point)
+    check(f"{mount_point}: ZFS dataset {dataset}, and zfs get says it is mounted there",
+          v.get("fstype") == "zfs" and v.get("source") == dataset and zget.get((dataset, "mounted")) == "yes"
+          and zget.get((dataset, "mountpoint")) == mount_point, v)
+    check(f"{mount_point}: encryption and key status as zfs get says ({zget.get((dataset, 'encryption'))}, "
+          f"{zget.get((dataset, 'keystatus'))})",
+          v.get("zfs_encryption") == zget.get((dataset, "encryption"))
+          and v.get("zfs_keystatus") == zget.get((dataset, "keystatus")), v)
+    return v
+
+
+for mount_point, dataset, cipher, bits, status in [("/mnt/zsecure", "ptank/secure", "aes-256-gcm", 256, "pass"),
+                                                   ("/mnt/zweak", "ptank/weak", "aes-128-ccm", 128, "fail")]:
+    v = zfs_volume(mount_point, dataset)
+    check(f"{mount_point}: zfs get says {cipher}, key available", zget.get((dataset, "encryption")) == cipher
+          and zget.get((dataset, "keystatus")) == "available", zget)
+    check(f"{mount_point}: ZFS native encryption ({cipher}), {status}",
+          v.get("encryption") == f"zfs-native ({cipher})" and v.get("status") == status
+          and v.get("full_volume") is True, v)
+    lay = layers(v)
+    check(f"{mount_point}: one zfs-native layer on {dataset}, {cipher}, {bits}-bit, key available",
+          len(lay) == 1 and lay[0].get("format") == "zfs-native" and lay[0].get("device") == dataset
+          and lay[0].get("cipher") == cipher and lay[0].get("key_bits") == bits
+          and "key available" in lay[0].get("header", ""), lay)
+    if status == "pass":
+        check(f"{mount_point}: no weakness", len(lay) == 1 and not lay[0].get("weakness"), lay)
+    else:
+        check(f"{mount_point}: weak (a 128-bit key)", len(lay) == 1 and "128-bit" in str(lay[0].get("weakness")), lay)
+
+zplain = zfs_volume("/mnt/zplain", "ptank/plain")
+check("/mnt/zplain: zfs get says encryption off", zget.get(("ptank/plain", "encryption")) == "off", zget)
+# ZFS partitions a whole disk it is given (vdi1); the only layer recorded is that the
+# disk was looked at for Opal (a virtio disk has none).
+check("/mnt/zplain: not encrypted (pool on the plain vdi1), fail, no encryption layer",
+      zplain.get("encryption") == "none" and zplain.get("status") == "fail"
+      and zplain.get("device_chain") == ["ptank/plain (ZFS dataset)", "vdi1"]
+      and all(lay.get("format") == "opal" and lay.get("header", "").startswith("no Opal") for lay in layers(zplain)),
+      zplain)
+
+check("ptank/locked: zfs get says its key is unavailable and it is not mounted",
+      zget.get(("ptank/locked", "keystatus")) == "unavailable" and zget.get(("ptank/locked", "mounted")) == "no", zget)
+check("ptank/locked: not a volume (not mounted)", "/mnt/zlocked" not in volumes, sorted(volumes))
+
+with open(f"{out}/cr_zfs-status.txt") as f:
+    crz = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in f if ":" in line)}
+zluks = zfs_volume("/mnt/zluks", "pluks")
+check("/mnt/zluks: zfs get says encryption off (no native encryption)", zget.get(("pluks", "encryption")) == "off", zget)
+check("/mnt/zluks: encrypted by LUKS2 below the pool, pass",
+      zluks.get("encryption") == "luks2" and zluks.get("status") == "pass" and zluks.get("full_volume") is True, zluks)
+check("/mnt/zluks: device chain dataset -> dm-crypt (LUKS2) -> vdj",
+      len(zluks.get("device_chain", [])) == 3 and zluks["device_chain"][0] == "pluks (ZFS dataset)"
+      and zluks["device_chain"][1].endswith("(LUKS2)") and zluks["device_chain"][2] == "vdj", zluks.get("device_chain"))
+check("/mnt/zluks: cryptsetup status says cr_zfs is LUKS2 on /dev/vdj",
+      crz.get("type") == "LUKS2" and crz.get("device") == "/dev/vdj", crz)
+check(f"/mnt/zluks: one LUKS2 layer, header on vdj, as cryptsetup status says ({crz.get('cipher')}, {crz.get('keysize')})",
+      len(layers(zluks)) == 1 and layers(zluks)[0].get("format") == "luks2"
+      and layers(zluks)[0].get("header_device") == "vdj" and layers(zluks)[0].get("cipher") == crz.get("cipher")
+      and f"{layers(zluks)[0].get('key_bits')} bits" == crz.get("keysize") and not layers(zluks)[0].get("weakness"),
+      layers(zluks))
+
 # The verdict and what it names.
 summary = finding.get("summary", "")
 check("the finding fails", finding.get("status") == "fail", finding.get("status"))
-for name in ["/ (", "/mnt/loopplain", "swap /dev/vdf", "hibernation image on /dev/vdf", "weak cipher: /mnt/weak"]:
+for name in ["/ (", "/mnt/loopplain", "swap /dev/vdf", "hibernation image on /dev/vdf", "weak cipher: /mnt/weak",
+             "/mnt/zplain (vdi1)", "/mnt/zweak"]:
     check(f"the summary names {name!r}", name in summary, summary)
-for name in ["/mnt/btrfs", "/mnt/loopcrypt", "/mnt/integrity", "/mnt/detached", "/mnt/loopinner"]:
+for name in ["/mnt/btrfs", "/mnt/loopcrypt", "/mnt/integrity", "/mnt/detached", "/mnt/loopinner", "/mnt/zsecure",
+             "/mnt/zluks", "/mnt/zlocked"]:
     check(f"the summary does not blame {name}", f"{name} (" not in summary and f"{name}," not in summary
           and not summary.endswith(name), summary)
 

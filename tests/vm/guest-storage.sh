@@ -11,6 +11,9 @@
 #   vdf       swap without encryption, also set as the hibernation resume device
 #   vdg       LUKS2 with dm-integrity (hmac-sha256) under dm-crypt, ext4
 #   vdh       LUKS2 with a detached header (the header is a file on /), ext4
+#   vdi       ZFS pool ptank: datasets with native encryption (aes-256-gcm; aes-128-ccm,
+#             weak; one with its key unloaded, so not mounted) and one without
+#   vdj       LUKS2, ZFS pool pluks on it (ZFS on LUKS), no native encryption
 # plus, on the root filesystem, a LUKS2 container file on a loop device (must not make
 # / count as encrypted) and a plain ext4 image file on a loop device (as clear as /), and
 # a plain ext4 image file on the encrypted btrfs (as encrypted as the btrfs).
@@ -87,15 +90,47 @@ step "plain ext4 image file on /, loop-mounted at /mnt/loopplain" sh -c "
   truncate -s 16M /var/tmp/plain.img && mkfs.ext4 -q -F /var/tmp/plain.img &&
   mount -o loop /var/tmp/plain.img /mnt/loopplain"
 
+# ZFS: OpenZFS built on the host for this kernel (tests/vm/build-zfs.sh), the modules
+# and zfsutils-linux shared in $host/zfs. zfsutils-linux is installed without its python3
+# dependency (only arc_summary/arcstat use it) and without starting its services.
+zfs_start=$(date +%s)
+step "load the ZFS modules built for this kernel" sh -c "
+  dir=/lib/modules/\$(uname -r)/extra/zfs && mkdir -p \$dir && cp $host/zfs/modules/*.ko \$dir/ &&
+  depmod -a && modprobe zfs zfs_arc_max=67108864"
+step "install zfsutils-linux and its libraries (no python3, no services)" sh -c "
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d &&
+  { dpkg -i --force-depends $host/zfs/debs/*.deb >/tmp/dpkg-zfs.log 2>&1 || { cat /tmp/dpkg-zfs.log; exit 1; }; } &&
+  rm /usr/sbin/policy-rc.d && zfs version"
+zpass=/root/zfs-passphrase
+echo "posture-vmtest-passphrase" >"$zpass"
+zenc=(-o keyformat=passphrase -o "keylocation=file://$zpass")
+step "ZFS pool ptank on vdi (its root dataset not mounted)" zpool create -f -O mountpoint=none ptank /dev/vdi
+step "ptank/secure: aes-256-gcm, key loaded, at /mnt/zsecure" \
+  zfs create -o encryption=aes-256-gcm "${zenc[@]}" -o mountpoint=/mnt/zsecure ptank/secure
+step "ptank/weak: aes-128-ccm, key loaded, at /mnt/zweak" \
+  zfs create -o encryption=aes-128-ccm "${zenc[@]}" -o mountpoint=/mnt/zweak ptank/weak
+step "ptank/plain: no encryption, at /mnt/zplain" zfs create -o mountpoint=/mnt/zplain ptank/plain
+step "ptank/locked: aes-256-gcm, unmounted and its key unloaded" sh -c "
+  zfs create -o encryption=aes-256-gcm $(printf '%q ' "${zenc[@]}") -o mountpoint=/mnt/zlocked ptank/locked &&
+  zfs unmount ptank/locked && zfs unload-key ptank/locked"
+step "LUKS2 on vdj, ZFS pool pluks on it at /mnt/zluks" sh -c "
+  $(printf '%q ' "${luks2[@]}") /dev/vdj && cryptsetup open --key-file $key /dev/vdj cr_zfs &&
+  zpool create -f -O mountpoint=/mnt/zluks pluks /dev/mapper/cr_zfs"
+echo "# the ZFS setup took $(($(date +%s) - zfs_start)) s under TCG"
+
 # What the tools say, for the host's assertions and for reading a failure.
 {
   echo "# lsblk"; lsblk -o NAME,MAJ:MIN,TYPE,FSTYPE,MOUNTPOINTS
-  for m in cr_b cr_c cr_weak cswap cr_integrity cr_detached cr_loop; do echo "# cryptsetup status $m"; cryptsetup status "$m"; done
+  for m in cr_b cr_c cr_weak cswap cr_integrity cr_detached cr_loop cr_zfs; do echo "# cryptsetup status $m"; cryptsetup status "$m"; done
   echo "# dmsetup table (keys not shown)"; dmsetup table
   echo "# /proc/swaps"; cat /proc/swaps
   echo "# /sys/power/resume"; cat /sys/power/resume
 } >"$out/storage-tools.txt" 2>&1
-for d in vdb vdc vdd vde vdf vdg vdh; do echo "$d $(cat /sys/class/block/$d/dev)"; done >"$out/disks.txt"
+# ZFS's own view, the independent evidence for the datasets.
+zfs get -H -o name,property,value encryption,keystatus,mounted,mountpoint -r ptank pluks >"$out/zfs-get.txt" 2>&1
+zpool status -P >"$out/zpool-status.txt" 2>&1
+cryptsetup status cr_zfs >"$out/cr_zfs-status.txt" 2>&1
+for d in vdb vdc vdd vde vdf vdg vdh vdi vdj; do echo "$d $(cat /sys/class/block/$d/dev)"; done >"$out/disks.txt"
 losetup -l -n -O NAME,BACK-FILE >"$out/loops.txt"
 
 # The real thing: the CLI as root (it reads the LUKS headers).
@@ -110,5 +145,6 @@ sync
 # Tidy shutdown: the loop-mounted file on the btrfs first (systemd would otherwise fail
 # to unmount the btrfs at power-off, a harmless but confusing console line).
 umount /mnt/loopinner /mnt/btrfs-sub /mnt/btrfs
+zpool export ptank pluks
 echo "$failed setup steps failed"
 [ "$failed" = 0 ]

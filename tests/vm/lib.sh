@@ -67,6 +67,30 @@ vm_local_repo() {
   echo "$dir"
 }
 
+# vm_zfs IMAGE_DIR: prints a directory with OpenZFS kernel modules built for the image's
+# kernel (modules/*.ko) and zfsutils-linux with its libraries (debs/*.deb), built on the
+# host once by tests/vm/build-zfs.sh and cached as $vm_cache/zfs-HASH (HASH of that
+# script and the image's kernel); older zfs-* caches are deleted.
+vm_zfs() {
+  set -e # called as $(vm_zfs ...), see vm_image
+  local image=$1 kernel key dir start
+  kernel=$(debugfs -R 'ls -p /lib/modules' "$image/rootfs.img" 2>/dev/null | awk -F/ '$6 ~ /^[0-9]/ {print $6}')
+  key=$( (sha256sum <"$vm_here/build-zfs.sh"; echo "$kernel") | sha256sum | cut -c1-16)
+  dir=$vm_cache/zfs-$key
+  (
+    flock 9
+    if [ ! -f "$dir/kernel" ]; then
+      start=$(date +%s)
+      rm -rf "$dir.tmp"
+      "$vm_here/build-zfs.sh" "$dir.tmp" "$image" >&2
+      mv "$dir.tmp" "$dir"
+      echo "vm: built OpenZFS for the guest in $(($(date +%s) - start)) s ($dir)" >&2
+      find "$vm_cache" -maxdepth 1 -name 'zfs-*' ! -name "zfs-$key" -exec rm -rf {} +
+    fi
+  ) 9>"$vm_cache/.lock-zfs"
+  echo "$dir"
+}
+
 # QEMU acceleration: TCG by default (this project's machines have a /dev/kvm that QEMU
 # aborts on); POSTURE_VM_ACCEL=kvm where KVM works.
 vm_accel=(-accel tcg,thread=multi)

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # The real-kernel storage test: boots the Debian 12 guest (tests/vm/build-image.sh, its
-# stock kernel) with seven extra virtual disks, builds btrfs on LUKS (two devices),
+# stock kernel) with nine extra virtual disks, builds btrfs on LUKS (two devices),
 # an encrypted loop file beside the unencrypted root, encrypted and unencrypted swap,
-# dm-integrity under dm-crypt, a detached LUKS header and a weak cipher in it
-# (tests/vm/guest-storage.sh), runs `posture check --json --only disk_encryption` there
-# and checks the finding against what was built (tests/vm/check-storage.py).
+# dm-integrity under dm-crypt, a detached LUKS header, a weak cipher, ZFS native
+# encryption and ZFS on LUKS in it (tests/vm/guest-storage.sh), runs `posture check
+# --json --only disk_encryption` there and checks the finding against what was built
+# and what the guest's tools say (tests/vm/check-storage.py).
 #
 # Usage: tests/vm/storage.sh POSTURE
 #   POSTURE is a `posture` binary, or scripts/package.sh's output directory (the binary is
 #   taken from posture_VERSION-1_amd64.deb).
 # cryptsetup and btrfs-progs reach the guest (which has no network) as .debs from a local
 # repository, downloaded on the host once and cached in $POSTURE_VM_CACHE/storage-debs-*.
+# OpenZFS is built on the host for the guest's kernel once (tests/vm/build-zfs.sh) and
+# cached in $POSTURE_VM_CACHE/zfs-*, with zfsutils-linux.
 # POSTURE_VM_TIMEOUT (default 900 s) bounds the guest. Missing QEMU is a failure.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -18,7 +21,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 arg=$(realpath "${1:?usage: tests/vm/storage.sh POSTURE_BINARY|PACKAGES_DIR}")
 timeout_s=${POSTURE_VM_TIMEOUT:-900}
-vm_require qemu-system-x86_64 debootstrap mkfs.ext4 dpkg-deb debugfs dpkg-scanpackages python3
+vm_require qemu-system-x86_64 debootstrap mkfs.ext4 dpkg-deb debugfs dpkg-scanpackages python3 \
+  gcc-12 make strings
 
 image=$(vm_image)
 echo "vm: guest image $image"
@@ -36,11 +40,14 @@ fi
 repo=$(vm_local_repo storage-debs "$image" cryptsetup-bin btrfs-progs)
 cp -r "$repo" "$share/repo"
 echo "vm: $(ls "$share/repo"/*.deb | wc -l) packages for the guest (cryptsetup, btrfs-progs) in a local repository"
+zfs=$(vm_zfs "$image")
+cp -r "$zfs" "$share/zfs"
+echo "vm: OpenZFS for the guest's kernel $(cat "$zfs/kernel"): $(ls "$zfs/modules" | wc -l) modules, $(ls "$zfs/debs" | wc -l) packages ($zfs)"
 cp "$here/guest-storage.sh" "$share/guest.sh"
 
 # The extra disks: sparse raw files, written only by the test.
 disks=()
-for spec in vdb:256M vdc:256M vdd:64M vde:32M vdf:32M vdg:64M vdh:64M; do
+for spec in vdb:256M vdc:256M vdd:64M vde:32M vdf:32M vdg:64M vdh:64M vdi:128M vdj:128M; do
   truncate -s "${spec#*:}" "$work/${spec%%:*}.raw"
   disks+=(-drive "file=$work/${spec%%:*}.raw,format=raw,if=virtio,cache=unsafe")
 done

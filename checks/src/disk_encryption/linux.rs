@@ -2,6 +2,8 @@
 
 #[allow(unused_imports)]
 use super::*;
+use std::cell::RefCell;
+
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -158,6 +160,11 @@ pub struct CryptLayer {
     /// Why the cipher is weak, when it is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weakness: Option<String>,
+    /// Set when the layer is below a loop device: the loop's backing file, which lives on
+    /// a filesystem this layer encrypts (`/mnt/data/disk.img`; `A -> B` when the
+    /// filesystem holding A is itself on a loop file B).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via_loop_file: Option<String>,
 }
 
 /// The dm-crypt layers of a stack, top down, with their LUKS headers read.
@@ -197,6 +204,7 @@ fn read_crypt_layer(ctx: &Context, node: &BlockNode, kind: CryptKind) -> CryptLa
         params: None,
         header: String::new(),
         weakness: None,
+        via_loop_file: None,
     };
     if !matches!(kind, CryptKind::Luks1 | CryptKind::Luks2) {
         layer.header =
@@ -317,6 +325,18 @@ fn backing_file_protection(
     exclude: &str,
     depth: usize,
 ) -> Option<Protection> {
+    backing_file_volume(ctx, file, mounts, exclude, depth).map(|(protection, _)| protection)
+}
+
+/// Like [`backing_file_protection`], with the encryption layers of that filesystem (so a
+/// volume on a loop file names the layer that actually encrypts it).
+fn backing_file_volume(
+    ctx: &Context,
+    file: &str,
+    mounts: &[Mount],
+    exclude: &str,
+    depth: usize,
+) -> Option<(Protection, Vec<CryptLayer>)> {
     if depth >= MAX_LOOP_DEPTH {
         return None;
     }
@@ -327,27 +347,50 @@ fn backing_file_protection(
     let outcome = match classify(holder) {
         MountClass::Pseudo | MountClass::FileLevel(_) => return None,
         MountClass::Ignored(why) => {
-            return Some(Protection::Unknown(format!(
-                "loop backing file {file} is on {}: {why}",
-                holder.mount_point
-            )))
+            return Some((
+                Protection::Unknown(format!(
+                    "loop backing file {file} is on {}: {why}",
+                    holder.mount_point
+                )),
+                Vec::new(),
+            ))
         }
         MountClass::Zfs => Outcome::Volume(Box::new(zfs_volume(ctx, holder))),
         MountClass::Block => block_volume(ctx, holder, mounts, depth + 1),
     };
     match outcome {
-        Outcome::Volume(volume) => Some(volume.protection),
-        Outcome::Ignored(why) => Some(Protection::Unknown(format!(
-            "loop backing file {file} is on {}: {why}",
-            holder.mount_point
-        ))),
+        Outcome::Volume(volume) => Some((volume.protection, volume.crypt_layers)),
+        Outcome::Ignored(why) => Some((
+            Protection::Unknown(format!(
+                "loop backing file {file} is on {}: {why}",
+                holder.mount_point
+            )),
+            Vec::new(),
+        )),
     }
 }
 
 fn block_volume(ctx: &Context, mount: &Mount, mounts: &[Mount], depth: usize) -> Outcome {
     let is_root = mount.mount_point == "/";
-    let backing =
-        |file: &str| backing_file_protection(ctx, file, mounts, &mount.mount_point, depth);
+    // The layers of the filesystems that loop backing files live on, when they encrypt:
+    // they are this volume's encryption layers too.
+    let carried: RefCell<Vec<CryptLayer>> = RefCell::new(Vec::new());
+    let backing = |file: &str| {
+        let (protection, layers) =
+            backing_file_volume(ctx, file, mounts, &mount.mount_point, depth)?;
+        if matches!(protection, Protection::Encrypted(_)) {
+            carried
+                .borrow_mut()
+                .extend(layers.into_iter().map(|mut layer| {
+                    layer.via_loop_file = Some(match layer.via_loop_file.take() {
+                        Some(deeper) => format!("{file} -> {deeper}"),
+                        None => file.to_owned(),
+                    });
+                    layer
+                }));
+        }
+        Some(protection)
+    };
     let nodes: Result<Vec<BlockNode>, String> = if mount.major != 0 {
         sysfs::read_devnum(ctx, mount.major, mount.minor).map(|n| vec![n])
     } else if mount.source.starts_with("/dev/") {
@@ -390,6 +433,7 @@ fn block_volume(ctx: &Context, mount: &Mount, mounts: &[Mount], depth: usize) ->
             for node in &nodes {
                 crypt_layers(ctx, node, &mut layers);
             }
+            layers.extend(carried.take());
             let mut protection = protection;
             if protection == Protection::Clear && mount.fstype == "bcachefs" {
                 let (native, native_layers) = bcachefs_native(ctx, &nodes);
@@ -478,6 +522,7 @@ fn opal_protection(ctx: &Context, nodes: &[BlockNode], layers: &mut Vec<CryptLay
             params: None,
             header,
             weakness: None,
+            via_loop_file: None,
         });
     }
     if all_locking {
@@ -521,6 +566,7 @@ fn bcachefs_native(ctx: &Context, nodes: &[BlockNode]) -> (Protection, Vec<Crypt
                     sb.version_text()
                 ),
                 weakness: None,
+                via_loop_file: None,
             }),
             Ok(_) => all_encrypted = false,
         }
@@ -553,15 +599,6 @@ fn read_source_devices(ctx: &Context, mount: &Mount) -> Result<Vec<BlockNode>, S
     Ok(nodes)
 }
 
-/// The key size in a ZFS `encryption` value (`aes-256-gcm`): the number after `aes-`.
-fn zfs_key_bits(encryption: &str) -> u32 {
-    encryption
-        .split('-')
-        .nth(1)
-        .and_then(|bits| bits.parse().ok())
-        .unwrap_or(0)
-}
-
 fn zfs_volume(ctx: &Context, mount: &Mount) -> Volume {
     let dataset = mount.source.clone();
     let mut chain = vec![format!("{dataset} (ZFS dataset)")];
@@ -575,11 +612,12 @@ fn zfs_volume(ctx: &Context, mount: &Mount) -> Volume {
                 params: Some(LuksParams {
                     version: 0,
                     cipher: props.encryption.clone(),
-                    key_bits: zfs_key_bits(&props.encryption),
+                    key_bits: props.key_bits(),
                     integrity: None,
                 }),
                 header: format!("ZFS dataset property, key {}", props.keystatus),
-                weakness: None,
+                weakness: props.weakness(),
+                via_loop_file: None,
             });
             (
                 Protection::Encrypted(vec![format!("zfs-native ({})", props.encryption)]),
@@ -658,6 +696,8 @@ struct Swap {
     kind: String,
     chain: Vec<String>,
     protection: Protection,
+    /// The encryption layers, as for a volume (a swap file: its filesystem's).
+    crypt_layers: Vec<CryptLayer>,
 }
 
 impl Swap {
@@ -673,6 +713,7 @@ impl Swap {
             "type": self.kind,
             "device_chain": self.chain,
             "encryption": encryption,
+            "crypt_layers": self.crypt_layers,
         });
         if let (Protection::Unknown(reason), Some(map)) = (&self.protection, value.as_object_mut())
         {
@@ -692,9 +733,13 @@ fn read_swap(
     Ok(areas
         .into_iter()
         .map(|area| {
+            let mut layers = Vec::new();
             let (chain, protection) = if area.kind == "partition" {
                 match sysfs::read_dev_path(ctx, &area.filename) {
-                    Ok(node) => (node.chain(), protection(&node)),
+                    Ok(node) => {
+                        crypt_layers(ctx, &node, &mut layers);
+                        (node.chain(), protection(&node))
+                    }
                     Err(reason) => (Vec::new(), Protection::Unknown(reason)),
                 }
             } else {
@@ -714,6 +759,7 @@ fn read_swap(
                     Some(volume) => {
                         let mut chain = vec![format!("file on {}", volume.mount_point)];
                         chain.extend(volume.chain.iter().cloned());
+                        layers.clone_from(&volume.crypt_layers);
                         (chain, volume.protection.clone())
                     }
                     None => (
@@ -730,6 +776,7 @@ fn read_swap(
                 kind: area.kind,
                 chain,
                 protection,
+                crypt_layers: layers,
             }
         })
         .collect())
@@ -811,6 +858,18 @@ fn volume_problem(volume: &Volume) -> Problem {
 const WEAK_SUFFIX: &str = " (weak cipher)";
 
 fn weak_cipher_problem(volume: &Volume, weak: &[String]) -> Problem {
+    if volume.zfs.is_some() {
+        return Problem {
+            what: format!("{}{WEAK_SUFFIX}", volume.mount_point),
+            fix: format!(
+                "ZFS dataset {} ({}) is encrypted with a weak cipher ({}). ZFS fixes a dataset's cipher when it is created: create a new dataset with the current default (`zfs create -o encryption=aes-256-gcm -o keyformat=passphrase <pool>/<name>`), copy the data into it and destroy the old one, after a backup.",
+                volume.source,
+                volume.mount_point,
+                weak.join("; ")
+            ),
+            url: "https://openzfs.github.io/openzfs-docs/man/master/7/zfsprops.7.html#encryption",
+        };
+    }
     Problem {
         what: format!("{}{WEAK_SUFFIX}", volume.mount_point),
         fix: format!(

@@ -8,11 +8,12 @@
 //!   followed down to the physical disks. LVM-on-LUKS and
 //!   LUKS-on-LVM are both just stacks: the volume is encrypted when every path from it
 //!   to a physical device passes through a dm-crypt layer.
-//! - `/proc/swaps`: active swap areas.
+//! - `/proc/swaps`: active swap areas (each with its encryption layers, as for volumes).
 //! - `<mount point>/.fscrypt/policies`: fscrypt's metadata, when fscrypt is set up.
 //! - ZFS datasets: `zfs get -H -o value encryption,keystatus <dataset>`, live system only;
 //!   a dataset without native encryption is judged by its pool's devices (`zpool status -P
-//!   <pool>`, then sysfs), so ZFS on LUKS counts as encrypted through the LUKS layer.
+//!   <pool>`, then sysfs), so ZFS on LUKS counts as encrypted through the LUKS layer. A
+//!   native cipher with less than a 256-bit AES key (`aes-128-ccm`) is weak, as for dm-crypt.
 //! - bcachefs: the superblock of each member device (root only): a `crypt` field means
 //!   native encryption (ChaCha20/Poly1305, 256-bit key).
 //! - Self-encrypting drives: for a volume whose stack has no encryption layer, the Opal
@@ -25,7 +26,9 @@
 //! - `/sys/power/resume`: hibernation writes all of memory (keys included) to that device;
 //!   an unencrypted resume device fails.
 //! - Loop devices are as protected as the filesystem their backing file is on, so an
-//!   encrypted container file never makes a plain `/` count as encrypted.
+//!   encrypted container file never makes a plain `/` count as encrypted. A volume on a
+//!   loop file lists the encryption layers of the filesystem holding the file as its own
+//!   (`via_loop_file` names the file), weak ciphers included.
 //! - eCryptfs mounts and fscrypt policies are reported under `file_level`: they encrypt
 //!   directories, not volumes, and never make a volume pass.
 //!

@@ -32,6 +32,28 @@ impl ZfsEncryption {
     pub fn is_encrypted(&self) -> bool {
         self.encryption != "off"
     }
+
+    /// The key size in the `encryption` value (`aes-256-gcm`: 256); 0 when the value
+    /// names none.
+    pub fn key_bits(&self) -> u32 {
+        self.encryption
+            .split('-')
+            .nth(1)
+            .and_then(|bits| bits.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Why the cipher is weak, when it is: the same rule as for dm-crypt, AES with less
+    /// than a 256-bit key (OpenZFS offers aes-128-ccm/gcm and aes-192-ccm/gcm; its default
+    /// for `encryption=on` is aes-256-gcm). A value whose key size is not in its name is
+    /// not judged.
+    pub fn weakness(&self) -> Option<String> {
+        let bits = self.key_bits();
+        if !self.is_encrypted() || bits == 0 {
+            return None;
+        }
+        super::luks::weakness(&self.encryption, bits, false)
+    }
 }
 
 /// Parses the two lines of `zfs get -H -o value encryption,keystatus`.
@@ -166,9 +188,32 @@ mod tests {
         let encrypted = parse_zfs_get("aes-256-gcm\navailable\n").unwrap();
         assert!(encrypted.is_encrypted());
         assert_eq!(encrypted.keystatus, "available");
+        assert_eq!(encrypted.key_bits(), 256);
+        assert_eq!(encrypted.weakness(), None);
         let plain = parse_zfs_get("off\n-\n").unwrap();
         assert!(!plain.is_encrypted());
+        assert_eq!(plain.weakness(), None);
         assert!(parse_zfs_get("cannot open 'x': dataset does not exist\n").is_err());
+    }
+
+    /// The values OpenZFS 2.1 accepts for `encryption` (zfsprops(7)): AES-128 and AES-192
+    /// are weak by the rule dm-crypt ciphers are judged by, AES-256 is not.
+    #[test]
+    fn weak_zfs_ciphers() {
+        for (value, bits, weak) in [
+            ("aes-128-ccm", 128, true),
+            ("aes-192-ccm", 192, true),
+            ("aes-256-ccm", 256, false),
+            ("aes-128-gcm", 128, true),
+            ("aes-192-gcm", 192, true),
+            ("aes-256-gcm", 256, false),
+        ] {
+            let props = parse_zfs_get(&format!("{value}\navailable\n")).unwrap();
+            assert_eq!(props.key_bits(), bits, "{value}");
+            assert_eq!(props.weakness().is_some(), weak, "{value}");
+        }
+        let unnamed = parse_zfs_get("future-cipher\navailable\n").unwrap();
+        assert_eq!((unnamed.key_bits(), unnamed.weakness()), (0, None));
     }
 
     #[test]
