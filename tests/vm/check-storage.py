@@ -93,12 +93,37 @@ check("integrity: header read on vdg (below the dm-integrity device), integrity 
 check("integrity: the device chain shows the dm-integrity layer over vdg",
       "vdg" in " ".join(integ.get("device_chain", [])) and len(integ.get("device_chain", [])) >= 3, integ.get("device_chain"))
 
-# Detached header: encrypted, cipher not known, said so.
+def cryptsetup_status(name):
+    """`cryptsetup status NAME` in the guest as a dict (cipher, keysize, type, device)."""
+    with open(f"{out}/{name}-status.txt") as f:
+        return {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in f if ":" in line)}
+
+
+def same_cipher(layer, status):
+    """The layer's cipher and key size are cryptsetup's (`aes-xts-plain64`, `512 bits`)."""
+    return (status.get("cipher") is not None and layer.get("cipher") == status.get("cipher")
+            and f"{layer.get('key_bits')} bits" == status.get("keysize"))
+
+
+# Detached header: encrypted; the cipher from the kernel's dm table, as cryptsetup says.
 det = volume("/mnt/detached")
+csd = cryptsetup_status("cr_detached")
 check("detached header: luks2, pass", det.get("encryption") == "luks2" and det.get("status") == "pass", det)
-check("detached header: reported as detached on vdh, no cipher claimed",
+check(f"detached header: reported as detached on vdh, cipher from the dm table as cryptsetup status says ({csd.get('cipher')}, {csd.get('keysize')})",
       len(layers(det)) == 1 and str(layers(det)[0].get("header", "")).startswith("detached") and layers(det)[0].get("header_device") == "vdh"
-      and "cipher" not in layers(det)[0], layers(det))
+      and "dm table" in layers(det)[0].get("header", "") and layers(det)[0].get("version") == 2
+      and same_cipher(layers(det)[0], csd) and not layers(det)[0].get("weakness"), layers(det))
+
+# Plain dm-crypt with a weak cipher on a loop file on /: only the dm table tells.
+cbc = volume("/mnt/cbc")
+csc = cryptsetup_status("cr_cbc")
+check("plain aes-cbc-plain: cryptsetup status says PLAIN, aes-cbc-plain, 256 bits",
+      csc.get("type") == "PLAIN" and csc.get("cipher") == "aes-cbc-plain" and csc.get("keysize") == "256 bits", csc)
+check("plain aes-cbc-plain: encrypted (plain) but fails as weak",
+      cbc.get("encryption") == "plain" and cbc.get("status") == "fail", cbc)
+check("plain aes-cbc-plain: one plain layer, cipher and key size as cryptsetup says, with a weakness",
+      len(layers(cbc)) == 1 and layers(cbc)[0].get("format") == "plain" and same_cipher(layers(cbc)[0], csc)
+      and "CBC" in str(layers(cbc)[0].get("weakness", "")), layers(cbc))
 
 # Swap: one plain dm-crypt with a random key, one in clear.
 swap = obs.get("swap", {})
@@ -107,9 +132,11 @@ check("two swap areas", len(areas) == 2, swap)
 enc = [a for a in areas if "vde" in " ".join(a.get("device_chain", []))]
 clear = [a for a in areas if a.get("filename") == "/dev/vdf"]
 check("swap on vde (plain dm-crypt, random key) is encrypted: plain", len(enc) == 1 and enc[0].get("encryption") == "plain", areas)
-check("swap on vde: its plain dm-crypt layer named (no header, so no cipher claimed)",
+css = cryptsetup_status("cswap")
+check(f"swap on vde: its plain dm-crypt layer named, cipher from the dm table as cryptsetup status says ({css.get('cipher')}, {css.get('keysize')})",
       len(enc) == 1 and len(enc[0].get("crypt_layers", [])) == 1 and enc[0]["crypt_layers"][0].get("format") == "plain"
-      and enc[0]["crypt_layers"][0].get("header_device") == "vde" and "cipher" not in enc[0]["crypt_layers"][0],
+      and enc[0]["crypt_layers"][0].get("header_device") == "vde" and same_cipher(enc[0]["crypt_layers"][0], css)
+      and not enc[0]["crypt_layers"][0].get("weakness"),
       enc)
 check("swap on vdf is not encrypted", len(clear) == 1 and clear[0].get("encryption") == "none", areas)
 check("swap state: unencrypted", swap.get("state") == "unencrypted", swap)
@@ -195,7 +222,7 @@ check(f"/mnt/zluks: one LUKS2 layer, header on vdj, as cryptsetup status says ({
 summary = finding.get("summary", "")
 check("the finding fails", finding.get("status") == "fail", finding.get("status"))
 for name in ["/ (", "/mnt/loopplain", "swap /dev/vdf", "hibernation image on /dev/vdf", "weak cipher: /mnt/weak",
-             "/mnt/zplain (vdi1)", "/mnt/zweak"]:
+             "/mnt/zplain (vdi1)", "/mnt/zweak", "/mnt/cbc"]:
     check(f"the summary names {name!r}", name in summary, summary)
 for name in ["/mnt/btrfs", "/mnt/loopcrypt", "/mnt/integrity", "/mnt/detached", "/mnt/loopinner", "/mnt/zsecure",
              "/mnt/zluks", "/mnt/zlocked"]:

@@ -16,7 +16,8 @@
 #   vdj       LUKS2, ZFS pool pluks on it (ZFS on LUKS), no native encryption
 # plus, on the root filesystem, a LUKS2 container file on a loop device (must not make
 # / count as encrypted) and a plain ext4 image file on a loop device (as clear as /), and
-# a plain ext4 image file on the encrypted btrfs (as encrypted as the btrfs).
+# a plain ext4 image file on the encrypted btrfs (as encrypted as the btrfs), and a
+# plain dm-crypt aes-cbc-plain (weak) mapping on a loop file on the root.
 set -u
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8
 host=/mnt/host
@@ -89,6 +90,13 @@ step "LUKS2 container file on /, loop device, ext4 at /mnt/loopcrypt" sh -c "
 step "plain ext4 image file on /, loop-mounted at /mnt/loopplain" sh -c "
   truncate -s 16M /var/tmp/plain.img && mkfs.ext4 -q -F /var/tmp/plain.img &&
   mount -o loop /var/tmp/plain.img /mnt/loopplain"
+# Plain dm-crypt with a weak cipher (CBC with a plain IV), on a loop file on /: no
+# header, so only the kernel's dm table says how it is encrypted.
+mkdir -p /mnt/cbc
+step "plain dm-crypt aes-cbc-plain 256-bit on a loop file, ext4 at /mnt/cbc" sh -c "
+  truncate -s 16M /var/tmp/cbc.img && loop=\$(losetup -f --show /var/tmp/cbc.img) &&
+  cryptsetup open --type plain --key-file /dev/urandom --cipher aes-cbc-plain --key-size 256 \$loop cr_cbc &&
+  mkfs.ext4 -q /dev/mapper/cr_cbc && mount /dev/mapper/cr_cbc /mnt/cbc"
 
 # ZFS: OpenZFS built on the host for this kernel (tests/vm/build-zfs.sh), the modules
 # and zfsutils-linux shared in $host/zfs. zfsutils-linux is installed without its python3
@@ -121,7 +129,7 @@ echo "# the ZFS setup took $(($(date +%s) - zfs_start)) s under TCG"
 # What the tools say, for the host's assertions and for reading a failure.
 {
   echo "# lsblk"; lsblk -o NAME,MAJ:MIN,TYPE,FSTYPE,MOUNTPOINTS
-  for m in cr_b cr_c cr_weak cswap cr_integrity cr_detached cr_loop cr_zfs; do echo "# cryptsetup status $m"; cryptsetup status "$m"; done
+  for m in cr_b cr_c cr_weak cswap cr_integrity cr_detached cr_loop cr_zfs cr_cbc; do echo "# cryptsetup status $m"; cryptsetup status "$m"; done
   echo "# dmsetup table (keys not shown)"; dmsetup table
   echo "# /proc/swaps"; cat /proc/swaps
   echo "# /sys/power/resume"; cat /sys/power/resume
@@ -130,6 +138,8 @@ echo "# the ZFS setup took $(($(date +%s) - zfs_start)) s under TCG"
 zfs get -H -o name,property,value encryption,keystatus,mounted,mountpoint -r ptank pluks >"$out/zfs-get.txt" 2>&1
 zpool status -P >"$out/zpool-status.txt" 2>&1
 cryptsetup status cr_zfs >"$out/cr_zfs-status.txt" 2>&1
+# The ciphers of the mappings without a header on the device, as cryptsetup sees them.
+for m in cswap cr_detached cr_cbc; do cryptsetup status "$m" >"$out/$m-status.txt" 2>&1; done
 for d in vdb vdc vdd vde vdf vdg vdh vdi vdj; do echo "$d $(cat /sys/class/block/$d/dev)"; done >"$out/disks.txt"
 losetup -l -n -O NAME,BACK-FILE >"$out/loops.txt"
 

@@ -207,9 +207,8 @@ fn read_crypt_layer(ctx: &Context, node: &BlockNode, kind: CryptKind) -> CryptLa
         via_loop_file: None,
     };
     if !matches!(kind, CryptKind::Luks1 | CryptKind::Luks2) {
-        layer.header =
-            "no LUKS header: the cipher is only in the kernel's dm table, which is not read"
-                .to_owned();
+        layer.header = "no LUKS header".to_owned();
+        from_dm_table(ctx, node, kind, &mut layer);
         return layer;
     }
     let Some(device) = header_device else {
@@ -224,12 +223,48 @@ fn read_crypt_layer(ctx: &Context, node: &BlockNode, kind: CryptKind) -> CryptLa
         }
         Err(HeaderRead::Detached) => {
             layer.header = format!(
-                "detached: {device} does not start with a LUKS header (it is kept elsewhere, `cryptsetup --header`), so the cipher is not known"
-            )
+                "detached: {device} does not start with a LUKS header (it is kept elsewhere, `cryptsetup --header`)"
+            );
+            from_dm_table(ctx, node, kind, &mut layer);
         }
         Err(HeaderRead::Failed(reason)) => layer.header = format!("not read: {reason}"),
     }
     layer
+}
+
+/// For a mapping without a readable header (plain dm-crypt, a detached LUKS header): the
+/// cipher and key size from the kernel's dm table (root, live system), judged like a
+/// header's; otherwise the layer says why they are not known.
+fn from_dm_table(ctx: &Context, node: &BlockNode, kind: CryptKind, layer: &mut CryptLayer) {
+    let table = if ctx.live {
+        read_attr(ctx, format!("/sys/block/{}/dm/name", node.name))
+            .map_err(|e| e.to_string())
+            .and_then(|name| super::dm_table::read_crypt_table(name.trim()))
+    } else {
+        Err("the kernel's dm table is read on the live system only".to_owned())
+    };
+    match table {
+        Ok(table) => {
+            let params = LuksParams {
+                version: match kind {
+                    CryptKind::Luks1 => 1,
+                    CryptKind::Luks2 => 2,
+                    _ => 0,
+                },
+                cipher: table.cipher,
+                key_bits: table.key_bits,
+                integrity: table.integrity,
+            };
+            layer.weakness = params.weakness();
+            layer.params = Some(params);
+            layer
+                .header
+                .push_str("; cipher and key size from the kernel's dm table");
+        }
+        Err(why) => layer
+            .header
+            .push_str(&format!("; the cipher is not known: {why}")),
+    }
 }
 
 enum HeaderRead {

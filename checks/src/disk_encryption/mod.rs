@@ -22,7 +22,11 @@
 //! - The LUKS header at the start of the device under each dm-crypt mapping (root only):
 //!   which layer encrypts, with which cipher and key size; a weak cipher (`cipher_null`,
 //!   ECB, CBC with a plain IV, AES-128-XTS) fails. A device that does not start with a
-//!   header is a detached-header volume: still encrypted, cipher not known.
+//!   header is a detached-header volume: still encrypted.
+//! - The kernel's dm table (`DM_TABLE_STATUS` on `/dev/mapper/control`, root only) for a
+//!   mapping without a readable header (plain dm-crypt, a detached LUKS header): its
+//!   cipher and key size, judged as a header's. Only the key's length is taken from the
+//!   line; the buffer holding it is zeroed.
 //! - `/sys/power/resume`: hibernation writes all of memory (keys included) to that device;
 //!   an unencrypted resume device fails.
 //! - Loop devices are as protected as the filesystem their backing file is on, so an
@@ -44,6 +48,9 @@
 mod bcachefs;
 pub mod bitlocker;
 mod dm;
+// The reader is Linux's; the parser is pure and tested on every OS.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+mod dm_table;
 pub mod fdesetup;
 mod luks;
 pub mod manage_bde;
