@@ -170,18 +170,24 @@ pub struct CryptLayer {
 /// The dm-crypt layers of a stack, top down, with their LUKS headers read.
 fn crypt_layers(ctx: &Context, node: &BlockNode, out: &mut Vec<CryptLayer>) {
     if let Layer::Dm {
+        name,
         kind: DmKind::Crypt(kind),
-        ..
     } = &node.layer
     {
-        out.push(read_crypt_layer(ctx, node, *kind));
+        out.push(read_crypt_layer(ctx, node, name, *kind));
     }
     for below in &node.below {
         crypt_layers(ctx, below, out);
     }
 }
 
-fn read_crypt_layer(ctx: &Context, node: &BlockNode, kind: CryptKind) -> CryptLayer {
+/// `mapper_name` is the mapping's `dm/name`, as sysfs gave it for `node`.
+fn read_crypt_layer(
+    ctx: &Context,
+    node: &BlockNode,
+    mapper_name: &str,
+    kind: CryptKind,
+) -> CryptLayer {
     // With LUKS2 authenticated encryption, cryptsetup puts a dm-integrity device
     // (`CRYPT-SUBDEV-…`, `<name>_dif`) between dm-crypt and the disk; the header is on the
     // disk, below it.
@@ -208,7 +214,7 @@ fn read_crypt_layer(ctx: &Context, node: &BlockNode, kind: CryptKind) -> CryptLa
     };
     if !matches!(kind, CryptKind::Luks1 | CryptKind::Luks2) {
         layer.header = "no LUKS header".to_owned();
-        from_dm_table(ctx, node, kind, &mut layer);
+        from_dm_table(ctx, mapper_name, kind, &mut layer);
         return layer;
     }
     let Some(device) = header_device else {
@@ -225,7 +231,7 @@ fn read_crypt_layer(ctx: &Context, node: &BlockNode, kind: CryptKind) -> CryptLa
             layer.header = format!(
                 "detached: {device} does not start with a LUKS header (it is kept elsewhere, `cryptsetup --header`)"
             );
-            from_dm_table(ctx, node, kind, &mut layer);
+            from_dm_table(ctx, mapper_name, kind, &mut layer);
         }
         Err(HeaderRead::Failed(reason)) => layer.header = format!("not read: {reason}"),
     }
@@ -235,11 +241,9 @@ fn read_crypt_layer(ctx: &Context, node: &BlockNode, kind: CryptKind) -> CryptLa
 /// For a mapping without a readable header (plain dm-crypt, a detached LUKS header): the
 /// cipher and key size from the kernel's dm table (root, live system), judged like a
 /// header's; otherwise the layer says why they are not known.
-fn from_dm_table(ctx: &Context, node: &BlockNode, kind: CryptKind, layer: &mut CryptLayer) {
+fn from_dm_table(ctx: &Context, mapper_name: &str, kind: CryptKind, layer: &mut CryptLayer) {
     let table = if ctx.live {
-        read_attr(ctx, format!("/sys/block/{}/dm/name", node.name))
-            .map_err(|e| e.to_string())
-            .and_then(|name| super::dm_table::read_crypt_table(name.trim()))
+        super::dm_table::read_crypt_table(mapper_name)
     } else {
         Err("the kernel's dm table is read on the live system only".to_owned())
     };
