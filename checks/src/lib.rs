@@ -53,6 +53,7 @@ pub mod plist;
 pub mod screen_lock;
 pub mod secure_boot;
 pub mod tpm;
+mod xml;
 
 pub use config::{ChecksConfig, EdrConfig, PatchLevelConfig, ScreenLockConfig};
 pub use context::{Cancel, Context};

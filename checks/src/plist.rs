@@ -126,7 +126,7 @@ impl<'a> Reader<'a> {
         if raw.contains('<') {
             return err(format!("markup inside <{name}>"));
         }
-        unescape(raw)
+        crate::xml::decode_entities(raw).map_err(PlistError)
     }
 
     /// One value, starting at its opening tag.
@@ -209,44 +209,6 @@ impl<'a> Reader<'a> {
 
 fn tag_name(inner: &str) -> &str {
     inner.split_whitespace().next().unwrap_or("")
-}
-
-/// Decodes the five XML entities and numeric character references.
-fn unescape(raw: &str) -> Result<String, PlistError> {
-    let mut out = String::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(at) = rest.find('&') {
-        out.push_str(&rest[..at]);
-        rest = &rest[at + 1..];
-        let Some(end) = rest.find(';') else {
-            return err("unterminated entity");
-        };
-        let entity = &rest[..end];
-        rest = &rest[end + 1..];
-        let ch = match entity {
-            "amp" => '&',
-            "lt" => '<',
-            "gt" => '>',
-            "quot" => '"',
-            "apos" => '\'',
-            _ => {
-                let code = if let Some(hex) = entity.strip_prefix("#x") {
-                    u32::from_str_radix(hex, 16).ok()
-                } else if let Some(dec) = entity.strip_prefix('#') {
-                    dec.parse::<u32>().ok()
-                } else {
-                    None
-                };
-                match code.and_then(char::from_u32) {
-                    Some(c) => c,
-                    None => return err(format!("unknown entity `&{entity};`")),
-                }
-            }
-        };
-        out.push(ch);
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 /// A boolean setting as macOS `defaults` writes it: a `<true/>`/`<false/>`, or an

@@ -85,40 +85,12 @@ fn parse_attributes(text: &str) -> Result<BTreeMap<String, String>, String> {
         }
         let body = after.get(1..).unwrap_or_default();
         let end = body.find(quote).ok_or("unterminated attribute value")?;
-        out.insert(key, decode_entities(body.get(..end).unwrap_or_default())?);
+        out.insert(
+            key,
+            crate::xml::decode_entities(body.get(..end).unwrap_or_default())?,
+        );
         rest = body.get(end + 1..).unwrap_or_default().trim_start();
     }
-    Ok(out)
-}
-
-fn decode_entities(text: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(rest.get(..amp).unwrap_or_default());
-        let after = rest.get(amp + 1..).unwrap_or_default();
-        let semi = after.find(';').ok_or("unterminated XML entity")?;
-        let entity = after.get(..semi).unwrap_or_default();
-        let decoded = match entity {
-            "amp" => '&',
-            "lt" => '<',
-            "gt" => '>',
-            "quot" => '"',
-            "apos" => '\'',
-            _ => {
-                let code = if let Some(hex) = entity.strip_prefix("#x") {
-                    u32::from_str_radix(hex, 16).ok()
-                } else {
-                    entity.strip_prefix('#').and_then(|d| d.parse().ok())
-                };
-                code.and_then(char::from_u32)
-                    .ok_or_else(|| format!("unknown XML entity &{entity};"))?
-            }
-        };
-        out.push(decoded);
-        rest = after.get(semi + 1..).unwrap_or_default();
-    }
-    out.push_str(rest);
     Ok(out)
 }
 
