@@ -89,41 +89,33 @@ fn connect(socket: &Path) -> std::io::Result<std::fs::File> {
 
 /// One HTTP/1.1 request over the daemon's unix socket or named pipe (the daemon closes
 /// after it).
-#[cfg(not(windows))]
 pub fn request(
     socket: &Path,
     method: &str,
     path: &str,
     json_body: Option<&[u8]>,
 ) -> std::io::Result<Response> {
+    if cfg!(windows) {
+        // Synchronous pipe I/O has no timeout, and a process that accepts and never
+        // answers must not hang the command: the exchange runs on its own thread and is
+        // given up after the same 30 s the unix socket allows (the command then ends, and
+        // the thread with it).
+        let (socket, method, path) = (socket.to_owned(), method.to_owned(), path.to_owned());
+        let body = json_body.map(<[u8]>::to_vec);
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = sender.send(exchange(&socket, &method, &path, body.as_deref()));
+        });
+        return receiver
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the daemon did not answer within 30 s",
+                ))
+            });
+    }
     exchange(socket, method, path, json_body)
-}
-
-/// One HTTP/1.1 request over the daemon's named pipe. Synchronous pipe I/O has no
-/// timeout, and a process that accepts and never answers must not hang the command: the
-/// exchange runs on its own thread and is given up after the same 30 s the unix socket
-/// allows (the command then ends, and the thread with it).
-#[cfg(windows)]
-pub fn request(
-    socket: &Path,
-    method: &str,
-    path: &str,
-    json_body: Option<&[u8]>,
-) -> std::io::Result<Response> {
-    let (socket, method, path) = (socket.to_owned(), method.to_owned(), path.to_owned());
-    let body = json_body.map(<[u8]>::to_vec);
-    let (sender, receiver) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = sender.send(exchange(&socket, &method, &path, body.as_deref()));
-    });
-    receiver
-        .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| {
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the daemon did not answer within 30 s",
-            ))
-        })
 }
 
 fn exchange(
