@@ -8,11 +8,10 @@ Prints `ok - ...` / `not ok - ...` lines; exit 1 when any fails.
 Usage: check-secure-boot.py OUT_DIR ESP_DIR IMAGE_DIR
 """
 import hashlib
-import json
 import struct
 import sys
 
-from tap import check, finish
+from tap import check, finish, one_finding
 
 out, esp, image = sys.argv[1:4]
 
@@ -54,13 +53,7 @@ def sha256_file(path):
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
-with open(f"{out}/secure-boot.json") as f:
-    report = json.load(f)
-findings = [x for x in report["findings"] if x["id"] == "secure_boot"]
-if len(findings) != 1:
-    print("not ok - exactly one secure_boot finding")
-    sys.exit(1)
-finding = findings[0]
+finding = one_finding(f"{out}/secure-boot.json", "secure_boot")
 obs = finding["observed"]
 print(f"# secure_boot: {finding['status']}: {finding['summary']}")
 

@@ -5,20 +5,13 @@
 
 Usage: check-storage.py OUT_DIR   (the guest's /mnt/host/out: storage.json, disks.txt)
 """
-import json
 import sys
 
-from tap import check, finish
+from tap import check, finish, one_finding
 
 out = sys.argv[1]
 
-with open(f"{out}/storage.json") as f:
-    report = json.load(f)
-findings = [x for x in report["findings"] if x["id"] == "disk_encryption"]
-if len(findings) != 1:
-    print("not ok - exactly one disk_encryption finding")
-    sys.exit(1)
-finding = findings[0]
+finding = one_finding(f"{out}/storage.json", "disk_encryption")
 obs = finding["observed"]
 print(f"# disk_encryption: {finding['status']}: {finding['summary']}")
 volumes = {v["mount_point"]: v for v in obs["volumes"]}

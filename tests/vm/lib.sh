@@ -93,5 +93,18 @@ vm_zfs() {
 
 # QEMU acceleration: TCG by default (this project's machines have a /dev/kvm that QEMU
 # aborts on); POSTURE_VM_ACCEL=kvm where KVM works.
+# Puts the posture binary the guest runs into SHARE: from the posture .deb in ARG when ARG
+# is the packages directory, else ARG itself (a binary). WORK is scratch space.
+vm_share_posture() {
+  local arg=$1 work=$2 share=$3 version
+  if [ -d "$arg" ]; then
+    version=$(cargo pkgid --manifest-path "$vm_here/../../Cargo.toml" -p posture-cli); version=${version##*[#@]}
+    dpkg-deb -x "$arg/posture_${version}-1_amd64.deb" "$work/deb"
+    install -m 755 "$work/deb/usr/bin/posture" "$share/posture"
+  else
+    install -m 755 "$arg" "$share/posture"
+  fi
+}
+
 vm_accel=(-accel tcg,thread=multi)
 if [ "${POSTURE_VM_ACCEL:-tcg}" = kvm ]; then vm_accel=(-accel kvm -cpu host); fi

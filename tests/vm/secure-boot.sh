@@ -50,13 +50,7 @@ cleanup() {
 trap cleanup EXIT
 share=$work/share
 mkdir -p "$share/out" "$work/tpm"
-if [ -d "$arg" ]; then
-  version=$(cargo pkgid --manifest-path "$here/../../Cargo.toml" -p posture-cli); version=${version##*[#@]}
-  dpkg-deb -x "$arg/posture_${version}-1_amd64.deb" "$work/deb"
-  install -m 755 "$work/deb/usr/bin/posture" "$share/posture"
-else
-  install -m 755 "$arg" "$share/posture"
-fi
+vm_share_posture "$arg" "$work" "$share"
 cp "$here/guest-secure-boot.sh" "$share/guest.sh"
 # The firmware's variable store is written by the guest: a copy per run.
 cp "$ovmf_vars" "$work/OVMF_VARS.fd"

@@ -30,13 +30,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/posture-vm-storage.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 share=$work/share
 mkdir -p "$share/out"
-if [ -d "$arg" ]; then
-  version=$(cargo pkgid --manifest-path "$here/../../Cargo.toml" -p posture-cli); version=${version##*[#@]}
-  dpkg-deb -x "$arg/posture_${version}-1_amd64.deb" "$work/deb"
-  install -m 755 "$work/deb/usr/bin/posture" "$share/posture"
-else
-  install -m 755 "$arg" "$share/posture"
-fi
+vm_share_posture "$arg" "$work" "$share"
 repo=$(vm_local_repo storage-debs "$image" cryptsetup-bin btrfs-progs)
 cp -r "$repo" "$share/repo"
 echo "vm: $(ls "$share/repo"/*.deb | wc -l) packages for the guest (cryptsetup, btrfs-progs) in a local repository"
