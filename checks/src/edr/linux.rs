@@ -130,21 +130,8 @@ pub fn check_with_catalogue(
         );
     };
     let required = &ctx.config.edr.required;
-    let unknown_ids: Vec<&str> = required
-        .iter()
-        .filter(|id| !catalogue.products.iter().any(|p| &p.id == *id))
-        .map(String::as_str)
-        .collect();
-    if !unknown_ids.is_empty() {
-        let known: Vec<&str> = catalogue.products.iter().map(|p| p.id.as_str()).collect();
-        return Finding::unknown(
-            ID,
-            format!(
-                "config names EDR product(s) not in the catalogue: {} (known: {})",
-                unknown_ids.join(", "),
-                known.join(", ")
-            ),
-        );
+    if let Some(unknown) = super::unknown_required_ids(catalogue, required) {
+        return unknown;
     }
 
     let states = product_states(ctx, catalogue, os, processes);

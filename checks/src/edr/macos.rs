@@ -40,19 +40,8 @@ pub(super) fn check(ctx: &Context) -> Finding {
         Err(e) => return Finding::unknown(ID, e.to_string()),
     };
     let required = &ctx.config.edr.required;
-    let unknown_ids: Vec<&str> = required
-        .iter()
-        .filter(|id| !catalogue.products.iter().any(|p| &p.id == *id))
-        .map(String::as_str)
-        .collect();
-    if !unknown_ids.is_empty() {
-        return Finding::unknown(
-            ID,
-            format!(
-                "config names EDR product(s) not in the catalogue: {}",
-                unknown_ids.join(", ")
-            ),
-        );
+    if let Some(unknown) = super::unknown_required_ids(catalogue, required) {
+        return unknown;
     }
     let mut notes = Vec::new();
     let mut sources = BTreeSet::new();

@@ -58,6 +58,33 @@ use crate::Context;
 /// Check id.
 pub const ID: &str = "edr";
 
+/// `unknown`, naming the catalogue's ids, when the config requires a product the
+/// catalogue does not know: a typo in `[checks.edr] required` must not read as "that
+/// product is not running".
+#[cfg_attr(
+    not(any(target_os = "linux", target_os = "macos", target_os = "windows")),
+    allow(dead_code)
+)]
+fn unknown_required_ids(catalogue: &catalogue::Catalogue, required: &[String]) -> Option<Finding> {
+    let unknown_ids: Vec<&str> = required
+        .iter()
+        .filter(|id| !catalogue.products.iter().any(|p| &p.id == *id))
+        .map(String::as_str)
+        .collect();
+    if unknown_ids.is_empty() {
+        return None;
+    }
+    let known: Vec<&str> = catalogue.products.iter().map(|p| p.id.as_str()).collect();
+    Some(Finding::unknown(
+        ID,
+        format!(
+            "config names EDR product(s) not in the catalogue: {} (known: {})",
+            unknown_ids.join(", "),
+            known.join(", ")
+        ),
+    ))
+}
+
 /// Runs the check for the OS this was built for.
 pub fn check(ctx: &Context) -> Finding {
     #[cfg(target_os = "linux")]
@@ -68,4 +95,25 @@ pub fn check(ctx: &Context) -> Finding {
     return windows::check(ctx);
     #[cfg(not(any(target_os = "linux", target_os = "macos", target_os = "windows")))]
     return crate::unsupported_os(ID, ctx);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_required_id_the_catalogue_lacks_is_unknown_with_the_known_ids() {
+        let catalogue = catalogue::builtin().expect("the built-in catalogue parses");
+        let known = catalogue.products[0].id.clone();
+        assert!(unknown_required_ids(catalogue, &[]).is_none());
+        assert!(unknown_required_ids(catalogue, std::slice::from_ref(&known)).is_none());
+        let finding = unknown_required_ids(catalogue, &[known.clone(), "crowdstrik".to_owned()])
+            .expect("a typo is not a verdict");
+        assert_eq!(finding.status, posture_core::Status::Unknown);
+        let reason = serde_json::to_string(&finding).expect("serializes");
+        assert!(
+            reason.contains("crowdstrik") && reason.contains(&known),
+            "{reason}"
+        );
+    }
 }

@@ -47,6 +47,9 @@ pub(super) fn check(ctx: &Context) -> Finding {
         Err(e) => return Finding::unknown(ID, e.to_string()),
     };
     let required = &ctx.config.edr.required;
+    if let Some(unknown) = super::unknown_required_ids(catalogue, required) {
+        return unknown;
+    }
     let products: Vec<_> = catalogue
         .products
         .iter()
