@@ -64,7 +64,7 @@ pub enum ExportCommand {
         #[arg(long, value_name = "A")]
         audience: Option<String>,
         /// The nonce you issued.
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", allow_hyphen_values = true)]
         nonce: Option<String>,
         /// Refuse evidence older than this.
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]

@@ -12,7 +12,7 @@ use posture_core::evidence::EvidenceOptions;
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     /// The verifier's challenge, echoed as eat_nonce (8 to 64 bytes).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     nonce: Option<String>,
     /// Who the evidence is for (aud).
     #[arg(long, value_name = "A")]

@@ -30,7 +30,7 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     pub enrolled: Vec<PathBuf>,
     /// The nonce you issued; the evidence must echo it.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub nonce: Option<String>,
     /// Your audience name; the evidence's aud must contain it.
     #[arg(long, value_name = "A")]

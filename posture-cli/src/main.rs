@@ -177,3 +177,38 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Completions { .. } | Command::Man => Ok(EXIT_OK),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A verifier's nonce may be base64url starting with `-` (one in 64 random ones).
+    #[test]
+    fn a_nonce_starting_with_a_hyphen_is_a_value_not_an_option() {
+        for args in [
+            &["posture", "report", "--nonce", "-x1Yz2AbC"][..],
+            &[
+                "posture",
+                "verify",
+                "e.jws",
+                "--key",
+                "k",
+                "--nonce",
+                "-x1Yz2AbC",
+            ][..],
+            &[
+                "posture",
+                "export",
+                "opa",
+                "e.jws",
+                "--key",
+                "k",
+                "--nonce",
+                "-x1Yz2AbC",
+            ][..],
+        ] {
+            let cli = Cli::try_parse_from(args);
+            assert!(cli.is_ok(), "{args:?}: {cli:?}");
+        }
+    }
+}

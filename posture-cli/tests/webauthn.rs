@@ -843,7 +843,12 @@ fn an_aik_certificate_for_another_ak_an_unknown_rp_and_bad_challenges_are_clear_
     let hyphen = format!("-{}", &new_challenge()[1..]);
     let reg = a.register(&chain_a, &hyphen, &[]);
     assert!(reg["id"].is_string());
-    let out = a.assert(RP, &format!("-{}", &id[1..]), &hyphen);
+    // Not `-` + id[1..]: one id in 64 already starts with `-`, and then that is the
+    // registered credential (regression: this test failed in CI that way).
+    let unknown_id = format!("-{}", "A".repeat(id.len() - 1));
+    assert_ne!(unknown_id, id);
+    let out = a.assert(RP, &unknown_id, &hyphen);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("no credential"), "{}", stderr(&out));
 
     // Challenges and relying party ids a browser would refuse.

@@ -89,21 +89,25 @@ enum DevicesCommand {
     /// Show one device: status, decision, failing checks with their remediation.
     Show {
         /// Device id.
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
     /// Refuse a device's evidence and deny it.
     Disable {
         /// Device id.
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
     /// Undo `disable`.
     Enable {
         /// Device id.
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
     /// Delete a device and its history.
     Delete {
         /// Device id.
+        #[arg(allow_hyphen_values = true)]
         id: String,
     },
 }
@@ -500,4 +504,18 @@ fn init_logging() {
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Device ids are random base64url: one in 64 starts with `-`, and it is still an id.
+    #[test]
+    fn a_device_id_starting_with_a_hyphen_is_an_id_not_an_option() {
+        for sub in ["show", "disable", "enable", "delete"] {
+            let cli = Cli::try_parse_from(["posture-server", "devices", sub, "-x1Yz"]);
+            assert!(cli.is_ok(), "{sub}: {cli:?}");
+        }
+    }
 }
