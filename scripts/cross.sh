@@ -21,6 +21,9 @@ step "windows tests under wine" cargo test --locked --target "$win" -p posture-c
 # (posture-core: its unit tests only; its integration tests run Python and C consumers.)
 step "windows key and ffi tests under wine" cargo test --locked --target "$win" \
   -p posture-agent -p posture-ffi --lib --tests
+# The daemon's own unit tests (peer checks and SIDs, the pipe's SDDL, the service log's
+# rotation, the collector) as a Windows executable.
+step "windows daemon unit tests under wine" cargo test --locked --target "$win" -p posture-cli --bin posture
 step "windows core unit tests under wine" cargo test --locked --target "$win" -p posture-core --lib
 # posture.exe check --json under Wine: schema-valid, every finding unknown with a reason.
 step "posture.exe check under wine" cargo nextest run --locked -p posture-integration-tests \

@@ -30,6 +30,7 @@ pub mod api;
 pub mod collector;
 pub mod delivery;
 pub mod evidence_port;
+pub mod log_file;
 pub mod memory;
 pub mod notify;
 pub mod outbox;
@@ -190,10 +191,7 @@ pub fn run(
         let paths = config.paths(None)?;
         create_state_dir(&paths.state_dir)?;
         let log = paths.state_dir.join("daemon.log");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
+        let file = log_file::RotatingLog::open(&log, log_file::MAX_BYTES)
             .map_err(|source| DaemonError::Dir { path: log, source })?;
         init_logging(args.log_format, &args.log_level, Some(file))?;
         config.daemon.validate()?;
@@ -574,7 +572,7 @@ fn create_dir(path: &Path, mode: u32) -> Result<(), DaemonError> {
 fn init_logging(
     format: LogFormat,
     level: &str,
-    file: Option<std::fs::File>,
+    file: Option<log_file::RotatingLog>,
 ) -> Result<(), DaemonError> {
     use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let level: tracing::level_filters::LevelFilter = level
