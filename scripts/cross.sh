@@ -3,7 +3,8 @@
 # Windows (x86_64-pc-windows-gnu, mingw-w64) with its Windows tests run under Wine
 # (.cargo/config.toml's runner, scripts/wine/run.sh), `posture.exe check --json` run under
 # Wine and validated against the report schema, and the workspace type-checked for both
-# Apple targets (clang with the SDK stand-in headers of scripts/macos-sdk-shim).
+# Apple targets with clippy, tests included (clang with the SDK stand-in headers of
+# scripts/macos-sdk-shim).
 # Called by scripts/test.sh; each step prints what it costs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,10 +35,11 @@ step "posture.exe daemon and service under wine" cargo nextest run --locked \
   -p posture-integration-tests -E 'test(/^windows_(daemon|service)_/)'
 
 # ring compiles C for the target even in `cargo check`: clang with the shim headers
-# (scripts/macos-sdk-shim/env.sh prints CC_<target> and CFLAGS_<target>).
+# (scripts/macos-sdk-shim/env.sh prints CC_<target> and CFLAGS_<target>). clippy with
+# --all-targets type-checks the tests too (a test's cfg once named a Linux-only type).
 check_apple() (
   eval "$(scripts/macos-sdk-shim/env.sh "$1")"
-  cargo check --workspace --locked --target "$1"
+  cargo clippy --workspace --all-targets --locked --target "$1" -- -D warnings
 )
 for target in aarch64-apple-darwin x86_64-apple-darwin; do
   step "check $target" check_apple "$target"
