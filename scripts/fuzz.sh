@@ -12,8 +12,8 @@ jobs="${FUZZ_JOBS:-2}"
 export RUSTC_BOOTSTRAP=1
 targets=$(cargo fuzz list)
 cargo fuzz build -O
-logs=$(mktemp -d "${TMPDIR:-/tmp}/posture-fuzz.XXXXXX")
-trap 'rm -rf "$logs"' EXIT
+# shellcheck source=scripts/lib/parallel.sh
+. ../scripts/lib/parallel.sh
 
 run_target() {
   local target=$1
@@ -25,25 +25,11 @@ run_target() {
     -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10
 }
 
-failed=()
-running=()
-finish() { # waits for the oldest running target and prints its output
-  local target=${running[0]}
-  running=("${running[@]:1}")
-  wait "${pids[$target]}" || failed+=("$target")
-  echo "== fuzz $target (${seconds}s)"
-  cat "$logs/$target.log"
-}
-declare -A pids
 for target in $targets; do
-  if [ "${#running[@]}" -ge "$jobs" ]; then finish; fi
-  run_target "$target" >"$logs/$target.log" 2>&1 &
-  pids[$target]=$!
-  running+=("$target")
+  if [ "${#parallel_running[@]}" -ge "$jobs" ]; then parallel_finish_oldest; fi
+  parallel_start "fuzz $target (${seconds}s)" run_target "$target"
 done
-while [ "${#running[@]}" -gt 0 ]; do finish; done
-
-if [ "${#failed[@]}" -gt 0 ]; then
-  echo "fuzz: FAIL: ${failed[*]} (the crashing input is in fuzz/artifacts/)" >&2
+if ! parallel_wait_all; then
+  echo "fuzz: FAIL: ${parallel_failed[*]} (the crashing input is in fuzz/artifacts/)" >&2
   exit 1
 fi

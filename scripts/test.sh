@@ -26,32 +26,13 @@ step "release checks" ./scripts/release-check.sh
 # this saves most of the shorter guests' time); their caches are built under locks
 # (tests/vm/lib.sh). Each guest's output is printed whole, in this order, when all end.
 packages_dir="$(realpath -m "${CARGO_TARGET_DIR:-target}")/packages"
-guest_logs=$(mktemp -d "${TMPDIR:-/tmp}/posture-guests.XXXXXX")
-trap 'rm -rf "$guest_logs"' EXIT
-guest_names=() guest_pids=()
-start_guest() { # name, command...: runs in the background, output to its own log
-  local name=$1 log=$guest_logs/${#guest_names[@]}.log
-  shift
-  guest_names+=("$name")
-  (
-    t=$SECONDS
-    "$@" && r=0 || r=$?
-    echo "== $name: $((SECONDS - t)) s, exit $r"
-    exit "$r"
-  ) >"$log" 2>&1 &
-  guest_pids+=($!)
-}
+# shellcheck source=scripts/lib/parallel.sh
+. scripts/lib/parallel.sh
 guests() {
-  local rc=0 i
-  start_guest "install test in a systemd guest" ./tests/vm/run.sh "$packages_dir"
+  parallel_start "install test in a systemd guest" ./tests/vm/run.sh "$packages_dir"
   # Real-kernel checks (tests/vm/README.md): the packaged posture in the same guest image.
-  start_guest "storage stacks in a guest" ./tests/vm/storage.sh "$packages_dir"
-  start_guest "Secure Boot guest (OVMF, swtpm)" ./tests/vm/secure-boot.sh "$packages_dir"
-  for i in "${!guest_pids[@]}"; do
-    wait "${guest_pids[$i]}" || rc=1
-    echo "== ${guest_names[$i]}"
-    cat "$guest_logs/$i.log"
-  done
-  return "$rc"
+  parallel_start "storage stacks in a guest" ./tests/vm/storage.sh "$packages_dir"
+  parallel_start "Secure Boot guest (OVMF, swtpm)" ./tests/vm/secure-boot.sh "$packages_dir"
+  parallel_wait_all
 }
 step "guests (install, storage, Secure Boot; in parallel)" guests
