@@ -8,6 +8,13 @@ cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
 
+# Every run here builds from nothing or nearly (CI: a fresh clone), where incremental
+# caches only cost disk (about 2 GB) and time.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+target_dir="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$target_dir"
+echo "== disk: $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') free where target/ is (a fresh run uses about 12 GB)"
+
 echo "== fmt";    cargo fmt --all --check
 echo "== clippy"; cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== doc";    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
@@ -25,7 +32,7 @@ step "release checks" ./scripts/release-check.sh
 # The three guests run side by side (each is mostly one busy TCG thread, so on two cores
 # this saves most of the shorter guests' time); their caches are built under locks
 # (tests/vm/lib.sh). Each guest's output is printed whole, in this order, when all end.
-packages_dir="$(realpath -m "${CARGO_TARGET_DIR:-target}")/packages"
+packages_dir="$(realpath -m "$target_dir")/packages"
 # shellcheck source=scripts/lib/parallel.sh
 . scripts/lib/parallel.sh
 guests() {
@@ -36,3 +43,4 @@ guests() {
   parallel_wait_all
 }
 step "guests (install, storage, Secure Boot; in parallel)" guests
+echo "== disk: target/ $(du -sh "$target_dir" | cut -f1), fuzz/target $(du -sh fuzz/target 2>/dev/null | cut -f1 || echo none)"
