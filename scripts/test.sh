@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 target_dir="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$target_dir"
-echo "== disk: $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') free where target/ is (a fresh run uses about 12 GB)"
+echo "== disk: $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') free where target/ is (a fresh run uses about 10 GB)"
 
 echo "== fmt";    cargo fmt --all --check
 echo "== clippy"; cargo clippy --workspace --all-targets --locked -- -D warnings
