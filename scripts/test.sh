@@ -13,7 +13,12 @@ cd "$(dirname "$0")/.."
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 target_dir="${CARGO_TARGET_DIR:-target}"
 mkdir -p "$target_dir"
-echo "== disk: $(df -h --output=avail "$target_dir" | tail -1 | tr -d ' ') free where target/ is (a fresh run uses about 10 GB)"
+free_kib=$(df -k --output=avail "$target_dir" | tail -1 | tr -d ' ')
+echo "== disk: $((free_kib / 1048576)) GiB free where target/ is (a fresh run uses about 10 GB)"
+# Only a warning: a build already done needs less, and other work may free space.
+if [ "$free_kib" -lt $((11 * 1048576)) ]; then
+  echo "warning: less than 11 GiB free; a run from a fresh clone may fail with 'No space left on device'" >&2
+fi
 
 echo "== fmt";    cargo fmt --all --check
 echo "== clippy"; cargo clippy --workspace --all-targets --locked -- -D warnings
