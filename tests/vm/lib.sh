@@ -91,8 +91,6 @@ vm_zfs() {
   echo "$dir"
 }
 
-# QEMU acceleration: TCG by default (this project's machines have a /dev/kvm that QEMU
-# aborts on); POSTURE_VM_ACCEL=kvm where KVM works.
 # Puts the posture binary the guest runs into SHARE: from the posture .deb in ARG when ARG
 # is the packages directory, else ARG itself (a binary). WORK is scratch space.
 vm_share_posture() {
@@ -106,5 +104,7 @@ vm_share_posture() {
   fi
 }
 
+# QEMU acceleration: TCG by default (this project's machines have a /dev/kvm that QEMU
+# aborts on); POSTURE_VM_ACCEL=kvm where KVM works.
 vm_accel=(-accel tcg,thread=multi)
 if [ "${POSTURE_VM_ACCEL:-tcg}" = kvm ]; then vm_accel=(-accel kvm -cpu host); fi

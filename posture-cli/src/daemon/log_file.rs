@@ -64,12 +64,11 @@ impl Write for RotatingLog {
         if self.written > 0 && self.written.saturating_add(len) > self.max_bytes {
             self.rotate();
         }
-        if self.file.is_none() {
-            self.file = Some(open_append(&self.path)?);
-        }
-        let Some(file) = self.file.as_mut() else {
-            return Err(io::Error::other("the log file is not open"));
+        let file = match self.file.take() {
+            Some(file) => file,
+            None => open_append(&self.path)?,
         };
+        let file = self.file.insert(file);
         // One write call per line: tracing hands a whole formatted line at once.
         file.write_all(buf)?;
         self.written = self.written.saturating_add(len);
